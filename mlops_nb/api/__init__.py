@@ -1,0 +1,178 @@
+"""The MLOps API, described as data.
+
+``description.json`` is regenerated from the legacy client's wheel by
+``scripts/regen_api_description.py``; ``catalogs.json`` holds the seed's
+artifact-name and runtime-name tables. Everything else in the package
+(message classes, client methods, DataFrame conversion, sandbox routes) is
+built from what this module exposes; it imports nothing from the package.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from importlib import resources
+from typing import Any
+
+__all__ = [
+    "API",
+    "ApiDescription",
+    "Catalogs",
+    "Field",
+    "Method",
+    "Param",
+    "Service",
+    "CATALOGS",
+]
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a message: python name, wire (JSON) name and type.
+
+    ``type`` is a scalar (``string``, ``int32``, ``int64``, ``double``, ``bool``,
+    ``bytes``, ``timestamp``, ``object``), an enum name or a message name.
+    """
+
+    name: str
+    json: str
+    type: str
+    repeated: bool = False
+    map: bool = False
+
+
+@dataclass(frozen=True)
+class Param:
+    """A path or query parameter of a REST-style (GET) method."""
+
+    name: str
+    wire: str
+    type: str
+
+
+@dataclass(frozen=True)
+class Method:
+    service: "Service" = field(repr=False, compare=False)
+    rpc: str  # CamelCase RPC name, e.g. ListProjects
+    python: str  # snake_case, e.g. list_projects
+    verb: str
+    path: str  # below the server prefix, e.g. /ai.h2o.storage.ProjectService/ListProjects
+    request: str | None
+    response: str
+    streaming: bool
+    path_params: tuple[Param, ...]
+    query_params: tuple[Param, ...]
+
+    @property
+    def full_path(self) -> str:
+        """The path below the gateway root, server prefix included."""
+        return API.servers[self.service.server] + self.path
+
+    @property
+    def qualified_name(self) -> str:
+        """``server.entity.method``, the name users type in ``%mlops call``."""
+        return f"{self.service.server}.{self.service.entity}.{self.python}"
+
+    @property
+    def is_list(self) -> bool:
+        """Methods whose response carries a page (or a batch) of entities."""
+        return self.python.startswith("list_") or self.python.startswith("batch_get_")
+
+
+@dataclass(frozen=True)
+class Service:
+    server: str
+    name: str  # e.g. ProjectService
+    proto: str | None  # e.g. ai.h2o.storage.ProjectService
+    entity: str  # attribute on the server client, e.g. project
+    methods: tuple[Method, ...] = ()
+
+
+_RPC_FROM_PATH = re.compile(r"/([A-Za-z0-9]+)$")
+
+
+class ApiDescription:
+    """Typed, indexed view of ``description.json``."""
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.source: str = raw["source"]
+        self.servers: dict[str, str] = raw["servers"]
+        self.enums: dict[str, tuple[str, ...]] = {k: tuple(v) for k, v in raw["enums"].items()}
+        self.messages: dict[str, tuple[Field, ...]] = {
+            name: tuple(Field(**f) for f in fields) for name, fields in raw["messages"].items()
+        }
+        services = []
+        for s in raw["services"]:
+            service = Service(server=s["server"], name=s["name"], proto=s["proto"], entity=s["entity"])
+            methods = tuple(
+                Method(
+                    service=service,
+                    rpc=_rpc_name(m),
+                    python=m["python"],
+                    verb=m["verb"],
+                    path=m["path"],
+                    request=m["request"],
+                    response=m["response"],
+                    streaming=m["streaming"],
+                    path_params=tuple(Param(**p) for p in m["path_params"]),
+                    query_params=tuple(Param(**p) for p in m["query_params"]),
+                )
+                for m in s["methods"]
+            )
+            object.__setattr__(service, "methods", methods)
+            services.append(service)
+        self.services: tuple[Service, ...] = tuple(services)
+
+    @cached_property
+    def methods(self) -> tuple[Method, ...]:
+        return tuple(m for s in self.services for m in s.methods)
+
+    def method(self, qualified_name: str) -> Method:
+        """Look a method up by ``server.entity.method``."""
+        try:
+            return self._by_qualified_name[qualified_name]
+        except KeyError:
+            raise KeyError(
+                f"no API method {qualified_name!r}; names look like 'storage.project.list_projects'"
+            ) from None
+
+    @cached_property
+    def _by_qualified_name(self) -> dict[str, Method]:
+        return {m.qualified_name: m for m in self.methods}
+
+    def services_of(self, server: str) -> tuple[Service, ...]:
+        return tuple(s for s in self.services if s.server == server)
+
+    def is_message(self, type_name: str) -> bool:
+        return type_name in self.messages
+
+    def is_enum(self, type_name: str) -> bool:
+        return type_name in self.enums
+
+
+def _rpc_name(method: dict[str, Any]) -> str:
+    match = _RPC_FROM_PATH.search(method["path"])
+    if match and method["verb"] == "POST":
+        return match.group(1)
+    return "".join(part.capitalize() for part in method["python"].split("_"))
+
+
+@dataclass(frozen=True)
+class Catalogs:
+    """The seed's two tables: artifact names and runtime names."""
+
+    artifacts: tuple[dict[str, str], ...]
+    runtimes: tuple[dict[str, str], ...]
+
+
+def _load_json(name: str) -> dict[str, Any]:
+    return json.loads(resources.files(__name__).joinpath(name).read_text(encoding="utf-8"))
+
+
+API = ApiDescription(_load_json("description.json"))
+_catalogs = _load_json("catalogs.json")
+CATALOGS = Catalogs(
+    artifacts=tuple(_catalogs["artifacts"]), runtimes=tuple(_catalogs["runtimes"])
+)
