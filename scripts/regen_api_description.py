@@ -164,13 +164,23 @@ def glue_entities(sources: dict[str, str]) -> dict[tuple[str, str], str]:
     entities = {}
     for server, source in sources.items():
         tree = ast.parse(source)
+        # Public names are the properties; they return private attributes (``self._x``).
+        public = {}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef) and any(
+                isinstance(d, ast.Name) and d.id == "property" for d in node.decorator_list
+            ):
+                for ret in ast.walk(node):
+                    if isinstance(ret, ast.Return) and isinstance(ret.value, ast.Attribute):
+                        public[ret.value.attr] = node.name
         for node in ast.walk(tree):
             if (isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Attribute)
                     and isinstance(node.targets[0].value, ast.Name) and node.targets[0].value.id == "self"
                     and isinstance(node.value, ast.Call)):
                 api_class = node.value.func
                 name = api_class.attr if isinstance(api_class, ast.Attribute) else api_class.id
-                entities[(server, name)] = node.targets[0].attr.lstrip("_")
+                private = node.targets[0].attr
+                entities[(server, name)] = public.get(private, private.lstrip("_"))
     return entities
 
 
@@ -185,6 +195,8 @@ def main(wheel: str) -> None:
                    "_DeprecatedDeploymentServiceApi": "DeploymentServiceApi",
                    "_DeprecatedDeploymentEnvironmentServiceApi": "DeploymentEnvironmentServiceApi"}
         entities = {(s, aliases.get(c, c)): e for (s, c), e in entities.items()}
+        # The legacy client reaches ByteStream as ``storage.bytestream``.
+        entities[("bytestream", "ByteStreamApi")] = "bytestream"
         types: dict[str, dict] = {}
         services = []
         for server, prefix in SERVERS.items():

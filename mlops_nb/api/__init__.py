@@ -54,13 +54,13 @@ class Param:
 
 @dataclass(frozen=True)
 class Method:
-    service: "Service" = field(repr=False, compare=False)
+    service: Service = field(repr=False, compare=False)
     rpc: str  # CamelCase RPC name, e.g. ListProjects
     python: str  # snake_case, e.g. list_projects
     verb: str
     path: str  # below the server prefix, e.g. /ai.h2o.storage.ProjectService/ListProjects
-    request: str | None
-    response: str
+    request: str | None  # a message name, "object" (an empty body) or None (REST: path/query params)
+    response: str  # a message name, or "object" (empty)
     streaming: bool
     path_params: tuple[Param, ...]
     query_params: tuple[Param, ...]
@@ -69,6 +69,16 @@ class Method:
     def full_path(self) -> str:
         """The path below the gateway root, server prefix included."""
         return API.servers[self.service.server] + self.path
+
+    @property
+    def request_message(self) -> str | None:
+        """The request message's name; ``None`` for REST methods and for empty (``object``) bodies."""
+        return self.request if self.request in API.messages else None
+
+    @property
+    def response_message(self) -> str | None:
+        """The response message's name; ``None`` where the response is ``google.protobuf.Empty``."""
+        return self.response if self.response in API.messages else None
 
     @property
     def qualified_name(self) -> str:
