@@ -199,7 +199,7 @@ def main(wheel: str) -> None:
         entities[("bytestream", "ByteStreamApi")] = "bytestream"
         types: dict[str, dict] = {}
         services = []
-        for server, prefix in SERVERS.items():
+        for server, _prefix in SERVERS.items():
             for name in sorted(n for n in names if n.startswith(f"{ROOT}/{server}/models/") and not n.endswith("__init__.py")):
                 tname, spec = read_model(read(name))
                 if tname in types and types[tname] != spec:

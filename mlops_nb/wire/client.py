@@ -236,7 +236,7 @@ def _make_get(method: Method) -> Callable[..., Any]:
     def call(self: EntityClient, *args: Any, **kwargs: Any) -> Any:
         if len(args) > len(positional):
             raise TypeError(f"{method.qualified_name} takes at most {len(positional)} positional arguments")
-        values = dict(zip(positional, args))
+        values = dict(zip(positional, args, strict=False))
         for name, value in kwargs.items():
             if name not in known:
                 raise TypeError(

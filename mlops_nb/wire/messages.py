@@ -498,9 +498,8 @@ class Message:
         specs = type(self)._specs
         for name, value in self._values.items():
             spec = specs[name]
-            if spec.field.repeated or spec.field.map:
-                if not value:
-                    continue
+            if (spec.field.repeated or spec.field.map) and not value:
+                continue
             out[spec.json] = spec.encode(value)
         out.update(self._unknown)
         return out
