@@ -1,0 +1,358 @@
+"""What every sandbox handler uses: the call context, gRPC errors, the handler registry, lists.
+
+A handler is a plain function registered for one method of the API description::
+
+    @handles("storage.user.get_user")
+    def get_user(call: Call, request: Message) -> Message | dict | None: ...
+
+It gets the request already decoded into its message class (types checked by the
+wire layer) and returns a response message, a wire-JSON dict, or ``None`` for an
+empty response. It raises :class:`RpcError` (``not_found(...)`` and friends) for
+gRPC errors. Methods with no handler answer UNIMPLEMENTED.
+
+Lists
+-----
+``list_page()`` serves every list call the same way:
+
+* paging: ``page_size`` (default 100, at most 1000; larger values are capped) and
+  an opaque ``page_token`` (keyset: the last row's sort key, so a deep page costs
+  what the first one does).
+* sorting: ``sorting.property[]`` (deployer: ``sort.property[]``), each a field
+  of the listed entity by its python or wire name and an order; ties are broken by
+  id. Default: newest first (``created_time`` descending).
+* filter: ``filter.query.clause[]``. Constraints inside one clause are ANDed;
+  clauses are ORed. A property constraint compares a field with one value
+  (EQUAL_TO, NOT_EQUAL_TO, LESS_THAN, LESS_OR_EQUAL_TO, GREATER_THAN,
+  GREATER_OR_EQUAL_TO, CONTAINS: case-insensitive substring); a tag constraint
+  keeps (INCLUDE) or drops (EXCLUDE) entities carrying the tag.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from mlops_nb.api import API, Field, Method
+
+if TYPE_CHECKING:
+    from mlops_nb.sandbox.store import Store
+
+__all__ = [
+    "Call",
+    "RpcError",
+    "handles",
+    "handles_stream",
+    "HANDLERS",
+    "STREAM_HANDLERS",
+    "invalid_argument",
+    "not_found",
+    "already_exists",
+    "permission_denied",
+    "failed_precondition",
+    "ListQuery",
+    "list_page",
+    "page_response",
+    "count_matching",
+    "new_id",
+    "now",
+    "timestamp_text",
+    "DEFAULT_PAGE_SIZE",
+    "MAX_PAGE_SIZE",
+]
+
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+
+
+@dataclass
+class Call:
+    """One authenticated call: who makes it, to which method, against which store."""
+
+    store: Store
+    user: dict[str, Any]  # the caller's StorageUser, wire JSON (id, username, primaryEmail, ...)
+    claims: dict[str, Any]  # the access token's claims
+    method: Method
+    base_url: str  # the gateway's root URL, e.g. http://127.0.0.1:8080
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def user_id(self) -> str:
+        return self.user["id"]
+
+
+class RpcError(Exception):
+    """A gRPC error status to send back (code number and a message for the user)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        self.code = code
+        self.message = message
+        super().__init__(message)
+
+
+def invalid_argument(message: str) -> RpcError:
+    return RpcError(3, message)
+
+
+def not_found(what: str, entity_id: str) -> RpcError:
+    return RpcError(5, f"{what} {entity_id!r} not found (or you may not see it)")
+
+
+def already_exists(message: str) -> RpcError:
+    return RpcError(6, message)
+
+
+def permission_denied(message: str) -> RpcError:
+    return RpcError(7, message)
+
+
+def failed_precondition(message: str) -> RpcError:
+    return RpcError(9, message)
+
+
+Handler = Callable[[Call, Any], Any]
+HANDLERS: dict[str, Handler] = {}
+STREAM_HANDLERS: dict[str, Callable[..., Any]] = {}
+
+
+def _register(table: dict[str, Any], qualified_name: str) -> Callable[[Any], Any]:
+    API.method(qualified_name)  # fail at import on a misspelt name
+
+    def decorator(fn: Any) -> Any:
+        if qualified_name in table:
+            raise RuntimeError(f"two sandbox handlers for {qualified_name}")
+        table[qualified_name] = fn
+        return fn
+
+    return decorator
+
+
+def handles(qualified_name: str) -> Callable[[Handler], Handler]:
+    """Register a handler for ``server.entity.method``."""
+    return _register(HANDLERS, qualified_name)
+
+
+def handles_stream(qualified_name: str) -> Callable[[Any], Any]:
+    """Register an async handler ``(call, starlette_request) -> starlette Response`` for a streaming method."""
+    return _register(STREAM_HANDLERS, qualified_name)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def timestamp_text(value: datetime) -> str:
+    """Fixed-width RFC 3339 (microseconds, ``Z``): stored timestamps sort as text."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def now() -> str:
+    return timestamp_text(datetime.now(timezone.utc))
+
+
+# -- lists -----------------------------------------------------------------------------------
+
+
+@dataclass
+class ListQuery:
+    """What to list: entities of ``kind`` (rows of table ``entity`` aliased ``e``), shaped as ``message``.
+
+    ``where``/``params`` narrow the rows (e.g. ``"e.project_id = ?"``) before the
+    user's filter applies. ``fields`` adds sortable/filterable names that are not
+    fields of the message, as SQL expressions over ``e``.
+    """
+
+    kind: str
+    message: str
+    where: str = "1"
+    params: Sequence[Any] = ()
+    fields: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (sql, type)
+
+
+_OPERATORS = {
+    "EQUAL_TO": "=", "NOT_EQUAL_TO": "!=", "LESS_THAN": "<", "LESS_OR_EQUAL_TO": "<=",
+    "GREATER_THAN": ">", "GREATER_OR_EQUAL_TO": ">=",
+}
+
+
+def _field_expr(query: ListQuery, name: str) -> tuple[str, str]:
+    """(SQL expression, type) for a sortable/filterable field name."""
+    if name in query.fields:
+        return query.fields[name]
+    if name in ("created_time", "createdTime"):
+        return "e.created_time", "timestamp"
+    if name == "id":
+        return "e.id", "string"
+    fields: Sequence[Field] = API.messages[query.message]
+    for f in fields:
+        if name in (f.name, f.json) and not f.repeated and not f.map and (
+            f.type in ("string", "int32", "int64", "double", "bool", "timestamp") or API.is_enum(f.type)
+        ):
+            expr = f"json_extract(e.data, '$.{f.json}')"
+            if f.type == "int64":
+                expr = f"CAST({expr} AS INTEGER)"
+            return expr, f.type
+    valid = sorted(
+        {f.name for f in fields if not f.repeated and not f.map
+         and (f.type in ("string", "int32", "int64", "double", "bool", "timestamp") or API.is_enum(f.type))}
+        | set(query.fields) | {"created_time", "id"}
+    )
+    raise invalid_argument(f"cannot filter or sort {query.message} by {name!r}; use one of: {', '.join(valid)}")
+
+
+def _constraint_value(value: Any, type_name: str) -> Any:
+    if value is None:
+        raise invalid_argument("a property constraint needs a value")
+    for attr in ("string_value", "id_value", "json_value", "duration_value"):
+        if value.is_set(attr):
+            return getattr(value, attr)
+    if value.is_set("int64_value"):
+        return value.int64_value
+    if value.is_set("double_value"):
+        return value.double_value
+    if value.is_set("bool_value"):
+        return 1 if value.bool_value else 0
+    if value.is_set("timestamp_value"):
+        return timestamp_text(value.timestamp_value)
+    # An unset value is the type's zero value, as in proto3.
+    return {"bool": 0, "int32": 0, "int64": 0, "double": 0.0}.get(type_name, "")
+
+
+def _filter_sql(query: ListQuery, filter_: Any) -> tuple[str, list[Any]]:
+    clauses = list(filter_.query.clause) if filter_ is not None and filter_.query is not None else []
+    if not clauses:
+        return "1", []
+    ors, params = [], []
+    for clause in clauses:
+        ands = []
+        for c in clause.property_constraint:
+            prop = c._property
+            if prop is None or not prop.field:
+                raise invalid_argument("a property constraint needs property.field (e.g. 'display_name')")
+            expr, type_name = _field_expr(query, prop.field)
+            op = str(c.operator)
+            value = _constraint_value(c.value, type_name)
+            if op == "CONTAINS":
+                ands.append(f"instr(lower(CAST({expr} AS TEXT)), lower(?)) > 0")
+                params.append(str(value))
+            elif op in _OPERATORS:
+                ands.append(f"COALESCE({expr}, ?) {_OPERATORS[op]} ?")
+                params += [_zero(type_name), value]
+            else:
+                raise invalid_argument(
+                    f"operator {op!r} on {prop.field!r}: use one of {', '.join([*_OPERATORS, 'CONTAINS'])}"
+                )
+        for t in clause.tag_constraint:
+            if not t.tag_id:
+                raise invalid_argument("a tag constraint needs tag_id")
+            exists = "EXISTS (SELECT 1 FROM entity_tag t WHERE t.entity_id = e.id AND t.tag_id = ?)"
+            ands.append(f"NOT {exists}" if str(t.inclusion) == "EXCLUDE" else exists)
+            params.append(t.tag_id)
+        ors.append("(" + (" AND ".join(ands) or "1") + ")")
+    return "(" + " OR ".join(ors) + ")", params
+
+
+def _zero(type_name: str) -> Any:
+    return {"bool": 0, "int32": 0, "int64": 0, "double": 0.0}.get(type_name, "")
+
+
+def _sort_keys(query: ListQuery, sorting: Any) -> list[tuple[str, bool]]:
+    """[(SQL expression, descending)], ending with the id as tie-breaker."""
+    props = list(sorting._property) if sorting is not None else []
+    keys = []
+    for p in props:
+        if p._property is None or not p._property.field:
+            raise invalid_argument("a sort property needs property.field (e.g. 'display_name')")
+        expr, type_name = _field_expr(query, p._property.field)
+        keys.append((f"COALESCE({expr}, {_sql_literal(_zero(type_name))})", str(p.order) == "DESCENDING"))
+    if not keys:
+        keys = [("e.created_time", True)]
+    keys.append(("e.id", keys[-1][1]))
+    return keys
+
+
+def _sql_literal(value: Any) -> str:
+    return "''" if value == "" else repr(value)
+
+
+def _keyset_sql(keys: list[tuple[str, bool]], last: list[Any]) -> tuple[str, list[Any]]:
+    ors, params = [], []
+    for i, (expr, desc) in enumerate(keys):
+        parts = [f"{keys[j][0]} = ?" for j in range(i)]
+        params += last[:i]
+        parts.append(f"{expr} {'<' if desc else '>'} ?")
+        params.append(last[i])
+        ors.append("(" + " AND ".join(parts) + ")")
+    return "(" + " OR ".join(ors) + ")", params
+
+
+def _page_size(paging: Any) -> int:
+    size = paging.page_size if paging is not None else 0
+    if size < 0:
+        raise invalid_argument(f"paging.page_size must not be negative (got {size})")
+    return min(size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+
+
+def list_page(call: Call, query: ListQuery, *, paging: Any = None, filter: Any = None,
+              sorting: Any = None) -> tuple[list[dict[str, Any]], bytes]:
+    """One page of entities (wire JSON) and the next page token (``b""`` on the last page)."""
+    where_filter, filter_params = _filter_sql(query, filter)
+    keys = _sort_keys(query, sorting)
+    signature = json.dumps([query.kind, where_filter, filter_params, [k for k, _ in keys],
+                            [d for _, d in keys]], default=str)
+    conditions = ["e.kind = ?", f"({query.where})", where_filter]
+    params: list[Any] = [query.kind, *query.params, *filter_params]
+    token = paging.page_token if paging is not None else b""
+    if token:
+        try:
+            state = json.loads(bytes(token).decode())
+            last, token_signature = state["after"], state["query"]
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+            raise invalid_argument("paging.page_token is not a token this server issued") from None
+        if token_signature != _digest(signature) or len(last) != len(keys):
+            raise invalid_argument("paging.page_token belongs to a list with other filters or sorting; "
+                                   "start again without a page token")
+        keyset, keyset_params = _keyset_sql(keys, last)
+        conditions.append(keyset)
+        params += keyset_params
+    size = _page_size(paging)
+    order = ", ".join(f"{expr} {'DESC' if desc else 'ASC'}" for expr, desc in keys)
+    select_keys = ", ".join(f"{expr} AS k{i}" for i, (expr, _) in enumerate(keys))
+    sql = (f"SELECT e.data, {select_keys} FROM entity e WHERE {' AND '.join(conditions)} "
+           f"ORDER BY {order} LIMIT ?")
+    with call.store.reading() as db:
+        rows = db.execute(sql, [*params, size + 1]).fetchall()
+    items = [json.loads(r["data"]) for r in rows[:size]]
+    next_token = b""
+    if len(rows) > size:
+        last_row = rows[size - 1]
+        state = {"after": [last_row[f"k{i}"] for i in range(len(keys))], "query": _digest(signature)}
+        next_token = json.dumps(state, separators=(",", ":")).encode()
+    return items, next_token
+
+
+def count_matching(call: Call, query: ListQuery, *, filter: Any = None) -> int:
+    where_filter, filter_params = _filter_sql(query, filter)
+    sql = f"SELECT count(*) FROM entity e WHERE e.kind = ? AND ({query.where}) AND {where_filter}"
+    with call.store.reading() as db:
+        return int(db.execute(sql, [query.kind, *query.params, *filter_params]).fetchone()[0])
+
+
+def _digest(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def page_response(entity_field: str, items: list[dict[str, Any]], next_token: bytes,
+                  **extra: Any) -> dict[str, Any]:
+    """A list response in wire JSON: the entities under their field name, and ``paging``."""
+    body: dict[str, Any] = {entity_field: items, **extra}
+    body["paging"] = {"nextPageToken": base64.b64encode(next_token).decode()} if next_token else {}
+    return body

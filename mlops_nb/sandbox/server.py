@@ -1,0 +1,350 @@
+"""The sandbox's HTTP server: the gateway routes of the API description and the identity provider.
+
+Every method of the description is routed at its real path. Each call is
+authenticated (bearer access token from the sandbox's own OpenID provider),
+decoded into its request message by the wire layer, handed to the registered
+handler (``mlops_nb.sandbox.services``) and answered in the gateway's JSON; a
+method without a handler answers 501 UNIMPLEMENTED.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+
+from mlops_nb.api import API, Method
+from mlops_nb.sandbox import services
+from mlops_nb.sandbox.identity import IdentityProvider, InvalidToken
+from mlops_nb.sandbox.rpc import HANDLERS, STREAM_HANDLERS, Call, RpcError, new_id, now
+from mlops_nb.sandbox.store import Store, default_db_path
+from mlops_nb.wire.errors import GRPC_TO_HTTP
+from mlops_nb.wire.messages import Message, message_class
+
+__all__ = ["Sandbox", "build_app", "rpc_status"]
+
+log = logging.getLogger("mlops_nb.sandbox")
+
+_CODE_NAMES = {
+    1: "CANCELLED", 2: "UNKNOWN", 3: "INVALID_ARGUMENT", 4: "DEADLINE_EXCEEDED", 5: "NOT_FOUND",
+    6: "ALREADY_EXISTS", 7: "PERMISSION_DENIED", 8: "RESOURCE_EXHAUSTED", 9: "FAILED_PRECONDITION",
+    10: "ABORTED", 11: "OUT_OF_RANGE", 12: "UNIMPLEMENTED", 13: "INTERNAL", 14: "UNAVAILABLE",
+    15: "DATA_LOSS", 16: "UNAUTHENTICATED",
+}
+
+
+def rpc_status(code: int, message: str) -> JSONResponse:
+    """An error answer as the gateway sends it: HTTP status from the gRPC code, RpcStatus body."""
+    return JSONResponse({"code": code, "message": message, "details": []}, status_code=GRPC_TO_HTTP.get(code, 500))
+
+
+def implemented(method: Method) -> bool:
+    return method.qualified_name in HANDLERS or method.qualified_name in STREAM_HANDLERS
+
+
+class Gateway:
+    """Turns HTTP requests into handler calls."""
+
+    def __init__(self, store: Store, idp: IdentityProvider) -> None:
+        self.store = store
+        self.idp = idp
+        self.base_url = ""
+
+    def routes(self) -> list[Route]:
+        return [Route(m.full_path, self._endpoint(m), methods=[m.verb]) for m in API.methods]
+
+    def _endpoint(self, method: Method) -> Any:
+        async def endpoint(request: Request) -> Response:
+            return await self.dispatch(method, request)
+
+        endpoint.__name__ = method.python
+        return endpoint
+
+    async def dispatch(self, method: Method, request: Request) -> Response:
+        rpc = f"{method.service.proto}/{method.rpc}"
+        try:
+            claims = self._authenticate(request)
+            user = await run_in_threadpool(self._enroll, claims)
+            call = Call(store=self.store, user=user, claims=claims, method=method, base_url=self.base_url)
+            stream_handler = STREAM_HANDLERS.get(method.qualified_name)
+            if stream_handler is not None:
+                return await stream_handler(call, request)
+            handler = HANDLERS.get(method.qualified_name)
+            if handler is None:
+                raise RpcError(12, f"the mlops_nb sandbox does not implement {rpc} "
+                                   f"({method.qualified_name}) yet; it works against a real MLOps gateway")
+            decoded = await self._decode(method, request)
+            result = await run_in_threadpool(handler, call, decoded)
+            return JSONResponse(_encode_response(method, result))
+        except RpcError as e:
+            return rpc_status(e.code, e.message)
+        except Exception:  # a bug in a handler must not take the server down or leak internals
+            log.exception("sandbox handler for %s failed", method.qualified_name)
+            return rpc_status(13, f"the sandbox failed while handling {rpc}; see the sandbox log")
+
+    def _authenticate(self, request: Request) -> dict[str, Any]:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise RpcError(16, "missing bearer token: send 'Authorization: Bearer <access token>'")
+        try:
+            return self.idp.verify_access_token(token.strip())
+        except InvalidToken as e:
+            raise RpcError(16, f"access token rejected ({e}); get a new one from the token endpoint") from None
+
+    def _enroll(self, claims: dict[str, Any]) -> dict[str, Any]:
+        """The caller's StorageUser; the first call of a new identity creates it."""
+        sub = str(claims.get("sub", ""))
+        with self.store.transaction() as db:
+            row = db.execute("SELECT user_id FROM user_account WHERE idp_id = ?", (sub,)).fetchone()
+            if row is not None:
+                user = self.store.get("user", row["user_id"])
+                if user is not None:
+                    return user
+            username = str(claims.get("preferred_username") or sub)
+            existing = db.execute(
+                "SELECT data FROM entity WHERE kind = 'user' AND json_extract(data, '$.username') = ?", (username,)
+            ).fetchone()
+            if existing is not None:
+                user = json.loads(existing["data"])
+            else:
+                user = {"id": new_id(), "username": username, "primaryEmail": str(claims.get("email", "")),
+                        "createdTime": now(), "idpId": sub}
+            user["idpId"] = sub
+            self.store.put("user", user)
+            db.execute("INSERT OR REPLACE INTO user_account (idp_id, user_id) VALUES (?, ?)", (sub, user["id"]))
+            return user
+
+    async def _decode(self, method: Method, request: Request) -> Any:
+        if method.verb == "GET":
+            values = dict(request.path_params)
+            values.update(request.query_params)
+            by_wire = {p.wire: p.name for p in (*method.path_params, *method.query_params)}
+            return {by_wire.get(k, k): v for k, v in values.items()}
+        raw = await request.body()
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError as e:
+            raise RpcError(3, f"the request body is not valid JSON ({e})") from None
+        if not isinstance(body, dict):
+            raise RpcError(3, f"the request body must be a JSON object, got {type(body).__name__}")
+        if method.request_message is None:
+            if body:
+                raise RpcError(3, f"{method.rpc} takes an empty request, got fields {sorted(body)}")
+            return None
+        cls = message_class(method.request_message)
+        try:
+            decoded = cls.from_wire(body)
+        except ValueError as e:
+            raise RpcError(3, f"invalid request: {e}") from None
+        _reject_unknown(decoded, cls.__name__)
+        return decoded
+
+
+def _reject_unknown(message: Message, path: str) -> None:
+    """grpc-gateway refuses fields the proto does not have; so does the sandbox, naming them."""
+    unknown = message.unknown_fields
+    if unknown:
+        raise RpcError(3, f"invalid request: {path} has no field {sorted(unknown)[0]!r}")
+    for name, value in message.to_dict().items():
+        inner = getattr(message, name)
+        for item in inner if isinstance(inner, list) else [inner]:
+            if isinstance(item, Message):
+                _reject_unknown(item, f"{path}.{name}")
+        del value
+
+
+def _encode_response(method: Method, result: Any) -> dict[str, Any]:
+    if result is None:
+        return {}
+    if isinstance(result, Message):
+        return result.to_wire()
+    if method.response_message is None:
+        return dict(result)
+    # Round-trip through the response class: a handler cannot send what the API does not define.
+    return message_class(method.response_message).from_wire(result).to_wire()
+
+
+def _index(request: Request) -> Response:
+    rows = [
+        {"verb": m.verb, "path": m.full_path, "method": m.qualified_name, "implemented": implemented(m)}
+        for m in API.methods
+    ]
+    if "application/json" in request.headers.get("accept", ""):
+        return JSONResponse({"routes": rows})
+    body = "".join(
+        f"<tr><td>{r['verb']}</td><td><code>{html.escape(r['path'])}</code></td>"
+        f"<td>{html.escape(r['method'])}</td><td>{'yes' if r['implemented'] else 'no (501)'}</td></tr>"
+        for r in rows
+    )
+    done = sum(r["implemented"] for r in rows)
+    return HTMLResponse(
+        "<!doctype html><html><head><meta charset='utf-8'><title>mlops_nb sandbox gateway</title>"
+        "<style>body{font-family:sans-serif;margin:2em}td,th{padding:2px 8px;text-align:left}"
+        "tr:nth-child(even){background:#8881}</style></head><body>"
+        f"<h1>mlops_nb sandbox gateway</h1><p>{len(rows)} routes, {done} implemented by the sandbox; "
+        "the others answer 501 UNIMPLEMENTED.</p>"
+        f"<table><tr><th>verb</th><th>path</th><th>client method</th><th>implemented</th></tr>{body}</table>"
+        "</body></html>"
+    )
+
+
+def build_app(store: Store, idp: IdentityProvider) -> tuple[Starlette, Gateway]:
+    gateway = Gateway(store, idp)
+    routes = [Route("/", _index, methods=["GET"]), Mount(idp.mount_path, routes=idp.routes()), *gateway.routes()]
+    return Starlette(routes=routes), gateway
+
+
+class Sandbox:
+    """A running sandbox: gateway, identity provider and store, served on one port.
+
+    Use :func:`mlops_nb.sandbox.start` or ``with Sandbox(...) as sb:``; ``sb.client("alice")``
+    gives a ready client for a demo user.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        db: str | Path | None = None,
+        data: str = "demo",
+        token_ttl: int = 300,
+        revoke_refresh_token_on_use: bool = False,
+        device_poll_interval: float = 5,
+        realm: str = "mlops",
+    ) -> None:
+        if data not in ("demo", "empty"):
+            raise ValueError(f"data must be 'demo' or 'empty', got {data!r}")
+        self.host = host
+        self.port = port
+        self.db = str(db) if db is not None else str(default_db_path())
+        self.data = data
+        self.token_ttl = token_ttl
+        self.revoke_refresh_token_on_use = revoke_refresh_token_on_use
+        self.device_poll_interval = device_poll_interval
+        self.realm = realm
+        self.store: Store | None = None
+        self.idp: IdentityProvider | None = None
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self.gateway_url = ""
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self, timeout: float = 20.0) -> Sandbox:
+        if self._server is not None:
+            return self
+        self.store = Store(self.db, services.migrations())
+        self.idp = IdentityProvider(
+            self.db, realm=self.realm, access_token_ttl=self.token_ttl,
+            revoke_refresh_token_on_use=self.revoke_refresh_token_on_use,
+            device_poll_interval=self.device_poll_interval,
+        )
+        app, gateway = build_app(self.store, self.idp)
+        config = uvicorn.Config(app, host=self.host, port=self.port, log_level="warning", lifespan="off",
+                                access_log=False)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name=f"mlops-nb-sandbox-{self.port}", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self._server = None
+                raise RuntimeError(f"the sandbox could not start on {self.host}:{self.port} "
+                                   "(is the port in use? use port=0 for a free one)")
+            time.sleep(0.01)
+        bound_port = self._server.servers[0].sockets[0].getsockname()[1]
+        self.port = bound_port
+        self.gateway_url = f"http://{_url_host(self.host)}:{bound_port}"
+        gateway.base_url = self.gateway_url
+        self.idp.set_base_url(self.gateway_url)
+        if self.data == "demo":
+            from mlops_nb.sandbox.demo import seed_demo_data
+
+            seed_demo_data(self)
+        return self
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._server = None
+        if self.store is not None:
+            self.store.close()
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    def __repr__(self) -> str:
+        state = f"running at {self.gateway_url}" if self.running else "stopped"
+        return f"<mlops_nb sandbox {state}, db={self.db!r}>"
+
+    # -- what a user needs to connect -----------------------------------------------------------
+
+    def _idp(self) -> IdentityProvider:
+        if self.idp is None or not self.running:
+            raise RuntimeError("the sandbox is not running; call start() first")
+        return self.idp
+
+    @property
+    def issuer(self) -> str:
+        return self._idp().issuer
+
+    @property
+    def token_endpoint(self) -> str:
+        return self._idp().token_endpoint
+
+    @property
+    def client_id(self) -> str:
+        return self._idp().default_client_id
+
+    def refresh_token(self, username: str = "alice") -> str:
+        """A new refresh token for a sandbox account (demo users: alice, bob)."""
+        return self._idp().issue_refresh_token(username)
+
+    def token_provider(self, username: str = "alice") -> Any:
+        from mlops_nb.wire.auth import TokenProvider
+
+        return TokenProvider(self.refresh_token(username), self.client_id, self.token_endpoint)
+
+    def client(self, username: str = "alice", **kwargs: Any) -> Any:
+        """A ready ``mlops_nb.Client`` logged in as ``username``."""
+        import mlops_nb
+
+        return mlops_nb.Client(self.gateway_url, self.token_provider(username), **kwargs)
+
+    def connection_constants(self, username: str = "alice") -> dict[str, str]:
+        """The four constants of the seed's ``connection.py``."""
+        return {
+            "H2O_MLOPS_GATEWAY": self.gateway_url,
+            "TOKEN_ENDPOINT": self.token_endpoint,
+            "REFRESH_TOKEN": self.refresh_token(username),
+            "CLIENT_ID": self.client_id,
+        }
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host

@@ -1,0 +1,36 @@
+"""The sandbox's handlers, one module per area of the API.
+
+Importing a module registers its handlers (``@handles``); its ``MIGRATIONS``
+list declares the tables it needs beyond the core ``entity`` table.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+# Order matters only for migrations: a module's tables may refer to earlier ones.
+MODULES = [
+    "users",
+    "projects",
+    "experiments",
+    "models",
+    "artifacts",
+    "deployments",
+    "misc",
+]
+
+
+def _load() -> list:
+    loaded = []
+    for name in MODULES:
+        try:
+            loaded.append(importlib.import_module(f"{__name__}.{name}"))
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{name}":
+                raise
+    return loaded
+
+
+def migrations() -> list[tuple[str, str]]:
+    """Every module's migrations, in module order."""
+    return [m for module in _load() for m in getattr(module, "MIGRATIONS", [])]

@@ -1,0 +1,151 @@
+"""The sandbox's SQLite store: one file (WAL), migrations, one transaction per write.
+
+Entities are kept in one table, ``entity``, as their wire JSON (``data``) next to
+the columns that lists filter and sort on most (kind, project, parent, owner,
+creation time). Relations (sharing, links, tags) have small tables of their own,
+declared by the service modules as migrations.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Store", "default_db_path", "CORE_MIGRATIONS"]
+
+CORE_MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "0001_entity",
+        """
+        CREATE TABLE entity (
+            kind TEXT NOT NULL,
+            id TEXT NOT NULL,
+            project_id TEXT,
+            parent_id TEXT,
+            owner_id TEXT,
+            created_time TEXT NOT NULL,
+            data TEXT NOT NULL,
+            PRIMARY KEY (kind, id)
+        );
+        CREATE INDEX entity_by_project ON entity (kind, project_id, created_time, id);
+        CREATE INDEX entity_by_parent ON entity (kind, parent_id, created_time, id);
+        CREATE INDEX entity_by_owner ON entity (kind, owner_id, created_time, id);
+        CREATE INDEX entity_by_time ON entity (kind, created_time, id);
+        CREATE TABLE entity_tag (
+            entity_id TEXT NOT NULL,
+            tag_id TEXT NOT NULL,
+            PRIMARY KEY (entity_id, tag_id)
+        );
+        CREATE INDEX entity_tag_by_tag ON entity_tag (tag_id);
+        CREATE TABLE user_account (
+            idp_id TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL UNIQUE
+        );
+        """,
+    ),
+]
+
+
+def default_db_path() -> Path:
+    """``$XDG_DATA_HOME/mlops_nb/sandbox.sqlite3`` (``~/.local/share/...`` by default)."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "mlops_nb" / "sandbox.sqlite3"
+
+
+class Store:
+    """A SQLite database shared by the sandbox's request handlers (one connection, one lock)."""
+
+    def __init__(self, path: str | os.PathLike[str], migrations: Sequence[tuple[str, str]] = ()) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._conn.row_factory = sqlite3.Row
+        self._lock = threading.RLock()
+        with self._lock:
+            if self.path != ":memory:":
+                self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+        self.migrate([*CORE_MIGRATIONS, *migrations])
+
+    # -- migrations -----------------------------------------------------------------------
+
+    def migrate(self, migrations: Sequence[tuple[str, str]]) -> list[str]:
+        """Apply the migrations not applied yet, each in its own transaction; return their names."""
+        applied = []
+        with self.transaction() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS schema_migration (name TEXT PRIMARY KEY, applied_time TEXT)")
+        for name, sql in migrations:
+            with self.transaction() as db:
+                if db.execute("SELECT 1 FROM schema_migration WHERE name = ?", (name,)).fetchone():
+                    continue
+                for statement in _statements(sql):
+                    db.execute(statement)
+                db.execute("INSERT INTO schema_migration VALUES (?, datetime('now'))", (name,))
+                applied.append(name)
+        return applied
+
+    # -- transactions ---------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction: everything inside commits together, or nothing does."""
+        with self._lock:
+            if self._conn.in_transaction:  # nested: join the outer transaction
+                yield self._conn
+                return
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            else:
+                self._conn.execute("COMMIT")
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """Consistent reads (the connection is shared, so reads take the lock too)."""
+        with self._lock:
+            yield self._conn
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # -- entities ---------------------------------------------------------------------------
+
+    def put(self, kind: str, data: dict[str, Any], *, project_id: str | None = None,
+            parent_id: str | None = None, owner_id: str | None = None) -> None:
+        """Insert or replace an entity by (kind, data['id'])."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO entity (kind, id, project_id, parent_id, owner_id, created_time, data)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (kind, data["id"], project_id, parent_id, owner_id, data.get("createdTime", ""),
+                 json.dumps(data, separators=(",", ":"))),
+            )
+
+    def get(self, kind: str, entity_id: str) -> dict[str, Any] | None:
+        with self.reading() as db:
+            row = db.execute("SELECT data FROM entity WHERE kind = ? AND id = ?", (kind, entity_id)).fetchone()
+        return json.loads(row["data"]) if row else None
+
+    def row(self, kind: str, entity_id: str) -> sqlite3.Row | None:
+        with self.reading() as db:
+            return db.execute("SELECT * FROM entity WHERE kind = ? AND id = ?", (kind, entity_id)).fetchone()
+
+    def delete(self, kind: str, entity_id: str) -> bool:
+        with self.transaction() as db:
+            return db.execute("DELETE FROM entity WHERE kind = ? AND id = ?", (kind, entity_id)).rowcount > 0
+
+
+def _statements(sql: str) -> list[str]:
+    return [s.strip() for s in sql.split(";") if s.strip()]
