@@ -11,6 +11,7 @@ import importlib
 # Order matters only for migrations: a module's tables may refer to earlier ones.
 MODULES = [
     "users",
+    "access",
     "projects",
     "experiments",
     "models",
