@@ -25,7 +25,6 @@ import hashlib
 import hmac
 import html
 import json
-import math
 import os
 import re
 import secrets
@@ -169,7 +168,9 @@ class IdentityProvider:
         if not _REALM_PATTERN.fullmatch(realm):
             raise ValueError(f"realm {realm!r} must be letters, digits, '.', '_' or '-'")
         if min(access_token_ttl, refresh_token_ttl, device_code_ttl) <= 0 or device_poll_interval < 0:
-            raise ValueError("token and device code lifetimes must be positive, the poll interval not negative")
+            raise ValueError(
+                "token and device code lifetimes must be positive, the poll interval not negative"
+            )
         self.realm = realm
         self.access_token_ttl = access_token_ttl
         self.refresh_token_ttl = refresh_token_ttl
@@ -180,7 +181,9 @@ class IdentityProvider:
         # One connection for every thread: uvicorn's loop and the sandbox's own threads both call
         # in, and ":memory:" would otherwise give each connection a database of its own.
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(os.fspath(db_path), timeout=10, isolation_level=None, check_same_thread=False)
+        self._db = sqlite3.connect(
+            os.fspath(db_path), timeout=10, isolation_level=None, check_same_thread=False
+        )
         with self._transaction() as db:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
@@ -204,7 +207,9 @@ class IdentityProvider:
     @property
     def issuer(self) -> str:
         if self._base_url is None:
-            raise RuntimeError("the identity provider has no base URL yet: call set_base_url() after the server binds")
+            raise RuntimeError(
+                "the identity provider has no base URL yet: call set_base_url() after the server binds"
+            )
         return f"{self._base_url}{self.mount_path}"
 
     @property
@@ -231,7 +236,9 @@ class IdentityProvider:
 
     def accounts(self) -> list[Account]:
         with self._lock:
-            rows = self._db.execute("SELECT username, email, sub FROM idp_accounts ORDER BY username").fetchall()
+            rows = self._db.execute(
+                "SELECT username, email, sub FROM idp_accounts ORDER BY username"
+            ).fetchall()
         return [Account(*row) for row in rows]
 
     def add_account(self, username: str, email: str, password: str) -> str:
@@ -265,7 +272,9 @@ class IdentityProvider:
     def client_secret(self, client_id: str) -> str | None:
         """The secret of a confidential client, None for a public one."""
         with self._lock:
-            row = self._db.execute("SELECT secret FROM idp_clients WHERE client_id = ?", (client_id,)).fetchone()
+            row = self._db.execute(
+                "SELECT secret FROM idp_clients WHERE client_id = ?", (client_id,)
+            ).fetchone()
         if row is None:
             raise ValueError(f"unknown client {client_id!r}")
         return row[0]
@@ -286,7 +295,10 @@ class IdentityProvider:
         if claims.get("typ") != "Bearer":
             raise InvalidToken("not an access token")
         audience = claims.get("aud")
-        if AUDIENCE not in ([audience] if isinstance(audience, str) else audience or []):
+        audiences = (
+            [audience] if isinstance(audience, str) else audience if isinstance(audience, list) else []
+        )
+        if AUDIENCE not in audiences:
             raise InvalidToken("wrong audience")
         if claims.get("iss") != self.issuer:
             raise InvalidToken("wrong issuer")
@@ -403,45 +415,48 @@ class IdentityProvider:
         user_code = form.get("user_code", "")
         username = form.get("username", "")
         normalized = _normalize_user_code(user_code)
+        unknown_code = _verification_html(
+            user_code=user_code,
+            username=username,
+            result="Unknown or expired code. Start the sign-in again in your notebook to get a new code.",
+            ok=False,
+            status=400,
+        )
+        # The code is checked before the password, so a stale code is reported as such, not as a bad login.
         with self._lock:
-            row = self._db.execute(
+            pending = self._db.execute(
                 "SELECT 1 FROM idp_device_codes WHERE user_code = ? AND status = 'pending' AND expires_at > ?",
                 (normalized, time.time()),
             ).fetchone()
-        if row is None:
-            return _verification_html(
-                user_code=user_code,
-                username=username,
-                result="Unknown or expired code. Start the sign-in again in your notebook to get a new code.",
-                ok=False,
-                status=400,
-            )
+        if pending is None:
+            return unknown_code
         # Denying needs no password: whoever holds the code may refuse it, and that only stops a sign-in.
         if form.get("action") == "deny":
-            self._decide(normalized, "denied", None)
+            if not self._decide(normalized, "denied", None):
+                return unknown_code
             return _verification_html(result="Request denied. The device was not signed in.", ok=True)
         if not self._password_matches(username, form.get("password", "")):
             return _verification_html(
-                user_code=user_code, username=username, result="Wrong username or password.", ok=False, status=400
-            )
-        if not self._decide(normalized, "approved", username):
-            return _verification_html(
                 user_code=user_code,
-                result="Unknown or expired code. Start the sign-in again in your notebook to get a new code.",
+                username=username,
+                result="Wrong username or password.",
                 ok=False,
                 status=400,
             )
+        if not self._decide(normalized, "approved", username):
+            return unknown_code
         return _verification_html(result="Device approved, you can return to your notebook.", ok=True)
 
     # -- grants ----------------------------------------------------------------------------------
 
     def _authenticate_client(self, form: dict[str, str]) -> str:
         client_id = _required(form, "client_id")
-        with self._lock:
-            row = self._db.execute("SELECT secret FROM idp_clients WHERE client_id = ?", (client_id,)).fetchone()
-        if row is None:
-            raise _OAuthError("invalid_client", "No client is registered under this client_id.", 401)
-        expected = row[0]
+        try:
+            expected = self.client_secret(client_id)
+        except ValueError:
+            raise _OAuthError(
+                "invalid_client", "No client is registered under this client_id.", 401
+            ) from None
         if expected is not None:
             given = form.get("client_secret")
             if given is None:
@@ -458,13 +473,19 @@ class IdentityProvider:
         except InvalidToken as error:
             raise _OAuthError("invalid_grant", _REFRESH_TOKEN_PROBLEMS[error.reason]) from None
         if claims.get("typ") != "Refresh":
-            raise _OAuthError("invalid_grant", "This is not a refresh token; send the refresh_token you were given.")
+            raise _OAuthError(
+                "invalid_grant", "This is not a refresh token; send the refresh_token you were given."
+            )
         # Only the realm is compared, not host and port: the sandbox may come back on another port,
         # and the signature already proves this provider issued the token.
         if not str(claims.get("iss", "")).endswith(self.mount_path):
-            raise _OAuthError("invalid_grant", f"The refresh token belongs to another realm than {self.realm!r}.")
+            raise _OAuthError(
+                "invalid_grant", f"The refresh token belongs to another realm than {self.realm!r}."
+            )
         if claims.get("azp") != client_id:
-            raise _OAuthError("invalid_grant", "The refresh token was issued to another client; use that client_id.")
+            raise _OAuthError(
+                "invalid_grant", "The refresh token was issued to another client; use that client_id."
+            )
         if self.revoke_refresh_token_on_use:
             with self._transaction() as db:
                 db.execute("DELETE FROM idp_revoked_refresh_tokens WHERE expires_at < ?", (time.time(),))
@@ -479,7 +500,9 @@ class IdentityProvider:
                 )
         account = self._account_by("sub", claims["sub"])
         if account is None:
-            raise _OAuthError("invalid_grant", "The account this refresh token was issued to no longer exists.")
+            raise _OAuthError(
+                "invalid_grant", "The account this refresh token was issued to no longer exists."
+            )
         return self._token_response(account, client_id, str(claims.get("scope", DEFAULT_SCOPE)))
 
     def _device_code_grant(self, client_id: str, device_code: str) -> dict[str, Any]:
@@ -496,14 +519,16 @@ class IdentityProvider:
                 )
             owner, scope, expires_at, interval, last_polled_at, status, username = row
             if owner != client_id:
-                raise _OAuthError("invalid_grant", "The device code was issued to another client; use that client_id.")
+                raise _OAuthError(
+                    "invalid_grant", "The device code was issued to another client; use that client_id."
+                )
             if now >= expires_at:
-                raise _OAuthError("expired_token", "The device code has expired; start the device sign-in again.")
+                raise _OAuthError(
+                    "expired_token", "The device code has expired; start the device sign-in again."
+                )
             if status == "denied":
                 raise _OAuthError("access_denied", "The user denied this sign-in on the verification page.")
-            if status == "approved":
-                db.execute("DELETE FROM idp_device_codes WHERE device_code = ?", (device_code,))
-            else:
+            if status == "pending":
                 too_fast = last_polled_at is not None and now - last_polled_at < interval
                 if too_fast:
                     interval += _SLOW_DOWN_STEP
@@ -511,11 +536,17 @@ class IdentityProvider:
                     "UPDATE idp_device_codes SET last_polled_at = ?, poll_interval = ? WHERE device_code = ?",
                     (now, interval, device_code),
                 )
-        # Raised after the transaction so the new poll time and interval are kept.
-        if status == "pending" and too_fast:
-            raise _OAuthError("slow_down", f"Polling too fast; wait at least {interval} seconds between polls.")
+            else:
+                db.execute("DELETE FROM idp_device_codes WHERE device_code = ?", (device_code,))
+        # Raised after the transaction commits, so the new poll time and interval are kept.
         if status == "pending":
-            raise _OAuthError("authorization_pending", "The user has not approved this sign-in yet; keep polling.")
+            if too_fast:
+                raise _OAuthError(
+                    "slow_down", f"Polling too fast; wait at least {interval} seconds between polls."
+                )
+            raise _OAuthError(
+                "authorization_pending", "The user has not approved this sign-in yet; keep polling."
+            )
         account = self._account_by("username", username)
         if account is None:
             raise _OAuthError("invalid_grant", "The account that approved this sign-in no longer exists.")
@@ -541,12 +572,19 @@ class IdentityProvider:
         }
         if "openid" in scope.split():
             body["id_token"] = self._sign(
-                {"aud": client_id, "azp": client_id, **_profile_claims(account), "typ": "ID"}, self.access_token_ttl
+                {"aud": client_id, "azp": client_id, **_profile_claims(account), "typ": "ID"},
+                self.access_token_ttl,
             )
         return body
 
     def _access_token(self, account: Account, client_id: str, scope: str) -> str:
-        claims = {"aud": AUDIENCE, "azp": client_id, "scope": scope, **_profile_claims(account), "typ": "Bearer"}
+        claims = {
+            "aud": AUDIENCE,
+            "azp": client_id,
+            "scope": scope,
+            **_profile_claims(account),
+            "typ": "Bearer",
+        }
         return self._sign(claims, self.access_token_ttl)
 
     def _refresh_token(self, account: Account, client_id: str, scope: str) -> str:
@@ -555,8 +593,15 @@ class IdentityProvider:
 
     def _sign(self, claims: dict[str, Any], ttl: int) -> str:
         now = time.time()
-        # Rounding exp up keeps a token alive for at least ttl seconds even when ttl is 1.
-        payload = {"iss": self.issuer, "iat": int(now), "exp": math.ceil(now + ttl), "jti": str(uuid.uuid4()), **claims}
+        # exp is in whole seconds: rounding to the nearest keeps even a 1-second token within half a
+        # second of its ttl (truncating could leave it no life at all, rounding up almost two seconds).
+        payload = {
+            "iss": self.issuer,
+            "iat": int(now),
+            "exp": int(now + ttl + 0.5),
+            "jti": str(uuid.uuid4()),
+            **claims,
+        }
         return jwt.encode(payload, self._signing_key, algorithm="RS256", headers={"kid": self._signing_kid})
 
     def _decode(self, token: str) -> dict[str, Any]:
@@ -573,7 +618,11 @@ class IdentityProvider:
                 token,
                 public_key,
                 algorithms=["RS256"],
-                options={"verify_aud": False, "verify_iss": False, "require": ["exp", "iat", "sub", "jti", "typ"]},
+                options={
+                    "verify_aud": False,
+                    "verify_iss": False,
+                    "require": ["exp", "iat", "sub", "jti", "typ"],
+                },
             )
         except jwt.ExpiredSignatureError:
             raise InvalidToken("expired") from None
@@ -605,20 +654,27 @@ class IdentityProvider:
             if db.execute("SELECT 1 FROM idp_signing_keys").fetchone() is None:
                 private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
                 pem = private_key.private_bytes(
-                    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
                 ).decode()
                 db.execute(
                     "INSERT INTO idp_signing_keys (kid, private_key_pem, created_at) VALUES (?, ?, ?)",
                     (_key_thumbprint(private_key.public_key()), pem, now),
                 )
             for username, email in _DEMO_ACCOUNTS:
-                if db.execute("SELECT 1 FROM idp_accounts WHERE username = ?", (username,)).fetchone() is None:
+                seeded = db.execute("SELECT 1 FROM idp_accounts WHERE username = ?", (username,)).fetchone()
+                # Checked first rather than INSERT OR IGNORE, so a restart does not pay for hashing.
+                if seeded is None:
                     db.execute(
                         "INSERT INTO idp_accounts (username, email, sub, password_hash, created_at)"
                         " VALUES (?, ?, ?, ?, ?)",
                         (username, email, str(uuid.uuid4()), _hash_password(username), now),
                     )
-            for client_id, secret in ((PUBLIC_CLIENT_ID, None), (CONFIDENTIAL_CLIENT_ID, secrets.token_urlsafe(32))):
+            for client_id, secret in (
+                (PUBLIC_CLIENT_ID, None),
+                (CONFIDENTIAL_CLIENT_ID, secrets.token_urlsafe(32)),
+            ):
                 db.execute(
                     "INSERT OR IGNORE INTO idp_clients (client_id, secret, created_at) VALUES (?, ?, ?)",
                     (client_id, secret, now),
@@ -636,7 +692,11 @@ class IdentityProvider:
                 raise ValueError(f"signing key {kid!r} in idp_signing_keys is not an RSA key")
             private_keys[kid] = key
         newest_kid = rows[0][0]
-        return newest_kid, private_keys[newest_kid], {kid: key.public_key() for kid, key in private_keys.items()}
+        return (
+            newest_kid,
+            private_keys[newest_kid],
+            {kid: key.public_key() for kid, key in private_keys.items()},
+        )
 
     def _account_by(self, column: str, value: str) -> Account | None:
         # column is one of two literals chosen in this module, never user input.
@@ -656,7 +716,9 @@ class IdentityProvider:
 
     def _password_matches(self, username: str, password: str) -> bool:
         with self._lock:
-            row = self._db.execute("SELECT password_hash FROM idp_accounts WHERE username = ?", (username,)).fetchone()
+            row = self._db.execute(
+                "SELECT password_hash FROM idp_accounts WHERE username = ?", (username,)
+            ).fetchone()
         # Hash even for an unknown username, so the response time does not tell which usernames exist.
         matches = _check_password(row[0] if row else _UNKNOWN_USER_HASH, password)
         return matches and row is not None
@@ -669,7 +731,9 @@ def _profile_claims(account: Account) -> dict[str, str]:
 def _key_thumbprint(public_key: rsa.RSAPublicKey) -> str:
     """RFC 7638 thumbprint: a kid derived from the key, so it never disagrees with the key it names."""
     jwk = RSAAlgorithm.to_jwk(public_key, as_dict=True)
-    canonical = json.dumps({name: jwk[name] for name in ("e", "kty", "n")}, separators=(",", ":"), sort_keys=True)
+    canonical = json.dumps(
+        {name: jwk[name] for name in ("e", "kty", "n")}, separators=(",", ":"), sort_keys=True
+    )
     return base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode()
 
 
@@ -685,7 +749,8 @@ def _check_password(stored: str, password: str) -> bool:
     return hmac.compare_digest(candidate.hex(), digest)
 
 
-_UNKNOWN_USER_HASH = _hash_password(secrets.token_urlsafe(16))
+# Same cost as a real check, and no password hashes to it.
+_UNKNOWN_USER_HASH = f"pbkdf2_sha256${_PBKDF2_ITERATIONS}${'00' * 16}${'00' * 32}"
 
 
 def _normalize_user_code(user_code: str) -> str:
@@ -702,7 +767,9 @@ async def _read_form(request: Request) -> dict[str, str]:
     """Parse an urlencoded body; done by hand because Starlette's form parser needs python-multipart."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/x-www-form-urlencoded":
-        raise _FormError("Send the parameters form-encoded (Content-Type: application/x-www-form-urlencoded).")
+        raise _FormError(
+            "Send the parameters form-encoded (Content-Type: application/x-www-form-urlencoded)."
+        )
     body = await request.body()
     if len(body) > _MAX_FORM_BYTES:
         raise _FormError("The request body is too large.")
@@ -760,7 +827,9 @@ def _verification_html(
     """The verification page: the form, a result, or a failed result above the form to try again."""
     parts = []
     if result is not None:
-        parts.append(f'<p id="result" class="result {"ok" if ok else "error"}" role="status">{html.escape(result)}</p>')
+        parts.append(
+            f'<p id="result" class="result {"ok" if ok else "error"}" role="status">{html.escape(result)}</p>'
+        )
     if not (result is not None and ok):
         parts.append(
             f"""<form method="post" action="device">

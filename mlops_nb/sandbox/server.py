@@ -222,7 +222,7 @@ class Sandbox:
         data: str = "demo",
         token_ttl: int = 300,
         revoke_refresh_token_on_use: bool = False,
-        device_poll_interval: float = 5,
+        device_poll_interval: int = 5,
         realm: str = "mlops",
     ) -> None:
         if data not in ("demo", "empty"):
@@ -283,6 +283,8 @@ class Sandbox:
         if self._thread is not None:
             self._thread.join(timeout=10)
         self._server = None
+        if self.idp is not None:
+            self.idp.close()
         if self.store is not None:
             self.store.close()
 

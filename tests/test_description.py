@@ -1,0 +1,113 @@
+"""The API description is whole and consistent, and drives the messages and the client."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+import mlops_nb as mlops
+from mlops_nb.api import API, CATALOGS
+from mlops_nb.wire import client as wire_client
+from mlops_nb.wire import messages
+
+SCALARS = {"string", "int32", "int64", "double", "bool", "bytes", "timestamp", "object"}
+
+
+def test_counts_match_the_legacy_package() -> None:
+    # h2o-mlops 1.0.1: 121 methods; 350 exported message and enum names (21 enum classes).
+    assert len(API.methods) == 121
+    assert len(API.messages) + len(API.enums) == 350
+    per_server = {s: sum(len(x.methods) for x in API.services_of(s)) for s in API.servers}
+    assert per_server == {"storage": 90, "deployer": 19, "ingest": 2, "model_monitoring": 7, "bytestream": 3}
+
+
+def test_every_referenced_type_exists() -> None:
+    for name, fields in API.messages.items():
+        for f in fields:
+            assert f.type in SCALARS or f.type in API.messages or f.type in API.enums, (name, f)
+    for m in API.methods:
+        assert m.request in (None, "object") or m.request in API.messages, m
+        assert m.response == "object" or m.response in API.messages, m
+        if m.verb == "GET":
+            assert m.request is None
+            for p in m.path_params:
+                assert "{" + p.wire + "}" in m.path
+
+
+def test_paths_and_qualified_names_are_unique() -> None:
+    routes = [(m.verb, m.full_path) for m in API.methods]
+    assert len(set(routes)) == len(routes)
+    names = [m.qualified_name for m in API.methods]
+    assert len(set(names)) == len(names)
+
+
+def test_every_method_resolves_from_the_client() -> None:
+    client = mlops.Client("http://127.0.0.1:9", lambda: "unused")
+    for m in API.methods:
+        server = getattr(client, m.service.server)
+        entity = getattr(server, m.service.entity)
+        bound = getattr(entity, m.python)
+        assert callable(bound)
+        assert m.full_path in bound.__doc__
+        inspect.signature(bound)  # a real signature, for Shift-Tab
+
+
+@pytest.mark.parametrize(
+    ("path", "entity"),
+    [
+        ("storage.project", "ProjectService"),
+        ("storage.registered_model_version", "RegisteredModelVersionService"),
+        ("storage.bytestream", "ByteStream"),
+        ("deployer.deployment_status", "DeploymentStatusService"),
+        ("deployer.profiling", "DeploymentProfilingService"),
+        ("ingest.model", "ModelIngest"),
+        ("model_monitoring.monitoring_service", "ModelMonitoringService"),
+    ],
+)
+def test_legacy_entity_names(path: str, entity: str) -> None:
+    client = mlops.Client("http://127.0.0.1:9", lambda: "unused")
+    server, name = path.split(".")
+    assert getattr(getattr(client, server), name).service.name == entity
+
+
+def test_every_message_and_enum_is_importable_from_the_package() -> None:
+    for name in [*API.messages, *API.enums]:
+        cls = getattr(mlops, name)
+        assert cls is getattr(messages, name)
+        assert cls.__module__ == "mlops_nb.wire.messages"
+        assert name in mlops.__all__
+
+
+def test_classes_are_built_once_at_module_level() -> None:
+    assert wire_client.StorageProject is wire_client.entity_class("storage", "project")
+    a = mlops.Client("http://127.0.0.1:9", lambda: "x")
+    b = mlops.Client("http://127.0.0.1:9", lambda: "x")
+    assert type(a.storage.project) is type(b.storage.project)
+
+
+def test_enums_keep_the_real_values() -> None:
+    assert "UNHEALTY" in API.enums["DeployDeploymentState"]
+    assert mlops.DeployDeploymentState.UNHEALTY == "UNHEALTY"
+
+
+def test_int64_and_bytes_fields_are_marked() -> None:
+    fields = {f.name: f.type for f in API.messages["StorageArtifact"]}
+    assert fields["size"] == "int64"
+    assert fields["md5_digest"] == "bytes"
+    paging = {f.name: f.type for f in API.messages["StoragePagingRequest"]}
+    assert paging == {"page_size": "int32", "page_token": "bytes"}
+
+
+def test_rest_methods_carry_path_and_query_parameters() -> None:
+    m = API.method("model_monitoring.monitoring_service.get_model_drift_metrics")
+    assert m.verb == "GET"
+    assert [p.wire for p in m.path_params] == ["deploymentId", "modelId"]
+    assert "startDateTime" in [p.wire for p in m.query_params]
+
+
+def test_catalogs_hold_the_seed_tables() -> None:
+    assert {"artifact_type": "dai/mojo_pipeline", "deployable_artifact_type_name": "dai_mojo_pipeline",
+            "artifact_processor_name": "dai_mojo_pipeline_extractor"} in CATALOGS.artifacts
+    assert len(CATALOGS.artifacts) == 7
+    assert len(CATALOGS.runtimes) == 21
