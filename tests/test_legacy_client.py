@@ -1,0 +1,134 @@
+"""The official legacy client (h2o-mlops==1.0.1) is the reference for the wire.
+
+It runs in an isolated virtual environment (its hard pins must not touch ours),
+created once per test session; `MLOPS_NB_LEGACY_VENV` names a venv to reuse.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import venv
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+import mlops_nb as mlops
+from tests.capture import CaptureServer
+
+pytestmark = pytest.mark.legacy
+
+HERE = Path(__file__).parent / "legacy"
+
+
+@pytest.fixture(scope="session")
+def legacy_python(tmp_path_factory) -> str:
+    where = os.environ.get("MLOPS_NB_LEGACY_VENV")
+    root = Path(where) if where else tmp_path_factory.mktemp("legacy") / "venv"
+    python = root / "bin" / "python"
+    if not python.exists():
+        venv.create(root, with_pip=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                        "h2o-mlops==1.0.1"], check=True, timeout=600)
+    return str(python)
+
+
+def _canned(server: CaptureServer) -> None:
+    server.respond("/storage/google.bytestream.ByteStream/Write", {"committedSize": "10"})
+    data = base64.b64encode(b"blob").decode()
+    server.respond("/storage/google.bytestream.ByteStream/Read",
+                   raw=json.dumps({"result": {"data": data}}).encode() + b"\n")
+
+
+def _same_calls_with_mlops_nb(url: str) -> None:
+    import io
+
+    client = mlops.Client(url, lambda: "legacy-token")
+    when = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+    client.storage.user.who_am_i(body={})
+    client.storage.project.list_projects(mlops.StorageListProjectsRequest(
+        paging={"page_size": 5, "page_token": b"abc"},
+        filter={"query": {"clause": [{"property_constraint": [
+            {"property": {"field": "display_name"}, "operator": "CONTAINS", "value": {"string_value": "churn"}}]}]}},
+        sorting={"property": [{"property": {"field": "created_time"}, "order": "DESCENDING"}]},
+    ))
+    client.storage.project.create_project(project={"display_name": "Churn", "description": "models of churn"})
+    client.storage.project.get_project(project_id="p1")
+    client.storage.experiment.list_experiments(project_id="p1", filter={"query": {"clause": [{
+        "property_constraint": [{"property": {"field": "size"}, "operator": "GREATER_THAN",
+                                 "value": {"int64_value": 12}}]}]}})
+    client.storage.user.batch_get_users(i_ds=["u1", "u2"])
+    client.deployer.deployment_status.list_deployment_statuses(project_id="p1")
+    client.deployer.composition.list_artifact_compositions()
+    client.ingest.model.create_model_ingestion(artifact_id="a1")
+    client.model_monitoring.monitoring_service.get_model_drift_metrics("d1", "m1", start_date_time=when)
+    client.model_monitoring.monitoring_service.list_monitored_deployments(page_size=10)
+    client.storage.artifact.upload_artifact("a1", io.BytesIO(b"0123456789"), chunk_size=4)
+    client.storage.artifact.download_artifact("a1", io.BytesIO())
+
+
+def _normalise(captured) -> list[tuple]:
+    out = []
+    for r in captured:
+        body = r.ndjson() if r.path.endswith("ByteStream/Write") else r.json() if r.body else None
+        query = []
+        for key, value in r.query:
+            # Both spell the same instant in RFC 3339: legacy as +00:00, mlops_nb as Z.
+            if key.endswith("DateTime"):
+                value = datetime.fromisoformat(value.replace("Z", "+00:00")).isoformat()
+            query.append((key, value))
+        out.append((r.verb, r.path, query, body, r.headers.get("authorization")))
+    return out
+
+
+def test_same_requests_as_the_legacy_client(legacy_python) -> None:
+    with CaptureServer() as server:
+        _canned(server)
+        done = subprocess.run([legacy_python, str(HERE / "legacy_calls.py"), server.url], capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        legacy = _normalise(server.requests)
+        server.requests.clear()
+        _same_calls_with_mlops_nb(server.url)
+        ours = _normalise(server.requests)
+    assert len(legacy) == 13
+    for theirs, mine in zip(legacy, ours, strict=True):
+        assert mine == theirs
+
+
+@pytest.fixture(scope="module")
+def sandbox_constants(tmp_path_factory):
+    from mlops_nb.sandbox import Sandbox
+
+    with Sandbox(db=str(tmp_path_factory.mktemp("legacy-sb") / "s.sqlite3"), data="empty") as sb:
+        yield sb, sb.connection_constants("alice")
+
+
+def _run_legacy(python: str, script: str, constants: dict[str, str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, **constants}
+    return subprocess.run([python, str(HERE / script)], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_seed_connection_py_prints_the_user(legacy_python, sandbox_constants) -> None:
+    _, constants = sandbox_constants
+    done = _run_legacy(legacy_python, "connection.py", constants)
+    assert done.returncode == 0, done.stderr
+    assert "'username': 'alice'" in done.stdout
+    assert "'primary_email': 'alice@example.com'" in done.stdout
+    assert constants["REFRESH_TOKEN"] not in done.stdout + done.stderr
+
+
+def test_legacy_client_manages_projects_and_artifacts(legacy_python, sandbox_constants) -> None:
+    _, constants = sandbox_constants
+    done = _run_legacy(legacy_python, "legacy_crud.py", constants)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["got"] == "legacy project"
+    assert seen["renamed"] == "legacy project, renamed"
+    assert seen["listed"] == seen["before"] + 1
+    assert seen["after"] == seen["before"]
+    assert seen["download_ok"] and seen["md5_ok"]
+    assert seen["artifact_state"] == "AVAILABLE" and seen["artifact_size"] == "100000"
