@@ -29,7 +29,7 @@ MESSAGE_BASE = '''
 from collections.abc import Callable
 from datetime import datetime
 from enum import Enum
-from typing import Any, ClassVar
+from typing import Any
 
 from mlops_nb.api import Field
 
@@ -55,7 +55,7 @@ def all_enum_classes() -> dict[str, type[MessageEnum]]: ...
 def parse_timestamp(text: str) -> datetime: ...
 def format_timestamp(value: datetime) -> str: ...
 def register_html_renderer(message_name: str, render: Callable[[Message], str]) -> None: ...
-PYTHON_TYPES: ClassVar[dict[str, str]]
+PYTHON_TYPES: dict[str, str]
 '''
 
 
@@ -82,7 +82,7 @@ def _input_type(field) -> str:
 
 
 def messages_stub() -> str:
-    lines = [HEADER, MESSAGE_BASE.replace("PYTHON_TYPES: ClassVar[dict[str, str]]", "PYTHON_TYPES: dict[str, str]")]
+    lines = [HEADER, MESSAGE_BASE]
     for name, values in API.enums.items():
         lines.append(f"class {name}(MessageEnum):")
         lines += [f"    {v} = {v!r}" for v in values]

@@ -4,7 +4,7 @@
 from collections.abc import Callable
 from datetime import datetime
 from enum import Enum
-from typing import Any, ClassVar
+from typing import Any
 
 from mlops_nb.api import Field
 
