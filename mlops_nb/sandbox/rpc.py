@@ -31,10 +31,11 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from mlops_nb.api import API, Field, Method
@@ -152,8 +153,23 @@ def timestamp_text(value: datetime) -> str:
     return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+_clock_lock = threading.Lock()
+_last_now: datetime | None = None
+
+
 def now() -> str:
-    return timestamp_text(datetime.now(timezone.utc))
+    """The current time, strictly increasing within the process.
+
+    Lists default to newest first; entities created within one clock tick (a loop of
+    creates, or several rows of one transaction) must still have a defined order.
+    """
+    global _last_now
+    with _clock_lock:
+        current = datetime.now(timezone.utc)
+        if _last_now is not None and current <= _last_now:
+            current = _last_now + timedelta(microseconds=1)
+        _last_now = current
+    return timestamp_text(current)
 
 
 # -- lists -----------------------------------------------------------------------------------
@@ -165,7 +181,9 @@ class ListQuery:
 
     ``where``/``params`` narrow the rows (e.g. ``"e.project_id = ?"``) before the
     user's filter applies. ``fields`` adds sortable/filterable names that are not
-    fields of the message, as SQL expressions over ``e``.
+    fields of the message, as SQL expressions over ``e``. ``table`` names another
+    table with the entity table's columns ``kind``, ``id``, ``created_time`` and
+    ``data`` (e.g. an append-only log kept apart from the entities).
     """
 
     kind: str
@@ -173,6 +191,7 @@ class ListQuery:
     where: str = "1"
     params: Sequence[Any] = ()
     fields: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (sql, type)
+    table: str = "entity"
 
 
 _OPERATORS = {
@@ -324,7 +343,7 @@ def list_page(call: Call, query: ListQuery, *, paging: Any = None, filter: Any =
     size = _page_size(paging)
     order = ", ".join(f"{expr} {'DESC' if desc else 'ASC'}" for expr, desc in keys)
     select_keys = ", ".join(f"{expr} AS k{i}" for i, (expr, _) in enumerate(keys))
-    sql = (f"SELECT e.data, {select_keys} FROM entity e WHERE {' AND '.join(conditions)} "
+    sql = (f"SELECT e.data, {select_keys} FROM {query.table} e WHERE {' AND '.join(conditions)} "
            f"ORDER BY {order} LIMIT ?")
     with call.store.reading() as db:
         rows = db.execute(sql, [*params, size + 1]).fetchall()
@@ -339,7 +358,7 @@ def list_page(call: Call, query: ListQuery, *, paging: Any = None, filter: Any =
 
 def count_matching(call: Call, query: ListQuery, *, filter: Any = None) -> int:
     where_filter, filter_params = _filter_sql(query, filter)
-    sql = f"SELECT count(*) FROM entity e WHERE e.kind = ? AND ({query.where}) AND {where_filter}"
+    sql = f"SELECT count(*) FROM {query.table} e WHERE e.kind = ? AND ({query.where}) AND {where_filter}"
     with call.store.reading() as db:
         return int(db.execute(sql, [query.kind, *query.params, *filter_params]).fetchone()[0])
 
@@ -352,7 +371,12 @@ def _digest(text: str) -> str:
 
 def page_response(entity_field: str, items: list[dict[str, Any]], next_token: bytes,
                   **extra: Any) -> dict[str, Any]:
-    """A list response in wire JSON: the entities under their field name, and ``paging``."""
+    """A list response in wire JSON: the entities under their field name, and ``paging``.
+
+    ``paging`` is left out on the last page, as the real gateway does: the legacy
+    client loops ``while response.paging:``, so an empty ``paging`` would never end.
+    """
     body: dict[str, Any] = {entity_field: items, **extra}
-    body["paging"] = {"nextPageToken": base64.b64encode(next_token).decode()} if next_token else {}
+    if next_token:
+        body["paging"] = {"nextPageToken": base64.b64encode(next_token).decode()}
     return body

@@ -168,12 +168,17 @@ def _reject_unknown(message: Message, path: str) -> None:
 def _encode_response(method: Method, result: Any) -> dict[str, Any]:
     if result is None:
         return {}
-    if isinstance(result, Message):
-        return result.to_wire()
     if method.response_message is None:
-        return dict(result)
+        return result.to_wire() if isinstance(result, Message) else dict(result)
     # Round-trip through the response class: a handler cannot send what the API does not define.
-    return message_class(method.response_message).from_wire(result).to_wire()
+    message = result if isinstance(result, Message) else message_class(method.response_message).from_wire(result)
+    wire = message.to_wire()
+    # Lists go out even when empty, as the gateway sends them: the legacy client reads a
+    # missing list as None, and ``len(response.project)`` must work on an empty page.
+    for f in API.messages[method.response_message]:
+        if f.repeated:
+            wire.setdefault(f.json, [])
+    return wire
 
 
 def _index(request: Request) -> Response:

@@ -15,6 +15,7 @@ MODULES = [
     "projects",
     "experiments",
     "models",
+    "datasets",
     "artifacts",
     "deployments",
     "misc",
@@ -22,14 +23,7 @@ MODULES = [
 
 
 def _load() -> list:
-    loaded = []
-    for name in MODULES:
-        try:
-            loaded.append(importlib.import_module(f"{__name__}.{name}"))
-        except ModuleNotFoundError as e:
-            if e.name != f"{__name__}.{name}":
-                raise
-    return loaded
+    return [importlib.import_module(f"{__name__}.{name}") for name in MODULES]
 
 
 def migrations() -> list[tuple[str, str]]:

@@ -1,0 +1,145 @@
+"""``mlops-nb sandbox``: run the sandbox gateway in the foreground until Ctrl-C.
+
+Usage (``python -m mlops_nb.sandbox`` takes exactly the same arguments)::
+
+    mlops-nb sandbox [--host 127.0.0.1] [--port 8731] [--db PATH] [--data demo|empty]
+                     [--token-ttl SECONDS] [--revoke-refresh-tokens]
+
+It prints the gateway's URL, the issuer, and the four constants of the seed's
+``connection.py`` for alice as ``export NAME=value`` lines (bob's refresh token and the
+confidential client's secret as comments, so pasting the block keeps alice), then
+serves until interrupted (SIGINT or SIGTERM), stops cleanly and exits 0. The database
+keeps data, accounts and signing keys, so refresh tokens survive a restart on the same
+port. ``--port 0`` takes any free port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from mlops_nb.sandbox.identity import CONFIDENTIAL_CLIENT_ID
+from mlops_nb.sandbox.server import Sandbox
+from mlops_nb.sandbox.store import default_db_path
+
+__all__ = ["main", "build_parser", "DEFAULT_PORT"]
+
+DEFAULT_PORT = 8731
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0 (any free port) to 65535, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlops-nb", description="Tools of mlops_nb, the Jupyter client for H2O MLOps.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sandbox = commands.add_parser(
+        "sandbox", help="run a local MLOps-compatible gateway with its own login, until Ctrl-C",
+        description="Run a local gateway that speaks the H2O MLOps API, with its own OpenID provider "
+                    "(demo users alice/alice and bob/bob) and a SQLite database.")
+    sandbox.add_argument("--host", default="127.0.0.1",
+                         help="address to listen on (default: 127.0.0.1, this machine only)")
+    sandbox.add_argument("--port", type=_port, default=DEFAULT_PORT,
+                         help=f"port to listen on; 0 takes any free port (default: {DEFAULT_PORT})")
+    sandbox.add_argument("--db", default=str(default_db_path()),
+                         help="SQLite file for data, accounts and keys; ':memory:' keeps nothing "
+                              "(default: %(default)s)")
+    sandbox.add_argument("--data", choices=("demo", "empty"), default="demo",
+                         help="'demo' fills a new database with example projects, models and deployments "
+                              "(default: demo)")
+    sandbox.add_argument("--token-ttl", type=_positive, default=300, metavar="SECONDS",
+                         help="lifetime of access tokens (default: 300)")
+    sandbox.add_argument("--revoke-refresh-tokens", action="store_true",
+                         help="a refresh token works once: each refresh returns the next one (like Keycloak's "
+                              "'Revoke Refresh Token')")
+    return parser
+
+
+def _export(name: str, value: str) -> str:
+    return f"export {name}={shlex.quote(value)}"
+
+
+def _banner(sandbox: Sandbox, data: str) -> str:
+    assert sandbox.idp is not None  # the sandbox is running
+    alice = sandbox.connection_constants("alice")
+    issuer = sandbox.issuer
+    confidential_token = sandbox.idp.issue_refresh_token("alice", CONFIDENTIAL_CLIENT_ID)
+    secret = sandbox.idp.client_secret(CONFIDENTIAL_CLIENT_ID) or ""
+    lines = [
+        f"mlops_nb sandbox: gateway at {sandbox.gateway_url} (open it for the list of routes)",
+        f"  database: {sandbox.db} (--data {data})",
+        f"  issuer:   {issuer}",
+        "",
+        "# alice (password: alice), the four constants of connection.py:",
+        *(_export(name, value) for name, value in alice.items()),
+        "# bob (password: bob) shares the 'Credit risk' project as an editor; his refresh token:" if data == "demo"
+        else "# bob (password: bob); his refresh token:",
+        "# " + _export("REFRESH_TOKEN", sandbox.refresh_token("bob")),
+        "# a confidential client, for code that sends a client secret (with alice's refresh token for it):",
+        "# " + " ".join([_export("CLIENT_ID", CONFIDENTIAL_CLIENT_ID), f"CLIENT_SECRET={shlex.quote(secret)}",
+                         f"REFRESH_TOKEN={shlex.quote(confidential_token)}"]),
+        "",
+        "# Or sign in with a browser (device login), as alice/alice or bob/bob:",
+        "#   import mlops_nb",
+        f"#   login = mlops_nb.DeviceLogin.from_issuer({issuer!r}, {sandbox.client_id!r}).start()",
+        "#   print(login.verification_uri_complete)  # open it, sign in, approve",
+        f"#   client = mlops_nb.Client({sandbox.gateway_url!r}, login.poll())",
+        "",
+        "Press Ctrl-C to stop.",
+    ]
+    return "\n".join(lines)
+
+
+def _run_sandbox(args: argparse.Namespace) -> int:
+    sandbox = Sandbox(host=args.host, port=args.port, db=args.db, data=args.data, token_ttl=args.token_ttl,
+                      revoke_refresh_token_on_use=args.revoke_refresh_tokens)
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: Any) -> None:
+        stop.set()
+
+    # SIGTERM (a service manager, `kill`) stops as cleanly as Ctrl-C does.
+    previous_handler = signal.signal(signal.SIGTERM, request_stop)
+    try:
+        try:
+            sandbox.start()
+        except (RuntimeError, OSError) as e:
+            print(f"mlops-nb sandbox: {e}", file=sys.stderr)
+            return 1
+        print(_banner(sandbox, args.data), flush=True)
+        # A timeout keeps the wait interruptible by Ctrl-C on every platform.
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sandbox.stop()
+        signal.signal(signal.SIGTERM, previous_handler)
+    print("mlops_nb sandbox stopped.", flush=True)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``mlops-nb`` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command != "sandbox":
+        parser.print_help(sys.stderr)
+        return 2
+    return _run_sandbox(args)

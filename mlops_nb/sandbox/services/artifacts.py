@@ -1,0 +1,646 @@
+"""ArtifactService and ByteStream: artifact records and the bytes behind them.
+
+An artifact belongs to one entity (``entityId``): an experiment, a registered model
+version or a dataset. Whoever may read the entity may read its artifacts and their
+bytes (experiments and datasets are readable from every project they are linked into;
+a deleted experiment hides its artifacts); creating, changing, uploading and deleting
+need write access to the entity's home project.
+
+Lifecycle of an artifact's state:
+
+* CreateArtifact makes it ``EMPTY`` (state, size, md5Digest sent by the client are ignored).
+* ByteStream ``Write`` makes it ``BEING_UPLOADED`` while bytes arrive and ``AVAILABLE``
+  at ``finishWrite``, with ``size``, ``md5Digest`` (base64 of the MD5 digest) and
+  ``uploadedTime``. A Write that fails or is cut short leaves ``UPLOAD_FAILED`` and keeps
+  no bytes; upload again from offset 0. Writes are not resumable: every Write call
+  starts at offset 0, and each message's ``writeOffset`` must equal the bytes received
+  so far (else OUT_OF_RANGE). Writing to an ``AVAILABLE`` artifact is FAILED_PRECONDITION:
+  create a new artifact instead. One message may carry at most 8 MiB of JSON.
+* ``Read`` streams the bytes back (``readOffset``/``readLimit`` honoured); NOT_FOUND
+  unless the artifact is ``AVAILABLE``. ``QueryWriteStatus`` tells the bytes received by
+  the running upload, or the size of a finished one (``complete``).
+
+``UpdateArtifact`` changes ``type``, ``mimeType`` and ``location``; ``updateMask`` is a
+comma-separated list of field names (python or JSON spelling). An empty mask updates
+every updatable field the request sets; metadata keys are added or replaced, never
+removed. The same rule (:func:`apply_update`) serves every update of the sandbox.
+
+The bytes live in files in ``<db>.blobs/`` beside the database, written under a
+temporary name and renamed at ``finishWrite``; with ``db=":memory:"`` they live in a
+table instead. Neither ever holds a whole artifact in memory.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import weakref
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from mlops_nb.api import API
+from mlops_nb.sandbox.rpc import (
+    Call,
+    ListQuery,
+    RpcError,
+    failed_precondition,
+    handles,
+    handles_stream,
+    invalid_argument,
+    list_page,
+    new_id,
+    not_found,
+    now,
+    page_response,
+)
+from mlops_nb.sandbox.services.access import require_project
+from mlops_nb.sandbox.store import Store
+from mlops_nb.wire.messages import Message, message_class
+
+__all__ = [
+    "MIGRATIONS",
+    "ARTIFACT_OWNER_KINDS",
+    "apply_update",
+    "replace_data",
+    "require_via_project",
+    "delete_artifact_rows",
+    "remove_blobs",
+]
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "0500_artifact_blob",
+        """
+        CREATE TABLE artifact_blob (
+            blob_key TEXT NOT NULL,
+            start INTEGER NOT NULL,
+            data BLOB NOT NULL,
+            PRIMARY KEY (blob_key, start)
+        );
+        """,
+    ),
+]
+
+# The kinds of entity an artifact may belong to.
+ARTIFACT_OWNER_KINDS = ("experiment", "registered_model_version", "dataset")
+
+ARTIFACT_UPDATABLE = ("type", "mime_type", "location")
+READ_CHUNK = 64 * 1024
+# grpc-gateway hands each message to a gRPC server, whose default limit is 4 MiB of proto;
+# as base64 inside JSON that is a little over 5.3 MiB, so 8 MiB leaves room and bounds memory.
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+OUT_OF_RANGE = 11
+RESOURCE_EXHAUSTED = 8
+CANCELLED = 1
+
+
+# -- helpers shared by the sandbox's artifact, model, dataset and deployment modules ----------
+
+
+def apply_update(current: dict[str, Any], patch: Message | None, update_mask: str,
+                 updatable: Sequence[str]) -> dict[str, Any]:
+    """``current`` (wire JSON) with the fields named by ``update_mask`` taken from ``patch``.
+
+    A named field that ``patch`` leaves unset is cleared. An empty mask takes every
+    updatable field that ``patch`` sets. Metadata (``StorageMetadata``) keys are only
+    added or replaced, never removed: responses show only the keys a client selected,
+    so writing back what it read must not erase the others.
+    """
+    if patch is None:
+        raise invalid_argument("the request needs the entity with the new values")
+    fields = {f.name: f for f in type(patch).fields()}
+    by_any_name = {alias: fields[name] for name in updatable for alias in (name, fields[name].json)}
+    names = [n.strip() for n in update_mask.split(",") if n.strip()]
+    if names:
+        unknown = [n for n in names if n not in by_any_name]
+        if unknown:
+            raise invalid_argument(f"update_mask names {unknown[0]!r}, which cannot be updated; "
+                                   f"updatable fields: {', '.join(updatable)}")
+        chosen = [by_any_name[n] for n in names]
+    else:
+        chosen = [fields[n] for n in updatable if patch.is_set(n)]
+    if not chosen:
+        raise invalid_argument(f"nothing to update: set one of {', '.join(updatable)} "
+                               "(and name it in update_mask)")
+    wire = patch.to_wire()
+    updated = dict(current)
+    for f in chosen:
+        if f.type == "StorageMetadata":
+            values = {**current.get(f.json, {}).get("values", {}), **wire.get(f.json, {}).get("values", {})}
+            if values:
+                updated[f.json] = {"values": values}
+        elif f.json in wire:
+            updated[f.json] = wire[f.json]
+        else:
+            updated.pop(f.json, None)
+    return updated
+
+
+def require_via_project(call: Call, project_id: str | None, what: str, entity_id: str, *,
+                        write: bool = False) -> None:
+    """Access to an entity through its project; a hidden project reads as NOT_FOUND of the entity itself."""
+    try:
+        require_project(call, project_id or "", write=write)
+    except RpcError as e:
+        if e.code == 5:
+            raise not_found(what, entity_id) from None
+        raise
+
+
+def replace_data(store: Store, kind: str, data: dict[str, Any]) -> None:
+    """Store new wire JSON for an existing entity, keeping its project, parent, owner and creation time."""
+    with store.transaction() as db:
+        db.execute("UPDATE entity SET data = ? WHERE kind = ? AND id = ?",
+                   (json.dumps(data, separators=(",", ":")), kind, data["id"]))
+
+
+def delete_artifact_rows(store: Store, entity_ids: Sequence[str]) -> list[str]:
+    """Delete the artifacts of these entities (inside the caller's transaction); return their ids.
+
+    Call :func:`remove_blobs` with the result once the transaction has committed.
+    """
+    with store.transaction() as db:
+        # json_each, not a placeholder per id: a project may hold more entities than SQLite takes parameters.
+        ids = [r["id"] for r in db.execute(
+            "SELECT id FROM entity WHERE kind = 'artifact' AND parent_id IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(entity_ids)),))]
+        _delete_artifacts(store, db, ids)
+    return ids
+
+
+def remove_blobs(store: Store, artifact_ids: Sequence[str]) -> None:
+    """Drop the bytes of deleted artifacts (after the deleting transaction has committed)."""
+    blobs = _blobs(store)
+    for artifact_id in artifact_ids:
+        blobs.remove_committed(artifact_id)
+
+
+def _delete_artifacts(store: Store, db: sqlite3.Connection, artifact_ids: Sequence[str]) -> None:
+    blobs = _blobs(store)
+    for artifact_id in artifact_ids:
+        if blobs.uploading(artifact_id):
+            raise failed_precondition(f"artifact {artifact_id!r} is being uploaded; "
+                                      "delete it once the upload has ended")
+        db.execute("DELETE FROM entity WHERE kind = 'artifact' AND id = ?", (artifact_id,))
+        blobs.remove_in_transaction(db, artifact_id)
+
+
+# -- where the bytes live -------------------------------------------------------------------
+
+
+class _BlobWriter(Protocol):
+    def write(self, data: bytes) -> None: ...
+
+    def publish(self) -> None:
+        """Make the written bytes the artifact's (inside the transaction that marks it AVAILABLE)."""
+
+    def discard(self) -> None: ...
+
+
+class _Blobs:
+    """The bytes of one store's artifacts, and the uploads running against it."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.directory = None if store.path == ":memory:" else Path(store.path + ".blobs")
+        self._lock = threading.Lock()
+        # The uploads running in this process: a BEING_UPLOADED artifact without one here was
+        # cut off by a restart, and may be uploaded again.
+        self._uploads: dict[str, _Upload] = {}
+
+    def start_upload(self, artifact_id: str) -> _Upload:
+        with self._lock:
+            if artifact_id in self._uploads:
+                raise failed_precondition(f"artifact {artifact_id!r} is being uploaded by another "
+                                          "Write call; wait for it to end")
+            upload = self._uploads[artifact_id] = _Upload(artifact_id, self.writer(artifact_id))
+            return upload
+
+    def end_upload(self, artifact_id: str) -> None:
+        with self._lock:
+            self._uploads.pop(artifact_id, None)
+
+    def upload(self, artifact_id: str) -> _Upload | None:
+        with self._lock:
+            return self._uploads.get(artifact_id)
+
+    def uploading(self, artifact_id: str) -> bool:
+        return self.upload(artifact_id) is not None
+
+    def writer(self, artifact_id: str) -> _BlobWriter:
+        if self.directory is None:
+            return _TableWriter(self.store, artifact_id)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        return _FileWriter(self.directory / artifact_id)
+
+    def chunks(self, artifact_id: str, offset: int, limit: int) -> Iterator[bytes]:
+        """The bytes from ``offset``, at most ``limit`` of them (0: all), in pieces of READ_CHUNK."""
+        if self.directory is None:
+            return _table_chunks(self.store, artifact_id, offset, limit)
+        try:
+            file = open(self.directory / artifact_id, "rb")  # noqa: SIM115 - closed by the generator
+        except FileNotFoundError:
+            raise not_found("bytes of artifact", artifact_id) from None
+        return _file_chunks(file, offset, limit)
+
+    def remove_in_transaction(self, db: sqlite3.Connection, artifact_id: str) -> None:
+        if self.directory is None:
+            db.execute("DELETE FROM artifact_blob WHERE blob_key = ?", (artifact_id,))
+
+    def remove_committed(self, artifact_id: str) -> None:
+        if self.directory is not None:
+            (self.directory / artifact_id).unlink(missing_ok=True)
+
+
+_BLOBS: weakref.WeakKeyDictionary[Store, _Blobs] = weakref.WeakKeyDictionary()
+_BLOBS_LOCK = threading.Lock()
+
+
+def _blobs(store: Store) -> _Blobs:
+    with _BLOBS_LOCK:
+        blobs = _BLOBS.get(store)
+        if blobs is None:
+            blobs = _BLOBS[store] = _Blobs(store)
+        return blobs
+
+
+class _FileWriter:
+    def __init__(self, final: Path) -> None:
+        self.final = final
+        self.partial = final.with_name(f"{final.name}.{new_id()}.part")
+        self.file = open(self.partial, "wb")  # noqa: SIM115 - closed by publish() or discard()
+
+    def write(self, data: bytes) -> None:
+        self.file.write(data)
+
+    def publish(self) -> None:
+        self.file.close()
+        os.replace(self.partial, self.final)
+
+    def discard(self) -> None:
+        self.file.close()
+        self.partial.unlink(missing_ok=True)
+
+
+class _TableWriter:
+    def __init__(self, store: Store, artifact_id: str) -> None:
+        self.store = store
+        self.artifact_id = artifact_id
+        self.key = f"{artifact_id}.{new_id()}.part"
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        with self.store.transaction() as db:
+            db.execute("INSERT INTO artifact_blob (blob_key, start, data) VALUES (?, ?, ?)",
+                       (self.key, self.size, data))
+        self.size += len(data)
+
+    def publish(self) -> None:
+        with self.store.transaction() as db:
+            db.execute("DELETE FROM artifact_blob WHERE blob_key = ?", (self.artifact_id,))
+            db.execute("UPDATE artifact_blob SET blob_key = ? WHERE blob_key = ?", (self.artifact_id, self.key))
+
+    def discard(self) -> None:
+        with self.store.transaction() as db:
+            db.execute("DELETE FROM artifact_blob WHERE blob_key = ?", (self.key,))
+
+
+def _file_chunks(file: Any, offset: int, limit: int) -> Iterator[bytes]:
+    with file:
+        file.seek(offset)
+        left = limit or -1
+        while left:
+            data = file.read(READ_CHUNK if left < 0 else min(READ_CHUNK, left))
+            if not data:
+                return
+            left -= len(data) if left > 0 else 0
+            yield data
+
+
+def _table_chunks(store: Store, artifact_id: str, offset: int, limit: int) -> Iterator[bytes]:
+    end = offset + limit if limit else None
+    position = offset
+    while end is None or position < end:
+        # One stored piece per query, so a long download never holds the store's lock for long.
+        with store.reading() as db:
+            row = db.execute(
+                "SELECT start, data FROM artifact_blob WHERE blob_key = ? AND start + length(data) > ? "
+                "ORDER BY start LIMIT 1", (artifact_id, position)).fetchone()
+        if row is None:
+            return
+        piece = bytes(row["data"])[position - row["start"]:]
+        if end is not None:
+            piece = piece[:end - position]
+        for i in range(0, len(piece), READ_CHUNK):
+            yield piece[i:i + READ_CHUNK]
+        position += len(piece)
+
+
+# -- artifacts and the entities they belong to ---------------------------------------------
+
+_OWNER_WHAT = "experiment, model version or dataset"
+
+
+def _owning_project(call: Call, entity_id: str, *, write: bool) -> str:
+    """The home project of the entity an artifact belongs to, once the caller's access to it is checked.
+
+    Each kind keeps its own rule: experiments and datasets may be read from any project
+    they are linked into, and a deleted experiment is hidden.
+    """
+    # Imported here, not at the top: those modules import this one for the helpers above.
+    from mlops_nb.sandbox.services.datasets import find_dataset
+    from mlops_nb.sandbox.services.experiments import find_experiment
+
+    if not entity_id:
+        raise invalid_argument(f"entity_id (the {_OWNER_WHAT}) is required")
+    marks = ",".join("?" * len(ARTIFACT_OWNER_KINDS))
+    with call.store.reading() as db:
+        row = db.execute(f"SELECT kind, project_id FROM entity WHERE id = ? AND kind IN ({marks})",
+                         (entity_id, *ARTIFACT_OWNER_KINDS)).fetchone()
+    if row is None:
+        raise not_found(_OWNER_WHAT, entity_id)
+    if row["kind"] == "experiment":
+        find_experiment(call, entity_id, field="entity_id", write=write)
+    elif row["kind"] == "dataset":
+        find_dataset(call, entity_id, write=write, id_name="entity_id")
+    else:
+        require_via_project(call, row["project_id"], _OWNER_WHAT, entity_id, write=write)
+    return row["project_id"]
+
+
+def _artifact(call: Call, artifact_id: str, *, write: bool, id_name: str = "id") -> dict[str, Any]:
+    if not artifact_id:
+        raise invalid_argument(f"{id_name} (the artifact id) is required")
+    row = call.store.row("artifact", artifact_id)
+    if row is None:
+        raise not_found("artifact", artifact_id)
+    try:
+        _owning_project(call, row["parent_id"], write=write)
+    except RpcError as e:
+        if e.code == 5:  # what the caller may not see, the artifact does not reveal
+            raise not_found("artifact", artifact_id) from None
+        raise
+    return json.loads(row["data"])
+
+
+@handles("storage.artifact.create_artifact")
+def create_artifact(call: Call, request: Any) -> dict[str, Any]:
+    given = request.artifact
+    if given is None:
+        raise invalid_argument("artifact is required (with entity_id and type)")
+    project_id = _owning_project(call, given.entity_id, write=True)
+    created = now()
+    artifact = {"id": new_id(), "entityId": given.entity_id, "type": given.type, "state": "EMPTY",
+                "size": "0", "createdTime": created, "lastModifiedTime": created,
+                "location": given.location, "mimeType": given.mime_type}
+    artifact = {k: v for k, v in artifact.items() if v != ""}
+    call.store.put("artifact", artifact, project_id=project_id, parent_id=given.entity_id,
+                   owner_id=call.user_id)
+    return {"artifact": artifact}
+
+
+@handles("storage.artifact.get_artifact")
+def get_artifact(call: Call, request: Any) -> dict[str, Any]:
+    return {"artifact": _artifact(call, request.id, write=False)}
+
+
+@handles("storage.artifact.list_entity_artifacts")
+def list_entity_artifacts(call: Call, request: Any) -> dict[str, Any]:
+    _owning_project(call, request.entity_id, write=False)
+    query = ListQuery(kind="artifact", message="StorageArtifact", where="e.parent_id = ?",
+                      params=[request.entity_id])
+    items, token = list_page(call, query, paging=request.paging, filter=request.filter,
+                             sorting=request.sorting)
+    return page_response("artifact", items, token)
+
+
+@handles("storage.artifact.update_artifact")
+def update_artifact(call: Call, request: Any) -> dict[str, Any]:
+    given = request.artifact
+    if given is None or not given.id:
+        raise invalid_argument("artifact.id is required")
+    with call.store.transaction():
+        current = _artifact(call, given.id, write=True)
+        updated = apply_update(current, given, request.update_mask, ARTIFACT_UPDATABLE)
+        updated["lastModifiedTime"] = now()
+        replace_data(call.store, "artifact", updated)
+    return {"artifact": updated}
+
+
+@handles("storage.artifact.delete_artifact")
+def delete_artifact(call: Call, request: Any) -> None:
+    with call.store.transaction() as db:
+        _artifact(call, request.id, write=True)
+        _delete_artifacts(call.store, db, [request.id])
+    remove_blobs(call.store, [request.id])
+
+
+# -- ByteStream ----------------------------------------------------------------------------
+
+
+class _Upload:
+    """One running Write call: where its bytes go and what it has received so far."""
+
+    def __init__(self, artifact_id: str, writer: _BlobWriter) -> None:
+        self.artifact_id = artifact_id
+        self.writer = writer
+        self.received = 0
+        self.md5 = hashlib.md5()
+        self.finished = False
+
+    def append(self, message: Message) -> None:
+        if self.finished:
+            raise invalid_argument("a Write message came after the one with finishWrite")
+        if message.resource_name and message.resource_name != self.artifact_id:
+            raise invalid_argument(f"one Write call writes one artifact: got resourceName "
+                                   f"{message.resource_name!r} after {self.artifact_id!r}")
+        if message.write_offset != self.received:
+            raise RpcError(OUT_OF_RANGE, f"writeOffset is {message.write_offset} but {self.received} bytes "
+                                         "were received so far; offsets must follow on")
+        data = message.data
+        if data:
+            self.writer.write(data)
+            self.md5.update(data)
+            self.received += len(data)
+        self.finished = message.finish_write
+
+
+def _begin_upload(call: Call, artifact_id: str) -> _Upload:
+    blobs = _blobs(call.store)
+    with call.store.transaction():
+        artifact = _artifact(call, artifact_id, write=True, id_name="resourceName")
+        if artifact.get("state") == "AVAILABLE":
+            raise failed_precondition(f"artifact {artifact_id!r} has its bytes already; "
+                                      "create a new artifact to upload other bytes")
+        upload = blobs.start_upload(artifact_id)
+        try:
+            artifact.update(state="BEING_UPLOADED", lastModifiedTime=now())
+            replace_data(call.store, "artifact", artifact)
+        except BaseException:
+            upload.writer.discard()
+            blobs.end_upload(artifact_id)
+            raise
+    return upload
+
+
+def _finish_upload(store: Store, upload: _Upload) -> None:
+    with store.transaction():
+        artifact = store.get("artifact", upload.artifact_id)
+        if artifact is None:
+            raise not_found("artifact", upload.artifact_id)
+        finished = now()
+        artifact.update(state="AVAILABLE", size=str(upload.received), uploadedTime=finished,
+                        lastModifiedTime=finished,
+                        md5Digest=base64.b64encode(upload.md5.digest()).decode("ascii"))
+        replace_data(store, "artifact", artifact)
+        upload.writer.publish()
+    _blobs(store).end_upload(upload.artifact_id)
+
+
+def _abort_upload(store: Store, upload: _Upload) -> None:
+    upload.writer.discard()
+    with store.transaction():
+        artifact = store.get("artifact", upload.artifact_id)
+        if artifact is not None and artifact.get("state") == "BEING_UPLOADED":
+            artifact.update(state="UPLOAD_FAILED", lastModifiedTime=now())
+            replace_data(store, "artifact", artifact)
+    _blobs(store).end_upload(upload.artifact_id)
+
+
+async def _write_messages(body: Any) -> Any:
+    """The decoded messages of a Write body, one per line, read as the bytes arrive."""
+    cls = message_class(API.method("bytestream.bytestream.write").request)
+    pending = bytearray()
+    async for piece in body:
+        pending += piece
+        start = 0
+        while (end := pending.find(b"\n", start)) >= 0:
+            line = bytes(pending[start:end])
+            start = end + 1
+            if line.strip():
+                yield _decode_line(cls, line)
+        del pending[:start]
+        if len(pending) > MAX_MESSAGE_BYTES:
+            raise RpcError(RESOURCE_EXHAUSTED, f"a Write message is larger than {MAX_MESSAGE_BYTES} bytes; "
+                                               "send the data in smaller chunks")
+    if bytes(pending).strip():
+        yield _decode_line(cls, bytes(pending))
+
+
+def _decode_line(cls: type[Message], line: bytes) -> Message:
+    try:
+        raw = json.loads(line)
+    except ValueError as e:
+        raise invalid_argument(f"a Write message is not JSON ({e})") from None
+    if not isinstance(raw, dict):
+        raise invalid_argument(f"a Write message must be a JSON object, got {type(raw).__name__}")
+    try:
+        message = cls.from_wire(raw)
+    except ValueError as e:
+        raise invalid_argument(f"invalid Write message: {e}") from None
+    if message.unknown_fields:
+        raise invalid_argument(f"invalid Write message: no field {sorted(message.unknown_fields)[0]!r}")
+    return message
+
+
+@handles_stream("bytestream.bytestream.write")
+async def write(call: Call, request: Request) -> Response:
+    body = request.stream()
+    upload: _Upload | None = None
+    try:
+        async for message in _write_messages(body):
+            if upload is None:
+                upload = await run_in_threadpool(_begin_upload, call, message.resource_name)
+            await run_in_threadpool(upload.append, message)
+        if upload is None:
+            raise invalid_argument("the Write call carried no message")
+        if not upload.finished:
+            raise invalid_argument("the Write call ended without a message with finishWrite: true; "
+                                   "nothing was kept, upload again from offset 0")
+        await run_in_threadpool(_finish_upload, call.store, upload)
+    except ClientDisconnect:
+        if upload is not None:
+            _abort_upload(call.store, upload)
+        raise RpcError(CANCELLED, "the client went away during the upload") from None
+    except BaseException as e:
+        if upload is not None:
+            _abort_upload(call.store, upload)
+        if isinstance(e, RpcError):
+            await _drain(body)
+        raise
+    return JSONResponse({"committedSize": str(upload.received)})
+
+
+async def _drain(body: Any) -> None:
+    """Read the rest of a refused upload, so the client gets the error rather than a reset connection."""
+    try:
+        async for _ in body:
+            pass
+    except (ClientDisconnect, RuntimeError):
+        pass
+
+
+def _read_request(raw: bytes) -> Message:
+    cls = message_class(API.method("bytestream.bytestream.read").request)
+    try:
+        body = json.loads(raw or b"{}")
+        if not isinstance(body, dict):
+            raise ValueError(f"expected a JSON object, got {type(body).__name__}")
+        message = cls.from_wire(body)
+    except ValueError as e:
+        raise invalid_argument(f"invalid Read request: {e}") from None
+    if message.unknown_fields:
+        raise invalid_argument(f"invalid Read request: no field {sorted(message.unknown_fields)[0]!r}")
+    return message
+
+
+def _open_read(call: Call, message: Message) -> Iterator[bytes]:
+    artifact = _artifact(call, message.resource_name, write=False, id_name="resourceName")
+    if artifact.get("state") != "AVAILABLE":
+        raise not_found(f"uploaded bytes (the artifact is {artifact.get('state', 'EMPTY')}) of artifact",
+                        message.resource_name)
+    size = int(artifact.get("size", 0))
+    if message.read_offset < 0 or message.read_limit < 0:
+        raise RpcError(OUT_OF_RANGE, "readOffset and readLimit must not be negative")
+    if message.read_offset > size:
+        raise RpcError(OUT_OF_RANGE, f"readOffset {message.read_offset} is past the artifact's {size} bytes")
+    return _blobs(call.store).chunks(message.resource_name, message.read_offset, message.read_limit)
+
+
+def _read_lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    for data in chunks:
+        yield b'{"result":{"data":"' + base64.b64encode(data) + b'"}}\n'
+
+
+@handles_stream("bytestream.bytestream.read")
+async def read(call: Call, request: Request) -> Response:
+    raw = bytearray()
+    async for piece in request.stream():
+        raw += piece
+        if len(raw) > MAX_MESSAGE_BYTES:
+            raise invalid_argument("the Read request is too large")
+    message = _read_request(bytes(raw))
+    chunks = await run_in_threadpool(_open_read, call, message)
+    return StreamingResponse(_read_lines(chunks), media_type="application/json")
+
+
+@handles("bytestream.bytestream.query_write_status")
+def query_write_status(call: Call, request: Any) -> dict[str, Any]:
+    artifact = _artifact(call, request.resource_name, write=False, id_name="resource_name")
+    upload = _blobs(call.store).upload(request.resource_name)
+    if upload is not None:
+        return {"committedSize": str(upload.received), "complete": False}
+    if artifact.get("state") == "AVAILABLE":
+        return {"committedSize": artifact.get("size", "0"), "complete": True}
+    return {"committedSize": "0", "complete": False}
