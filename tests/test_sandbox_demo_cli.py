@@ -22,8 +22,8 @@ import requests
 
 import mlops_nb
 from mlops_nb.api import API, Method
+from mlops_nb.cli import main
 from mlops_nb.sandbox import Sandbox
-from mlops_nb.sandbox.cli import main
 from mlops_nb.sandbox.rpc import HANDLERS, STREAM_HANDLERS
 from mlops_nb.sandbox.services.access import ROLE_EDITOR
 

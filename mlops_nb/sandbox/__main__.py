@@ -2,6 +2,6 @@
 
 import sys
 
-from mlops_nb.sandbox.cli import main
+from mlops_nb.cli import main
 
 sys.exit(main())

@@ -20,14 +20,13 @@ import shlex
 import signal
 import sys
 import threading
-from collections.abc import Sequence
 from typing import Any
 
 from mlops_nb.sandbox.identity import CONFIDENTIAL_CLIENT_ID
 from mlops_nb.sandbox.server import Sandbox
 from mlops_nb.sandbox.store import default_db_path
 
-__all__ = ["main", "build_parser", "DEFAULT_PORT"]
+__all__ = ["add_command", "run", "DEFAULT_PORT"]
 
 DEFAULT_PORT = 8731
 
@@ -46,9 +45,8 @@ def _port(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mlops-nb", description="Tools of mlops_nb, the Jupyter client for H2O MLOps.")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+def add_command(commands: Any) -> argparse.ArgumentParser:
+    """Add ``sandbox`` to the ``mlops-nb`` command's subcommands (see :mod:`mlops_nb.cli`)."""
     sandbox = commands.add_parser(
         "sandbox", help="run a local MLOps-compatible gateway with its own login, until Ctrl-C",
         description="Run a local gateway that speaks the H2O MLOps API, with its own OpenID provider "
@@ -68,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--revoke-refresh-tokens", action="store_true",
                          help="a refresh token works once: each refresh returns the next one (like Keycloak's "
                               "'Revoke Refresh Token')")
-    return parser
+    sandbox.set_defaults(run=run)
+    return sandbox
 
 
 def _export(name: str, value: str) -> str:
@@ -106,7 +105,7 @@ def _banner(sandbox: Sandbox, data: str) -> str:
     return "\n".join(lines)
 
 
-def _run_sandbox(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     sandbox = Sandbox(host=args.host, port=args.port, db=args.db, data=args.data, token_ttl=args.token_ttl,
                       revoke_refresh_token_on_use=args.revoke_refresh_tokens)
     stop = threading.Event()
@@ -133,13 +132,3 @@ def _run_sandbox(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, previous_handler)
     print("mlops_nb sandbox stopped.", flush=True)
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """The ``mlops-nb`` command; returns the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command != "sandbox":
-        parser.print_help(sys.stderr)
-        return 2
-    return _run_sandbox(args)
