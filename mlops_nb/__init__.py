@@ -6,9 +6,28 @@ message and enum by its legacy name, e.g. ``mlops.StorageListProjectsRequest``)
 plus the notebook layer. ``%load_ext mlops_nb`` loads the ``%mlops`` magics.
 """
 
+from mlops_nb.notebook.catalogs import (
+    artifact_compositions,
+    artifact_types,
+    deployable_artifact,
+    runtimes,
+    runtimes_for,
+)
+from mlops_nb.notebook.client import Client
+from mlops_nb.notebook.frames import list_all
+from mlops_nb.notebook.login import login
+from mlops_nb.notebook.lookup import (
+    AmbiguousName,
+    NameNotFound,
+    find_deployment,
+    find_experiment,
+    find_project,
+    find_registered_model,
+)
+from mlops_nb.notebook.magics import load_ipython_extension, unload_ipython_extension
+from mlops_nb.notebook.session import current_client
 from mlops_nb.wire import messages as _messages
 from mlops_nb.wire.auth import DeviceLogin, OpenIDConfiguration, TokenProvider, discover
-from mlops_nb.wire.client import Client
 from mlops_nb.wire.errors import (
     AlreadyExists,
     ApiError,
@@ -40,6 +59,22 @@ globals().update({name: getattr(_messages, name) for name in _MESSAGE_NAMES})
 __all__ = [
     "Client",
     "client",
+    "login",
+    "current_client",
+    "load_ipython_extension",
+    "unload_ipython_extension",
+    "list_all",
+    "find_project",
+    "find_experiment",
+    "find_registered_model",
+    "find_deployment",
+    "AmbiguousName",
+    "NameNotFound",
+    "artifact_types",
+    "runtimes",
+    "runtimes_for",
+    "deployable_artifact",
+    "artifact_compositions",
     "TokenProvider",
     "DeviceLogin",
     "OpenIDConfiguration",

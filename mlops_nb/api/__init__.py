@@ -171,9 +171,14 @@ def _rpc_name(method: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class Catalogs:
-    """The seed's two tables: artifact names and runtime names."""
+    """The seed's two tables: artifact names and runtime names.
 
-    artifacts: tuple[dict[str, str], ...]
+    Each artifact row also names the ``model_type`` of the runtimes that serve it (``None``
+    for ``python/pickle``, which no runtime of the seed serves): the seed does not state
+    that link, so it is ours, kept here once for the client and the sandbox.
+    """
+
+    artifacts: tuple[dict[str, str | None], ...]
     runtimes: tuple[dict[str, str], ...]
 
 

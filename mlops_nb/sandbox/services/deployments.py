@@ -83,18 +83,9 @@ ENVIRONMENT_NAME = "sandbox"
 # Fixed, so that a deployment's environment id means the same in every sandbox.
 SANDBOX_ENVIRONMENT_ID = "5a2dbe0c-0000-4000-8000-000000000001"
 
-# The seed's tables do not say which model type each artifact type is; MLOps' list of
-# scoring runtimes does: DAI MOJO pipelines (also as MLflow) run on the DAI MOJO scorers,
-# DAI Python pipelines (also as MLflow) on the Python pipeline scorers, H2O-3 MOJOs on the
-# H2O-3 scorer, zipped MLflow models on the MLflow scorers.
-MODEL_TYPE_OF_ARTIFACT = {
-    "dai/mojo_pipeline": "dai_mojo",
-    "mlflow/mojo_pipeline": "dai_mojo",
-    "dai/scoring_pipeline": "dai_python_scoring_pipeline",
-    "mlflow/scoring_pipeline": "dai_python_scoring_pipeline",
-    "h2o3/mojo": "h2o3_mojo",
-    "python/mlflow": "mlflow",
-}
+# Which runtimes serve an artifact type: the catalogs' model_type column (the seed's tables
+# do not say; see mlops_nb/api/catalogs.json).
+MODEL_TYPE_OF_ARTIFACT = {row["artifact_type"]: row["model_type"] for row in CATALOGS.artifacts if row["model_type"]}
 
 _TRAFFIC_TYPES = {"single": "SINGLE_MODEL", "shadow": "SHADOW_TRAFFIC", "split": "SPLIT_TRAFFIC"}
 

@@ -1,0 +1,143 @@
+"""The notebook client: list calls give DataFrames, and what it sees is remembered for cards.
+
+``mlops_nb.Client`` is this class. It differs from :class:`mlops_nb.wire.client.Client`
+in two ways:
+
+* every list call (``list_*``, ``batch_get_*``) returns a
+  :class:`~mlops_nb.notebook.frames.ListFrame` instead of a typed response;
+* users it sees (``who_am_i``, ``get_user``, ``get_user_by_username``,
+  ``list_users``, ``batch_get_users``) are recorded in ``client.usernames``
+  (id -> username), and deployment statuses (``get_deployment_status``,
+  ``list_deployment_statuses``) in ``client.deployment_statuses`` (deployment id
+  -> status JSON). Cards use them to name owners and to show a deployment's state
+  and scoring URL, without calls of their own.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from mlops_nb.api import Method
+from mlops_nb.notebook.frames import list_result
+from mlops_nb.notebook.settings import settings
+from mlops_nb.wire import client as wire
+from mlops_nb.wire.messages import Message, message_class
+
+__all__ = ["Client", "RecentCache", "known_deployment_status", "known_username"]
+
+V = TypeVar("V")
+
+# method -> wire name of the response field carrying the users / the deployment statuses
+_USERS = {
+    "storage.user.who_am_i": "user",
+    "storage.user.get_user": "user",
+    "storage.user.get_user_by_username": "user",
+    "storage.user.list_users": "user",
+    "storage.user.batch_get_users": "users",
+}
+_STATUSES = {
+    "deployer.deployment_status.get_deployment_status": "deploymentStatus",
+    "deployer.deployment_status.list_deployment_statuses": "deploymentStatus",
+}
+
+class _FromSettings:
+    """The default timeout: ``settings.timeout`` when the client is made (shows so in ``help()``)."""
+
+    def __repr__(self) -> str:
+        return "settings.timeout"
+
+
+_FROM_SETTINGS: Any = _FromSettings()
+
+
+class RecentCache(Generic[V]):
+    """Key -> value for the most recently recorded ``capacity`` keys."""
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self.capacity = capacity
+        self._values: OrderedDict[str, V] = OrderedDict()
+
+    def record(self, key: str | None, value: V | None) -> None:
+        """Remember ``value`` under ``key``; empty keys and values are ignored."""
+        if not key or not value:
+            return
+        self._values[key] = value
+        self._values.move_to_end(key)
+        if len(self._values) > self.capacity:
+            self._values.popitem(last=False)
+
+    def get(self, key: str) -> V | None:
+        return self._values.get(key)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._values
+
+    def __repr__(self) -> str:
+        return f"<RecentCache: {len(self)} of at most {self.capacity}>"
+
+
+def _entities(payload: dict[str, Any], wire_name: str) -> list[dict[str, Any]]:
+    value = payload.get(wire_name)
+    if isinstance(value, dict):
+        return [value]
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+_CLIENTS: weakref.WeakSet[Client] = weakref.WeakSet()
+
+
+def known_username(user_id: str) -> str | None:
+    """The username of ``user_id`` if a live client has seen that user."""
+    return next((name for c in list(_CLIENTS) if (name := c.usernames.get(user_id))), None)
+
+
+def known_deployment_status(deployment_id: str) -> Message | None:
+    """The latest ``DeployDeploymentStatus`` a live client has seen for the deployment."""
+    found = next((s for c in list(_CLIENTS) if (s := c.deployment_statuses.get(deployment_id))), None)
+    return None if found is None else message_class("DeployDeploymentStatus").from_wire(found)
+
+
+class Client(wire.Client):
+    """A connection to one MLOps gateway, for notebooks.
+
+    Calls follow the legacy client (``client.storage.project.list_projects(request)``);
+    list calls return DataFrames whose ``.project`` (etc.) still give the typed
+    entities. ``timeout`` defaults to ``mlops_nb.notebook.settings.settings.timeout``
+    (seconds per HTTP call); the other arguments are those of the wire client.
+    """
+
+    def __init__(
+        self,
+        gateway_url: str,
+        token_provider: Callable[[], str],
+        *,
+        timeout: float | tuple[float, float] | None = _FROM_SETTINGS,
+        verify: bool = True,
+        ca_bundle: str | None = None,
+        proxies: dict[str, str] | None = None,
+    ) -> None:
+        if timeout is _FROM_SETTINGS:
+            timeout = settings.timeout
+        super().__init__(gateway_url, token_provider, timeout=timeout, verify=verify, ca_bundle=ca_bundle,
+                         proxies=proxies)
+        self.usernames: RecentCache[str] = RecentCache()
+        self.deployment_statuses: RecentCache[dict[str, Any]] = RecentCache()
+        _CLIENTS.add(self)
+
+    def _result(self, method: Method, payload: dict[str, Any]) -> Any:
+        name = method.qualified_name
+        if name in _USERS:
+            for user in _entities(payload, _USERS[name]):
+                self.usernames.record(user.get("id"), user.get("username"))
+        if name in _STATUSES:
+            for status in _entities(payload, _STATUSES[name]):
+                self.deployment_statuses.record(status.get("deploymentId"), status)
+        if method.is_list:
+            return list_result(method, payload)
+        return super()._result(method, payload)

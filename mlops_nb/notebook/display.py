@@ -1,0 +1,671 @@
+"""Rich displays: cards for entities, interactive tables for list frames.
+
+Cards
+-----
+Users, projects, experiments, registered models and their versions, artifacts and
+deployments (storage and deployer) display as cards: ``_repr_html_`` (registered
+with the wire layer's message classes) and a short text form for terminals and
+logs (:func:`card_text`; IPython shows it as ``text/plain``). A response made of
+exactly one such entity (``StorageWhoAmIResponse``, ``StorageGetProjectResponse``,
+...) shows that entity's card. Card HTML is self-contained (inline styles, no
+external CSS, JS or fonts), follows JupyterLab's light and dark themes through
+``--jp-*`` variables with theme-neutral fallbacks, and escapes every value that
+came from a server. Owners show as usernames when a live client has seen the
+user (``Client.usernames``), else as ids.
+
+Tables
+------
+List frames, and frames derived from them (pandas keeps their ``attrs`` marker),
+display as interactive itables tables, offline: the DataTables bundle that ships
+with itables is embedded in the first table this process displays. Each table's
+HTML starts with a static table of its first rows, visible wherever JavaScript
+does not run (untrusted notebooks, GitHub, exports read without scripts); a small
+script swaps it for the interactive table once DataTables has drawn it, so a
+table whose bundle is missing keeps showing its static rows. Settings
+(:mod:`mlops_nb.notebook.settings`) turn interactive tables off and cap the rows
+put in a table. Other DataFrames are left alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import urlsplit
+
+import pandas as pd
+
+from mlops_nb.api import API, CATALOGS
+from mlops_nb.notebook import catalogs
+from mlops_nb.notebook.client import known_deployment_status, known_username
+from mlops_nb.notebook.frames import FRAME_ATTR
+from mlops_nb.notebook.settings import settings
+from mlops_nb.wire.messages import Message, message_class, register_html_renderer
+
+__all__ = ["card_html", "card_text", "frame_html", "has_card", "install_ipython_formatters"]
+
+# -- card model -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Row:
+    label: str
+    html: str
+    text: str
+
+
+@dataclass
+class _Card:
+    kind: str
+    title: str
+    ident: str = ""
+    badge: str = ""  # an enum value, e.g. HEALTHY
+    description: str = ""
+    rows: list[_Row] = field(default_factory=list)
+
+
+@dataclass
+class _Context:
+    now: datetime
+    username: Callable[[str], str | None]
+    deployment_status: Callable[[str], Message | None]
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+# -- values ------------------------------------------------------------------------------------
+
+_UNITS = ((365 * 86400, "year"), (30 * 86400, "month"), (7 * 86400, "week"), (86400, "day"),
+          (3600, "hour"), (60, "minute"))
+
+
+def _relative_time(when: datetime, now: datetime) -> str:
+    """``3 days ago``, ``in 2 hours``, ``just now``."""
+    seconds = (now - when).total_seconds()
+    span = abs(seconds)
+    for size, unit in _UNITS:
+        if span >= size:
+            count = int(span // size)
+            amount = f"{count} {unit}{'s' if count != 1 else ''}"
+            return f"{amount} ago" if seconds > 0 else f"in {amount}"
+    return "just now"
+
+
+def _absolute_time(when: datetime) -> str:
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _time_row(label: str, when: datetime | None, ctx: _Context) -> _Row | None:
+    if when is None:
+        return None
+    rel, absolute = _relative_time(when, ctx.now), _absolute_time(when)
+    iso = when.astimezone(timezone.utc).isoformat()
+    return _Row(label, f'<time datetime="{_e(iso)}" title="{_e(absolute)}">{_e(rel)}</time> '
+                       f'<span style="{_MUTED}">{_e(absolute)}</span>', f"{rel} ({absolute})")
+
+
+def _text_row(label: str, value: Any) -> _Row | None:
+    if value in (None, "", [], {}):
+        return None
+    return _Row(label, _e(value), str(value))
+
+
+def _id_row(label: str, value: str) -> _Row | None:
+    if not value:
+        return None
+    return _Row(label, f'<code style="{_CODE}">{_e(value)}</code>', value)
+
+
+def _user_row(label: str, user_id: str, ctx: _Context, name: str = "") -> _Row | None:
+    if not user_id and not name:
+        return None
+    name = name or ctx.username(user_id) or ""
+    if not name:
+        return _id_row(label, user_id)
+    return _Row(label, f'<span title="{_e(user_id)}">{_e(name)}</span>', name)
+
+
+def _link(url: str) -> str:
+    # Only web links become anchors: a server must not be able to plant a javascript: URL.
+    if urlsplit(url).scheme.lower() in ("http", "https"):
+        return (f'<a href="{_e(url)}" target="_blank" rel="noopener noreferrer" '
+                f'style="color:var(--jp-content-link-color, inherit);text-decoration:underline">{_e(url)}</a>')
+    return f'<code style="{_CODE}">{_e(url)}</code>'
+
+
+def _link_row(label: str, url: str) -> _Row | None:
+    return _Row(label, _link(url), url) if url else None
+
+
+def _list_row(label: str, items: Iterable[tuple[str, str]]) -> _Row | None:
+    """A row listing (html, text) items, one per line."""
+    pairs = list(items)
+    if not pairs:
+        return None
+    return _Row(label, "<br>".join(h for h, _ in pairs), "; ".join(t for _, t in pairs))
+
+
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n:,} bytes"
+    value, unit = n / 1024, "KiB"
+    for larger in ("MiB", "GiB", "TiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, larger
+    return f"{value:.1f} {unit} ({n:,} bytes)"
+
+
+def _enum_text(value: Any) -> str:
+    return str(getattr(value, "value", value))
+
+
+# -- badges ------------------------------------------------------------------------------------
+
+_TONES = {
+    "good": ("var(--jp-success-color1, #2e7d32)", "#fff"),
+    "bad": ("var(--jp-error-color1, #c62828)", "#fff"),
+    "busy": ("var(--jp-warn-color1, #ef6c00)", "#fff"),
+    "idle": ("var(--jp-layout-color3, #757575)", "var(--jp-ui-font-color1, #fff)"),
+}
+_TONE_OF = {
+    **dict.fromkeys(("HEALTHY", "FINISHED", "AVAILABLE", "ACTIVE"), "good"),
+    **dict.fromkeys(("UNHEALTY", "FAILED", "UPLOAD_FAILED", "ABORTED", "PURGE"), "bad"),
+    **dict.fromkeys(("PREPARING", "LAUNCHING", "PENDING", "TRAINING", "STOPPING", "BEING_UPLOADED"), "busy"),
+}
+# The API spells one state UNHEALTY; people read "unhealthy".
+_BADGE_LABELS = {"UNHEALTY": "unhealthy"}
+
+
+def _badge_label(value: str) -> str:
+    return _BADGE_LABELS.get(value, value.replace("_", " ").lower())
+
+
+def _badge_html(value: str) -> str:
+    background, color = _TONES[_TONE_OF.get(value, "idle")]
+    return (f'<span title="{_e(value)}" style="background:{background};color:{color};border-radius:9px;'
+            f'padding:1px 8px;font-size:0.85em;font-weight:600;white-space:nowrap">{_e(_badge_label(value))}</span>')
+
+
+# -- card rendering ----------------------------------------------------------------------------
+
+_FONT = "var(--jp-ui-font-family, -apple-system, BlinkMacSystemFont, 'Segoe UI', Helvetica, Arial, sans-serif)"
+_MUTED = "color:var(--jp-ui-font-color2, inherit);opacity:0.85;font-size:0.9em"
+_CODE = "font-family:var(--jp-code-font-family, monospace);font-size:0.9em"
+_CARD = (f"font-family:{_FONT};font-size:var(--jp-ui-font-size1, 13px);color:var(--jp-ui-font-color1, inherit);"
+         "background:var(--jp-layout-color1, transparent);border:1px solid var(--jp-border-color2, rgba(128,128,128,0.4));"
+         "border-radius:6px;padding:8px 12px;margin:4px 0;max-width:720px;line-height:1.45")
+_KIND = ("text-transform:uppercase;letter-spacing:0.05em;font-size:0.75em;font-weight:600;"
+         "color:var(--jp-ui-font-color2, inherit);opacity:0.85;margin-right:6px")
+_TH = ("text-align:left;vertical-align:top;font-weight:normal;padding:1px 12px 1px 0;white-space:nowrap;"
+       "color:var(--jp-ui-font-color2, inherit);opacity:0.85")
+_TD = "text-align:left;vertical-align:top;padding:1px 0;word-break:break-word"
+
+
+def _render_html(card: _Card) -> str:
+    head = f'<span style="{_KIND}">{_e(card.kind)}</span><strong style="font-size:1.1em">{_e(card.title)}</strong>'
+    if card.badge:
+        head += " " + _badge_html(card.badge)
+    parts = [f'<div class="mlops-nb-card" style="{_CARD}">', f"<div>{head}</div>"]
+    if card.ident:
+        parts.append(f'<div style="{_MUTED}"><code style="{_CODE}">{_e(card.ident)}</code></div>')
+    if card.description:
+        parts.append(f'<div style="margin:4px 0;white-space:pre-wrap">{_e(card.description)}</div>')
+    if card.rows:
+        body = "".join(f'<tr><th style="{_TH}">{_e(r.label)}</th><td style="{_TD}">{r.html}</td></tr>'
+                       for r in card.rows)
+        parts.append(f'<table style="border-collapse:collapse;margin-top:4px;border:none">{body}</table>')
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def _render_text(card: _Card) -> str:
+    head = f"{card.kind}: {card.title}"
+    if card.badge:
+        head += f" [{_badge_label(card.badge)}]"
+    if card.ident:
+        head += f" ({card.ident})"
+    lines = [head]
+    if card.description:
+        lines.append("  " + " ".join(card.description.split()))
+    lines += [f"  {r.label}: {r.text}" for r in card.rows]
+    return "\n".join(lines)
+
+
+def _card(kind: str, title: str, rows: Iterable[_Row | None], **extra: Any) -> _Card:
+    return _Card(kind, title, rows=[r for r in rows if r is not None], **extra)
+
+
+# -- the cards ---------------------------------------------------------------------------------
+
+
+def _user(m: Message, ctx: _Context) -> _Card:
+    return _card("User", m.username or m.id, [
+        _text_row("email", m.primary_email),
+        _time_row("joined", m.created_time, ctx),
+    ], ident=m.id)
+
+
+def _project_card(m: Message, ctx: _Context, counts: Iterable[_Row | None] = ()) -> _Card:
+    return _card("Project", m.display_name or m.id, [
+        _user_row("owner", m.owner_id, ctx),
+        *counts,
+        _time_row("created", m.created_time, ctx),
+        _time_row("modified", m.last_modified_time, ctx),
+    ], ident=m.id, description=m.description)
+
+
+def _project(m: Message, ctx: _Context) -> _Card:
+    return _project_card(m, ctx)
+
+
+def _project_info(m: Message, ctx: _Context) -> _Card:
+    shared = [(_e(u.username or u.id), u.username or u.id) for u in m.shared_user]
+    return _project_card(m.project or message_class("StorageProject")(), ctx, [
+        _text_row("experiments", f"{m.experiment_count:,}"),
+        _text_row("registered models", f"{m.registered_model_count:,}"),
+        _text_row("model versions", f"{m.registered_model_version_count:,}"),
+        _text_row("shares", f"{m.share_count:,}"),
+        _list_row("shared with", shared),
+    ])
+
+
+def _experiment(m: Message, ctx: _Context, extra: Iterable[_Row | None] = ()) -> _Card:
+    parameters = m.parameters
+    tags = [(_e(t.display_name or t.id), t.display_name or t.id) for t in m.tag]
+    return _card("Experiment", m.display_name or m.id, [
+        _user_row("owner", m.owner_id, ctx),
+        *extra,
+        _text_row("target column", parameters.target_column if parameters else ""),
+        _id_row("training dataset", parameters.training_dataset_id if parameters else ""),
+        _text_row("training time", m.statistics.training_duration if m.statistics else ""),
+        _list_row("tags", tags),
+        _time_row("created", m.created_time, ctx),
+        _time_row("modified", m.last_modified_time, ctx),
+    ], ident=m.id, description=m.description, badge=_enum_text(m.status) if m.is_set("status") else "")
+
+
+def _experiment_info(m: Message, ctx: _Context) -> _Card:
+    info = m.model_info
+    rows = []
+    if info is not None:
+        rows = [_text_row("registered as", info.model_name),
+                _text_row("model version", info.model_version_number),
+                _id_row("model id", info.model_id)]
+    return _experiment(m.experiment or message_class("StorageExperiment")(), ctx, rows)
+
+
+def _registered_model(m: Message, ctx: _Context) -> _Card:
+    return _card("Registered model", m.display_name or m.id, [
+        _id_row("project", m.project_id),
+        _text_row("status", m.status),
+        _user_row("created by", m.created_by, ctx),
+        _time_row("created", m.created_time, ctx),
+        _user_row("updated by", m.updated_by, ctx),
+        _time_row("updated", m.updated_time, ctx),
+    ], ident=m.id, description=m.description)
+
+
+def _model_version(m: Message, ctx: _Context) -> _Card:
+    return _card("Model version", f"v{m.version}", [
+        _id_row("registered model", m.registered_model_id),
+        _id_row("experiment", m.experiment_id),
+        _user_row("created by", m.created_by, ctx),
+        _time_row("created", m.created_time, ctx),
+        _user_row("updated by", m.updated_by, ctx),
+        _time_row("updated", m.updated_time, ctx),
+    ], ident=m.id, badge=_enum_text(m.status))
+
+
+def _artifact(m: Message, ctx: _Context) -> _Card:
+    try:
+        deployable = catalogs.deployable_artifact(m.type)
+        deploys_as = f"{deployable.deployable_artifact_type_name} (processor {deployable.artifact_processor_name})"
+    except LookupError:
+        deploys_as = ""
+    return _card("Artifact", m.type or m.id, [
+        _id_row("of entity", m.entity_id),
+        _text_row("size", _size(m.size) if m.is_set("size") else ""),
+        _text_row("mime type", m.mime_type),
+        _text_row("deploys as", deploys_as),
+        _text_row("MD5", base64.b64encode(m.md5_digest).decode("ascii")),
+        _text_row("location", m.location),
+        _time_row("created", m.created_time, ctx),
+        _time_row("uploaded", m.uploaded_time, ctx),
+        _time_row("modified", m.last_modified_time, ctx),
+    ], ident=m.id, badge=_enum_text(m.state) if m.is_set("state") else "")
+
+
+_STORAGE_DEPLOYMENT_TYPES = {"SINGLE_MODEL": "single model", "SHADOW_TRAFFIC": "shadow", "SPLIT_TRAFFIC": "split"}
+
+
+def _status_of(deployment_id: str, ctx: _Context) -> tuple[str, list[_Row | None]]:
+    """The state badge and scoring URL of a deployment, if a client has seen its status."""
+    status = ctx.deployment_status(deployment_id) if deployment_id else None
+    if status is None:
+        return "", []
+    return _enum_text(status.state), [_link_row("scoring URL", _url(status.scorer, "score")),
+                                      _text_row("status", status.message)]
+
+
+def _storage_deployment(m: Message, ctx: _Context) -> _Card:
+    kind = _STORAGE_DEPLOYMENT_TYPES.get(_enum_text(m.type), "")
+    served = [(f'<code style="{_CODE}">{_e(m.experiment_id)}</code>', m.experiment_id)] if m.experiment_id else []
+    served += [(f'<code style="{_CODE}">{_e(s.experiment_id)}</code> ({s.fraction:.0%})',
+                f"{s.experiment_id} ({s.fraction:.0%})") for s in m.secondary_scorer]
+    state, status_rows = _status_of(m.id, ctx)
+    return _card("Deployment", kind or m.id, [
+        _text_row("type", kind),
+        _list_row("models", served),
+        *status_rows,
+        _id_row("project", m.project_id),
+        _id_row("environment", m.deployment_environment_id),
+        _user_row("owner", m.owner_id, ctx),
+        _time_row("created", m.created_time, ctx),
+        _time_row("modified", m.last_modified_time, ctx),
+    ], ident=m.id, badge=state)
+
+
+_RUNTIME_LABELS = {r["runtime_name"]: r["runtime_display_name"] for r in CATALOGS.runtimes}
+
+
+def _runtime_name(name: str) -> tuple[str, str]:
+    label = f"{_RUNTIME_LABELS[name]} ({name})" if name in _RUNTIME_LABELS else name
+    return _e(label), label
+
+
+def _deployer_deployment(m: Message, ctx: _Context) -> _Card:
+    # (role, composition) of each model the deployment serves
+    served: list[tuple[str, Any]] = []
+    if m.single_deployment is not None:
+        kind = "single model"
+        served.append(("", m.single_deployment.deployment_composition))
+    elif m.shadow_deployment is not None:
+        kind = "shadow"
+        for role, element in (("primary", m.shadow_deployment.primary_element),
+                              ("shadow", m.shadow_deployment.secondary_element)):
+            if element is not None:
+                served.append((role, element.deployment_composition))
+    elif m.split_deployment is not None:
+        kind = "split"
+        served += [(f"weight {e.weight}", e.deployment_composition) for e in m.split_deployment.split_elements]
+    else:
+        kind = ""
+    models, runtimes = [], []
+    for role, composition in served:
+        if composition is None:
+            continue
+        suffix = f" ({role})" if role else ""
+        models.append((f'<code style="{_CODE}">{_e(composition.experiment_id)}</code>{_e(suffix)}',
+                       composition.experiment_id + suffix))
+        if composition.runtime_name and _runtime_name(composition.runtime_name) not in runtimes:
+            runtimes.append(_runtime_name(composition.runtime_name))
+    owner = m.user_info
+    state, status_rows = _status_of(m.id, ctx)
+    return _card("Deployment", m.display_name or m.id, [
+        _text_row("type", kind),
+        _list_row("models", models),
+        _list_row("runtime", runtimes),
+        *status_rows,
+        _user_row("owner", owner.owner_id if owner else "", ctx, name=owner.owner_name if owner else ""),
+        _id_row("project", m.project_id),
+        _time_row("created", m.created_time, ctx),
+        _time_row("modified", m.last_modified_time, ctx),
+    ], ident=m.id, description=m.description, badge=state)
+
+
+def _url(scorer: Message | None, endpoint: str) -> str:
+    found = getattr(scorer, endpoint) if scorer is not None else None
+    return found.url if found is not None else ""
+
+
+def _deployment_status(m: Message, ctx: _Context) -> _Card:
+    return _card("Deployment status", m.deployment_id, [
+        _text_row("message", m.message),
+        _link_row("scoring URL", _url(m.scorer, "score")),
+        _link_row("sample request", _url(m.scorer, "sample_request")),
+        _link_row("capabilities", _url(m.scorer, "capabilities")),
+        _time_row("updated", m.last_modified_time, ctx),
+    ], badge=_enum_text(m.state))
+
+
+_CARDS: dict[str, Callable[[Message, _Context], _Card]] = {
+    "StorageUser": _user,
+    "StorageProject": _project,
+    "StorageProjectInfo": _project_info,
+    "StorageExperiment": _experiment,
+    "StorageExperimentInfo": _experiment_info,
+    "StorageRegisteredModel": _registered_model,
+    "StorageRegisteredModelVersion": _model_version,
+    "StorageArtifact": _artifact,
+    "StorageDeployment": _storage_deployment,
+    "DeployDeployment": _deployer_deployment,
+    "DeployDeploymentStatus": _deployment_status,
+}
+
+
+def _wrapped_field(message_name: str) -> str | None:
+    """For a response made of one carded entity (``StorageGetProjectResponse``), that field's name."""
+    fields = API.messages.get(message_name, ())
+    if len(fields) == 1 and not fields[0].repeated and not fields[0].map and fields[0].type in _CARDS:
+        return fields[0].name
+    return None
+
+
+_WRAPPERS = {name: f for name in API.messages if (f := _wrapped_field(name)) is not None}
+
+
+def has_card(message_name: str) -> bool:
+    """Whether messages named ``message_name`` display as cards."""
+    return message_name in _CARDS or message_name in _WRAPPERS
+
+
+def _build(message: Message, ctx: _Context) -> _Card | None:
+    name = type(message).__name__
+    if name in _WRAPPERS:
+        inner = getattr(message, _WRAPPERS[name])
+        return None if inner is None else _build(inner, ctx)
+    render = _CARDS.get(name)
+    return None if render is None else render(message, ctx)
+
+
+def _context(now: datetime | None, usernames: Mapping[str, str] | None,
+             statuses: Mapping[str, Message] | None) -> _Context:
+    return _Context(now or datetime.now(timezone.utc),
+                    usernames.get if usernames is not None else known_username,
+                    statuses.get if statuses is not None else known_deployment_status)
+
+
+def card_html(message: Message, *, now: datetime | None = None, usernames: Mapping[str, str] | None = None,
+              statuses: Mapping[str, Message] | None = None) -> str | None:
+    """The card's HTML, or None for a message without a card.
+
+    ``now`` fixes "3 days ago" (default: the current time). ``usernames`` (user id ->
+    name) and ``statuses`` (deployment id -> ``DeployDeploymentStatus``) replace what
+    the live clients have seen.
+    """
+    card = _build(message, _context(now, usernames, statuses))
+    return None if card is None else _render_html(card)
+
+
+def card_text(message: Message, *, now: datetime | None = None, usernames: Mapping[str, str] | None = None,
+              statuses: Mapping[str, Message] | None = None) -> str:
+    """The card as a few lines of text; ``repr(message)`` for a message without a card."""
+    card = _build(message, _context(now, usernames, statuses))
+    return repr(message) if card is None else _render_text(card)
+
+
+for _name in [*_CARDS, *_WRAPPERS]:
+    register_html_renderer(_name, card_html)
+
+
+# -- tables ------------------------------------------------------------------------------------
+
+# Rows of the static table shown ahead of (and instead of, where scripts do not run)
+# the interactive one: enough to recognise the data, little enough to keep notebooks small.
+STATIC_PREVIEW_ROWS = 20
+_CELL_TEXT_LIMIT = 120
+
+_bundle_sent = False
+
+
+def _cell_text(value: Any) -> str:
+    if isinstance(value, bytes):
+        text = base64.b64encode(value).decode("ascii")
+    else:
+        text = json.dumps(value, default=str, ensure_ascii=False)
+    return text if len(text) <= _CELL_TEXT_LIMIT else text[: _CELL_TEXT_LIMIT - 1] + "…"
+
+
+def _displayable(df: pd.DataFrame) -> pd.DataFrame:
+    """The frame as tables show it: times as UTC text, missing values empty, nested values as short JSON."""
+    out = {}
+    for name, column in df.items():
+        if isinstance(column.dtype, pd.CategoricalDtype) or pd.api.types.is_float_dtype(column.dtype):
+            out[name] = column
+            continue
+        if isinstance(column.dtype, pd.DatetimeTZDtype):
+            shown = column.dt.strftime("%Y-%m-%d %H:%M:%S")
+        elif column.dtype == object:
+            shown = column.map(_cell_text, na_action="ignore")
+        else:
+            shown = column
+        out[name] = shown.astype(object).where(column.notna(), "")
+    return pd.DataFrame(out, index=df.index)
+
+
+def _caption(df: pd.DataFrame, shown: int) -> str:
+    entity = df.attrs.get(FRAME_ATTR, "")
+    text = f"{len(df):,} row{'s' if len(df) != 1 else ''} × {len(df.columns)} columns"
+    if shown < len(df):
+        text += f", first {shown:,} shown (settings.max_rows)"
+    if any(isinstance(t, pd.DatetimeTZDtype) for t in df.dtypes):
+        text += "; times in UTC"
+    return f"{entity + ': ' if entity else ''}{text}"
+
+
+def _static_table(table: pd.DataFrame, show_index: bool, note: str) -> str:
+    body = table.to_html(escape=True, index=show_index, na_rep="", border=0, classes="mlops-nb-static-table")
+    return body + (f'<div class="mlops-nb-note">{_e(note)}</div>' if note else "")
+
+
+_TABLE_CSS = """
+.mlops-nb-frame{font-family:var(--jp-ui-font-family, inherit);color:var(--jp-ui-font-color1, inherit)}
+.mlops-nb-frame .mlops-nb-caption,.mlops-nb-frame .mlops-nb-note{font-size:0.9em;opacity:0.8;margin:2px 0}
+.mlops-nb-frame .mlops-nb-static-table{border-collapse:collapse;font-size:var(--jp-ui-font-size1, 13px)}
+.mlops-nb-frame .mlops-nb-static-table th,.mlops-nb-frame .mlops-nb-static-table td{padding:2px 8px;
+ text-align:left;border-bottom:1px solid var(--jp-border-color2, rgba(128,128,128,0.3));white-space:nowrap}
+.mlops-nb-frame [hidden]{display:none !important}
+body[data-jp-theme-light="false"] .mlops-nb-frame,body[data-vscode-theme-kind*="dark"] .mlops-nb-frame{
+ --dt-row-hover:255,255,255;--dt-row-stripe:255,255,255;--dt-column-ordering:255,255,255}
+""".strip()
+
+# Reveals the interactive table once DataTables has drawn it (it adds the class
+# "dataTable"); until then, and for good where scripts or the bundle are missing,
+# the static table stays.
+_SWAP_SCRIPT = """
+(() => {
+  const root = document.getElementById("%(id)s");
+  if (!root) return;
+  const swap = () => {
+    if (!root.querySelector("table.dataTable")) return false;
+    root.querySelector(".mlops-nb-static").setAttribute("hidden", "hidden");
+    root.querySelector(".mlops-nb-interactive").removeAttribute("hidden");
+    return true;
+  };
+  if (swap()) return;
+  const watch = new MutationObserver(() => { if (swap()) watch.disconnect(); });
+  watch.observe(root, {subtree: true, childList: true, attributes: true, attributeFilter: ["class"]});
+})();
+""".strip()
+
+
+def _interactive_table(table: pd.DataFrame, table_id: str, show_index: bool, include_bundle: bool) -> str:
+    import itables
+    from itables.javascript import generate_init_offline_itables_html
+
+    bundle = generate_init_offline_itables_html(itables.options.dt_bundle) if include_bundle else ""
+    return bundle + itables.to_html_datatable(
+        table, table_id=table_id, connected=False, maxBytes=0, showIndex=show_index, autoWidth=False,
+        display_logo_when_loading=False, warn_on_unexpected_types=False,
+    )
+
+
+def frame_html(df: pd.DataFrame, *, include_bundle: bool | None = None) -> str:
+    """The HTML of a list frame: an interactive table with a static fallback, or only the static table.
+
+    ``include_bundle`` embeds the DataTables bundle (about 1 MB); by default only the first
+    interactive table of the process does.
+    """
+    global _bundle_sent
+    shown = df.iloc[: settings.max_rows]
+    show_index = not df.index.equals(pd.RangeIndex(len(df)))
+    table = _displayable(shown)
+    caption = f'<div class="mlops-nb-caption">{_e(_caption(df, len(shown)))}</div>'
+    style = f"<style>{_TABLE_CSS}</style>"
+    if not settings.interactive_tables:
+        return f'<div class="mlops-nb-frame">{style}{caption}{_static_table(table, show_index, "")}</div>'
+    if include_bundle is None:
+        include_bundle = not _bundle_sent
+    _bundle_sent = _bundle_sent or include_bundle
+    frame_id = f"mlops-nb-{uuid.uuid4().hex}"
+    preview = table.iloc[:STATIC_PREVIEW_ROWS]
+    rest = len(table) - len(preview)
+    note = f"{rest:,} more rows in the interactive table (it needs JavaScript: trust the notebook)" if rest else ""
+    return (
+        f'<div class="mlops-nb-frame" id="{frame_id}">{style}{caption}'
+        f'<div class="mlops-nb-static">{_static_table(preview, show_index, note)}</div>'
+        f'<div class="mlops-nb-interactive" hidden="hidden">'
+        f"{_interactive_table(table, frame_id + '-table', show_index, include_bundle)}</div>"
+        f"<script>{_SWAP_SCRIPT % {'id': frame_id}}</script></div>"
+    )
+
+
+# -- IPython -----------------------------------------------------------------------------------
+
+
+def _frame_printer(previous: Callable[[Any], Any] | None) -> Callable[[pd.DataFrame], str | None]:
+    def html_of_frame(df: pd.DataFrame) -> str | None:
+        if FRAME_ATTR in df.attrs:
+            return frame_html(df)
+        return previous(df) if previous is not None else df._repr_html_()
+
+    html_of_frame.mlops_nb = True  # type: ignore[attr-defined]
+    return html_of_frame
+
+
+def _text_printer(message: Message, printer: Any, cycle: bool) -> None:
+    printer.text(card_text(message))
+
+
+def install_ipython_formatters(shell: Any = None) -> bool:
+    """Show list frames (and frames derived from them) as tables and cards as text in ``shell``.
+
+    Runs on import inside IPython; returns False where there is no IPython shell.
+    """
+    if shell is None:
+        try:
+            from IPython import get_ipython
+        except ImportError:
+            return False
+        shell = get_ipython()
+    if shell is None:
+        return False
+    formatters = shell.display_formatter.formatters
+    html_formatter = formatters["text/html"]
+    current = html_formatter.type_printers.get(pd.DataFrame)
+    if not getattr(current, "mlops_nb", False):
+        html_formatter.for_type(pd.DataFrame, _frame_printer(current))
+    for name in [*_CARDS, *_WRAPPERS]:
+        formatters["text/plain"].for_type(message_class(name), _text_printer)
+    return True
+
+
+install_ipython_formatters()

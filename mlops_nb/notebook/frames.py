@@ -1,0 +1,583 @@
+"""List calls as pandas DataFrames.
+
+Every list call of the API (``list_*`` and ``batch_get_*``) returns a
+:class:`ListFrame`: one row per entity of the response's repeated message field
+(``project``, ``deployment_status``, ``users``, ...), built straight from the wire
+JSON one column at a time. The columns come from the entity message in the API
+description, not from the data, so an empty page has the same columns and dtypes
+as a full one.
+
+Columns
+-------
+* Names are the entity's python (snake_case) field names. A nested message is
+  flattened into its fields, joined with ``_`` at every level:
+  ``metadata.values`` -> ``metadata_values``,
+  ``user_info.owner_name`` -> ``user_info_owner_name``,
+  ``single_deployment.deployment_composition.runtime_name`` ->
+  ``single_deployment_deployment_composition_runtime_name``. A leading ``_``
+  (``_property``) is dropped.
+* dtypes: string -> ``string`` (``pd.StringDtype()``); int64 (JSON strings) ->
+  ``Int64``; int32 -> ``Int32``; double -> ``float64``; bool -> ``boolean``;
+  timestamp -> ``datetime64[us, UTC]``; enum -> ``category`` with the API's
+  values as categories (in the API's order; a value a newer server sends is
+  added after them rather than lost). Ids are plain strings.
+* Repeated fields, maps, bytes and free-form ``object`` fields stay one column
+  each, holding what ``Message.to_dict()`` gives for the field (lists and dicts
+  with snake_case keys, ``bytes``).
+* Missing values follow proto3: a field absent from an entity (servers leave out
+  defaults) has its default (``""``, ``0``, ``False``, the enum's first value,
+  ``[]``, ``{}``; timestamps ``NaT``), exactly what the typed message reports. A
+  column is missing (``<NA>``/``NaN``/``NaT``/``None``) only where the nested
+  message holding it is absent, e.g. every ``single_deployment_*`` column of a
+  shadow deployment.
+
+The typed view stays available on a fresh result: ``frame.project`` (the response's
+entity field) gives that page's typed entities, ``frame.paging`` and the other
+response fields read from the typed response, ``frame.response`` is the whole
+typed response; all are built on first access. Frames derived with pandas
+operations (``frame.head()``, ``frame[frame.x > 1]``) are ordinary DataFrames.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import sys
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlops_nb.api import API, Field, Method
+from mlops_nb.notebook.settings import settings
+from mlops_nb.wire.messages import Message, message_class, parse_timestamp
+
+__all__ = [
+    "FRAME_ATTR",
+    "ListFrame",
+    "ListPage",
+    "entity_field",
+    "frame_columns",
+    "frame_from_wire",
+    "list_all",
+    "list_result",
+]
+
+# The key a list frame leaves in ``DataFrame.attrs`` (the entity message's name).
+# pandas carries ``attrs`` over to derived frames, which is how they keep the
+# list display while being plain DataFrames.
+FRAME_ATTR = "mlops_nb_entity"
+
+TIMESTAMP_DTYPE = "datetime64[us, UTC]"
+
+
+def entity_field(method: Method) -> Field:
+    """The repeated message field of a list method's response that holds its entities."""
+    fields = API.messages.get(method.response_message or "", ())
+    candidates = [f for f in fields if f.repeated and API.is_message(f.type)]
+    if len(candidates) != 1:
+        raise ValueError(f"{method.qualified_name}: its response has no single repeated entity field")
+    return candidates[0]
+
+
+# -- the column plan of an entity message ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Column:
+    field: Field
+    name: str
+
+
+@dataclass(frozen=True)
+class _Nested:
+    field: Field
+    parts: tuple[_Column | _Nested, ...]
+
+
+def _is_flattened(f: Field) -> bool:
+    return API.is_message(f.type) and not f.repeated and not f.map
+
+
+@cache
+def _plan(message: str, prefix: str = "") -> tuple[_Column | _Nested, ...]:
+    parts: list[_Column | _Nested] = []
+    for f in API.messages[message]:
+        name = prefix + f.name.lstrip("_")
+        parts.append(_Nested(f, _plan(f.type, name + "_")) if _is_flattened(f) else _Column(f, name))
+    return tuple(parts)
+
+
+def frame_columns(message: str) -> list[str]:
+    """The column names a list frame of ``message`` entities has, in order."""
+
+    def names(parts: tuple[_Column | _Nested, ...]) -> Iterator[str]:
+        for part in parts:
+            yield from (names(part.parts) if isinstance(part, _Nested) else [part.name])
+
+    return list(names(_plan(message)))
+
+
+# -- column conversions ------------------------------------------------------------------------
+# Each takes the column's raw wire values as an object Series (None where absent)
+# and returns a Series of the column's dtype, missing where absent.
+
+
+def _strings(raw: pd.Series) -> pd.Series:
+    return raw.astype(pd.StringDtype())
+
+
+def _integers(dtype: str) -> Callable[[pd.Series], pd.Series]:
+    def convert(raw: pd.Series) -> pd.Series:
+        # to_numeric parses int64's JSON strings exactly (no trip through float).
+        return pd.to_numeric(raw, dtype_backend="numpy_nullable").astype(dtype)
+
+    return convert
+
+
+def _doubles(raw: pd.Series) -> pd.Series:
+    # astype(float) also reads proto3's "NaN", "Infinity" and "-Infinity".
+    return raw.astype("float64")
+
+
+def _bools(raw: pd.Series) -> pd.Series:
+    return raw.astype("boolean")
+
+
+def _timestamps(raw: pd.Series) -> pd.Series:
+    try:
+        return pd.to_datetime(raw, utc=True, format="ISO8601").astype(TIMESTAMP_DTYPE)
+    except pd.errors.OutOfBoundsDatetime:
+        # pandas 2 parses text to nanoseconds, which end in 2262 and start in 1677; proto's
+        # timestamps run from year 1 (servers send 0001-01-01T00:00:00Z for "zero") to 9999.
+        parsed = [None if v is None else parse_timestamp(v) for v in raw]
+        return pd.Series(parsed, index=raw.index, dtype=TIMESTAMP_DTYPE)
+
+
+def _enum(raw: pd.Series, enum: str) -> pd.Series:
+    names = API.enums[enum]
+    seen = pd.unique(raw.dropna())
+    if any(isinstance(v, int) for v in seen):  # proto3 JSON may send an enum's number
+        raw = raw.map(lambda v: names[v] if isinstance(v, int) and 0 <= v < len(names) else v)
+        seen = pd.unique(raw.dropna())
+    known = set(names)
+    newer = [v for v in seen if v not in known]
+    return pd.Series(pd.Categorical(raw, categories=[*names, *newer]), index=raw.index)
+
+
+_SCALAR_CONVERSIONS: dict[str, Callable[[pd.Series], pd.Series]] = {
+    "string": _strings,
+    "int32": _integers("Int32"),
+    "int64": _integers("Int64"),
+    "double": _doubles,
+    "bool": _bools,
+    "timestamp": _timestamps,
+}
+
+_SCALAR_DEFAULTS: dict[str, Any] = {"string": "", "int32": 0, "int64": 0, "double": 0.0, "bool": False}
+
+
+def _python_objects(values: list[Any], present: np.ndarray | None, f: Field, owner: str) -> pd.Series:
+    """Repeated, map, bytes and ``object`` columns: decoded value by value by the wire layer."""
+    cls = message_class(owner)
+    out: list[Any] = []
+    for i, value in enumerate(values):
+        if value is not None:
+            out.append(cls.from_wire({f.json: value}).to_dict().get(f.name))
+        elif present is None or present[i]:
+            out.append(_object_default(f))
+        else:
+            out.append(None)
+    return pd.Series(out, dtype=object)
+
+
+def _object_default(f: Field) -> Any:
+    if f.repeated:
+        return []
+    if f.map:
+        return {}
+    return b"" if f.type == "bytes" else None
+
+
+def _column(values: list[Any], present: np.ndarray | None, f: Field, owner: str) -> pd.Series:
+    if f.repeated or f.map or f.type in ("bytes", "object"):
+        return _python_objects(values, present, f, owner)
+    raw = pd.Series(values, dtype=object)
+    absent = raw.isna().to_numpy()
+    try:
+        if API.is_enum(f.type):
+            column, default = _enum(raw, f.type), API.enums[f.type][0]
+        else:
+            column, default = _SCALAR_CONVERSIONS[f.type](raw), _SCALAR_DEFAULTS.get(f.type)
+    except (ValueError, TypeError, OverflowError) as e:
+        raise ValueError(f"{owner}.{f.name} ({f.json}): cannot read the server's values as {f.type}: {e}") from None
+    if default is not None:
+        fill = absent if present is None else absent & present
+        if fill.any():
+            column = column.mask(fill, default)
+    return column
+
+
+def _fill_columns(parts: tuple[_Column | _Nested, ...], owner: str, objects: list[Any],
+                  present: np.ndarray | None, out: dict[str, pd.Series]) -> None:
+    """Convert every column under ``owner``; ``present`` is None at the top (every row has an entity)."""
+    for part in parts:
+        key = part.field.json
+        if present is None:
+            values = [o.get(key) for o in objects]
+        else:
+            values = [o.get(key) if o is not None else None for o in objects]
+        if isinstance(part, _Nested):
+            nested_present = np.fromiter((v is not None for v in values), dtype=bool, count=len(values))
+            _fill_columns(part.parts, part.field.type, values, nested_present, out)
+        else:
+            out[part.name] = _column(values, present, part.field, owner)
+
+
+def _entity_frame(message: str, rows: list[dict[str, Any]]) -> dict[str, pd.Series]:
+    columns: dict[str, pd.Series] = {}
+    _fill_columns(_plan(message), message, rows, None, columns)
+    return columns
+
+
+# -- the frame ---------------------------------------------------------------------------------
+
+
+@dataclass
+class ListPage:
+    """A list response as received: the method's qualified name and the wire JSON."""
+
+    rpc: str
+    payload: dict[str, Any]
+    _response: Message | None = field(default=None, repr=False)
+
+    @property
+    def method(self) -> Method:
+        return API.method(self.rpc)
+
+    @property
+    def response(self) -> Message:
+        if self._response is None:
+            self._response = message_class(self.method.response).from_wire(self.payload)
+        return self._response
+
+
+class ListFrame(pd.DataFrame):
+    """A DataFrame of a list call's entities that still answers the seed's idiom.
+
+    ``frame.<entity field>`` (``.project``, ``.deployment_status``, ``.users``) gives the
+    typed entities, ``frame.paging`` and the response's other fields read from the typed
+    response, ``frame.response`` is the whole typed response; all built on first access
+    from the JSON as received. pandas operations on the frame give ordinary DataFrames.
+    """
+
+    _metadata = ["_page"]
+    _page: ListPage | None = None
+
+    @property
+    def _constructor(self) -> type[pd.DataFrame]:
+        return pd.DataFrame
+
+    def _received(self) -> ListPage:
+        if self._page is None:
+            raise AttributeError("this frame carries no response (it was not returned by a list call)")
+        return self._page
+
+    @property
+    def response(self) -> Message:
+        """The typed response (for :func:`list_all`: every fetched entity, the last page's other fields)."""
+        return self._received().response
+
+    @property
+    def entities(self) -> list[Message]:
+        """The typed entities, whatever the response calls them (``.project``, ``.users``, ...)."""
+        page = self._received()
+        return getattr(page.response, entity_field(page.method).name)
+
+    def _response_fields(self) -> tuple[str, ...]:
+        if self._page is None:
+            return ()
+        return tuple(f.name for f in API.messages[self._page.method.response])
+
+    def __getattr__(self, name: str) -> Any:
+        if not name.startswith("_") and name in self._response_fields():
+            return getattr(self.response, name)
+        return super().__getattr__(name)
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(super().__dir__()) | set(self._response_fields()))
+
+    def _repr_html_(self) -> str | None:
+        # Imported here: the display module builds on this one.
+        from mlops_nb.notebook.display import frame_html
+
+        return frame_html(self)
+
+
+def frame_from_wire(method: Method, payload: Mapping[str, Any]) -> ListFrame:
+    """The :class:`ListFrame` of a list method's response JSON (``payload`` is kept for the typed view)."""
+    entity = entity_field(method)
+    rows = payload.get(entity.json) or []
+    frame = ListFrame(_entity_frame(entity.type, rows))
+    frame.attrs[FRAME_ATTR] = entity.type
+    frame._page = ListPage(method.qualified_name, dict(payload))
+    return frame
+
+
+# list_all reads raw pages through the ordinary bound methods; this flag tells the
+# notebook client's result hook to hand back the JSON rather than a frame per page.
+_RAW_PAGES: ContextVar[bool] = ContextVar("mlops_nb_raw_pages", default=False)
+
+
+def list_result(method: Method, payload: dict[str, Any]) -> ListFrame | dict[str, Any]:
+    """What a list call returns: a :class:`ListFrame`, or the JSON itself inside :func:`list_all`."""
+    return payload if _RAW_PAGES.get() else frame_from_wire(method, payload)
+
+
+@contextlib.contextmanager
+def _raw_pages() -> Iterator[None]:
+    token = _RAW_PAGES.set(True)
+    try:
+        yield
+    finally:
+        _RAW_PAGES.reset(token)
+
+
+# -- every page ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Paging:
+    """Where a method's page size and token go in its request, and where the next token comes back."""
+
+    style: str  # "message" (request.paging), "fields" (request.page_size/page_token), "query" (GET), "none"
+    request_type: str | None  # the paging message's type when style == "message"
+    response_in_paging: bool  # next token under response.paging (else response.next_page_token)
+
+    @classmethod
+    def of(cls, method: Method) -> _Paging:
+        response = {f.name: f for f in API.messages[method.response]}
+        in_paging = "paging" in response
+        if method.request_message:
+            request = {f.name: f for f in API.messages[method.request_message]}
+            if "paging" in request:
+                return cls("message", request["paging"].type, in_paging)
+            if {"page_size", "page_token"} <= set(request):
+                return cls("fields", None, in_paging)
+        if {p.name for p in method.query_params} >= {"page_size", "page_token"}:
+            return cls("query", None, in_paging)
+        return cls("none", None, in_paging)
+
+    def next_token(self, payload: Mapping[str, Any]) -> str:
+        holder = (payload.get("paging") or {}) if self.response_in_paging else payload
+        return holder.get("nextPageToken") or ""
+
+
+def _expected_rows(method: Method, payload: Mapping[str, Any], limit: int | None) -> int | None:
+    """How many rows the list will have, if known: ``limit``, or the entity count some
+    responses carry (``user_project_count``, ``event_count``, ...), whichever is smaller."""
+    total = None
+    for f in API.messages[method.response]:
+        if f.name.endswith("_count") and f.type in ("int32", "int64") and not f.repeated:
+            with contextlib.suppress(TypeError, ValueError):
+                total = int(payload.get(f.json) or 0)
+            break
+    if limit is None:
+        return total
+    return limit if total is None else min(total, limit)
+
+
+def _list_method(bound: Any) -> tuple[Method, Callable[..., Any]]:
+    service = getattr(getattr(bound, "__self__", None), "service", None)
+    method = next((m for m in getattr(service, "methods", ()) if m.python == getattr(bound, "__name__", "")), None)
+    if method is None or not method.is_list:
+        raise TypeError("list_all takes a bound list method, such as client.storage.project.list_projects; "
+                        f"got {bound!r}")
+    return method, bound
+
+
+def list_all(
+    list_method: Callable[..., Any],
+    request: Message | Mapping[str, Any] | None = None,
+    *,
+    limit: int | None = None,
+    page_size: int | None = None,
+    progress: bool | None = None,
+    **fields: Any,
+) -> ListFrame:
+    """Every page of a list call in one :class:`ListFrame`.
+
+    ``list_method`` is a bound list method (``client.storage.project.list_projects``);
+    ``request`` (a request message or dict) or keyword ``fields`` narrow it as they
+    would for one call (``project_id=...``, ``filter=...``); any paging in them is
+    replaced. ``limit`` stops after that many rows; ``page_size`` is asked of the
+    server per call (default ``settings.page_size``). A progress bar shows once the
+    list spans more than one page (a widget in a notebook, a line on stderr
+    elsewhere); ``progress=False`` hides it, ``progress=True`` shows it from the
+    first page. Ctrl-C (interrupting the kernel) stops cleanly: the rows fetched so
+    far are returned, with a warning.
+
+    The frame's typed view (``.project``, ``.response``) holds every fetched entity
+    and the last page's other fields.
+    """
+    method, call = _list_method(list_method)
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must not be negative, got {limit}")
+    size = page_size or settings.page_size
+    if size < 1:
+        raise ValueError(f"page_size must be positive, got {size}")
+    paging = _Paging.of(method)
+    fetch = _page_fetcher(method, call, paging, request, fields)
+    entity = entity_field(method)
+
+    rows: list[dict[str, Any]] = []
+    last: dict[str, Any] = {}
+    pages = 0
+    bar: _Progress | None = None
+    token = ""
+    done = False
+    try:
+        while limit is None or len(rows) < limit:
+            wanted = size if limit is None else min(size, limit - len(rows))
+            payload = fetch(token, wanted)
+            pages += 1
+            rows.extend(payload.get(entity.json) or [])
+            last = payload
+            previous, token = token, paging.next_token(payload)
+            more = paging.style != "none" and bool(token) and (limit is None or len(rows) < limit)
+            if bar is None and (progress or (progress is None and more)):
+                bar = _progress(method.qualified_name, _expected_rows(method, payload, limit))
+            if bar is not None:
+                bar.update(len(rows), pages)
+            if not more:
+                break
+            if token == previous:
+                raise RuntimeError(f"{method.qualified_name}: the server sent the same page token twice; "
+                                   f"stopping after {len(rows):,} rows")
+        done = True
+    except KeyboardInterrupt:
+        warnings.warn(f"list_all({method.qualified_name}) interrupted after {len(rows):,} rows "
+                      f"({pages} pages); returning those", RuntimeWarning, stacklevel=2)
+    finally:
+        if bar is not None:
+            bar.close(len(rows), pages, done)
+    if limit is not None:
+        del rows[limit:]
+    return frame_from_wire(method, {**last, entity.json: rows})
+
+
+def _page_fetcher(method: Method, call: Callable[..., Any], paging: _Paging,
+                  request: Message | Mapping[str, Any] | None,
+                  fields: dict[str, Any]) -> Callable[[str, int], dict[str, Any]]:
+    """A function (page token, page size) -> the page's JSON, for any paging style."""
+    if method.request_message:
+        cls = message_class(method.request_message)
+        if request is None:
+            base = cls(**fields)
+        elif fields:
+            raise TypeError(f"{method.qualified_name}: pass either a request or keyword fields, not both")
+        else:
+            base = copy.copy(request) if isinstance(request, Message) else cls(**dict(request))
+
+        def page_request(token: str, size: int) -> Message:
+            page = copy.copy(base)
+            if paging.style == "message":
+                # Built from wire JSON so the base64 token is decoded the way the wire layer decodes it.
+                page.paging = message_class(paging.request_type or "").from_wire(
+                    {"pageSize": size, **({"pageToken": token} if token else {})})
+            elif paging.style == "fields":
+                page.page_size, page.page_token = size, token or None
+            return page
+
+        def fetch(token: str, size: int) -> dict[str, Any]:
+            return _call_for_payload(call, page_request(token, size))
+    else:
+        if request is not None:
+            raise TypeError(f"{method.qualified_name} takes keyword arguments, not a request message")
+
+        def fetch(token: str, size: int) -> dict[str, Any]:
+            extra = {"page_size": size, "page_token": token or None} if paging.style == "query" else {}
+            return _call_for_payload(call, **{**fields, **extra})
+
+    return fetch
+
+
+def _call_for_payload(call: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+    with _raw_pages():
+        result = call(*args, **kwargs)
+    # The notebook client hands back the JSON; the wire client, a typed response.
+    return result.to_wire() if isinstance(result, Message) else result
+
+
+# -- progress ----------------------------------------------------------------------------------
+
+
+class _Progress:
+    def update(self, rows: int, pages: int) -> None:
+        raise NotImplementedError
+
+    def close(self, rows: int, pages: int, done: bool) -> None:
+        raise NotImplementedError
+
+
+def _describe(rows: int, total: int | None, pages: int) -> str:
+    of = f" / {total:,}" if total else ""
+    return f"{rows:,}{of} rows, {pages} page{'s' if pages != 1 else ''}"
+
+
+class _WidgetProgress(_Progress):
+    def __init__(self, what: str, total: int | None) -> None:
+        import ipywidgets
+        from IPython.display import display
+
+        self.total = total
+        self.bar = ipywidgets.IntProgress(value=0, min=0, max=total or 1, description="listing",
+                                          bar_style="info", tooltip=what)
+        self.label = ipywidgets.Label(value=what)
+        display(ipywidgets.HBox([self.bar, self.label]))
+
+    def update(self, rows: int, pages: int) -> None:
+        # Without a total, the bar runs ahead of the rows by one page's worth.
+        self.bar.max = max(self.total or 0, rows + rows // max(pages, 1), 1)
+        self.bar.value = rows
+        self.label.value = _describe(rows, self.total, pages)
+
+    def close(self, rows: int, pages: int, done: bool) -> None:
+        self.bar.max = max(rows, 1)
+        self.bar.value = rows
+        self.bar.bar_style = "success" if done else "warning"
+        self.label.value = _describe(rows, None, pages) + ("" if done else " (interrupted)")
+
+
+class _TextProgress(_Progress):
+    def __init__(self, what: str, total: int | None) -> None:
+        self.what = what
+        self.total = total
+        self.live = sys.stderr.isatty()
+
+    def update(self, rows: int, pages: int) -> None:
+        if self.live:
+            sys.stderr.write(f"\r{self.what}: {_describe(rows, self.total, pages)}")
+            sys.stderr.flush()
+
+    def close(self, rows: int, pages: int, done: bool) -> None:
+        end = "" if done else " (interrupted)"
+        sys.stderr.write(f"{chr(13) if self.live else ''}{self.what}: {_describe(rows, None, pages)}{end}\n")
+        sys.stderr.flush()
+
+
+def _in_kernel() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    return getattr(get_ipython(), "kernel", None) is not None
+
+
+def _progress(what: str, total: int | None) -> _Progress:
+    return _WidgetProgress(what, total) if _in_kernel() else _TextProgress(what, total)

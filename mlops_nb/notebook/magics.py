@@ -1,0 +1,805 @@
+"""``%mlops`` and ``%%mlops``: H2O MLOps from notebook cells (``%load_ext mlops_nb``).
+
+Commands (``%mlops COMMAND --help`` for each)::
+
+    %mlops login [--gateway URL] [--token-endpoint URL] [--client-id ID] [--ca-bundle PATH] [--no-verify-tls]
+    %mlops logout
+    %mlops whoami [-o NAME]
+    %mlops projects [LIST OPTIONS]
+    %mlops experiments PROJECT [LIST OPTIONS]
+    %mlops models PROJECT [LIST OPTIONS]
+    %mlops deployments [PROJECT] [LIST OPTIONS]
+    %mlops users [LIST OPTIONS]
+    %mlops artifact-types [-o NAME]
+    %mlops runtimes [ARTIFACT_TYPE] [-o NAME]
+    %mlops version [-o NAME]
+    %mlops sandbox [--user alice|bob] [--db PATH] [--data demo|empty] [--port N] [--stop]
+    %mlops call SERVER.ENTITY.METHOD [FIELD=VALUE ...] [-o NAME]
+
+    %%mlops SERVER.ENTITY.METHOD [-o NAME]
+    <request body as JSON or YAML>
+
+LIST OPTIONS are ``--limit N`` (default: ``max_rows``) or ``--all``, ``--filter
+FIELD=VALUE`` (also ``FIELD!=VALUE``, ``FIELD~TEXT`` for "contains"; repeatable,
+all must hold), ``--sort FIELD`` (``--sort -FIELD`` descending) and ``-o NAME``,
+which also stores the result in the variable ``NAME``. PROJECT is a project's id
+or display name (quotes optional). List commands return DataFrames, so
+``df = %mlops projects`` works.
+
+``call`` values are parsed as JSON where they parse and taken as strings
+otherwise; dotted keys set nested fields (``paging.page_size=5``).
+
+Options are traits of the ``MLOps`` configurable: ``%config MLOps.max_rows = 500``,
+``c.MLOps.max_rows = 500`` in an IPython config file, or environment variables read
+when the extension loads. ``%config`` and config files win over the environment:
+
+* ``MLOps.max_rows`` (``MLOPS_NB_MAX_ROWS``): rows fetched by default and put in tables
+* ``MLOps.page_size`` (``MLOPS_NB_PAGE_SIZE``): entities asked for per list call
+* ``MLOps.timeout`` (``MLOPS_NB_TIMEOUT``): seconds per HTTP call of new clients
+* ``MLOps.interactive_tables`` (``MLOPS_NB_INTERACTIVE_TABLES``): interactive (itables) or static tables
+* ``MLOps.short_errors`` (``MLOPS_NB_SHORT_ERRORS``): API errors as one line, not a traceback
+
+The first four are linked both ways to :data:`mlops_nb.notebook.settings.settings`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import os
+import re
+import shlex
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from functools import cache
+from typing import Any
+
+import pandas as pd
+import yaml
+from IPython.core.completer import CompletionContext, SimpleCompletion, context_matcher
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.display import display
+from traitlets import Bool, TraitError, TraitType, link, validate
+
+from mlops_nb.api import API, CATALOGS, Field, Method
+from mlops_nb.notebook import catalogs
+from mlops_nb.notebook.display import install_ipython_formatters
+from mlops_nb.notebook.frames import FRAME_ATTR, entity_field, frame_from_wire, list_all
+from mlops_nb.notebook.login import LoginForm
+from mlops_nb.notebook.lookup import EntityLookupError, find_project
+from mlops_nb.notebook.session import NotLoggedIn, current_client, logout, set_current_client
+from mlops_nb.notebook.settings import Settings, settings
+from mlops_nb.wire.errors import MLOpsError
+from mlops_nb.wire.messages import Message, format_timestamp, message_class, parse_timestamp
+
+__all__ = ["MLOps", "CommandFailed", "load_ipython_extension", "unload_ipython_extension"]
+
+ENVIRONMENT = {
+    "max_rows": "MLOPS_NB_MAX_ROWS",
+    "page_size": "MLOPS_NB_PAGE_SIZE",
+    "timeout": "MLOPS_NB_TIMEOUT",
+    "interactive_tables": "MLOPS_NB_INTERACTIVE_TABLES",
+    "short_errors": "MLOPS_NB_SHORT_ERRORS",
+}
+_MIRRORED = ("interactive_tables", "max_rows", "page_size", "timeout")
+
+_TRUNCATED = "The first {limit:,} are listed; --all lists every one, --limit N another number."
+
+# How long completion reuses the project names it fetched.
+_NAME_CACHE_SECONDS = 30.0
+
+
+class CommandFailed(Exception):
+    """An ``%mlops`` command failed for a reason to show in one line (``error`` is the cause)."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+    def _render_traceback_(self) -> list[str]:
+        # IPython shows what this returns instead of a traceback (the hook ipyparallel uses).
+        return [f"{type(self.error).__name__}: {self.error}"]
+
+
+class _HelpShown(Exception):
+    """argparse printed help and wants to exit; the magic just returns."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one ``UsageError`` line and never exits the kernel.
+
+    ``exit_on_error=False`` alone is not enough: before Python 3.12 missing arguments
+    still call ``error()``, which exits.
+    """
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+    def exit(self, status: int = 0, message: str | None = None) -> None:  # type: ignore[override]
+        if message:
+            print(message, end="")
+        raise _HelpShown
+
+
+def _mirror(name: str) -> TraitType:
+    """A config trait shaped like the settings trait ``name`` (same type, default and help)."""
+    trait = Settings.class_traits()[name]
+    return type(trait)(trait.default_value, help=trait.help).tag(config=True)
+
+
+@magics_class
+class MLOps(Magics):
+    """The ``%mlops`` line magic and ``%%mlops`` cell magic (see :mod:`mlops_nb.notebook.magics`)."""
+
+    interactive_tables = _mirror("interactive_tables")
+    max_rows = _mirror("max_rows")
+    page_size = _mirror("page_size")
+    timeout = _mirror("timeout")
+    short_errors = Bool(
+        True, help="Show API errors (and 'not logged in') of %mlops commands as one line; "
+                   "False shows the full traceback.",
+    ).tag(config=True)
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+        configured = set(self.config[type(self).__name__]) if type(self).__name__ in self.config else set()
+        for name in ENVIRONMENT:
+            if name not in configured and not self._apply_environment(name) and name in _MIRRORED:
+                setattr(self, name, getattr(settings, name))
+        self._links = [link((self, name), (settings, name)) for name in _MIRRORED]
+
+    @validate(*_MIRRORED)
+    def _valid_as_setting(self, proposal: Any) -> Any:
+        # The settings class holds the rules; a throwaway instance applies them without
+        # touching the shared settings.
+        Settings(**{proposal["trait"].name: proposal["value"]})
+        return proposal["value"]
+
+    def _apply_environment(self, name: str) -> bool:
+        """Set option ``name`` from its environment variable; False if unset or invalid (with a warning)."""
+        raw = os.environ.get(ENVIRONMENT[name], "").strip()
+        if not raw:
+            return False
+        try:
+            setattr(self, name, self.traits()[name].from_string(raw))
+        except (TraitError, ValueError) as e:
+            print(f"mlops_nb: ignoring {ENVIRONMENT[name]}={raw!r}: {e}", file=sys.stderr)
+            return False
+        return True
+
+    def close(self) -> None:
+        """Stop mirroring the settings (on unload)."""
+        for each in self._links:
+            each.unlink()
+        self._links = []
+
+    # -- entry point ---------------------------------------------------------------------------------
+
+    @line_cell_magic
+    def mlops(self, line: str, cell: str | None = None) -> Any:
+        """Run an MLOps command; ``%mlops --help`` lists them."""
+        try:
+            try:
+                argv = shlex.split(line)
+            except ValueError as e:
+                raise UsageError(f"%mlops: cannot split the line into arguments ({e})") from None
+            if cell is not None:
+                return self._cell(argv, cell)
+            return self._line(argv)
+        except _HelpShown:
+            return None
+        except (MLOpsError, NotLoggedIn, EntityLookupError) as e:
+            if not self.short_errors:
+                raise
+            raise CommandFailed(e) from None
+
+    def _line(self, argv: list[str]) -> Any:
+        if not argv:
+            _command_parser().print_help()
+            return None
+        command = argv[0]
+        if not command.startswith("-") and command not in COMMANDS:
+            close = difflib.get_close_matches(command, COMMANDS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise UsageError(f"%mlops: no command {command!r}{hint} (%mlops --help lists them)")
+        args = _command_parser().parse_args(_attach_negative_sort(argv))
+        result = args.handler(self, args)
+        return self._store(args, result)
+
+    def _cell(self, argv: list[str], cell: str) -> Any:
+        args = _cell_parser().parse_args(argv)
+        body = _parse_body(cell)
+        return self._store(args, _call(_method(args.method), body))
+
+    def _store(self, args: argparse.Namespace, result: Any) -> Any:
+        name = getattr(args, "output", None)
+        if name:
+            self.shell.user_ns[name] = result
+        return result
+
+    # -- commands -------------------------------------------------------------------------------------
+
+    def _login(self, args: argparse.Namespace) -> None:
+        display(LoginForm(args.gateway, args.token_endpoint, args.client_id, ca_bundle=args.ca_bundle,
+                          verify_tls=False if args.no_verify_tls else None))
+
+    def _logout(self, args: argparse.Namespace) -> None:
+        print("Logged out." if logout() else "Not logged in.")
+
+    def _whoami(self, args: argparse.Namespace) -> Message:
+        return current_client().storage.user.who_am_i().user
+
+    def _projects(self, args: argparse.Namespace) -> pd.DataFrame:
+        return _list(current_client(), "storage.project.list_projects", args)
+
+    def _experiments(self, args: argparse.Namespace) -> pd.DataFrame:
+        client = current_client()
+        project = find_project(client, " ".join(args.project))
+        return _list(client, "storage.experiment.list_experiments", args, project_id=project.id)
+
+    def _models(self, args: argparse.Namespace) -> pd.DataFrame:
+        client = current_client()
+        project = find_project(client, " ".join(args.project))
+        return _list(client, "storage.registered_model.list_registered_models", args, project_id=project.id)
+
+    def _users(self, args: argparse.Namespace) -> pd.DataFrame:
+        return _list(current_client(), "storage.user.list_users", args)
+
+    def _deployments(self, args: argparse.Namespace) -> pd.DataFrame:
+        client = current_client()
+        if args.project:
+            projects = [find_project(client, " ".join(args.project))]
+        else:
+            # Only projects holding a deployment are asked for theirs (and their states).
+            holding = set(list_all(client.storage.deployment.list_all_deployments, progress=False)["project_id"])
+            everything = list_all(client.storage.project.list_projects, progress=False)
+            projects = [p for p in everything.entities if p.id in holding]
+        method = API.method("deployer.deployment.list_project_deployments")
+        frames = [self._project_deployments(client, project, args) for project in projects]
+        if frames:
+            result = pd.concat(frames, ignore_index=True)
+        else:
+            result = _with_states(frame_from_wire(method, {}), {}, "")
+        if args.sort and len(frames) > 1:
+            result = _sort_locally(result, args.sort)
+        limit = _limit(args)
+        if limit is not None and len(result) > limit:
+            result = result.iloc[:limit]
+            print(_TRUNCATED.format(limit=limit))
+        result.attrs[FRAME_ATTR] = entity_field(method).type
+        return result
+
+    def _project_deployments(self, client: Any, project: Message, args: argparse.Namespace) -> pd.DataFrame:
+        # One row past the limit tells whether the combined list was cut.
+        limit = _limit(args)
+        deployments = _fetch(client, "deployer.deployment.list_project_deployments", args,
+                             None if limit is None else limit + 1, project_id=project.id)
+        statuses = list_all(client.deployer.deployment_status.list_deployment_statuses, project_id=project.id,
+                            progress=False)
+        states = {s.deployment_id: s for s in statuses.entities}
+        return _with_states(deployments, states, project.display_name)
+
+    def _artifact_types(self, args: argparse.Namespace) -> pd.DataFrame:
+        return _as_list_table(catalogs.artifact_types(), "artifact types")
+
+    def _runtimes(self, args: argparse.Namespace) -> pd.DataFrame:
+        try:
+            table = catalogs.runtimes_for(args.artifact_type) if args.artifact_type else catalogs.runtimes()
+        except LookupError as e:
+            raise UsageError(f"%mlops runtimes: {e}") from None
+        return _as_list_table(table, "runtimes")
+
+    def _version(self, args: argparse.Namespace) -> pd.DataFrame:
+        client = current_client()
+        methods = {m.service.server: m for m in API.methods if m.python == "get_version"}
+        rows = []
+        for server in API.servers:
+            if server == "bytestream":
+                continue  # storage serves it: not a server of its own
+            method = methods.get(server)
+            if method is None:
+                rows.append({"server": server, "build_version": None, "note": "this server has no version method"})
+                continue
+            try:
+                version = _bound(client, method)().version
+                rows.append({"server": server, "build_version": version.build_version if version else "",
+                             "note": ""})
+            except MLOpsError as e:
+                rows.append({"server": server, "build_version": None, "note": str(e)})
+        return _as_list_table(pd.DataFrame(rows).astype({"server": "string", "build_version": "string",
+                                                         "note": "string"}), "versions")
+
+    def _sandbox(self, args: argparse.Namespace) -> Message | None:
+        global _running_sandbox
+        if args.stop:
+            if _running_sandbox is None or not _running_sandbox.running:
+                print("No sandbox is running in this kernel.")
+                return None
+            gateway = _running_sandbox.gateway_url
+            try:
+                if current_client().gateway_url == gateway:
+                    logout()
+            except NotLoggedIn:
+                pass
+            _running_sandbox.stop()
+            _running_sandbox = None
+            print(f"Stopped the sandbox at {gateway}.")
+            return None
+        if _running_sandbox is None or not _running_sandbox.running:
+            from mlops_nb.sandbox import Sandbox  # the client works without the sandbox; load it only here
+
+            options: dict[str, Any] = {"data": args.data, "port": args.port}
+            if args.db:
+                options["db"] = args.db
+            _running_sandbox = Sandbox(**options).start()
+        elif args.db and os.path.abspath(args.db) != os.path.abspath(_running_sandbox.db):
+            raise UsageError(f"%mlops sandbox: a sandbox with database {_running_sandbox.db} is running; "
+                             "%mlops sandbox --stop first")
+        try:
+            client = _running_sandbox.client(args.user)
+        except ValueError:
+            known = ", ".join(a.username for a in _running_sandbox.idp.accounts())
+            raise UsageError(f"%mlops sandbox: the sandbox has no user {args.user!r}; it has {known}") from None
+        user = client.storage.user.who_am_i().user
+        set_current_client(client, user)
+        print(f"Sandbox gateway at {_running_sandbox.gateway_url} (database {_running_sandbox.db}); "
+              f"logged in as {user.username}.")
+        return user
+
+    def _call_command(self, args: argparse.Namespace) -> Any:
+        method = _method(args.method)
+        return _call(method, _fields_from_assignments(args.fields))
+
+
+# -- lists ------------------------------------------------------------------------------------------
+
+
+def _list(client: Any, method_name: str, args: argparse.Namespace, **fields: Any) -> pd.DataFrame:
+    """A list command's frame; says so when --limit (or max_rows) cut it."""
+    limit = _limit(args)
+    frame = _fetch(client, method_name, args, limit, **fields)
+    if limit is not None and len(frame) >= limit and _more_available(frame):
+        print(_TRUNCATED.format(limit=limit))
+    return frame
+
+
+def _fetch(client: Any, method_name: str, args: argparse.Namespace, limit: int | None,
+           **fields: Any) -> pd.DataFrame:
+    """Every page (up to ``limit`` rows) of a list call, with the command's --filter and --sort."""
+    method = API.method(method_name)
+    request_fields = {f.name: f for f in API.messages[method.request_message or ""]}
+    if args.filter:
+        if "filter" not in request_fields:
+            raise UsageError(f"%mlops: {method.qualified_name} cannot filter")
+        fields["filter"] = _filter(method, args.filter)
+    if args.sort:
+        sort_field = "sorting" if "sorting" in request_fields else "sort" if "sort" in request_fields else None
+        if sort_field is None:
+            raise UsageError(f"%mlops: {method.qualified_name} cannot sort")
+        fields[sort_field] = _sorting(args.sort)
+    return list_all(_bound(client, method), limit=limit, **fields)
+
+
+# -- parsing ------------------------------------------------------------------------------------------
+
+
+def _name(text: str) -> str:
+    if not text.isidentifier():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a Python variable name")
+    return text
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _output_options() -> _Parser:
+    parent = _Parser(add_help=False)
+    parent.add_argument("-o", "--output", metavar="NAME", type=_name,
+                        help="also store the result in the variable NAME")
+    return parent
+
+
+def _list_options() -> _Parser:
+    parent = _Parser(add_help=False, parents=[_output_options()])
+    amount = parent.add_mutually_exclusive_group()
+    amount.add_argument("--limit", type=_positive, metavar="N",
+                        help="list at most N (default: MLOps.max_rows)")
+    amount.add_argument("--all", action="store_true", help="list every one, however many")
+    parent.add_argument("--filter", action="append", metavar="FIELD=VALUE", default=[],
+                        help="keep those whose FIELD equals VALUE (FIELD!=VALUE: differs, FIELD~TEXT: "
+                             "contains TEXT); repeat to require several")
+    parent.add_argument("--sort", metavar="[-]FIELD", help="sort by FIELD; -FIELD sorts descending")
+    return parent
+
+
+# Every line command: name -> (handler, one-line help), in the order --help lists them.
+COMMANDS: dict[str, tuple[Callable[[MLOps, argparse.Namespace], Any], str]] = {
+    "login": (MLOps._login, "show the login form"),
+    "logout": (MLOps._logout, "forget the current login"),
+    "whoami": (MLOps._whoami, "the user you are logged in as"),
+    "projects": (MLOps._projects, "your projects"),
+    "experiments": (MLOps._experiments, "the experiments of a project"),
+    "models": (MLOps._models, "the registered models of a project"),
+    "deployments": (MLOps._deployments, "deployments with their state: of a project, or every one you can see"),
+    "users": (MLOps._users, "the platform's users"),
+    "artifact-types": (MLOps._artifact_types, "artifact types and what deploys them"),
+    "runtimes": (MLOps._runtimes, "runtimes, or those that serve an artifact or model type"),
+    "version": (MLOps._version, "the version of each MLOps server"),
+    "sandbox": (MLOps._sandbox, "start a local MLOps sandbox in this kernel and log in to it"),
+    "call": (MLOps._call_command, "call any method of the API"),
+}
+
+_LIST_COMMANDS = ("projects", "experiments", "models", "deployments", "users")
+_PROJECT_COMMANDS = ("experiments", "models", "deployments")
+
+
+@cache
+def _command_parser() -> _Parser:
+    parser = _Parser(prog="%mlops", description="H2O MLOps from notebook cells. %mlops COMMAND --help for more.",
+                     epilog="%%mlops SERVER.ENTITY.METHOD [-o NAME] takes the request body (JSON or YAML) "
+                            "from the cell.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    list_options, output = _list_options(), _output_options()
+    sub: dict[str, _Parser] = {}
+    for name, (handler, help_text) in COMMANDS.items():
+        parents = [list_options] if name in _LIST_COMMANDS else [] if name in ("login", "logout", "sandbox") \
+            else [output]
+        sub[name] = commands.add_parser(name, help=help_text, description=help_text, parents=parents)
+        sub[name].set_defaults(handler=handler)
+
+    login = sub["login"]
+    login.add_argument("--gateway", metavar="URL", help="the MLOps gateway (default: $H2O_MLOPS_GATEWAY)")
+    login.add_argument("--token-endpoint", metavar="URL",
+                       help="the issuer or its token endpoint (default: $TOKEN_ENDPOINT)")
+    login.add_argument("--client-id", metavar="ID", help="the OpenID client (default: $CLIENT_ID)")
+    login.add_argument("--ca-bundle", metavar="PATH", help="PEM file of a private certificate authority")
+    login.add_argument("--no-verify-tls", action="store_true", help="do not verify TLS certificates")
+    for name in ("experiments", "models"):
+        sub[name].add_argument("project", nargs="+", metavar="PROJECT", help="the project's id or display name")
+    sub["deployments"].add_argument("project", nargs="*", metavar="PROJECT",
+                                    help="the project's id or display name (default: every project)")
+    sub["runtimes"].add_argument("artifact_type", nargs="?", metavar="ARTIFACT_TYPE",
+                                 help="an artifact type (dai/mojo_pipeline), deployable artifact type "
+                                      "or model type")
+    sandbox = sub["sandbox"]
+    sandbox.add_argument("--user", default="alice", help="log in as this demo user (default: alice)")
+    sandbox.add_argument("--db", metavar="PATH",
+                         help="SQLite file of the sandbox; ':memory:' keeps nothing (default: the sandbox's "
+                              "file under ~/.local/share/mlops_nb)")
+    sandbox.add_argument("--data", choices=("demo", "empty"), default="demo",
+                         help="what a new database starts with (default: demo)")
+    sandbox.add_argument("--port", type=int, default=0, help="port to serve on (default: any free port)")
+    sandbox.add_argument("--stop", action="store_true", help="stop the sandbox this kernel runs")
+    call = sub["call"]
+    call.add_argument("method", metavar="SERVER.ENTITY.METHOD", help="e.g. storage.project.list_projects")
+    call.add_argument("fields", nargs="*", metavar="FIELD=VALUE",
+                      help="request fields; VALUE is JSON where it parses, else a string; "
+                           "dotted FIELDs set nested fields (paging.page_size=5)")
+    return parser
+
+
+@cache
+def _cell_parser() -> _Parser:
+    parser = _Parser(prog="%%mlops", parents=[_output_options()],
+                     description="Call an API method with the cell as its request body (JSON or YAML).")
+    parser.add_argument("method", metavar="SERVER.ENTITY.METHOD", help="e.g. storage.project.create_project")
+    return parser
+
+
+def _attach_negative_sort(argv: Sequence[str]) -> list[str]:
+    """``--sort -FIELD`` as ``--sort=-FIELD``: argparse would take ``-FIELD`` for an option."""
+    out: list[str] = []
+    rest = iter(argv)
+    for arg in rest:
+        if arg == "--sort":
+            value = next(rest, None)
+            out.append(arg if value is None else f"--sort={value}")
+        else:
+            out.append(arg)
+    return out
+
+
+def _limit(args: argparse.Namespace) -> int | None:
+    return None if args.all else (args.limit or settings.max_rows)
+
+
+# -- requests -------------------------------------------------------------------------------------------
+
+
+def _method(qualified_name: str) -> Method:
+    try:
+        return API.method(qualified_name)
+    except KeyError:
+        names = [m.qualified_name for m in API.methods]
+        close = difflib.get_close_matches(qualified_name, names, n=3)
+        hint = (f"; did you mean {', '.join(close)}?" if close
+                else "; names look like storage.project.list_projects")
+        raise UsageError(f"%mlops: no API method {qualified_name!r}{hint}") from None
+
+
+def _bound(client: Any, method: Method) -> Callable[..., Any]:
+    return getattr(getattr(getattr(client, method.service.server), method.service.entity), method.python)
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _fields_from_assignments(assignments: Iterable[str]) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    for assignment in assignments:
+        key, sep, value = assignment.partition("=")
+        if not sep or not key:
+            raise UsageError(f"%mlops call: expected FIELD=VALUE, got {assignment!r}")
+        *parents, leaf = key.split(".")
+        node = body
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise UsageError(f"%mlops call: {key!r} sets a field inside {part!r}, which already has a value")
+            node = child
+        node[leaf] = _parse_value(value)
+    return body
+
+
+def _parse_body(cell: str) -> dict[str, Any]:
+    if not cell.strip():
+        return {}
+    try:
+        body = json.loads(cell)
+    except ValueError:
+        try:
+            body = yaml.safe_load(cell)
+        except yaml.YAMLError as e:
+            raise UsageError(f"%%mlops: the cell is neither JSON nor YAML ({' '.join(str(e).split())})") from None
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise UsageError(f"%%mlops: the cell must hold an object (field: value), not a {type(body).__name__}")
+    return body
+
+
+def _unknown_fields(message: Message, path: str) -> list[str]:
+    found = [f"{path}.{name}" for name in message.unknown_fields]
+    for f in type(message).fields():
+        value = getattr(message, f.name) if message.is_set(f.name) else None
+        for item in value if isinstance(value, list) else value.values() if isinstance(value, dict) else [value]:
+            if isinstance(item, Message):
+                found += _unknown_fields(item, f"{path}.{f.name}")
+    return found
+
+
+def _request(method: Method, body: dict[str, Any]) -> Message | None:
+    """The request message from JSON-ish ``body`` (wire or python field names), checked strictly."""
+    if method.request_message is None:
+        if body:
+            raise UsageError(f"%mlops: {method.qualified_name} takes no request fields")
+        return None
+    cls = message_class(method.request_message)
+    try:
+        request = cls.from_wire(body)
+    except ValueError as e:
+        raise UsageError(f"%mlops: {method.qualified_name}: {e}") from None
+    unknown = _unknown_fields(request, cls.__name__)
+    if unknown:
+        valid = ", ".join(f.name for f in cls.fields())
+        raise UsageError(f"%mlops: {method.qualified_name}: no field {unknown[0]} (fields: {valid})")
+    return request
+
+
+def _call(method: Method, body: dict[str, Any]) -> Any:
+    bound = _bound(current_client(), method)
+    if method.verb == "GET":
+        try:
+            return bound(**body)
+        except TypeError as e:
+            raise UsageError(f"%mlops: {e}") from None
+    return bound(_request(method, body))
+
+
+_FILTER = re.compile(r"^(?P<field>[^=!~]+?)\s*(?P<op>!=|=|~)\s*(?P<value>.*)$")
+_OPERATORS = {"=": "EQUAL_TO", "!=": "NOT_EQUAL_TO", "~": "CONTAINS"}
+
+
+def _constraint_value(field: Field | None, text: str, operator: str) -> dict[str, Any]:
+    """A filter value typed as the field is (wire spelling); "contains" always compares text."""
+    kind = None if field is None or operator == "~" else field.type
+    try:
+        if kind in ("int32", "int64"):
+            return {"int64Value": str(int(text))}
+        if kind == "double":
+            return {"doubleValue": float(text)}
+        if kind == "bool":
+            if text.lower() not in ("true", "false"):
+                raise ValueError("expected true or false")
+            return {"boolValue": text.lower() == "true"}
+        if kind == "timestamp":
+            return {"timestampValue": format_timestamp(parse_timestamp(text))}
+    except ValueError as e:
+        raise UsageError(f"%mlops: --filter {text!r} does not fit {field.name} ({kind}): {e}") from None
+    return {"stringValue": text}
+
+
+def _filter(method: Method, specs: Sequence[str]) -> dict[str, Any]:
+    """A filter of one clause (its constraints all hold) in wire spelling, which storage and deployer share."""
+    fields = {name: f for f in API.messages[entity_field(method).type] for name in (f.name, f.json)}
+    constraints = []
+    for spec in specs:
+        match = _FILTER.match(spec)
+        if match is None:
+            raise UsageError(f"%mlops: --filter takes FIELD=VALUE, FIELD!=VALUE or FIELD~TEXT, got {spec!r}")
+        name = match["field"].strip()
+        known = fields.get(name)
+        constraints.append({"property": {"field": known.name if known else name},
+                            "operator": _OPERATORS[match["op"]],
+                            "value": _constraint_value(known, match["value"], match["op"])})
+    return {"query": {"clause": [{"propertyConstraint": constraints}]}}
+
+
+def _sorting(spec: str) -> dict[str, Any]:
+    descending = spec.startswith("-")
+    field = spec.lstrip("-+")
+    if not field:
+        raise UsageError("%mlops: --sort takes a field name, e.g. --sort display_name or --sort -created_time")
+    return {"property": [{"property": {"field": field}, "order": "DESCENDING" if descending else "ASCENDING"}]}
+
+
+def _sort_locally(frame: pd.DataFrame, spec: str) -> pd.DataFrame:
+    """The same order as the server's, across frames gathered from several calls."""
+    field = spec.lstrip("-+")
+    if field not in frame.columns:
+        return frame
+    return frame.sort_values(field, ascending=not spec.startswith("-"), kind="stable", ignore_index=True)
+
+
+def _more_available(frame: pd.DataFrame) -> bool:
+    paging = getattr(frame.response, "paging", None)
+    return bool(paging is not None and paging.next_page_token)
+
+
+# -- results ---------------------------------------------------------------------------------------------
+
+
+def _as_list_table(frame: pd.DataFrame, label: str) -> pd.DataFrame:
+    """Mark a frame (not from a list call) so that it displays as list results do."""
+    frame.attrs[FRAME_ATTR] = label
+    return frame
+
+
+def _with_states(deployments: pd.DataFrame, states: dict[str, Message], project_name: str) -> pd.DataFrame:
+    """The deployer's deployments with their state, state message and project name up front."""
+    ids = deployments["id"]
+    extra = pd.DataFrame({
+        "state": pd.Series([str(states[i].state) if i in states else None for i in ids], dtype="string"),
+        "state_message": pd.Series([states[i].message if i in states else None for i in ids], dtype="string"),
+        "project": pd.Series([project_name] * len(ids), dtype="string"),
+    }, index=deployments.index)
+    first = ["id", "display_name"]
+    rest = [c for c in deployments.columns if c not in first]
+    return pd.concat([deployments[first], extra, deployments[rest]], axis=1)
+
+
+# -- completion -------------------------------------------------------------------------------------------
+
+# (client, when fetched, names): project names for completion, per login.
+_project_names: tuple[Any, float, list[str]] = (None, 0.0, [])
+
+# A line that runs the magic, maybe assigning its result: "%mlops ...", "df = %mlops ...", "%%mlops ...".
+_MAGIC_LINE = re.compile(r"^\s*(?:[A-Za-z_]\w*\s*=\s*)?(?P<magic>%%?mlops)(?P<rest>\s.*)?$")
+
+
+def _current_project_names() -> list[str]:
+    """Display names of the current login's projects, fetched at most every few seconds; [] if not logged in."""
+    try:
+        client = current_client()
+    except NotLoggedIn:
+        return []
+    global _project_names
+    cached_client, fetched, names = _project_names
+    if cached_client is client and time.monotonic() - fetched < _NAME_CACHE_SECONDS:
+        return names
+    try:
+        frame = list_all(client.storage.project.list_projects, limit=settings.max_rows, progress=False)
+    except MLOpsError:
+        return []
+    names = sorted(set(frame["display_name"].dropna()))
+    _project_names = (client, time.monotonic(), names)
+    return names
+
+
+def _candidates(magic: str, rest: str) -> tuple[str, list[str]]:
+    """(the text being completed, which ends ``rest``; what it may become) for a magic's arguments."""
+    words = [(m.start(), m.group()) for m in re.finditer(r"\S+", rest)]
+    new_word = not rest or rest[-1].isspace()
+    typed = "" if new_word else words[-1][1]
+    done = [w for _, w in (words if new_word else words[:-1])]
+    method_names = [m.qualified_name for m in API.methods]
+    if magic == "%%mlops":
+        return typed, method_names if not done else []
+    if not done:
+        return typed, list(COMMANDS)
+    command, arguments = done[0], done[1:]
+    if typed.startswith("-"):
+        return typed, _command_options().get(command, [])
+    if command == "call":
+        if not arguments:
+            return typed, method_names
+        try:
+            request = API.method(arguments[0]).request_message
+        except KeyError:
+            return typed, []
+        return typed, [f"{f.name}=" for f in API.messages.get(request or "", ())]
+    if command == "runtimes" and not arguments:
+        types = {a["artifact_type"] for a in CATALOGS.artifacts} | {r["model_type"] for r in CATALOGS.runtimes}
+        return typed, sorted(types)
+    if command in _PROJECT_COMMANDS and not any(a.startswith("-") for a in arguments):
+        # A display name may hold spaces: complete everything typed after the command.
+        typed = rest[words[1][0]:] if len(words) > 1 else ""
+        quote = typed[:1] if typed[:1] in ("'", '"') else ""
+        return typed, [f"{quote}{name}{quote}" for name in _current_project_names()]
+    return typed, []
+
+
+@context_matcher()
+def complete(context: CompletionContext) -> dict[str, Any]:
+    """IPython completion matcher for ``%mlops`` and ``%%mlops`` lines: commands, options, API
+    method names, request fields, artifact types and project names."""
+    match = _MAGIC_LINE.match(context.text_until_cursor)
+    if match is None or (match["magic"] == "%%mlops" and context.cursor_line != 0):
+        return {"completions": []}
+    typed, candidates = _candidates(match["magic"], match["rest"] or "")
+    found = [SimpleCompletion(c, type="mlops") for c in candidates if c.startswith(typed)]
+    # Suppress other matchers (Jedi would offer Python names); this matcher knows the whole grammar.
+    return {"completions": found, "matched_fragment": typed, "suppress": True, "ordered": True}
+
+
+@cache
+def _command_options() -> dict[str, list[str]]:
+    """Each command's long options (argparse has no public way to list them; ``_actions`` is it)."""
+    parser = _command_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return {name: sorted(o for a in sub._actions for o in a.option_strings if o.startswith("--"))
+            for name, sub in commands.choices.items()}
+
+
+# -- the extension -----------------------------------------------------------------------------------------
+
+_running_sandbox: Any = None  # the sandbox %mlops sandbox started in this process
+_loaded: dict[int, MLOps] = {}  # id(shell) -> the magics %load_ext made there
+
+
+def load_ipython_extension(shell: Any) -> None:
+    """``%load_ext mlops_nb``: register ``%mlops``/``%%mlops``, their options and completion, and the
+    list table and card displays in this shell."""
+    install_ipython_formatters(shell)
+    magics = MLOps(shell)
+    shell.register_magics(magics)
+    _loaded[id(shell)] = magics
+    if complete not in shell.Completer.custom_matchers:
+        shell.Completer.custom_matchers.append(complete)
+
+
+def unload_ipython_extension(shell: Any) -> None:
+    """``%unload_ext mlops_nb``: remove the magics and undo what loading changed."""
+    magics = _loaded.pop(id(shell), None)
+    if magics is not None:
+        magics.close()
+        if magics in shell.configurables:
+            shell.configurables.remove(magics)
+    for kind in ("line", "cell"):
+        shell.magics_manager.magics[kind].pop("mlops", None)
+    if complete in shell.Completer.custom_matchers:
+        shell.Completer.custom_matchers.remove(complete)

@@ -1,0 +1,52 @@
+"""The notebook layer's settings, kept in one traitlets object.
+
+``mlops_nb.notebook.settings.settings`` is the only instance; change it in place
+(``settings.max_rows = 200``) and the next display picks the value up. Each trait
+is tagged ``config=True`` so that a configurable (``%config MLOps.max_rows = 200``)
+can mirror it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from traitlets import Bool, Float, HasTraits, Int, TraitError, validate
+
+__all__ = ["Settings", "settings"]
+
+
+class Settings(HasTraits):
+    """How list results are fetched and shown."""
+
+    interactive_tables = Bool(
+        True,
+        help="Show DataFrames from list calls as interactive (itables) tables; "
+        "False shows a static HTML table. Other DataFrames are never affected.",
+    ).tag(config=True)
+    max_rows = Int(
+        1000,
+        help="At most this many rows of a list result are put into its table (the frame keeps all rows).",
+    ).tag(config=True)
+    page_size = Int(
+        1000,
+        help="Entities asked for per call by list_all when no page_size is given (servers may cap it).",
+    ).tag(config=True)
+    timeout = Float(
+        60.0,
+        help="Seconds an HTTP call of a new mlops_nb.Client may take, when the client is not given one.",
+    ).tag(config=True)
+
+    @validate("max_rows", "page_size")
+    def _positive(self, proposal: Any) -> int:
+        if proposal["value"] < 1:
+            raise TraitError(f"{proposal['trait'].name} must be at least 1, got {proposal['value']}")
+        return proposal["value"]
+
+    @validate("timeout")
+    def _positive_timeout(self, proposal: Any) -> float:
+        if proposal["value"] <= 0:
+            raise TraitError(f"timeout must be positive (seconds), got {proposal['value']}")
+        return proposal["value"]
+
+
+settings = Settings()

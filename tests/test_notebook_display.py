@@ -1,0 +1,440 @@
+"""Cards and tables: golden HTML and text, escaping, IPython displays, an executed notebook, a browser.
+
+Golden files live in ``tests/golden/``. After an intended change of a card or of the
+static table, refresh them with::
+
+    MLOPS_NB_UPDATE_GOLDEN=1 python -m pytest tests/test_notebook_display.py
+
+and review the diff before committing it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import types
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+import mlops_nb
+from mlops_nb.api import API
+from mlops_nb.notebook import display
+from mlops_nb.notebook.display import card_html, card_text, frame_html, has_card, install_ipython_formatters
+from mlops_nb.notebook.frames import frame_from_wire
+from mlops_nb.notebook.settings import settings
+from mlops_nb.sandbox import Sandbox
+from mlops_nb.wire.messages import Message, message_class
+from tests.test_notebook_frames import make_deployments
+
+ROOT = Path(__file__).resolve().parent.parent
+GOLDEN = Path(__file__).resolve().parent / "golden"
+UPDATE_GOLDEN = os.environ.get("MLOPS_NB_UPDATE_GOLDEN") == "1"
+NOW = datetime(2024, 5, 4, 12, 0, tzinfo=timezone.utc)
+USERNAMES = {"u-alice": "alice", "u-bob": "bob"}
+HOSTILE = '<script>alert("x")</script>&'
+
+
+def check_golden(name: str, actual: str) -> None:
+    path = GOLDEN / name
+    if UPDATE_GOLDEN:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(actual, encoding="utf-8")
+        return
+    assert path.exists(), f"no golden file {path}; create it with MLOPS_NB_UPDATE_GOLDEN=1"
+    assert actual == path.read_text(encoding="utf-8"), (
+        f"{name} changed; if intended, refresh with MLOPS_NB_UPDATE_GOLDEN=1 and review the diff")
+
+
+@pytest.fixture
+def restore_settings() -> Iterator[None]:
+    saved = {name: getattr(settings, name) for name in settings.trait_names()}
+    yield
+    for name, value in saved.items():
+        setattr(settings, name, value)
+
+
+# -- samples: entities as a server sends them ---------------------------------------------------
+
+_COMPOSITION = {"experimentId": "e-1", "artifactId": "a-1", "deployableArtifactTypeName": "dai_mojo_pipeline",
+                "artifactProcessorName": "dai_mojo_pipeline_extractor", "runtimeName": "dai_mojo_runtime"}
+
+SAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
+    "user": ("StorageUser", {"id": "u-alice", "username": "alice", "primaryEmail": "alice@example.com",
+                             "createdTime": "2023-03-01T08:00:00Z"}),
+    "project": ("StorageProject", {
+        "id": "p-1", "displayName": "Churn", "ownerId": "u-alice", "description": "Who leaves, and why.",
+        "createdTime": "2024-05-01T12:00:00Z", "lastModifiedTime": "2024-05-04T10:30:00Z"}),
+    "project_unknown_owner": ("StorageProject", {"id": "p-2", "displayName": "Other", "ownerId": "u-carol",
+                                                 "createdTime": "2024-05-04T11:59:30Z"}),
+    "project_info": ("StorageProjectInfo", {
+        "project": {"id": "p-1", "displayName": "Churn", "ownerId": "u-alice", "createdTime": "2024-05-01T12:00:00Z"},
+        "registeredModelCount": 2, "shareCount": 1, "experimentCount": "12",
+        "sharedUser": [{"id": "u-bob", "username": "bob"}], "registeredModelVersionCount": 3}),
+    "experiment": ("StorageExperiment", {
+        "id": "e-1", "displayName": "gbm 1", "ownerId": "u-bob", "status": "FINISHED",
+        "parameters": {"targetColumn": "churned", "trainingDatasetId": "d-1"},
+        "statistics": {"trainingDuration": "125s"}, "tag": [{"id": "t-1", "displayName": "best"}],
+        "createdTime": "2024-04-04T12:00:00Z"}),
+    "experiment_info": ("StorageExperimentInfo", {
+        "experiment": {"id": "e-1", "displayName": "gbm 1", "status": "TRAINING"},
+        "modelInfo": {"modelId": "m-1", "modelName": "churn", "modelVersionNumber": "2"}}),
+    "registered_model": ("StorageRegisteredModel", {
+        "id": "m-1", "displayName": "churn", "projectId": "p-1", "createdBy": "u-alice", "updatedBy": "u-bob",
+        "createdTime": "2024-01-01T00:00:00Z", "updatedTime": "2024-05-03T12:00:00Z"}),
+    "model_version": ("StorageRegisteredModelVersion", {
+        "id": "v-1", "registeredModelId": "m-1", "experimentId": "e-1", "version": 2, "status": "ACTIVE",
+        "createdBy": "u-alice", "createdTime": "2024-05-04T09:00:00Z"}),
+    "artifact": ("StorageArtifact", {
+        "id": "a-1", "entityId": "e-1", "type": "dai/mojo_pipeline", "state": "AVAILABLE", "size": "123456789",
+        "md5Digest": "AQID", "mimeType": "application/zip", "createdTime": "2024-05-04T11:00:00Z",
+        "uploadedTime": "2024-05-04T11:01:00Z"}),
+    "storage_deployment": ("StorageDeployment", {
+        "id": "d-1", "projectId": "p-1", "experimentId": "e-1", "type": "SPLIT_TRAFFIC",
+        "secondaryScorer": [{"experimentId": "e-2", "fraction": 0.25}], "ownerId": "u-alice",
+        "deploymentEnvironmentId": "env-1", "createdTime": "2024-05-02T12:00:00Z"}),
+    "deployment_single": ("DeployDeployment", {
+        "id": "d-1", "displayName": "churn scorer", "projectId": "p-1", "description": "production",
+        "singleDeployment": {"deploymentComposition": _COMPOSITION},
+        "userInfo": {"ownerId": "u-alice"}, "createdTime": "2024-05-02T12:00:00Z"}),
+    "deployment_shadow": ("DeployDeployment", {
+        "id": "d-2", "displayName": "shadow test", "shadowDeployment": {
+            "primaryElement": {"deploymentComposition": _COMPOSITION},
+            "secondaryElement": {"deploymentComposition": {"experimentId": "e-2", "runtimeName": "h2o3_mojo_runtime"}}},
+        "userInfo": {"ownerId": "u-zed", "ownerName": "zed"}}),
+    "deployment_split": ("DeployDeployment", {
+        "id": "d-3", "displayName": "a/b", "splitDeployment": {"splitElements": [
+            {"deploymentComposition": _COMPOSITION, "weight": 70},
+            {"deploymentComposition": {"experimentId": "e-2", "runtimeName": "mojo_runtime_shapley_all"},
+             "weight": 30}]}}),
+    "status_healthy": ("DeployDeploymentStatus", {
+        "deploymentId": "d-1", "state": "HEALTHY", "lastModifiedTime": "2024-05-04T11:55:00Z",
+        "scorer": {"score": {"url": "https://model.example.com/d-1/model/score"},
+                   "sampleRequest": {"url": "https://model.example.com/d-1/model/sample_request"}}}),
+    "status_unhealthy": ("DeployDeploymentStatus", {"deploymentId": "d-2", "state": "UNHEALTY",
+                                                    "message": "scorer keeps restarting"}),
+    "status_launching": ("DeployDeploymentStatus", {"deploymentId": "d-3", "state": "LAUNCHING"}),
+}
+
+
+def sample(name: str) -> Message:
+    message, wire = SAMPLES[name]
+    return message_class(message).from_wire(wire)
+
+
+def seen() -> dict[str, Any]:
+    """What cards would otherwise take from the live clients."""
+    return {"now": NOW, "usernames": USERNAMES, "statuses": {"d-1": sample("status_healthy")}}
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_card_golden(name: str) -> None:
+    message = sample(name)
+    html = card_html(message, **seen())
+    assert html is not None
+    check_golden(f"cards/{name}.html", html + "\n")
+    check_golden(f"cards/{name}.txt", card_text(message, **seen()) + "\n")
+
+
+def test_cards_show_the_right_values() -> None:
+    project = card_html(sample("project"), now=NOW, usernames=USERNAMES)
+    assert "Churn" in project and "Who leaves, and why." in project
+    assert ">alice<" in project and 'title="u-alice"' in project  # owner as username
+    assert "3 days ago" in project and "2024-05-01 12:00:00 UTC" in project and "1 hour ago" in project
+    unknown = card_text(sample("project_unknown_owner"), now=NOW, usernames=USERNAMES)
+    assert "owner: u-carol" in unknown and "just now" in unknown  # unknown owner: its id
+    info = card_text(sample("project_info"), now=NOW, usernames=USERNAMES)
+    assert "experiments: 12" in info and "registered models: 2" in info and "shared with: bob" in info
+    status = card_html(sample("status_healthy"), now=NOW)
+    assert '<a href="https://model.example.com/d-1/model/score"' in status and ">healthy<" in status
+    assert "#2e7d32" in status  # green
+    assert "#c62828" in card_html(sample("status_unhealthy"))  # red
+    assert "unhealthy" in card_text(sample("status_unhealthy"))
+    assert "#ef6c00" in card_html(sample("status_launching"))  # amber
+    split = card_text(sample("deployment_split"), now=NOW)
+    assert "type: split" in split and "e-1 (weight 70); e-2 (weight 30)" in split
+    assert "H2O.ai MOJO scorer (dai_mojo_runtime)" in split and "DAI MOJO Scorer (Shapley all)" in split
+    assert "type: shadow" in card_text(sample("deployment_shadow"))
+    assert "owner: zed" in card_text(sample("deployment_shadow"))
+    single = card_text(sample("deployment_single"), **seen())
+    assert single.startswith("Deployment: churn scorer [healthy] (d-1)")
+    assert "type: single model" in single and "owner: alice" in single and "models: e-1" in single
+    assert "scoring URL: https://model.example.com/d-1/model/score" in single and "created: 2 days ago" in single
+    assert '<a href="https://model.example.com/d-1/model/score"' in card_html(sample("deployment_single"), **seen())
+    assert "[" not in card_text(sample("deployment_single"), statuses={}).splitlines()[0]  # no status seen
+    artifact = card_text(sample("artifact"), now=NOW)
+    assert "117.7 MiB (123,456,789 bytes)" in artifact and "deploys as: dai_mojo_pipeline" in artifact
+    user = card_text(sample("user"), now=NOW)
+    assert user.startswith("User: alice (u-alice)") and "alice@example.com" in user and "joined: 1 year ago" in user
+
+
+def _hostile(message_name: str, depth: int = 0) -> dict[str, Any]:
+    """Wire JSON with every string (and every nested message) of ``message_name`` filled with HOSTILE."""
+    wire: dict[str, Any] = {}
+    for f in API.messages[message_name]:
+        if f.map:
+            continue
+        if f.type == "string":
+            value: Any = HOSTILE
+        elif API.is_message(f.type) and depth < 4:
+            value = _hostile(f.type, depth + 1)
+        else:
+            continue
+        wire[f.json] = [value] if f.repeated else value
+    return wire
+
+
+@pytest.mark.parametrize("message_name", sorted(display._CARDS))
+def test_every_card_escapes_server_values(message_name: str) -> None:
+    message = message_class(message_name).from_wire(_hostile(message_name))
+    html = card_html(message, now=NOW)
+    assert html is not None
+    assert "<script" not in html and "&lt;script&gt;" in html
+    assert 'href="javascript' not in html.lower() and "&amp;" in html
+
+
+def test_only_web_links_become_anchors() -> None:
+    status = message_class("DeployDeploymentStatus").from_wire(
+        {"deploymentId": "d", "scorer": {"score": {"url": "javascript:alert(1)"},
+                                         "capabilities": {"url": 'https://x.example/"onmouseover="alert(1)'}}})
+    html = card_html(status)
+    assert "<a href=\"javascript" not in html and "javascript:alert(1)" in html
+    assert '&quot;onmouseover=&quot;' in html and '"onmouseover="' not in html
+
+
+def test_single_entity_responses_show_their_entity() -> None:
+    project = sample("project")
+    response = mlops_nb.StorageGetProjectResponse(project=project)
+    assert has_card("StorageGetProjectResponse") and has_card("StorageWhoAmIResponse")
+    assert not has_card("StorageListProjectsResponse")
+    assert response._repr_html_() == project._repr_html_() is not None
+    assert card_text(response, now=NOW) == card_text(project, now=NOW)
+    empty = mlops_nb.StorageGetProjectResponse()
+    assert empty._repr_html_() is None and card_text(empty) == repr(empty)
+
+
+def test_deployment_cards_from_the_sandbox(sandbox: Sandbox, alice: Any) -> None:
+    project_id, single, _ = make_deployments(sandbox, alice, "display deployments")
+    deployment = mlops_nb.find_deployment(alice, project_id, "single")
+    assert single not in alice.deployment_statuses and "[" not in card_text(deployment).splitlines()[0]
+    statuses = alice.deployer.deployment_status.list_deployment_statuses(project_id=project_id)
+    assert single in alice.deployment_statuses and len(statuses) == 2
+    html = deployment._repr_html_()
+    assert ">healthy<" in html and f"/deployments/{single}/model/score" in html and "single model" in html
+    status = alice.deployer.deployment_status.get_deployment_status(deployment_id=single)
+    assert ">healthy<" in status._repr_html_() and "scoring URL" in card_text(status)
+
+
+def test_cards_of_entities_from_the_sandbox(alice: Any) -> None:
+    me = alice.storage.user.who_am_i()
+    assert f">{me.user.username}<" in me._repr_html_() and me.user.id in me._repr_html_()
+    project = alice.storage.project.create_project(project={"display_name": HOSTILE, "description": "sandboxed"})
+    html = project._repr_html_()
+    assert "&lt;script&gt;" in html and "<script" not in html and "sandboxed" in html
+    assert f'title="{me.user.id}">alice<' in html  # the client saw alice in who_am_i
+    assert "just now" in html
+    listed = alice.storage.project.list_projects()
+    assert listed.project[0]._repr_html_().count("mlops-nb-card") == 1
+
+
+def test_displays_work_outside_jupyter() -> None:
+    code = (
+        "import mlops_nb as m\n"
+        "from IPython.display import display\n"
+        "from mlops_nb.notebook.display import card_text\n"
+        "p = m.StorageProject(id='p-1', display_name='churn', owner_id='u-1')\n"
+        "display(p)\n"
+        "print(card_text(p))\n"
+        "print(m.DeployDeploymentStatus(deployment_id='d', state='HEALTHY')._repr_html_() is not None)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("StorageProject(id='p-1'")
+    assert lines[1:3] == ["Project: churn (p-1)", "  owner: u-1"]
+    assert lines[-1] == "True"
+
+
+# -- tables --------------------------------------------------------------------------------------
+
+PROJECTS = API.method("storage.project.list_projects")
+
+
+def project_frame(count: int, name: str = "p") -> Any:
+    rows = [{"id": f"p-{i:03d}", "displayName": f"{name}{i}", "ownerId": "u-alice",
+             "createdTime": f"2024-05-{1 + i % 28:02d}T12:00:00Z"} for i in range(count)]
+    rows[0]["description"] = "first"
+    return frame_from_wire(PROJECTS, {"project": rows})
+
+
+def test_static_table_golden(restore_settings: None) -> None:
+    settings.interactive_tables = False
+    html = frame_html(project_frame(3))
+    assert "<script" not in html
+    check_golden("frames/projects_static.html", html + "\n")
+
+
+def test_interactive_table_has_a_static_fallback(restore_settings: None) -> None:
+    html = frame_html(project_frame(30), include_bundle=False)
+    static, interactive = html.split('<div class="mlops-nb-interactive" hidden="hidden">')
+    assert '<div class="mlops-nb-static">' in static and "p-019" in static and "p-020" not in static
+    assert "10 more rows in the interactive table" in static
+    assert "new ITable" in interactive and "p-029" in interactive
+    assert "document.getElementById" in interactive and "table.dataTable" in interactive
+    assert "https://" not in html.replace("https://itables.org", "")  # nothing fetched from a CDN
+    assert "StorageProject: 30 rows × 6 columns" in html
+
+
+def test_the_bundle_is_embedded_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(display, "_bundle_sent", False)
+    first, second = frame_html(project_frame(2)), frame_html(project_frame(2))
+    assert "injectModule" in first and len(first) > 500_000
+    assert "injectModule" not in second and len(second) < 50_000
+    assert "injectModule" in frame_html(project_frame(2), include_bundle=True)
+
+
+def test_table_values_are_escaped(restore_settings: None) -> None:
+    frame = project_frame(3, name=HOSTILE)
+    for interactive in (True, False):
+        settings.interactive_tables = interactive
+        html = frame_html(frame, include_bundle=False)
+        assert '<script>alert("x")' not in html
+        assert "&lt;script&gt;" in html
+
+
+def test_max_rows_caps_the_rows_shown(restore_settings: None) -> None:
+    settings.max_rows = 5
+    frame = project_frame(30)
+    html = frame_html(frame, include_bundle=False)
+    assert "30 rows × 6 columns, first 5 shown" in html and "p-004" in html and "p-005" not in html
+    settings.interactive_tables = False
+    static = frame_html(frame)
+    assert static.count("</tr>") == 6 and len(frame) == 30  # header and 5 rows; the frame keeps them all
+
+
+def _shell() -> Any:
+    from IPython.core.formatters import DisplayFormatter
+
+    # A display formatter of our own, so no global InteractiveShell outlives the test.
+    return types.SimpleNamespace(display_formatter=DisplayFormatter())
+
+
+def test_ipython_displays(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(display, "_bundle_sent", True)
+    shell = _shell()
+    assert install_ipython_formatters(shell) and install_ipython_formatters(shell)  # twice: no double wrapping
+    frame = project_frame(12)
+    for shown in (frame, frame.head(3), frame[frame["display_name"] == "p1"]):
+        data, _ = shell.display_formatter.format(shown)
+        assert "mlops-nb-frame" in data["text/html"] and "new ITable" in data["text/html"]
+    plain = pd.DataFrame({"a": [1, 2]})
+    data, _ = shell.display_formatter.format(plain)
+    assert data["text/html"] == plain._repr_html_() and "mlops-nb" not in data["text/html"]
+    assert "mlops-nb" not in frame.to_html()  # to_html stays pandas'
+    data, _ = shell.display_formatter.format(sample("project"))
+    assert data["text/plain"].startswith("Project: Churn (p-1)") and "mlops-nb-card" in data["text/html"]
+
+
+# -- a real notebook -----------------------------------------------------------------------------
+
+NOTEBOOK_CELLS = [
+    "import pandas as pd\nimport mlops_nb as mlops\nfrom mlops_nb import sandbox\n"
+    "sb = sandbox.start(db=':memory:', data='empty')\nc = sb.client('alice')\n"
+    "for i in range(25):\n    c.storage.project.create_project(project={'display_name': f'project {i}'})",
+    "projects = c.storage.project.list_projects()\nprojects",
+    "projects[projects.display_name == 'project 1']",
+    "pd.DataFrame({'a': [1, 2]})",
+    "c.storage.user.who_am_i()",
+    "mlops.list_all(c.storage.project.list_projects, page_size=10)",
+    "sb.stop()",
+]
+
+
+@pytest.fixture(scope="module")
+def executed_notebook() -> Any:
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in NOTEBOOK_CELLS])
+    nbclient.NotebookClient(notebook, timeout=180, kernel_name="python3",
+                            resources={"metadata": {"path": str(ROOT)}}).execute()
+    return notebook
+
+
+def _html_outputs(cell: Any) -> list[str]:
+    return [o["data"]["text/html"] for o in cell.outputs if "text/html" in o.get("data", {})]
+
+
+def test_notebook_shows_interactive_tables_with_a_static_fallback(executed_notebook: Any) -> None:
+    cells = executed_notebook.cells
+    (listed,) = _html_outputs(cells[1])
+    assert "injectModule" in listed  # the bundle, offline, in the first table of the session
+    assert "new ITable" in listed and '<div class="mlops-nb-static">' in listed
+    assert 'class="mlops-nb-interactive" hidden="hidden"' in listed and "project 24" in listed
+    (derived,) = _html_outputs(cells[2])
+    assert "new ITable" in derived and "injectModule" not in derived and "project 1<" in derived
+    (plain,) = _html_outputs(cells[3])
+    assert "mlops-nb" not in plain and 'class="dataframe"' in plain
+    (card,) = _html_outputs(cells[4])
+    assert "mlops-nb-card" in card and ">alice<" in card
+    text = [o["data"]["text/plain"] for o in cells[4].outputs if "text/plain" in o.get("data", {})]
+    assert text[0].startswith("User: alice (")
+    every = cells[5].outputs
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in every)  # progress bar
+    assert "StorageProject: 25 rows" in _html_outputs(cells[5])[-1]
+
+
+# -- a real browser ------------------------------------------------------------------------------
+
+
+def _chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        pytest.skip("chromium is not installed (scripts/test.sh installs it)")
+    pytest.importorskip("playwright.sync_api")
+    return path
+
+
+@pytest.mark.browser
+def test_browser_swaps_in_the_interactive_table_and_keeps_the_fallback(tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    chromium = _chromium()
+    page_of = "<!doctype html><html><head><meta charset='utf-8'></head><body>{}</body></html>".format
+    with_bundle = tmp_path / "with_bundle.html"
+    with_bundle.write_text(page_of(frame_html(project_frame(30), include_bundle=True)
+                                   + frame_html(project_frame(4, name="second"), include_bundle=False)),
+                           encoding="utf-8")
+    without_bundle = tmp_path / "without_bundle.html"
+    without_bundle.write_text(page_of(frame_html(project_frame(4), include_bundle=False)), encoding="utf-8")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(with_bundle.as_uri())
+            page.wait_for_function("document.querySelectorAll('table.dataTable').length == 2", timeout=20_000)
+            page.wait_for_function("[...document.querySelectorAll('.mlops-nb-static')].every(e => e.hidden)")
+            assert page.locator(".mlops-nb-interactive:visible").count() == 2
+            assert re.search(r"Showing 1 to 10 of 30", page.inner_text("body"))
+            assert errors == []
+
+            page = browser.new_page()
+            page.goto(without_bundle.as_uri())
+            page.wait_for_timeout(1000)
+            assert page.is_visible(".mlops-nb-static") and not page.is_visible(".mlops-nb-interactive")
+
+            page = browser.new_page(java_script_enabled=False)
+            page.goto(with_bundle.as_uri())
+            assert page.locator(".mlops-nb-static:visible").count() == 2
+            assert page.locator(".mlops-nb-interactive:visible").count() == 0
+        finally:
+            browser.close()
