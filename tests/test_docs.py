@@ -1,0 +1,37 @@
+"""The README stays true: its list of unimplemented sandbox methods and its two commands."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from mlops_nb.api import API
+from mlops_nb.sandbox import services
+from mlops_nb.sandbox.rpc import HANDLERS, STREAM_HANDLERS
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def test_readme_lists_exactly_the_methods_the_sandbox_does_not_implement() -> None:
+    services.migrations()  # imports every handler module
+    missing = {m.qualified_name for m in API.methods if m.qualified_name not in HANDLERS | STREAM_HANDLERS}
+    block = README.split("<!-- unimplemented:start -->")[1].split("<!-- unimplemented:end -->")[0]
+    assert set(re.findall(r"`([a-z_.]+)`", block)) == missing
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    assert "bash scripts/test.sh\n" in README
+    assert (ROOT / ".ci/run").read_text().strip().splitlines()[-1] == "bash scripts/test.sh"
+
+
+def test_readme_run_command_is_a_console_script() -> None:
+    assert 'pip install -e ".[lab]" && mlops-nb lab' in README
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert 'mlops-nb = "mlops_nb.cli:main"' in pyproject
+    assert re.search(r"^lab = \[", pyproject, re.M)
+
+
+def test_readme_picture_exists_when_referenced() -> None:
+    for path in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", README):
+        assert (ROOT / path).is_file(), path
