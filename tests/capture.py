@@ -79,11 +79,14 @@ class CaptureServer:
                 canned = capture.responses.get(url.path, capture.default)
                 if canned.delay:
                     threading.Event().wait(canned.delay)
-                self.send_response(canned.status)
-                self.send_header("Content-Type", canned.content_type)
-                self.send_header("Content-Length", str(len(canned.body)))
-                self.end_headers()
-                self.wfile.write(canned.body)
+                try:
+                    self.send_response(canned.status)
+                    self.send_header("Content-Type", canned.content_type)
+                    self.send_header("Content-Length", str(len(canned.body)))
+                    self.end_headers()
+                    self.wfile.write(canned.body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up first (the timeout tests do that on purpose)
 
             do_GET = do_POST = do_PUT = do_DELETE = _handle
 

@@ -108,6 +108,6 @@ def test_rest_methods_carry_path_and_query_parameters() -> None:
 
 def test_catalogs_hold_the_seed_tables() -> None:
     assert {"artifact_type": "dai/mojo_pipeline", "deployable_artifact_type_name": "dai_mojo_pipeline",
-            "artifact_processor_name": "dai_mojo_pipeline_extractor"} in CATALOGS.artifacts
+            "artifact_processor_name": "dai_mojo_pipeline_extractor", "model_type": "dai_mojo"} in CATALOGS.artifacts
     assert len(CATALOGS.artifacts) == 7
     assert len(CATALOGS.runtimes) == 21

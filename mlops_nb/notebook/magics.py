@@ -13,7 +13,7 @@ Commands (``%mlops COMMAND --help`` for each)::
     %mlops artifact-types [-o NAME]
     %mlops runtimes [ARTIFACT_TYPE] [-o NAME]
     %mlops version [-o NAME]
-    %mlops sandbox [--user alice|bob] [--db PATH] [--data demo|empty] [--port N] [--stop]
+    %mlops sandbox [--user alice|bob] [--db PATH] [--data demo|empty] [--port N] [--stop] [-o NAME]
     %mlops call SERVER.ENTITY.METHOD [FIELD=VALUE ...] [-o NAME]
 
     %%mlops SERVER.ENTITY.METHOD [-o NAME]
@@ -452,8 +452,7 @@ def _command_parser() -> _Parser:
     list_options, output = _list_options(), _output_options()
     sub: dict[str, _Parser] = {}
     for name, (handler, help_text) in COMMANDS.items():
-        parents = [list_options] if name in _LIST_COMMANDS else [] if name in ("login", "logout", "sandbox") \
-            else [output]
+        parents = [list_options] if name in _LIST_COMMANDS else [] if name in ("login", "logout") else [output]
         sub[name] = commands.add_parser(name, help=help_text, description=help_text, parents=parents)
         sub[name].set_defaults(handler=handler)
 

@@ -60,7 +60,9 @@ def _post_form(session: requests.Session, url: str, data: dict[str, str], timeou
                ) -> tuple[int, dict[str, Any]]:
     """POST a form to the identity provider; return (status, JSON body). Never echoes ``data``."""
     try:
-        response = session.post(url, data=data, timeout=timeout, headers={"Accept": "application/json"})
+        # ``verify`` again per request: requests lets REQUESTS_CA_BUNDLE override the session's.
+        response = session.post(url, data=data, timeout=timeout, headers={"Accept": "application/json"},
+                                verify=session.verify)
     except requests.exceptions.SSLError:
         raise ConnectionFailed(
             f"TLS verification failed for the identity provider at {url}; "
@@ -128,7 +130,8 @@ def discover(url: str, *, verify: bool | str = True, timeout: float = 30.0,
 def _discover_issuer(issuer: str, session: requests.Session, timeout: float) -> OpenIDConfiguration:
     well_known = issuer.rstrip("/") + "/.well-known/openid-configuration"
     try:
-        response = session.get(well_known, timeout=timeout, headers={"Accept": "application/json"})
+        response = session.get(well_known, timeout=timeout, headers={"Accept": "application/json"},
+                               verify=session.verify)
     except requests.exceptions.SSLError:
         raise ConnectionFailed(f"TLS verification failed for the identity provider at {issuer}") from None
     except requests.exceptions.RequestException as e:

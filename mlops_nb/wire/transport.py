@@ -57,7 +57,9 @@ class Transport:
         self.timeout = timeout
         self.session = requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
-        self.session.verify = ca_bundle if (ca_bundle and verify) else verify
+        # Passed on every request, not set on the session: requests lets REQUESTS_CA_BUNDLE
+        # override a session's ``verify``, which would silently drop the caller's ca_bundle.
+        self.verify: bool | str = ca_bundle if (ca_bundle and verify) else verify
         if proxies:
             self.session.proxies.update(proxies)
 
@@ -139,7 +141,7 @@ class Transport:
         body = json.dumps(json_body, separators=(",", ":")).encode() if json_body is not None else data
         try:
             return self.session.request(verb, url, data=body, params=query, headers=headers,
-                                        timeout=self.timeout, stream=stream)
+                                        timeout=self.timeout, stream=stream, verify=self.verify)
         except requests.exceptions.SSLError as e:
             raise ConnectionFailed(
                 f"TLS verification failed for the MLOps gateway at {self.gateway_url} ({_reason(e)}). "
