@@ -58,6 +58,8 @@ __all__ = [
     "ListQuery",
     "list_page",
     "page_response",
+    "run_batch",
+    "MAX_BATCH",
     "count_matching",
     "new_id",
     "now",
@@ -367,6 +369,28 @@ def _digest(text: str) -> str:
     import hashlib
 
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+MAX_BATCH = 1000
+
+
+def run_batch(items: Sequence[Any], what: str, act: Callable[[Any], object],
+              describe: Callable[[Any], dict[str, Any]]) -> list[dict[str, Any]]:
+    """One result per item of a batch call (``describe(item)`` plus ``status`` and ``message``).
+
+    One item's error is reported in its result and does not stop the others.
+    """
+    if len(items) > MAX_BATCH:
+        raise invalid_argument(f"at most {MAX_BATCH} {what} per batch, got {len(items)}")
+    results = []
+    for item in items:
+        try:
+            act(item)
+            status, message = True, ""
+        except RpcError as e:
+            status, message = False, e.message
+        results.append({**describe(item), "status": status, "message": message})
+    return results
 
 
 def page_response(entity_field: str, items: list[dict[str, Any]], next_token: bytes,

@@ -43,6 +43,7 @@ from mlops_nb.sandbox.rpc import (
     now,
     page_response,
     permission_denied,
+    run_batch,
 )
 from mlops_nb.sandbox.services.access import readable_projects_sql, require_project
 from mlops_nb.sandbox.services.artifacts import (
@@ -53,7 +54,7 @@ from mlops_nb.sandbox.services.artifacts import (
     require_via_project,
 )
 from mlops_nb.sandbox.services.experiments import shaped
-from mlops_nb.sandbox.services.projects import PROJECT_DELETE_HOOKS, attempt, check_batch
+from mlops_nb.sandbox.services.projects import PROJECT_DELETE_HOOKS
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -188,12 +189,9 @@ def delete_dataset(call: Call, request: Any) -> None:
 
 @handles("storage.dataset.batch_delete_dataset")
 def batch_delete_dataset(call: Call, request: Any) -> dict[str, Any]:
-    check_batch(request.dataset_request, "datasets")
-    results = []
-    for item in request.dataset_request:
-        status, message = attempt(lambda i=item: _delete(call, i.id, i.project_id))
-        results.append({"id": item.id, "projectId": item.project_id, "status": status, "message": message})
-    return {"datasetDeleteResponse": results}
+    return {"datasetDeleteResponse": run_batch(
+        request.dataset_request, "datasets", lambda i: _delete(call, i.id, i.project_id),
+        lambda i: {"id": i.id, "projectId": i.project_id})}
 
 
 @handles("storage.dataset.link_dataset_into_project")

@@ -55,14 +55,13 @@ from mlops_nb.sandbox.rpc import (
     now,
     page_response,
     permission_denied,
+    run_batch,
 )
 from mlops_nb.sandbox.services.access import project_role, readable_projects_sql, require_project
 from mlops_nb.sandbox.services.artifacts import apply_update, require_via_project
 from mlops_nb.sandbox.services.projects import (
     PROJECT_DELETE_HOOKS,
-    attempt,
     changed_fields,
-    check_batch,
     projects_query,
     record_event,
 )
@@ -303,12 +302,9 @@ def delete_experiment(call: Call, request: Any) -> None:
 
 @handles("storage.experiment.batch_delete_experiment")
 def batch_delete_experiment(call: Call, request: Any) -> dict[str, Any]:
-    check_batch(request.experiment_request, "experiments")
-    results = []
-    for item in request.experiment_request:
-        status, message = attempt(lambda i=item: _delete(call, i.id, i.project_id))
-        results.append({"id": item.id, "projectId": item.project_id, "status": status, "message": message})
-    return {"experimentDeleteResponse": results}
+    return {"experimentDeleteResponse": run_batch(
+        request.experiment_request, "experiments", lambda i: _delete(call, i.id, i.project_id),
+        lambda i: {"id": i.id, "projectId": i.project_id})}
 
 
 @handles("storage.experiment.recover_deleted_experiment")
@@ -319,13 +315,9 @@ def recover_deleted_experiment(call: Call, request: Any) -> dict[str, Any]:
 
 @handles("storage.experiment.batch_recover_deleted_experiment")
 def batch_recover_deleted_experiment(call: Call, request: Any) -> dict[str, Any]:
-    check_batch(request.recover_experiment_requests, "experiments")
-    results = []
-    for item in request.recover_experiment_requests:
-        status, message = attempt(lambda i=item: _recover(call, i.experiment_id, i.project_id))
-        results.append({"experimentId": item.experiment_id, "projectId": item.project_id, "status": status,
-                        "message": message})
-    return {"recoverExperimentResponses": results}
+    return {"recoverExperimentResponses": run_batch(
+        request.recover_experiment_requests, "experiments", lambda i: _recover(call, i.experiment_id, i.project_id),
+        lambda i: {"experimentId": i.experiment_id, "projectId": i.project_id})}
 
 
 # -- links and tags -----------------------------------------------------------------------------

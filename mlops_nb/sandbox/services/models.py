@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable
 from typing import Any
 
 from mlops_nb.sandbox.rpc import (
@@ -41,6 +40,7 @@ from mlops_nb.sandbox.rpc import (
     not_found,
     now,
     page_response,
+    run_batch,
 )
 from mlops_nb.sandbox.services.access import readable_projects_sql, require_project
 from mlops_nb.sandbox.services.artifacts import (
@@ -52,7 +52,7 @@ from mlops_nb.sandbox.services.artifacts import (
 )
 from mlops_nb.sandbox.services.deployments import deployments_serving
 from mlops_nb.sandbox.services.experiments import find_experiment
-from mlops_nb.sandbox.services.projects import PROJECT_DELETE_HOOKS, attempt, check_batch
+from mlops_nb.sandbox.services.projects import PROJECT_DELETE_HOOKS
 from mlops_nb.wire.messages import message_class
 
 MIGRATIONS: list[tuple[str, str]] = [
@@ -193,18 +193,8 @@ def delete_registered_model(call: Call, request: Any) -> dict[str, Any]:
 
 @handles("storage.registered_model.batch_delete_registered_model")
 def batch_delete_registered_model(call: Call, request: Any) -> dict[str, Any]:
-    return {"deleteRegisteredModelResponse": _delete_each(call, request.model_ids, _delete_model, "modelId")}
-
-
-def _delete_each(call: Call, ids: list[str], delete: Callable[[Call, str], None], id_field: str) -> list[dict[str, Any]]:
-    """One result per id of a batch delete; a failure is reported, not raised."""
-    unique = list(dict.fromkeys(ids))
-    check_batch(unique, "ids")
-    results = []
-    for entity_id in unique:
-        status, message = attempt(lambda i=entity_id: delete(call, i))
-        results.append({id_field: entity_id, "status": status, "message": message})
-    return results
+    return {"deleteRegisteredModelResponse": run_batch(list(dict.fromkeys(request.model_ids)), "models",
+                                                          lambda i: _delete_model(call, i), lambda i: {"modelId": i})}
 
 
 def _leave_deleted_project(call: Call, db: sqlite3.Connection, project_id: str) -> None:
@@ -326,4 +316,5 @@ def delete_model_version(call: Call, request: Any) -> dict[str, Any]:
 
 @handles("storage.registered_model_version.batch_delete_model_version")
 def batch_delete_model_version(call: Call, request: Any) -> dict[str, Any]:
-    return {"deleteModelVersionResponse": _delete_each(call, request.ids, _delete_version, "id")}
+    return {"deleteModelVersionResponse": run_batch(list(dict.fromkeys(request.ids)), "versions",
+                                                       lambda i: _delete_version(call, i), lambda i: {"id": i})}

@@ -41,7 +41,6 @@ from typing import Any
 from mlops_nb.sandbox.rpc import (
     Call,
     ListQuery,
-    RpcError,
     count_matching,
     handles,
     invalid_argument,
@@ -50,6 +49,7 @@ from mlops_nb.sandbox.rpc import (
     not_found,
     now,
     page_response,
+    run_batch,
 )
 from mlops_nb.sandbox.services.access import (
     ROLE_EDITOR,
@@ -82,7 +82,6 @@ MIGRATIONS: list[tuple[str, str]] = [
     ),
 ]
 
-MAX_BATCH = 1000
 PROJECT_UPDATABLE = ("display_name", "description")
 
 ProjectDeleteHook = Callable[[Call, sqlite3.Connection, str], None]
@@ -112,20 +111,6 @@ def record_event(call: Call, db: sqlite3.Connection, operation: str, project_id:
 def changed_fields(before: dict[str, Any], after: dict[str, Any]) -> str:
     """The wire names of the fields an update changed, for an event's message."""
     return ", ".join(sorted(k for k in {*before, *after} if before.get(k) != after.get(k))) or "nothing"
-
-
-def attempt(action: Callable[[], object]) -> tuple[bool, str]:
-    """(status, message) of one item of a batch call: one item's error must not fail the others."""
-    try:
-        action()
-    except RpcError as e:
-        return False, e.message
-    return True, ""
-
-
-def check_batch(items: Sequence[Any], what: str) -> None:
-    if len(items) > MAX_BATCH:
-        raise invalid_argument(f"at most {MAX_BATCH} {what} per batch, got {len(items)}")
 
 
 def projects_query(call: Call, where: str = "1", params: Sequence[Any] = ()) -> ListQuery:
@@ -236,12 +221,8 @@ def delete_project(call: Call, request: Any) -> None:
 @handles("storage.project.batch_delete_project")
 def batch_delete_project(call: Call, request: Any) -> dict[str, Any]:
     ids = list(dict.fromkeys(request.project_ids))
-    check_batch(ids, "projects")
-    results = []
-    for project_id in ids:
-        status, message = attempt(lambda p=project_id: delete_project_now(call, p))
-        results.append({"projectId": project_id, "status": status, "message": message})
-    return {"projectsDeleted": results}
+    return {"projectsDeleted": run_batch(ids, "projects", lambda p: delete_project_now(call, p),
+                                         lambda p: {"projectId": p})}
 
 
 # -- sharing and ownership ----------------------------------------------------------------------
