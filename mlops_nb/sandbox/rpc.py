@@ -320,9 +320,19 @@ def _page_size(paging: Any) -> int:
     return min(size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
 
 
-def list_page(call: Call, query: ListQuery, *, paging: Any = None, filter: Any = None,
-              sorting: Any = None) -> tuple[list[dict[str, Any]], bytes]:
-    """One page of entities (wire JSON) and the next page token (``b""`` on the last page)."""
+def _part(request: Any, name: str) -> Any:
+    return getattr(request, name) if request is not None and name in type(request)._specs else None
+
+
+def list_page(call: Call, query: ListQuery, request: Any, *, paging: Any = None) -> tuple[list[dict[str, Any]], bytes]:
+    """One page of entities (wire JSON) and the next page token (``b""`` on the last page).
+
+    ``request`` is the list request: its ``paging``, ``filter`` and ``sorting`` (``sort`` in some
+    deployer requests) apply where it has them; ``paging`` overrides the request's.
+    """
+    paging = paging if paging is not None else _part(request, "paging")
+    filter = _part(request, "filter")
+    sorting = _part(request, "sorting") or _part(request, "sort")
     where_filter, filter_params = _filter_sql(query, filter)
     keys = _sort_keys(query, sorting)
     signature = json.dumps([query.kind, where_filter, filter_params, [k for k, _ in keys],

@@ -420,8 +420,7 @@ def list_entity_artifacts(call: Call, request: Any) -> dict[str, Any]:
     _owning_project(call, request.entity_id, write=False)
     query = ListQuery(kind="artifact", message="StorageArtifact", where="e.parent_id = ?",
                       params=[request.entity_id])
-    items, token = list_page(call, query, paging=request.paging, filter=request.filter,
-                             sorting=request.sorting)
+    items, token = list_page(call, query, request)
     return page_response("artifact", items, token)
 
 

@@ -153,7 +153,7 @@ def list_datasets(call: Call, request: Any) -> dict[str, Any]:
         where = f"({home} OR e.id IN (SELECT l.dataset_id FROM dataset_link l WHERE {linked}))"
         params = [*home_params, *linked_params]
     query = ListQuery(kind=DATASET, message="StorageDataset", where=where, params=params)
-    items, token = list_page(call, query, paging=request.paging, filter=request.filter, sorting=request.sorting)
+    items, token = list_page(call, query, request)
     return page_response("dataset", shaped(call, items, request.response_metadata), token)
 
 

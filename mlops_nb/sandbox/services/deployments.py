@@ -306,14 +306,14 @@ def get_deployment(call: Call, request: Any) -> dict[str, Any]:
 @handles("storage.deployment.list_deployments")
 def list_deployments(call: Call, request: Any) -> dict[str, Any]:
     query = _in_project(call, STORAGE_KIND, "StorageDeployment", request.project_id)
-    items, token = list_page(call, query, paging=request.paging, filter=request.filter, sorting=request.sorting)
+    items, token = list_page(call, query, request)
     return page_response("deployment", items, token)
 
 
 @handles("storage.deployment.list_all_deployments")
 def list_all_deployments(call: Call, request: Any) -> dict[str, Any]:
     query = _readable(call, STORAGE_KIND, "StorageDeployment")
-    items, token = list_page(call, query, paging=request.paging, filter=request.filter, sorting=request.sorting)
+    items, token = list_page(call, query, request)
     return page_response("deployment", items, token)
 
 
@@ -330,7 +330,7 @@ def count_deployments(call: Call, request: Any) -> dict[str, Any]:
 @handles("deployer.deployment.list_project_deployments")
 def list_project_deployments(call: Call, request: Any) -> dict[str, Any]:
     query = _in_project(call, DEPLOYER_KIND, "DeployDeployment", request.project_id)
-    items, token = list_page(call, query, paging=request.paging, filter=request.filter, sorting=request.sorting)
+    items, token = list_page(call, query, request)
     return page_response("deployment", items, token)
 
 
@@ -352,7 +352,7 @@ def get_deployment_status(call: Call, request: Any) -> dict[str, Any]:
 @handles("deployer.deployment_status.list_deployment_statuses")
 def list_deployment_statuses(call: Call, request: Any) -> dict[str, Any]:
     query = _in_project(call, STATUS_KIND, "DeployDeploymentStatus", request.project_id)
-    items, token = list_page(call, query, paging=request.paging, filter=request.filter, sorting=request.sort)
+    items, token = list_page(call, query, request)
     return page_response("deploymentStatus", [_with_scorer(call, s) for s in items], token)
 
 

@@ -238,8 +238,7 @@ def get_experiment(call: Call, request: Any) -> dict[str, Any]:
 @handles("storage.experiment.list_experiments")
 def list_experiments(call: Call, request: Any) -> dict[str, Any]:
     project = require_project(call, request.project_id)
-    items, token = list_page(call, experiments_in(project["id"]), paging=request.paging, filter=request.filter,
-                             sorting=request.sorting)
+    items, token = list_page(call, experiments_in(project["id"]), request)
     return page_response("experiment", shaped(call, items, request.response_metadata), token)
 
 
@@ -396,7 +395,7 @@ def list_projects_containing_experiment(call: Call, request: Any) -> dict[str, A
     experiment = find_experiment(call, request.experiment_id)
     query = projects_query(call, "e.id = ? OR e.id IN (SELECT project_id FROM experiment_link WHERE experiment_id = ?)",
                            [experiment.home, experiment.id])
-    items, token = list_page(call, query, paging=request.paging, filter=request.filter, sorting=request.sorting)
+    items, token = list_page(call, query, request)
     return page_response("project", items, token)
 
 
@@ -423,7 +422,7 @@ def create_experiment_comment(call: Call, request: Any) -> dict[str, Any]:
 def list_experiment_comments(call: Call, request: Any) -> dict[str, Any]:
     experiment = find_experiment(call, request.experiment_id)
     query = ListQuery(kind="comment", message="StorageComment", where="e.parent_id = ?", params=[experiment.id])
-    items, token = list_page(call, query, paging=request.paging, filter=request.filter, sorting=request.sorting)
+    items, token = list_page(call, query, request)
     return page_response("comment", items, token)
 
 
@@ -465,7 +464,7 @@ def list_experiment_metrics(call: Call, request: Any) -> dict[str, Any]:
     experiment = find_experiment(call, request.experiment_id)
     query = ListQuery(kind="experiment_metric", message="StorageMetric", where="e.parent_id = ?",
                       params=[experiment.id])
-    items, token = list_page(call, query, paging=request.paging, filter=request.filter, sorting=request.sorting)
+    items, token = list_page(call, query, request)
     return page_response("metric", [_only_fields(m, "StorageMetric") for m in items], token)
 
 

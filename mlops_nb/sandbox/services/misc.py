@@ -96,7 +96,7 @@ def get_tag(call: Call, request: Any) -> dict[str, Any]:
 def list_tags(call: Call, request: Any) -> dict[str, Any]:
     project = require_project(call, request.project_id)
     query = ListQuery(kind="tag", message="StorageTag", where="e.project_id = ?", params=[project["id"]])
-    items, token = list_page(call, query, paging=request.paging, filter=request.filter, sorting=request.sorting)
+    items, token = list_page(call, query, request)
     return page_response("tag", items, token)
 
 
@@ -171,7 +171,7 @@ def get_project_with_aggregated_info(call: Call, request: Any) -> dict[str, Any]
 @handles("storage.gateway_aggregator.list_projects_with_aggregated_info")
 def list_projects_with_aggregated_info(call: Call, request: Any) -> dict[str, Any]:
     query = projects_query(call)
-    items, token = list_page(call, query, paging=request.paging, filter=request.filter, sorting=request.sorting)
+    items, token = list_page(call, query, request)
     return page_response("projectInfo", [_project_info(call, p) for p in items], token,
                          userProjectCount=str(count_matching(call, query)))
 
@@ -190,7 +190,7 @@ def _model_info(db: sqlite3.Connection, version: dict[str, Any]) -> dict[str, An
 def list_experiments_with_model_info(call: Call, request: Any) -> dict[str, Any]:
     project = require_project(call, request.project_id)
     query = experiments_in(project["id"])
-    items, token = list_page(call, query, paging=request.paging, filter=request.filter, sorting=request.sorting)
+    items, token = list_page(call, query, request)
     with call.store.reading() as db:
         versions = registered_versions(db, [e["id"] for e in items])
         infos = [{"experiment": e, **({"modelInfo": _model_info(db, versions[e["id"]])} if e["id"] in versions else {})}

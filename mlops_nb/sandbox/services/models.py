@@ -145,8 +145,7 @@ def _models_of(call: Call, project_id: str) -> ListQuery:
 
 @handles("storage.registered_model.list_registered_models")
 def list_registered_models(call: Call, request: Any) -> dict[str, Any]:
-    items, token = list_page(call, _models_of(call, request.project_id), paging=request.paging,
-                             filter=request.filter, sorting=request.sorting)
+    items, token = list_page(call, _models_of(call, request.project_id), request)
     return page_response("registeredModels", items, token)
 
 
@@ -269,7 +268,7 @@ def get_model_version_for_experiment(call: Call, request: Any) -> dict[str, Any]
     query = ListQuery(kind=VERSION, message="StorageRegisteredModelVersion",
                       where=f"json_extract(e.data, '$.experimentId') = ? AND {readable}",
                       params=[request.experiment_id, *params])
-    items, _ = list_page(call, query, paging=_ALL, filter=request.filter)
+    items, _ = list_page(call, query, request, paging=_ALL)
     return {"registeredModelVersion": items}
 
 
@@ -281,8 +280,7 @@ def _versions_of(call: Call, model_id: str) -> ListQuery:
 
 @handles("storage.registered_model_version.list_model_versions_for_model")
 def list_model_versions_for_model(call: Call, request: Any) -> dict[str, Any]:
-    items, token = list_page(call, _versions_of(call, request.registered_model_id), paging=request.paging,
-                             filter=request.filter, sorting=request.sorting)
+    items, token = list_page(call, _versions_of(call, request.registered_model_id), request)
     return page_response("modelVersions", items, token)
 
 

@@ -146,7 +146,7 @@ def get_project(call: Call, request: Any) -> dict[str, Any]:
 
 def _list_projects(call: Call, request: Any) -> tuple[list[dict[str, Any]], bytes, int]:
     query = projects_query(call)
-    items, token = list_page(call, query, paging=request.paging, filter=request.filter, sorting=request.sorting)
+    items, token = list_page(call, query, request)
     return items, token, count_matching(call, query)
 
 
@@ -323,6 +323,6 @@ def list_project_events(call: Call, request: Any) -> dict[str, Any]:
     project = require_project(call, request.project_id)
     query = ListQuery(kind="project_event", message="StorageAuditEvent", table="project_event",
                       where="e.project_id = ?", params=[project["id"]])
-    items, token = list_page(call, query, paging=request.paging, filter=request.filter, sorting=request.sorting)
+    items, token = list_page(call, query, request)
     return page_response("event", items, token,
                          eventCount=str(count_matching(call, query, filter=request.filter)))

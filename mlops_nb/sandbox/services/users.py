@@ -62,7 +62,7 @@ def get_user_by_username(call: Call, request: Any) -> dict[str, Any]:
 
 @handles("storage.user.list_users")
 def list_users(call: Call, request: Any) -> dict[str, Any]:
-    items, token = list_page(call, USERS, paging=request.paging, filter=request.filter, sorting=request.sorting)
+    items, token = list_page(call, USERS, request)
     return page_response("user", items, token)
 
 
