@@ -25,7 +25,7 @@ from mlops_nb.notebook.lookup import (
     find_registered_model,
 )
 from mlops_nb.notebook.magics import load_ipython_extension, unload_ipython_extension
-from mlops_nb.notebook.session import current_client
+from mlops_nb.notebook.session import current_client, set_current_client
 from mlops_nb.wire import messages as _messages
 from mlops_nb.wire.auth import DeviceLogin, OpenIDConfiguration, TokenProvider, discover
 from mlops_nb.wire.errors import (
@@ -61,6 +61,7 @@ __all__ = [
     "client",
     "login",
     "current_client",
+    "set_current_client",
     "load_ipython_extension",
     "unload_ipython_extension",
     "list_all",

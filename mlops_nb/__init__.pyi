@@ -4,6 +4,7 @@ from mlops_nb.notebook.client import Client as Client
 from mlops_nb.notebook.client import Client as client
 from mlops_nb.notebook.login import login as login
 from mlops_nb.notebook.session import current_client as current_client
+from mlops_nb.notebook.session import set_current_client as set_current_client
 from mlops_nb.notebook.magics import load_ipython_extension as load_ipython_extension
 from mlops_nb.notebook.magics import unload_ipython_extension as unload_ipython_extension
 from mlops_nb.notebook.frames import list_all as list_all

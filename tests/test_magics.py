@@ -208,6 +208,14 @@ def test_deployments_of_every_project_with_their_state(ip: InteractiveShell, ali
     assert list(sorted_all["display_name"]) == sorted(frame["display_name"])[:3]
 
 
+def test_deployments_filter_on_the_columns_the_command_adds(ip: InteractiveShell, alice: Any) -> None:
+    # state and project are not deployment fields the deployer can filter; the command filters them itself.
+    healthy = run(ip, "%mlops deployments --filter state=HEALTHY").result
+    assert len(healthy) >= 1 and set(healthy["state"]) == {"HEALTHY"}
+    not_churn = run(ip, "%mlops deployments --filter 'project!=Customer churn' --filter state~unhe").result
+    assert set(not_churn["project"]) == {"Credit risk"} and set(not_churn["state"]) == {"UNHEALTY"}
+
+
 def test_deployments_of_a_user_who_sees_few(ip: InteractiveShell, sb: Sandbox) -> None:
     client = sb.client("bob")
     session.set_current_client(client)

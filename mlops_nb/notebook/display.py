@@ -207,6 +207,8 @@ _KIND = ("text-transform:uppercase;letter-spacing:0.05em;font-size:0.75em;font-w
 _TH = ("text-align:left;vertical-align:top;font-weight:normal;padding:1px 12px 1px 0;white-space:nowrap;"
        "color:var(--jp-ui-font-color2, inherit);opacity:0.85")
 _TD = "text-align:left;vertical-align:top;padding:1px 0;word-break:break-word"
+# JupyterLab stripes and highlights rendered table rows; a card's rows are a form, not data.
+_TR = "background:transparent"
 
 
 def _render_html(card: _Card) -> str:
@@ -219,7 +221,7 @@ def _render_html(card: _Card) -> str:
     if card.description:
         parts.append(f'<div style="margin:4px 0;white-space:pre-wrap">{_e(card.description)}</div>')
     if card.rows:
-        body = "".join(f'<tr><th style="{_TH}">{_e(r.label)}</th><td style="{_TD}">{r.html}</td></tr>'
+        body = "".join(f'<tr style="{_TR}"><th style="{_TH}">{_e(r.label)}</th><td style="{_TD}">{r.html}</td></tr>'
                        for r in card.rows)
         parts.append(f'<table style="border-collapse:collapse;margin-top:4px;border:none">{body}</table>')
     parts.append("</div>")

@@ -249,9 +249,11 @@ class LoginForm(widgets.VBox):
                               "/path/to/ca.pem, for a private certificate authority")
         self.verify_tls = widgets.Checkbox(value=initial.verify_tls, description="Verify TLS certificates",
                                            indent=False)
-        self.login_button = widgets.Button(description="Log in", button_style="primary", icon="sign-in")
+        self.login_button = widgets.Button(description="Log in", button_style="primary", icon="sign-in",
+                                           layout=widgets.Layout(width="auto"))
         self.browser_button = widgets.Button(description="Sign in with browser", icon="external-link",
-                                             tooltip="Approve this login in your browser (OAuth device grant)")
+                                             tooltip="Approve this login in your browser (OAuth device grant)",
+                                             layout=widgets.Layout(width="auto"))
         self.cancel_button = widgets.Button(description="Cancel", icon="times",
                                             layout=widgets.Layout(display="none"))
         self.status = widgets.HTML()

@@ -250,6 +250,9 @@ class MLOps(Magics):
 
     def _deployments(self, args: argparse.Namespace) -> pd.DataFrame:
         client = current_client()
+        # state, state_message and project are added here, not fields the deployer can filter on.
+        local = [spec for spec in args.filter if _filter_field(spec) in _DEPLOYMENT_EXTRA_COLUMNS]
+        args.filter = [spec for spec in args.filter if spec not in local]
         if args.project:
             projects = [find_project(client, " ".join(args.project))]
         else:
@@ -263,6 +266,8 @@ class MLOps(Magics):
             result = pd.concat(frames, ignore_index=True)
         else:
             result = _with_states(frame_from_wire(method, {}), {}, "")
+        for spec in local:
+            result = _filter_locally(result, spec)
         if args.sort and len(frames) > 1:
             result = _sort_locally(result, args.sort)
         limit = _limit(args)
@@ -654,6 +659,29 @@ def _sorting(spec: str) -> dict[str, Any]:
     if not field:
         raise UsageError("%mlops: --sort takes a field name, e.g. --sort display_name or --sort -created_time")
     return {"property": [{"property": {"field": field}, "order": "DESCENDING" if descending else "ASCENDING"}]}
+
+
+_DEPLOYMENT_EXTRA_COLUMNS = ("state", "state_message", "project")
+
+
+def _filter_field(spec: str) -> str | None:
+    match = _FILTER.match(spec)
+    return match["field"].strip() if match else None
+
+
+def _filter_locally(frame: pd.DataFrame, spec: str) -> pd.DataFrame:
+    """A --filter on a column the command adds itself (the server cannot filter on it)."""
+    match = _FILTER.match(spec)
+    assert match is not None  # only specs whose field matched reach here
+    column = frame[match["field"].strip()].astype("string").fillna("")
+    value = match["value"]
+    if match["op"] == "~":
+        keep = column.str.contains(value, case=False, regex=False)
+    elif match["op"] == "!=":
+        keep = column != value
+    else:
+        keep = column == value
+    return frame[keep.to_numpy(dtype=bool)].reset_index(drop=True)
 
 
 def _sort_locally(frame: pd.DataFrame, spec: str) -> pd.DataFrame:

@@ -258,7 +258,10 @@ class Sandbox:
             device_poll_interval=self.device_poll_interval,
         )
         app, gateway = build_app(self.store, self.idp)
+        # A keep-alive longer than any poll interval: uvicorn's default (5 s) equals the device
+        # grant's default interval, so a poll could race the server closing its connection.
         config = uvicorn.Config(app, host=self.host, port=self.port, log_level="warning", lifespan="off",
+                                timeout_keep_alive=75,
                                 access_log=False)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name=f"mlops-nb-sandbox-{self.port}", daemon=True)
