@@ -74,6 +74,8 @@ def _input_type(field) -> str:
         base = f"{base} | dict[str, Any]"
     elif field.type in API.enums:
         base = f"{base} | str"
+    elif field.type == "bytes":
+        base = "bytes | str"  # base64 text, as the legacy client took
     if field.repeated:
         return f"list[{base}]"
     if field.map:

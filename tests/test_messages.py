@@ -151,3 +151,10 @@ def test_attribute_assignment_is_validated() -> None:
         project.nme = "x"
     with pytest.raises(AttributeError, match="has no field 'nme'"):
         _ = project.nme
+
+
+def test_bytes_fields_take_bytes_or_base64_text_as_the_legacy_client_did() -> None:
+    assert mlops.StoragePagingRequest(page_token="YWJj").page_token == b"abc"
+    assert mlops.StoragePagingRequest(page_token=b"abc").to_wire() == {"pageToken": "YWJj"}
+    with pytest.raises(TypeError, match="base64 text"):
+        mlops.StoragePagingRequest(page_token="not base64!")

@@ -168,6 +168,12 @@ def _coerce_bool(v: Any) -> bool:
 def _coerce_bytes(v: Any) -> bytes:
     if isinstance(v, (bytes, bytearray, memoryview)):
         return bytes(v)
+    if isinstance(v, str):
+        # The legacy client took bytes fields (page tokens, digests) as base64 text; so do we.
+        try:
+            return base64.b64decode(v, validate=True)
+        except (binascii.Error, ValueError):
+            raise _FieldError("expected bytes, or base64 text as the legacy client took") from None
     raise _FieldError(f"expected bytes, got {type(v).__name__}")
 
 

@@ -289,7 +289,7 @@ class ApiExportMetricRequest(Message):
 
 class ApiExportMetricResponse(Message):
     data: bytes
-    def __init__(self, *, data: bytes | None = ...) -> None: ...
+    def __init__(self, *, data: bytes | str | None = ...) -> None: ...
 
 class ApiFeature(Message):
     name: str
@@ -420,14 +420,14 @@ class BytestreamReadRequest(Message):
 
 class BytestreamReadResponse(Message):
     data: bytes
-    def __init__(self, *, data: bytes | None = ...) -> None: ...
+    def __init__(self, *, data: bytes | str | None = ...) -> None: ...
 
 class BytestreamWriteRequest(Message):
     resource_name: str
     write_offset: int
     finish_write: bool
     data: bytes
-    def __init__(self, *, resource_name: str | None = ..., write_offset: int | None = ..., finish_write: bool | None = ..., data: bytes | None = ...) -> None: ...
+    def __init__(self, *, resource_name: str | None = ..., write_offset: int | None = ..., finish_write: bool | None = ..., data: bytes | str | None = ...) -> None: ...
 
 class BytestreamWriteResponse(Message):
     committed_size: int
@@ -749,11 +749,11 @@ class DeployMonitor(Message):
 class DeployPagingRequest(Message):
     page_size: int
     page_token: bytes
-    def __init__(self, *, page_size: int | None = ..., page_token: bytes | None = ...) -> None: ...
+    def __init__(self, *, page_size: int | None = ..., page_token: bytes | str | None = ...) -> None: ...
 
 class DeployPagingResponse(Message):
     next_page_token: bytes
-    def __init__(self, *, next_page_token: bytes | None = ...) -> None: ...
+    def __init__(self, *, next_page_token: bytes | str | None = ...) -> None: ...
 
 class DeployProperty(Message):
     field: str
@@ -944,7 +944,7 @@ class StorageArtifact(Message):
     location: str
     mime_type: str
     last_modified_time: datetime
-    def __init__(self, *, id: str | None = ..., entity_id: str | None = ..., type: str | None = ..., state: ArtifactArtifactState | str | None = ..., size: int | None = ..., md5_digest: bytes | None = ..., created_time: datetime | None = ..., uploaded_time: datetime | None = ..., location: str | None = ..., mime_type: str | None = ..., last_modified_time: datetime | None = ...) -> None: ...
+    def __init__(self, *, id: str | None = ..., entity_id: str | None = ..., type: str | None = ..., state: ArtifactArtifactState | str | None = ..., size: int | None = ..., md5_digest: bytes | str | None = ..., created_time: datetime | None = ..., uploaded_time: datetime | None = ..., location: str | None = ..., mime_type: str | None = ..., last_modified_time: datetime | None = ...) -> None: ...
 
 class StorageAuditEvent(Message):
     id: str
@@ -1309,7 +1309,7 @@ class StorageDeployment(Message):
     deployer_data_version: str
     deployer_data: bytes
     owner_id: str
-    def __init__(self, *, id: str | None = ..., created_time: datetime | None = ..., last_modified_time: datetime | None = ..., project_id: str | None = ..., deployment_environment_id: str | None = ..., experiment_id: str | None = ..., type: StorageDeploymentType | str | None = ..., secondary_scorer: list[StorageSecondaryScorer | dict[str, Any]] | None = ..., metadata: StorageMetadata | dict[str, Any] | None = ..., deployer_data_version: str | None = ..., deployer_data: bytes | None = ..., owner_id: str | None = ...) -> None: ...
+    def __init__(self, *, id: str | None = ..., created_time: datetime | None = ..., last_modified_time: datetime | None = ..., project_id: str | None = ..., deployment_environment_id: str | None = ..., experiment_id: str | None = ..., type: StorageDeploymentType | str | None = ..., secondary_scorer: list[StorageSecondaryScorer | dict[str, Any]] | None = ..., metadata: StorageMetadata | dict[str, Any] | None = ..., deployer_data_version: str | None = ..., deployer_data: bytes | str | None = ..., owner_id: str | None = ...) -> None: ...
 
 class StorageDeploymentEnvironment(Message):
     id: str
@@ -1793,11 +1793,11 @@ class StorageNumericColumnStats(Message):
 class StoragePagingRequest(Message):
     page_size: int
     page_token: bytes
-    def __init__(self, *, page_size: int | None = ..., page_token: bytes | None = ...) -> None: ...
+    def __init__(self, *, page_size: int | None = ..., page_token: bytes | str | None = ...) -> None: ...
 
 class StoragePagingResponse(Message):
     next_page_token: bytes
-    def __init__(self, *, next_page_token: bytes | None = ...) -> None: ...
+    def __init__(self, *, next_page_token: bytes | str | None = ...) -> None: ...
 
 class StorageProject(Message):
     id: str
