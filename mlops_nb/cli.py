@@ -30,8 +30,10 @@ def _run_lab(args: argparse.Namespace) -> int:
         print("mlops-nb lab: no notebooks/quickstart.ipynb here; run it from the mlops_nb repository "
               "or pass --notebooks DIR", file=sys.stderr)
         return 2
-    command = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={notebooks}", "quickstart.ipynb",
-               *args.lab_args]
+    extra = args.lab_args[1:] if args.lab_args[:1] == ["--"] else args.lab_args
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        extra = ["--allow-root", *extra]  # containers and CI machines often run as root
+    command = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={notebooks}", *extra, "quickstart.ipynb"]
     try:
         return subprocess.call(command, cwd=notebooks, env={**os.environ, "MLOPS_NB_NOTEBOOKS": str(notebooks)})
     except KeyboardInterrupt:
