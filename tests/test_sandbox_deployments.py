@@ -13,8 +13,8 @@ from mlops_nb.sandbox import Sandbox
 from mlops_nb.sandbox.services.access import ROLE_VIEWER
 from mlops_nb.sandbox.services.deployments import (
     MODEL_TYPE_OF_ARTIFACT,
-    SANDBOX_ENVIRONMENT_ID,
     add_deployment,
+    environment_id,
 )
 from tests.test_sandbox_artifacts import new_experiment, new_project, share, uploaded_artifact
 
@@ -68,7 +68,12 @@ def _ids(items: list[Any], attribute: str = "id") -> set[str]:
 def test_storage_deployment_service(alice: Any, world: World) -> None:
     one = alice.storage.deployment.get_deployment(deployment_id=world.deployments["split"]).deployment
     assert (one.project_id, one.type.value, one.deployment_environment_id) == (
-        world.project, "SPLIT_TRAFFIC", SANDBOX_ENVIRONMENT_ID)
+        world.project, "SPLIT_TRAFFIC", environment_id(world.project))
+    environments = alice.storage.deployment_environment.list_deployment_environments(project_id=world.project)
+    assert list(environments["id"]) == [one.deployment_environment_id]
+    environment = alice.storage.deployment_environment.get_deployment_environment(
+        deployment_environment_id=one.deployment_environment_id).deployment_environment
+    assert (environment.project_id, environment.deployment_target_name) == (world.project, "sandbox")
     first = alice.storage.deployment.list_deployments(project_id=world.project, paging={"page_size": 3})
     rest = alice.storage.deployment.list_deployments(
         project_id=world.project, paging={"page_size": 3, "page_token": first.paging.next_page_token})

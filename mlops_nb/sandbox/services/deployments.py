@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -58,7 +59,7 @@ from mlops_nb.sandbox.services.projects import PROJECT_DELETE_HOOKS
 from mlops_nb.sandbox.store import Store
 
 __all__ = ["MIGRATIONS", "add_deployment", "deployments_serving", "compositions", "ENVIRONMENT_NAME",
-           "SANDBOX_ENVIRONMENT_ID", "MODEL_TYPE_OF_ARTIFACT"]
+           "environment_id", "MODEL_TYPE_OF_ARTIFACT"]
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -80,8 +81,21 @@ DEPLOYER_KIND = "deployer_deployment"
 STATUS_KIND = "deployment_status"
 
 ENVIRONMENT_NAME = "sandbox"
-# Fixed, so that a deployment's environment id means the same in every sandbox.
-SANDBOX_ENVIRONMENT_ID = "5a2dbe0c-0000-4000-8000-000000000001"
+# Storage keeps one deployment environment per project. The sandbox has exactly one
+# ("sandbox") in every project, so its id is derived from the project's: the same in
+# every sandbox, and nothing to store or keep consistent.
+_ENVIRONMENT_NAMESPACE = uuid.UUID("5a2dbe0c-0000-4000-8000-000000000001")
+
+
+def environment_id(project_id: str) -> str:
+    """The id of a project's (only) deployment environment."""
+    return str(uuid.uuid5(_ENVIRONMENT_NAMESPACE, project_id))
+
+
+def _environment(project: dict[str, Any]) -> dict[str, Any]:
+    return {"id": environment_id(project["id"]), "displayName": "Sandbox", "projectId": project["id"],
+            "deploymentTargetName": ENVIRONMENT_NAME, "createdTime": project["createdTime"],
+            "lastModifiedTime": project["createdTime"]}
 
 # Which runtimes serve an artifact type: the catalogs' model_type column (the seed's tables
 # do not say; see mlops_nb/api/catalogs.json).
@@ -181,7 +195,7 @@ def add_deployment(
                     for version_id, runtime in zip(model_version_ids, runtimes, strict=True)]
         spec = _resource_spec(_PROFILES[0])
         deployer: dict[str, Any] = {
-            "id": deployment_id, "projectId": project_id, "deploymentEnvironmentId": SANDBOX_ENVIRONMENT_ID,
+            "id": deployment_id, "projectId": project_id, "deploymentEnvironmentId": environment_id(project_id),
             "createdTime": created, "lastModifiedTime": created, "displayName": display_name,
             "description": description, "revisionId": new_id(), "revisionCreateTime": created,
             "userInfo": {"ownerId": owner_id, "ownerName": owner.get("username", ""),
@@ -207,7 +221,7 @@ def add_deployment(
                      for e, w in zip(elements[1:], weights[1:], strict=True)]
         storage = {
             "id": deployment_id, "createdTime": created, "lastModifiedTime": created, "projectId": project_id,
-            "deploymentEnvironmentId": SANDBOX_ENVIRONMENT_ID, "experimentId": elements[0]["experiment_id"],
+            "deploymentEnvironmentId": environment_id(project_id), "experimentId": elements[0]["experiment_id"],
             "type": _TRAFFIC_TYPES[traffic], "secondaryScorer": secondary, "ownerId": owner_id,
         }
         status = {"deploymentId": deployment_id, "state": state, "message": message, "lastModifiedTime": created}
@@ -372,6 +386,28 @@ def _static_page(items: list[dict[str, Any]], page_size: int, page_token: str) -
         raise invalid_argument("page_token is not a token this server issued")
     end = start + (page_size or len(items))
     return items[start:end], str(end) if end < len(items) else ""
+
+
+@handles("storage.deployment_environment.list_deployment_environments")
+def list_deployment_environments(call: Call, request: Any) -> dict[str, Any]:
+    project = require_project(call, request.project_id)
+    # One environment per project: paging, filters and sorting have nothing to choose from.
+    return {"deploymentEnvironment": [_environment(project)]}
+
+
+@handles("storage.deployment_environment.get_deployment_environment")
+def get_deployment_environment(call: Call, request: Any) -> dict[str, Any]:
+    wanted = request.deployment_environment_id
+    if not wanted:
+        raise invalid_argument("deployment_environment_id is required")
+    where, params = readable_projects_sql(call, "e.id")
+    with call.store.reading() as db:
+        rows = db.execute(f"SELECT data FROM entity e WHERE e.kind = 'project' AND {where}", params).fetchall()
+    for row in rows:
+        project = json.loads(row["data"])
+        if environment_id(project["id"]) == wanted:
+            return {"deploymentEnvironment": _environment(project)}
+    raise not_found("deployment environment", wanted)
 
 
 @handles("deployer.environment.list_environments")
