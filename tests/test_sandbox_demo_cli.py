@@ -107,7 +107,7 @@ def _my_methods() -> list[Method]:
 
 def test_odd_requests_never_make_a_server_error(demo: Sandbox) -> None:
     methods = _my_methods()
-    assert len(methods) == 43
+    assert len(methods) == 45
     token = demo.idp.issue_access_token("alice")
     with demo.client("alice") as alice:
         project = _projects(alice)["Credit risk"]
