@@ -30,6 +30,7 @@ Lists
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import threading
 import uuid
@@ -376,8 +377,6 @@ def count_matching(call: Call, query: ListQuery, *, filter: Any = None) -> int:
 
 
 def _digest(text: str) -> str:
-    import hashlib
-
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -9,7 +9,6 @@ service (``StorageProjectService``, ...), each method a thin function over
 from __future__ import annotations
 
 import base64
-import hashlib
 import inspect
 import json
 import sys
@@ -322,10 +321,6 @@ def download_artifact(self: EntityClient, artifact_id: str, file: BinaryIO, *,
             progress(written)
     return written
 
-
-def md5_base64(data: bytes) -> str:
-    """The base64 MD5 digest the storage records for an artifact (``md5Digest``)."""
-    return base64.b64encode(hashlib.md5(data).digest()).decode("ascii")
 
 
 _ENTITY_CLASSES: dict[tuple[str, str], type[EntityClient]] = {}
