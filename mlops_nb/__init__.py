@@ -14,6 +14,7 @@ from mlops_nb.notebook.catalogs import (
     runtimes_for,
 )
 from mlops_nb.notebook.client import Client
+from mlops_nb.notebook.display import show_table
 from mlops_nb.notebook.frames import list_all
 from mlops_nb.notebook.login import login
 from mlops_nb.notebook.lookup import (
@@ -65,6 +66,7 @@ __all__ = [
     "load_ipython_extension",
     "unload_ipython_extension",
     "list_all",
+    "show_table",
     "find_project",
     "find_experiment",
     "find_registered_model",

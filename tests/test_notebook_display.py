@@ -10,6 +10,7 @@ and review the diff before committing it.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -293,12 +294,77 @@ def test_interactive_table_has_a_static_fallback(restore_settings: None) -> None
     assert "StorageProject: 30 rows × 6 columns" in html
 
 
-def test_the_bundle_is_embedded_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(display, "_bundle_sent", False)
+def test_every_table_carries_the_bundle_which_a_page_loads_once() -> None:
     first, second = frame_html(project_frame(2)), frame_html(project_frame(2))
-    assert "injectModule" in first and len(first) > 500_000
-    assert "injectModule" not in second and len(second) < 50_000
-    assert "injectModule" in frame_html(project_frame(2), include_bundle=True)
+    # Each table works in whichever page shows it (a reload, a second tab, an export): it brings the
+    # bundle, gzipped, and a loader that uses the copy already in the page if there is one.
+    for html in (first, second):
+        assert "DecompressionStream" in html and "if (window[name]) return;" in html
+        assert 200_000 < len(html) < 400_000
+    bundle = first[first.index("<script>(() => {\n  const name"):first.index("</script>", first.index("const name"))]
+    assert bundle in second  # byte for byte: saved notebooks do not change when re-run
+    assert "DecompressionStream" not in frame_html(project_frame(2), include_bundle=False)
+
+
+def test_small_tables_show_search_and_long_ones_page_controls() -> None:
+    small, long = frame_html(project_frame(3), include_bundle=False), frame_html(project_frame(11), include_bundle=False)
+    layout = re.compile(r'"layout": (\{[^}]*\})')
+    assert json.loads(layout.search(small).group(1)) == {
+        "topStart": None, "topEnd": "search", "bottomStart": "info", "bottomEnd": None}
+    assert json.loads(layout.search(long).group(1)) == {
+        "topStart": "pageLength", "topEnd": "search", "bottomStart": "info", "bottomEnd": "paging"}
+
+
+def deployment_frame(count: int = 3) -> Any:
+    """A deployer list frame as %mlops deployments shows it: 55 fields plus state, message and project."""
+    rows = [{"id": f"d-{i}", "displayName": f"deployment {i}", "projectId": "p-1",
+             "createdTime": "2024-05-01T12:00:00Z", "lastModifiedTime": "2024-05-02T12:00:00Z",
+             "singleDeployment": {"deploymentComposition": {**_COMPOSITION, "runtimeName": f"runtime_{i}"}}}
+            for i in range(count)]
+    frame = frame_from_wire(API.method("deployer.deployment.list_project_deployments"), {"deployment": rows})
+    extra = pd.DataFrame({"state": ["HEALTHY"] * count, "state_message": ["ready"] * count,
+                          "project": ["Churn"] * count}, dtype="string")
+    wide = pd.concat([frame[["id", "display_name"]], extra, frame.drop(columns=["id", "display_name"])], axis=1)
+    wide.attrs.update(frame.attrs)
+    return wide
+
+
+def _header(html: str) -> list[str]:
+    static = html.split('<div class="mlops-nb-static">')[1]
+    return [re.sub(r"<wbr>", "", h) for h in re.findall(r"<th>(.*?)</th>", static.split("</thead>")[0])]
+
+
+def test_wide_frames_lead_with_what_people_look_for(restore_settings: None) -> None:
+    frame = deployment_frame()
+    assert len(frame.columns) == 58
+    html = frame_html(frame, include_bundle=False)
+    assert _header(html) == [
+        "display_name", "state", "state_message", "project",
+        "single_deployment_deployment_composition_runtime_name", "created_time", "last_modified_time", "id",
+        "project_id", "deployment_environment_id"]
+    assert "DeployDeployment: 3 rows × 58 columns, 10 shown" in html
+    assert '48 more columns not shown: mlops_nb.show_table(frame, columns="all")' in html.replace("&quot;", '"')
+    assert "%config MLOps.max_columns = 0" in html
+    assert "single_<wbr>deployment_<wbr>deployment_<wbr>composition_<wbr>runtime_<wbr>name" in html
+    assert len(frame.columns) == 58  # the frame keeps them all
+
+    settings.max_columns = 4
+    assert _header(frame_html(frame, include_bundle=False)) == ["display_name", "state", "state_message", "project"]
+    settings.max_columns = 0
+    every = frame_html(frame, include_bundle=False)
+    assert len(_header(every)) == 58 and "not shown" not in every
+    assert len(_header(frame_html(frame, columns=None, include_bundle=False))) == 58
+
+    settings.max_columns = 10
+    assert len(_header(frame_html(frame, columns="all", include_bundle=False))) == 58
+    picked = frame_html(frame, columns=["state", "id"], include_bundle=False)
+    assert _header(picked) == ["state", "id"] and "2 shown" in picked and "56 more columns" in picked
+    narrow = frame[["project", "display_name", "state"]]  # a person's own choice keeps its order
+    assert _header(frame_html(narrow, include_bundle=False)) == ["project", "display_name", "state"]
+    with pytest.raises(KeyError, match="no column 'nope'"):
+        frame_html(frame, columns=["nope"])
+    with pytest.raises(ValueError, match='columns must be "all"'):
+        frame_html(frame, columns="everything")
 
 
 def test_table_values_are_escaped(restore_settings: None) -> None:
@@ -327,8 +393,7 @@ def _shell() -> Any:
     return types.SimpleNamespace(display_formatter=DisplayFormatter())
 
 
-def test_ipython_displays(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(display, "_bundle_sent", True)
+def test_ipython_displays() -> None:
     shell = _shell()
     assert install_ipython_formatters(shell) and install_ipython_formatters(shell)  # twice: no double wrapping
     frame = project_frame(12)
@@ -354,6 +419,7 @@ NOTEBOOK_CELLS = [
     "pd.DataFrame({'a': [1, 2]})",
     "c.storage.user.who_am_i()",
     "mlops.list_all(c.storage.project.list_projects, page_size=10)",
+    "mlops.show_table(projects, columns=['display_name', 'id'])\nprint('after')",
     "sb.stop()",
 ]
 
@@ -375,11 +441,11 @@ def _html_outputs(cell: Any) -> list[str]:
 def test_notebook_shows_interactive_tables_with_a_static_fallback(executed_notebook: Any) -> None:
     cells = executed_notebook.cells
     (listed,) = _html_outputs(cells[1])
-    assert "injectModule" in listed  # the bundle, offline, in the first table of the session
+    assert "DecompressionStream" in listed  # the bundle, offline, in every table
     assert "new ITable" in listed and '<div class="mlops-nb-static">' in listed
     assert 'class="mlops-nb-interactive" hidden="hidden"' in listed and "project 24" in listed
     (derived,) = _html_outputs(cells[2])
-    assert "new ITable" in derived and "injectModule" not in derived and "project 1<" in derived
+    assert "new ITable" in derived and "DecompressionStream" in derived and "project 1<" in derived
     (plain,) = _html_outputs(cells[3])
     assert "mlops-nb" not in plain and 'class="dataframe"' in plain
     (card,) = _html_outputs(cells[4])
@@ -389,6 +455,9 @@ def test_notebook_shows_interactive_tables_with_a_static_fallback(executed_noteb
     every = cells[5].outputs
     assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in every)  # progress bar
     assert "StorageProject: 25 rows" in _html_outputs(cells[5])[-1]
+    (chosen,) = _html_outputs(cells[6])
+    assert "2 shown" in chosen and "4 more columns not shown" in chosen
+    assert cells[6].outputs[-1]["text"] == "after\n"  # shown where it is called, not as the cell's value
 
 
 # -- a real browser ------------------------------------------------------------------------------

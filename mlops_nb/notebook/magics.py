@@ -34,12 +34,13 @@ Options are traits of the ``MLOps`` configurable: ``%config MLOps.max_rows = 500
 when the extension loads. ``%config`` and config files win over the environment:
 
 * ``MLOps.max_rows`` (``MLOPS_NB_MAX_ROWS``): rows fetched by default and put in tables
+* ``MLOps.max_columns`` (``MLOPS_NB_MAX_COLUMNS``): columns a table shows of a wider frame (0: all)
 * ``MLOps.page_size`` (``MLOPS_NB_PAGE_SIZE``): entities asked for per list call
 * ``MLOps.timeout`` (``MLOPS_NB_TIMEOUT``): seconds per HTTP call of new clients
 * ``MLOps.interactive_tables`` (``MLOPS_NB_INTERACTIVE_TABLES``): interactive (itables) or static tables
 * ``MLOps.short_errors`` (``MLOPS_NB_SHORT_ERRORS``): API errors as one line, not a traceback
 
-The first four are linked both ways to :data:`mlops_nb.notebook.settings.settings`.
+The first five are linked both ways to :data:`mlops_nb.notebook.settings.settings`.
 """
 
 from __future__ import annotations
@@ -79,12 +80,13 @@ __all__ = ["MLOps", "CommandFailed", "load_ipython_extension", "unload_ipython_e
 
 ENVIRONMENT = {
     "max_rows": "MLOPS_NB_MAX_ROWS",
+    "max_columns": "MLOPS_NB_MAX_COLUMNS",
     "page_size": "MLOPS_NB_PAGE_SIZE",
     "timeout": "MLOPS_NB_TIMEOUT",
     "interactive_tables": "MLOPS_NB_INTERACTIVE_TABLES",
     "short_errors": "MLOPS_NB_SHORT_ERRORS",
 }
-_MIRRORED = ("interactive_tables", "max_rows", "page_size", "timeout")
+_MIRRORED = ("interactive_tables", "max_rows", "max_columns", "page_size", "timeout")
 
 _TRUNCATED = "The first {limit:,} are listed; --all lists every one, --limit N another number."
 
@@ -136,6 +138,7 @@ class MLOps(Magics):
 
     interactive_tables = _mirror("interactive_tables")
     max_rows = _mirror("max_rows")
+    max_columns = _mirror("max_columns")
     page_size = _mirror("page_size")
     timeout = _mirror("timeout")
     short_errors = Bool(
