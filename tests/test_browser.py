@@ -404,9 +404,18 @@ def test_projects_table_is_interactive(quickstart: Quickstart, kernel_sandbox: S
     playwright_api.expect(rows).to_have_count(2)  # alice's two projects
     playwright_api.expect(table).to_contain_text("Credit risk")
     playwright_api.expect(table).to_contain_text("Customer churn")
+    # As the quickstart says: search on every table, page controls once there are pages.
+    small = cell.locator(".dt-container")
+    playwright_api.expect(small.locator(".dt-search input")).to_be_visible()
+    playwright_api.expect(small.locator(".dt-info")).to_contain_text("Showing 1 to 2 of 2")
+    playwright_api.expect(small.locator(".dt-paging")).to_have_count(0)
+    small.locator(".dt-search input").fill("churn")
+    playwright_api.expect(rows).to_have_count(1)
+    small.locator(".dt-search input").fill("")
+    playwright_api.expect(rows).to_have_count(2)
 
-    # itables leaves out the search box and paging while every row fits on one page (10 rows):
-    # give alice more projects and run the cell again, as she would after creating some.
+    # More than a page (10 rows): give alice more projects and run the cell again, as she would
+    # after creating some.
     with kernel_sandbox.client("alice") as alice:
         for n in range(1, 12):
             alice.storage.project.create_project(project={"display_name": f"Scratch project {n:02d}"})
@@ -468,6 +477,35 @@ def test_deployments_show_their_states(quickstart: Quickstart) -> None:
     quickstart.console.assert_clean()
 
 
+def test_the_wide_deployment_table_fits_and_says_what_it_hides(quickstart: Quickstart) -> None:
+    cell = quickstart.cell("%mlops deployments")
+    table = cell.locator(".mlops-nb-interactive table.dataTable")
+    playwright_api.expect(table).to_be_visible()
+    note = cell.locator(".mlops-nb-hidden-columns")
+    playwright_api.expect(note).to_contain_text("48 more columns not shown")
+    playwright_api.expect(note).to_contain_text('mlops_nb.show_table(frame, columns="all")')
+    playwright_api.expect(cell.locator(".mlops-nb-caption")).to_contain_text("58 columns, 10 shown")
+    headers = table.locator("thead th")
+    playwright_api.expect(headers).to_have_count(10)
+    assert headers.all_inner_texts()[:4] == ["display_name", "state", "state_message", "project"]
+
+    # It fits: no wider than the output area, nothing to scroll sideways.
+    output = cell.locator(".jp-OutputArea-output").filter(has=quickstart.page.locator("table.dataTable"))
+    table_box, output_box = table.bounding_box(), output.bounding_box()
+    assert table_box is not None and output_box is not None
+    assert table_box["x"] + table_box["width"] <= output_box["x"] + output_box["width"] + 1, (table_box, output_box)
+    scroller = cell.locator(".dt-layout-table > .dt-layout-cell")
+    assert scroller.evaluate("e => e.scrollWidth <= e.clientWidth + 1")
+    # Text reads left-aligned (JupyterLab right-aligns table cells), and long text wraps.
+    first_row = table.locator("tbody tr").first
+    assert first_row.locator("td").first.evaluate("e => getComputedStyle(e).textAlign") == "left"
+    assert headers.first.evaluate("e => getComputedStyle(e).textAlign") == "left"
+    assert first_row.locator("td").first.evaluate("e => getComputedStyle(e).whiteSpace") == "normal"
+    cell.scroll_into_view_if_needed()
+    quickstart.screenshot("deployments-table")
+    quickstart.console.assert_clean()
+
+
 def test_sign_in_with_browser(quickstart: Quickstart) -> None:
     form = quickstart.form
     form.scroll_into_view_if_needed()
@@ -495,4 +533,114 @@ def test_sign_in_with_browser(quickstart: Quickstart) -> None:
     playwright_api.expect(form.locator(".mlops-nb-card")).to_contain_text("bob")
     playwright_api.expect(link).to_have_count(0)
     quickstart.screenshot("device-signed-in")
+    quickstart.console.assert_clean()
+
+
+# -- tables in other pages: a reload, a second tab, a notebook reopened later -------------------------
+
+# The quickstart's table cells (by a piece of their source).
+TABLE_CELLS = ("list_projects()", "%mlops projects", "%mlops deployments")
+
+
+def _expect_interactive(cell: Any) -> None:
+    playwright_api.expect(cell.locator(".mlops-nb-interactive table.dataTable")).to_be_visible(
+        timeout=RUN_ALL_TIMEOUT_MS)
+    playwright_api.expect(cell.locator(".mlops-nb-static")).to_be_hidden()
+    # Interactive for real: the search box filters the rows.
+    rows = cell.locator(".mlops-nb-interactive table.dataTable tbody tr")
+    before = rows.count()
+    search = cell.locator(".dt-search input")
+    search.fill("no row has this text")
+    playwright_api.expect(rows).to_have_count(1)  # DataTables' "No matching records found" row
+    playwright_api.expect(rows.first).to_contain_text("No matching records")
+    search.fill("")
+    playwright_api.expect(rows).to_have_count(before)
+
+
+def _save(page: Any) -> None:
+    page.locator(".jp-Notebook").first.click(position={"x": 5, "y": 5})
+    page.keyboard.press("Control+s")
+    dirty = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.jp-mod-dirty")
+    playwright_api.expect(dirty).to_have_count(0)
+
+
+def _open(page: Any, url: str) -> None:
+    page.goto(url)
+    page.locator(".jp-Notebook .jp-Cell").first.wait_for()
+    _wait_for_kernel_idle(page)
+
+
+def test_tables_stay_interactive_after_a_reload_and_in_a_second_tab(quickstart: Quickstart, lab: Lab) -> None:
+    page = quickstart.page
+    _save(page)
+    page.reload()
+    page.locator(".jp-Notebook .jp-Cell").first.wait_for()
+    _wait_for_kernel_idle(page)
+    for source in TABLE_CELLS:  # as saved, before running anything
+        _expect_interactive(quickstart.cell(source))
+    for source in TABLE_CELLS:  # run again in the reloaded page, in the same kernel
+        cell = quickstart.cell(source)
+        _rerun(page, cell)
+        _expect_interactive(cell)
+    quickstart.cell("%mlops projects").scroll_into_view_if_needed()
+    quickstart.screenshot("tables-after-reload")
+
+    second = quickstart.context.new_page()
+    quickstart.console.watch(second)
+    try:
+        _open(second, f"{lab.url}/lab/tree/quickstart.ipynb")
+        tab = Quickstart(second, quickstart.context, quickstart.console)
+        for source in TABLE_CELLS:
+            cell = tab.cell(source)
+            _rerun(second, cell)
+            _expect_interactive(cell)
+        tab.cell("%mlops deployments").scroll_into_view_if_needed()
+        tab.screenshot("tables-in-a-second-tab")
+    finally:
+        second.close()
+    quickstart.console.assert_clean()
+
+
+def test_a_notebook_reopened_later_has_interactive_tables_and_an_untrusted_one_static(
+        quickstart: Quickstart, lab: Lab) -> None:
+    page = quickstart.page
+    _save(page)
+    # Closing JupyterLab ends the kernel; the notebook keeps its outputs.
+    for session in requests.get(f"{lab.url}/api/sessions", timeout=30).json():
+        requests.delete(f"{lab.url}/api/sessions/{session['id']}", timeout=30).raise_for_status()
+    page.reload()
+    page.locator(".jp-Notebook .jp-Cell").first.wait_for()
+    for source in TABLE_CELLS:  # nothing runs: the saved outputs bring what they need
+        _expect_interactive(quickstart.cell(source))
+    quickstart.screenshot("tables-reopened")
+
+    # The same notebook from someone else (its signature no longer matches, as for a download):
+    # JupyterLab runs none of its scripts, and the tables show their static rows.
+    notebook = json.loads((lab.root / "quickstart.ipynb").read_text(encoding="utf-8"))
+    assert any("mlops-nb-interactive" in json.dumps(c.get("outputs", [])) for c in notebook["cells"])
+    notebook["metadata"]["received_from"] = "a colleague"
+    (lab.root / "from-a-colleague.ipynb").write_text(json.dumps(notebook), encoding="utf-8")
+    other = quickstart.context.new_page()
+    quickstart.console.watch(other)
+    try:
+        other.goto(f"{lab.url}/lab/tree/from-a-colleague.ipynb")
+        other.locator(".jp-Notebook .jp-Cell").first.wait_for()
+        tab = Quickstart(other, quickstart.context, quickstart.console)
+        for source in TABLE_CELLS:
+            cell = tab.cell(source)
+            playwright_api.expect(cell.locator(".mlops-nb-static table")).to_be_visible()
+            playwright_api.expect(cell.locator(".mlops-nb-interactive")).to_be_hidden()
+            # JupyterLab drops an untrusted output's <style>; the inline alignment stays.
+            static_cell = cell.locator(".mlops-nb-static td").first
+            assert static_cell.evaluate("e => getComputedStyle(e).textAlign") == "left"
+        playwright_api.expect(tab.cell("%mlops deployments")).to_contain_text("credit-default A/B")
+        tab.cell("%mlops projects").scroll_into_view_if_needed()
+        tab.screenshot("tables-untrusted")
+    finally:
+        other.close()
+    # The reopened notebook's widgets (the login form) had their models in the kernel that ended:
+    # ipywidgets says so, in the page and in the console. The tables are no widgets.
+    expected = [e for e in quickstart.console.errors if e.startswith("Error: widget model not found")]
+    assert expected, "the reopened notebook should have found no widget models"
+    quickstart.console.errors = [e for e in quickstart.console.errors if e not in expected]
     quickstart.console.assert_clean()

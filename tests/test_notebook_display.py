@@ -29,7 +29,7 @@ import mlops_nb
 from mlops_nb.api import API
 from mlops_nb.notebook import display
 from mlops_nb.notebook.display import card_html, card_text, frame_html, has_card, install_ipython_formatters
-from mlops_nb.notebook.frames import frame_from_wire
+from mlops_nb.notebook.frames import FRAME_ATTR, frame_from_wire
 from mlops_nb.notebook.settings import settings
 from mlops_nb.sandbox import Sandbox
 from mlops_nb.wire.messages import Message, message_class
@@ -331,7 +331,7 @@ def deployment_frame(count: int = 3) -> Any:
 
 def _header(html: str) -> list[str]:
     static = html.split('<div class="mlops-nb-static">')[1]
-    return [re.sub(r"<wbr>", "", h) for h in re.findall(r"<th>(.*?)</th>", static.split("</thead>")[0])]
+    return [h.replace("<wbr>", "") for h in re.findall(r"<th[^>]*>(.*?)</th>", static.split("</thead>")[0])]
 
 
 def test_wide_frames_lead_with_what_people_look_for(restore_settings: None) -> None:
@@ -471,29 +471,44 @@ def _chromium() -> str:
     return path
 
 
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def _offline(page: Any) -> None:
+    """Nothing but the page's own file loads (an HTML export asks CDNs for require.js and MathJax)."""
+    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
+               else route.abort())
+
+
 @pytest.mark.browser
 def test_browser_swaps_in_the_interactive_table_and_keeps_the_fallback(tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     chromium = _chromium()
     page_of = "<!doctype html><html><head><meta charset='utf-8'></head><body>{}</body></html>".format
-    with_bundle = tmp_path / "with_bundle.html"
-    with_bundle.write_text(page_of(frame_html(project_frame(30), include_bundle=True)
-                                   + frame_html(project_frame(4, name="second"), include_bundle=False)),
-                           encoding="utf-8")
+    two_tables = tmp_path / "two_tables.html"
+    two_tables.write_text(page_of(frame_html(project_frame(30)) + frame_html(project_frame(4, name="second"))),
+                          encoding="utf-8")
     without_bundle = tmp_path / "without_bundle.html"
     without_bundle.write_text(page_of(frame_html(project_frame(4), include_bundle=False)), encoding="utf-8")
+    # The %mlops runtimes table in an output area as wide as JupyterLab's at 1024 pixels.
+    runtimes = tmp_path / "runtimes.html"
+    runtimes.write_text(page_of(f"<div style='width:900px;font-size:13px'>"
+                                f"{frame_html(catalogs_frame())}</div>"), encoding="utf-8")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page()
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(with_bundle.as_uri())
+            page.goto(two_tables.as_uri())
             page.wait_for_function("document.querySelectorAll('table.dataTable').length == 2", timeout=20_000)
             page.wait_for_function("[...document.querySelectorAll('.mlops-nb-static')].every(e => e.hidden)")
             assert page.locator(".mlops-nb-interactive:visible").count() == 2
             assert re.search(r"Showing 1 to 10 of 30", page.inner_text("body"))
+            # Both tables carry the bundle; the page loads it once (one stylesheet, one module).
+            assert page.evaluate("document.head.querySelectorAll('style').length") == 1
             assert errors == []
 
             page = browser.new_page()
@@ -502,8 +517,63 @@ def test_browser_swaps_in_the_interactive_table_and_keeps_the_fallback(tmp_path:
             assert page.is_visible(".mlops-nb-static") and not page.is_visible(".mlops-nb-interactive")
 
             page = browser.new_page(java_script_enabled=False)
-            page.goto(with_bundle.as_uri())
+            page.goto(two_tables.as_uri())
             assert page.locator(".mlops-nb-static:visible").count() == 2
             assert page.locator(".mlops-nb-interactive:visible").count() == 0
+
+            page = browser.new_page(viewport={"width": 1024, "height": 768})
+            page.goto(runtimes.as_uri())
+            table = page.locator("table.dataTable")
+            table.wait_for(timeout=20_000)
+            header = table.locator("thead th").filter(has_text="model_description")
+            box, frame = header.bounding_box(), page.locator(".mlops-nb-frame").bounding_box()
+            assert box is not None and frame is not None
+            assert box["x"] >= frame["x"] and box["x"] + box["width"] <= frame["x"] + frame["width"] + 1
+            assert page.locator(".dt-layout-table > .dt-layout-cell").evaluate("e => e.scrollWidth <= e.clientWidth + 1")
+            longest = table.locator("tbody td").filter(has_text="significantly lower memory usage")
+            line = float(longest.evaluate("e => parseFloat(getComputedStyle(e).lineHeight) || 16"))
+            assert longest.bounding_box()["height"] > 1.5 * line  # wrapped, not clipped
+            page.screenshot(path=str(tmp_path / "runtimes.png"))
+        finally:
+            browser.close()
+
+
+def catalogs_frame() -> Any:
+    """The table ``%mlops runtimes dai/mojo_pipeline`` shows."""
+    table = mlops_nb.runtimes_for("dai/mojo_pipeline")
+    table.attrs[FRAME_ATTR] = "runtimes"
+    return table
+
+
+@pytest.mark.browser
+def test_an_html_export_has_interactive_tables_and_static_ones_without_scripts(
+        executed_notebook: Any, tmp_path: Path) -> None:
+    from nbconvert import HTMLExporter
+    from playwright.sync_api import expect, sync_playwright
+
+    chromium = _chromium()
+    body, _ = HTMLExporter().from_notebook_node(executed_notebook)
+    exported = tmp_path / "exported.html"
+    exported.write_text(body, encoding="utf-8")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            _offline(page)
+            page.goto(exported.as_uri())
+            frames = page.locator(".mlops-nb-frame")
+            assert frames.count() == 4  # the listed, derived, every-page and show_table tables
+            page.wait_for_function("document.querySelectorAll('.mlops-nb-frame table.dataTable').length == 4",
+                                   timeout=30_000)
+            assert page.locator(".mlops-nb-static:visible").count() == 0
+            search = frames.first.locator(".dt-search input")
+            search.fill('"project 24"')  # quoted: the phrase (DataTables' smart search splits words)
+            expect(frames.first.locator("table.dataTable tbody tr")).to_have_count(1)
+
+            page = browser.new_page(java_script_enabled=False)
+            page.goto(exported.as_uri())
+            assert page.locator(".mlops-nb-static:visible").count() == 4
+            assert page.locator(".mlops-nb-interactive:visible").count() == 0
+            assert "project 19" in page.locator(".mlops-nb-static").first.inner_text()
         finally:
             browser.close()

@@ -614,8 +614,7 @@ def _caption(df: pd.DataFrame, shown_rows: int, shown_columns: list[Any]) -> str
 
 def _hidden_columns_note(hidden: int) -> str:
     return (f"{_plural(hidden, 'more column')} not shown: mlops_nb.show_table(frame, columns=\"all\") shows "
-            "every column of a frame, %config MLOps.max_columns = 0 (or settings.max_columns = 0) those "
-            "of every table; frame.columns lists them.")
+            "them all, %config MLOps.max_columns = 0 (settings.max_columns = 0) shows every column from now on.")
 
 
 def _breakable_header(table_html: str) -> str:
@@ -624,27 +623,39 @@ def _breakable_header(table_html: str) -> str:
     return head.replace("_", "_<wbr>") + separator + body
 
 
+# Where a notebook is not trusted JupyterLab drops <style> elements, but keeps inline styles:
+# these keep the static table left-aligned there (JupyterLab centers it and right-aligns cells).
+_STATIC_TABLE_STYLE = "margin:0"
+_STATIC_CELL_STYLE = "text-align:left"
+
+
 def _static_table(table: pd.DataFrame, show_index: bool, note: str) -> str:
     body = table.to_html(escape=True, index=show_index, na_rep="", border=0, classes="mlops-nb-static-table")
+    # pandas writes bare <th>/<td> tags (values are escaped, so none can come from a cell).
+    body = (body.replace("<table ", f'<table style="{_STATIC_TABLE_STYLE}" ', 1)
+            .replace('<tr style="text-align: right;">', "<tr>")
+            .replace("<th>", f'<th style="{_STATIC_CELL_STYLE}">').replace("<td>", f'<td style="{_STATIC_CELL_STYLE}">'))
     return _breakable_header(body) + (f'<div class="mlops-nb-note">{_e(note)}</div>' if note else "")
 
 
 # Text reads left-aligned (JupyterLab right-aligns table cells); numbers stay right-aligned.
-# Long text wraps; column names may break after their underscores (see _breakable_header),
-# long words anywhere, but no column gets narrower than a short word.
+# Cells are padded as JupyterLab's own tables are, tighter than DataTables' default.
+# Long text wraps at spaces and hyphens (a word longer than its column breaks too), column
+# names after their underscores (see _breakable_header); a table still too wide scrolls
+# sideways inside its output (DataTables' layout does that) rather than running off the page.
 _TABLE_CSS = """
 .mlops-nb-frame{font-family:var(--jp-ui-font-family, inherit);color:var(--jp-ui-font-color1, inherit)}
 .mlops-nb-frame .mlops-nb-caption,.mlops-nb-frame .mlops-nb-note{font-size:0.9em;opacity:0.8;margin:2px 0}
 .mlops-nb-frame .mlops-nb-static-table{border-collapse:collapse;font-size:var(--jp-ui-font-size1, 13px);
- table-layout:auto;margin:0}
-.mlops-nb-frame .mlops-nb-static-table th,.mlops-nb-frame .mlops-nb-static-table td,
-.mlops-nb-frame table.dataTable th,.mlops-nb-frame table.dataTable td{text-align:left;vertical-align:top;
- white-space:normal;overflow-wrap:anywhere;min-width:7em;max-width:24em}
+ table-layout:auto}
 .mlops-nb-frame .mlops-nb-static-table th,.mlops-nb-frame .mlops-nb-static-table td{padding:2px 8px;
+ vertical-align:top;white-space:normal;overflow-wrap:break-word;
  border-bottom:1px solid var(--jp-border-color2, rgba(128,128,128,0.3))}
+.mlops-nb-frame table.dataTable th,.mlops-nb-frame table.dataTable td{text-align:left;vertical-align:top;
+ white-space:normal;overflow-wrap:break-word}
+.mlops-nb-frame table.dataTable>thead>tr>th,.mlops-nb-frame table.dataTable>tbody>tr>td{padding:4px 6px}
 .mlops-nb-frame table.dataTable th.dt-type-numeric,.mlops-nb-frame table.dataTable td.dt-type-numeric{
  text-align:right}
-.mlops-nb-frame .dt-layout-table{overflow-x:auto}
 .mlops-nb-frame [hidden]{display:none !important}
 body[data-jp-theme-light="false"] .mlops-nb-frame,body[data-vscode-theme-kind*="dark"] .mlops-nb-frame{
  --dt-row-hover:255,255,255;--dt-row-stripe:255,255,255;--dt-column-ordering:255,255,255}
