@@ -16,6 +16,7 @@ it). Playwright's own browser downloads are never used.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -79,6 +80,9 @@ CONSOLE_NOISE = [
 ]
 # Logged once per page to prove the console is really being watched.
 CONSOLE_CANARY = "mlops-nb browser test: console check"
+# Notebook 7's own: Notebook 7.6 throws this while loading its settings, on every page load and
+# before any cell runs, with no user settings at all.
+NOTEBOOK_7_NOISE = [re.compile(r"^uncaught: Cannot read properties of undefined \(reading 'schema'\)$")]
 
 
 # -- the JupyterLab server --------------------------------------------------------------------------
@@ -103,9 +107,10 @@ class Lab:
     log: Path
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    base = tmp_path_factory.mktemp("lab")
+@contextlib.contextmanager
+def _jupyter(base: Path, app: str, app_class: str) -> Iterator[Lab]:
+    """A Jupyter server (``app``: the module that runs it) on a free loopback port, serving a copy of
+    the notebooks from ``base``, with no token; its state (settings, workspaces) stays in ``base``."""
     root = base / "root"
     shutil.copytree(NOTEBOOKS, root, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "images"))
     for name, data in LAB_SETTINGS.items():
@@ -121,15 +126,15 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
                JUPYTER_RUNTIME_DIR=str(base / "runtime"), PYTHONUNBUFFERED="1")
     port = _free_port()
     command = [
-        sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.open_browser=False",
+        sys.executable, "-m", app, "--no-browser", "--ServerApp.open_browser=False",
         "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
         f"--ServerApp.root_dir={root}", "--IdentityProvider.token=", "--ServerApp.password=",
         "--ServerApp.disable_check_xsrf=True",
-        f"--LabApp.user_settings_dir={base / 'settings'}", f"--LabApp.workspaces_dir={base / 'workspaces'}",
+        f"--{app_class}.user_settings_dir={base / 'settings'}", f"--{app_class}.workspaces_dir={base / 'workspaces'}",
     ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         command.append("--allow-root")  # CI containers run as root; JupyterLab refuses that otherwise
-    log = base / "jupyterlab.log"
+    log = base / f"{app}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=base)
     url = f"http://127.0.0.1:{port}"
@@ -143,6 +148,12 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    with _jupyter(tmp_path_factory.mktemp("lab"), "jupyterlab", "LabApp") as server:
+        yield server
 
 
 def _wait_for_status(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 90) -> None:
@@ -170,11 +181,12 @@ class Console:
 
     errors: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
+    noise: list[re.Pattern[str]] = field(default_factory=lambda: list(CONSOLE_NOISE))
 
     def watch(self, page: Any) -> None:
         """Collect the page's errors from now on."""
         page.on("console", self._on_console)
-        page.on("pageerror", lambda error: self.errors.append(f"uncaught: {error}"))
+        page.on("pageerror", lambda error: self._record(f"uncaught: {error}"))
 
     def prove(self, page: Any) -> None:
         """Check that an error logged in ``page`` (which must have loaded a document) is seen."""
@@ -188,7 +200,10 @@ class Console:
         text = message.text
         where = message.location.get("url", "") if message.location else ""
         entry = f"{text} ({where})" if where and text != CONSOLE_CANARY else text
-        (self.ignored if any(p.search(text) for p in CONSOLE_NOISE) else self.errors).append(entry)
+        self._record(entry, text)
+
+    def _record(self, entry: str, text: str | None = None) -> None:
+        (self.ignored if any(p.search(text or entry) for p in self.noise) else self.errors).append(entry)
 
     def assert_clean(self) -> None:
         assert not self.errors, "JavaScript errors in the page:\n" + "\n".join(self.errors)
@@ -644,3 +659,76 @@ def test_a_notebook_reopened_later_has_interactive_tables_and_an_untrusted_one_s
     assert expected, "the reopened notebook should have found no widget models"
     quickstart.console.errors = [e for e in quickstart.console.errors if e not in expected]
     quickstart.console.assert_clean()
+
+
+# -- Notebook 7 ----------------------------------------------------------------------------------------
+
+
+def _wait_for_notebook_kernel(page: Any, server: Lab, path: str) -> None:
+    """The notebook at ``path`` has a kernel that is idle, and the page is connected to it.
+
+    Notebook 7 has no status bar naming the kernel; the server's sessions say when one runs.
+    """
+    deadline = time.monotonic() + PAGE_TIMEOUT_MS / 1000
+    while True:
+        sessions = requests.get(f"{server.url}/api/sessions", timeout=30).json()
+        if any(s["path"] == path and s["kernel"]["execution_state"] == "idle" for s in sessions):
+            break
+        assert time.monotonic() < deadline, f"no idle kernel for {path}: {sessions}"
+        time.sleep(0.5)  # nothing to wait on but the server's answer
+    page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(timeout=PAGE_TIMEOUT_MS)
+
+
+def test_notebook_7_tables_are_interactive_and_stay_so_after_a_reload(
+        browser: Any, tmp_path_factory: pytest.TempPathFactory) -> None:
+    pytest.importorskip("notebook", minversion="7")
+    with _jupyter(tmp_path_factory.mktemp("notebook7"), "notebook", "JupyterNotebookApp") as server:
+        context = browser.new_context(viewport=VIEWPORT)
+        context.set_default_timeout(PAGE_TIMEOUT_MS)
+        console = Console(noise=[*CONSOLE_NOISE, *NOTEBOOK_7_NOISE])
+        page = context.new_page()
+        console.watch(page)
+        notebook = Quickstart(page, context, console)
+        try:
+            page.goto(f"{server.url}/notebooks/quickstart.ipynb")
+            console.prove(page)
+            page.locator(".jp-Notebook .jp-Cell").first.wait_for()
+            _wait_for_notebook_kernel(page, server, "quickstart.ipynb")
+            page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+            page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+            page.wait_for_function(
+                """() => [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]
+                        .every(p => /^\\[\\d+\\]:$/.test(p.textContent.trim()))""",
+                timeout=RUN_ALL_TIMEOUT_MS)
+            errors = page.locator('[data-mime-type="application/vnd.jupyter.error"]')
+            assert errors.count() == 0, "a cell failed:\n" + "\n".join(errors.all_inner_texts())
+            for source in TABLE_CELLS:
+                _expect_interactive(notebook.cell(source))
+            notebook.cell("%mlops deployments").scroll_into_view_if_needed()
+            notebook.screenshot("notebook7-tables")
+
+            page.locator(".jp-Notebook").first.click(position={"x": 5, "y": 5})
+            page.keyboard.press("Control+s")
+            saved = server.root / "quickstart.ipynb"
+            deadline = time.monotonic() + PAGE_TIMEOUT_MS / 1000
+            while "mlops-nb-interactive" not in saved.read_text(encoding="utf-8"):
+                assert time.monotonic() < deadline, "the notebook was not saved with its outputs"
+                time.sleep(0.25)  # the file is all there is to watch
+            page.reload()
+            page.locator(".jp-Notebook .jp-Cell").first.wait_for()
+            _wait_for_notebook_kernel(page, server, "quickstart.ipynb")
+            for source in TABLE_CELLS:  # as saved, then run again in the same kernel
+                _expect_interactive(notebook.cell(source))
+            cell = notebook.cell("%mlops projects")
+            prompt = cell.locator(".jp-InputPrompt")
+            before = prompt.inner_text().strip()
+            cell.locator(".jp-InputArea-editor").click()
+            page.keyboard.press("Shift+Enter")
+            playwright_api.expect(prompt).not_to_have_text(before, timeout=RUN_ALL_TIMEOUT_MS)
+            playwright_api.expect(prompt).to_have_text(re.compile(r"^\[\d+\]:$"), timeout=RUN_ALL_TIMEOUT_MS)
+            _expect_interactive(cell)
+            cell.scroll_into_view_if_needed()
+            notebook.screenshot("notebook7-after-reload")
+            console.assert_clean()
+        finally:
+            context.close()

@@ -347,6 +347,9 @@ def test_wide_frames_lead_with_what_people_look_for(restore_settings: None) -> N
     assert "%config MLOps.max_columns = 0" in html
     assert "single_<wbr>deployment_<wbr>deployment_<wbr>composition_<wbr>runtime_<wbr>name" in html
     assert len(frame.columns) == 58  # the frame keeps them all
+    settings.interactive_tables = False
+    check_golden("frames/deployments_static.html", frame_html(frame) + "\n")
+    settings.interactive_tables = True
 
     settings.max_columns = 4
     assert _header(frame_html(frame, include_bundle=False)) == ["display_name", "state", "state_message", "project"]
