@@ -23,7 +23,8 @@ Lifecycle of an artifact's state:
 ``UpdateArtifact`` changes ``type``, ``mimeType`` and ``location``; ``updateMask`` is a
 comma-separated list of field names (python or JSON spelling). An empty mask updates
 every updatable field the request sets; metadata keys are added or replaced, never
-removed. The same rule (:func:`apply_update`) serves every update of the sandbox.
+removed. The same rule (:func:`mlops_nb.sandbox.services.entities.apply_update`) serves every update of
+the sandbox.
 
 The bytes live in files in ``<db>.blobs/`` beside the database, written under a
 temporary name and renamed at ``finishWrite``; with ``db=":memory:"`` they live in a
@@ -62,16 +63,14 @@ from mlops_nb.sandbox.rpc import (
     now,
     page_response,
 )
-from mlops_nb.sandbox.services.access import require_project
+from mlops_nb.sandbox.services.access import require_via_project
+from mlops_nb.sandbox.services.entities import apply_update, find_dataset, find_experiment, replace_data
 from mlops_nb.sandbox.store import Store
 from mlops_nb.wire.messages import Message, message_class
 
 __all__ = [
     "MIGRATIONS",
     "ARTIFACT_OWNER_KINDS",
-    "apply_update",
-    "replace_data",
-    "require_via_project",
     "delete_artifact_rows",
     "remove_blobs",
 ]
@@ -104,63 +103,6 @@ CANCELLED = 1
 
 
 # -- helpers shared by the sandbox's artifact, model, dataset and deployment modules ----------
-
-
-def apply_update(current: dict[str, Any], patch: Message | None, update_mask: str,
-                 updatable: Sequence[str]) -> dict[str, Any]:
-    """``current`` (wire JSON) with the fields named by ``update_mask`` taken from ``patch``.
-
-    A named field that ``patch`` leaves unset is cleared. An empty mask takes every
-    updatable field that ``patch`` sets. Metadata (``StorageMetadata``) keys are only
-    added or replaced, never removed: responses show only the keys a client selected,
-    so writing back what it read must not erase the others.
-    """
-    if patch is None:
-        raise invalid_argument("the request needs the entity with the new values")
-    fields = {f.name: f for f in type(patch).fields()}
-    by_any_name = {alias: fields[name] for name in updatable for alias in (name, fields[name].json)}
-    names = [n.strip() for n in update_mask.split(",") if n.strip()]
-    if names:
-        unknown = [n for n in names if n not in by_any_name]
-        if unknown:
-            raise invalid_argument(f"update_mask names {unknown[0]!r}, which cannot be updated; "
-                                   f"updatable fields: {', '.join(updatable)}")
-        chosen = [by_any_name[n] for n in names]
-    else:
-        chosen = [fields[n] for n in updatable if patch.is_set(n)]
-    if not chosen:
-        raise invalid_argument(f"nothing to update: set one of {', '.join(updatable)} "
-                               "(and name it in update_mask)")
-    wire = patch.to_wire()
-    updated = dict(current)
-    for f in chosen:
-        if f.type == "StorageMetadata":
-            values = {**current.get(f.json, {}).get("values", {}), **wire.get(f.json, {}).get("values", {})}
-            if values:
-                updated[f.json] = {"values": values}
-        elif f.json in wire:
-            updated[f.json] = wire[f.json]
-        else:
-            updated.pop(f.json, None)
-    return updated
-
-
-def require_via_project(call: Call, project_id: str | None, what: str, entity_id: str, *,
-                        write: bool = False) -> None:
-    """Access to an entity through its project; a hidden project reads as NOT_FOUND of the entity itself."""
-    try:
-        require_project(call, project_id or "", write=write)
-    except RpcError as e:
-        if e.code == 5:
-            raise not_found(what, entity_id) from None
-        raise
-
-
-def replace_data(store: Store, kind: str, data: dict[str, Any]) -> None:
-    """Store new wire JSON for an existing entity, keeping its project, parent, owner and creation time."""
-    with store.transaction() as db:
-        db.execute("UPDATE entity SET data = ? WHERE kind = ? AND id = ?",
-                   (json.dumps(data, separators=(",", ":")), kind, data["id"]))
 
 
 def delete_artifact_rows(store: Store, entity_ids: Sequence[str]) -> list[str]:
@@ -358,10 +300,6 @@ def _owning_project(call: Call, entity_id: str, *, write: bool) -> str:
     Each kind keeps its own rule: experiments and datasets may be read from any project
     they are linked into, and a deleted experiment is hidden.
     """
-    # Imported here, not at the top: those modules import this one for the helpers above.
-    from mlops_nb.sandbox.services.datasets import find_dataset
-    from mlops_nb.sandbox.services.experiments import find_experiment
-
     if not entity_id:
         raise invalid_argument(f"entity_id (the {_OWNER_WHAT}) is required")
     marks = ",".join("?" * len(ARTIFACT_OWNER_KINDS))

@@ -53,8 +53,7 @@ from mlops_nb.sandbox.rpc import (
     now,
     page_response,
 )
-from mlops_nb.sandbox.services.access import readable_projects_sql, require_project
-from mlops_nb.sandbox.services.artifacts import require_via_project
+from mlops_nb.sandbox.services.access import readable_projects_sql, require_project, require_via_project
 from mlops_nb.sandbox.services.projects import PROJECT_DELETE_HOOKS
 from mlops_nb.sandbox.store import Store
 

@@ -17,7 +17,7 @@
   (FAILED_PRECONDITION: delete the deployment first), nor can its model.
 * Batch deletes answer one status per id and carry on after a failure.
 * ``UpdateRegisteredModel`` changes ``display_name``, ``description`` and ``status``
-  (``update_mask`` as described in :mod:`mlops_nb.sandbox.services.artifacts`).
+  (``update_mask`` as described in :func:`mlops_nb.sandbox.services.entities.apply_update`).
 """
 
 from __future__ import annotations
@@ -42,16 +42,10 @@ from mlops_nb.sandbox.rpc import (
     page_response,
     run_batch,
 )
-from mlops_nb.sandbox.services.access import readable_projects_sql, require_project
-from mlops_nb.sandbox.services.artifacts import (
-    apply_update,
-    delete_artifact_rows,
-    remove_blobs,
-    replace_data,
-    require_via_project,
-)
+from mlops_nb.sandbox.services.access import readable_projects_sql, require_project, require_via_project
+from mlops_nb.sandbox.services.artifacts import delete_artifact_rows, remove_blobs
 from mlops_nb.sandbox.services.deployments import deployments_serving
-from mlops_nb.sandbox.services.experiments import find_experiment
+from mlops_nb.sandbox.services.entities import apply_update, find_experiment, replace_data
 from mlops_nb.sandbox.services.projects import PROJECT_DELETE_HOOKS
 from mlops_nb.wire.messages import message_class
 
