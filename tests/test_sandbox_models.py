@@ -277,7 +277,7 @@ def test_datasets(alice: Any) -> None:
     second = new_dataset(alice, project, "test.csv")
     listed = alice.storage.dataset.list_datasets(project_id=project, paging={"page_size": 1})
     assert [d.id for d in listed.dataset] == [second.id] and listed.paging.next_page_token
-    assert listed.dataset[0].metadata is None
+    assert listed.dataset[0].metadata.values == {}
     everything = alice.storage.dataset.list_datasets(response_metadata={"pattern": ["source"]}).dataset
     assert {created.id, second.id} <= {d.id for d in everything}
     assert next(d for d in everything if d.id == created.id).metadata.values["source"].string_value == "s3"

@@ -172,13 +172,10 @@ def _encode_response(method: Method, result: Any) -> dict[str, Any]:
         return result.to_wire() if isinstance(result, Message) else dict(result)
     # Round-trip through the response class: a handler cannot send what the API does not define.
     message = result if isinstance(result, Message) else message_class(method.response_message).from_wire(result)
-    wire = message.to_wire()
-    # Lists go out even when empty, as the gateway sends them: the legacy client reads a
-    # missing list as None, and ``len(response.project)`` must work on an empty page.
-    for f in API.messages[method.response_message]:
-        if f.repeated:
-            wire.setdefault(f.json, [])
-    return wire
+    # Lists and maps go out even when empty, at every level, as the gateway sends them: the
+    # legacy client reads a missing list as None, and the official high-level client
+    # iterates an experiment's ``tag`` or a metadata map's ``values`` without a check.
+    return message.to_wire(empty_collections=True)
 
 
 def _index(request: Request) -> Response:

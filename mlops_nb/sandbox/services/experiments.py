@@ -132,8 +132,9 @@ def shaped(call: Call, entities: list[dict[str, Any]], key_selection: Any) -> li
         item = dict(entity)
         values = {k: v for k, v in item.pop("metadata", {}).get("values", {}).items()
                   if any(p.fullmatch(k) for p in patterns)}
-        if values:
-            item["metadata"] = {"values": values}
+        # Always a metadata object, possibly empty, as the storage service answers: the
+        # official client reads ``experiment.metadata.values`` without a None check.
+        item["metadata"] = {"values": values}
         if tags.get(item["id"]):
             item["tag"] = tags[item["id"]]
         out.append(item)
