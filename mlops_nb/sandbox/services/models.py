@@ -284,11 +284,16 @@ def count_model_versions(call: Call, request: Any) -> dict[str, Any]:
 
 
 def _refuse_if_deployed(call: Call, version_ids: list[str]) -> None:
-    serving = deployments_serving(call.store, version_ids)
+    """A version whose experiment a deployment serves cannot go (deployments name experiments)."""
+    with call.store.reading() as db:
+        experiments = {r["experiment"]: r["id"] for r in db.execute(
+            "SELECT id, json_extract(data, '$.experimentId') AS experiment FROM entity WHERE kind = ? "
+            "AND id IN (SELECT value FROM json_each(?))", (VERSION, json.dumps(version_ids)))}
+    serving = deployments_serving(call.store, list(experiments))
     if serving:
-        version_id, deployment_id = next(iter(serving.items()))
-        raise failed_precondition(f"model version {version_id!r} is served by deployment {deployment_id!r}; "
-                                  "delete the deployment first")
+        experiment_id, deployment_id = next(iter(serving.items()))
+        raise failed_precondition(f"model version {experiments[experiment_id]!r} (experiment {experiment_id!r}) "
+                                  f"is served by deployment {deployment_id!r}; delete the deployment first")
 
 
 def _delete_version(call: Call, version_id: str) -> None:

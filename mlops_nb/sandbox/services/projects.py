@@ -202,7 +202,7 @@ def delete_project_now(call: Call, project_id: str) -> None:
         doomed = [(r["kind"], r["id"]) for r in db.execute(_CONTENTS_SQL, (project_id,))]
         # The artifact service also drops the bytes behind its rows. It takes one SQL parameter
         # per id, so the ids go in slices below the smallest limit SQLite builds have (999).
-        owners = [i for kind, i in doomed if kind != "artifact"]
+        owners = [project_id, *(i for kind, i in doomed if kind != "artifact")]
         artifact_ids = [a for start in range(0, len(owners), 900)
                         for a in delete_artifact_rows(call.store, owners[start:start + 900])]
         db.executemany("DELETE FROM entity WHERE kind = ? AND id = ?", doomed)
