@@ -391,11 +391,11 @@ def _names(store: Store, deployer: dict[str, Any]) -> list[str]:
     return names
 
 
-def deployment_view(call: Call, deployment_id: str, kind: str = DEPLOYER_KIND, *,
-                    write: bool = False) -> dict[str, Any]:
-    """One view of a deployment the caller may read (or change)."""
+def deployment_view(call: Call, deployment_id: str, kind: str = DEPLOYER_KIND, *, write: bool = False,
+                    field: str = "deployment_id") -> dict[str, Any]:
+    """One view of a deployment the caller may read (or change); ``field`` names the id in errors."""
     if not deployment_id:
-        raise invalid_argument("the deployment id is required")
+        raise invalid_argument(f"{field} (the deployment's id) is required")
     row = call.store.row(kind, deployment_id)
     if row is None:
         raise not_found("deployment", deployment_id)
@@ -472,7 +472,7 @@ def update_model_deployment(call: Call, request: Any) -> dict[str, Any]:
     if not fields:
         raise invalid_argument(f"nothing to update: set one of {', '.join(_UPDATABLE)}")
     with call.store.transaction() as db:
-        current = deployment_view(call, deployment_id, write=True)
+        current = deployment_view(call, deployment_id, write=True, field="deployment.id")
         status = json.loads(db.execute("SELECT data FROM entity WHERE kind = ? AND id = ?",
                                        (STATUS_KIND, deployment_id)).fetchone()["data"])
         if status.get("state") == "TERMINATING":
@@ -507,7 +507,7 @@ def update_model_deployment(call: Call, request: Any) -> dict[str, Any]:
 @handles("deployer.deployment.delete_deployment")
 def delete_deployment(call: Call, request: Any) -> None:
     with call.store.transaction() as db:
-        deployer = deployment_view(call, request.id, write=True)
+        deployer = deployment_view(call, request.id, write=True, field="id")
         target = resource_name(deployer)
         endpoint = db.execute("SELECT data FROM entity WHERE kind = 'endpoint' AND "
                               "json_extract(data, '$.target') = ?", (target,)).fetchone()
@@ -704,7 +704,7 @@ def _deployment_of_parent(call: Call, parent: str) -> dict[str, Any]:
     if not parent:
         raise invalid_argument("parent is required: the deployment id, or "
                                "projects/{project}/environments/{environment}/deployments/{deployment}")
-    deployer = deployment_view(call, parent.rsplit("/", 1)[-1])
+    deployer = deployment_view(call, parent.rsplit("/", 1)[-1], field="parent")
     if "/" in parent and parent != resource_name(deployer):
         raise not_found("deployment", parent)
     return deployer
