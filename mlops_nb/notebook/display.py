@@ -716,11 +716,10 @@ _BUNDLE_SCRIPT = """
 @cache
 def _bundle_html() -> str:
     """The script that loads itables' DataTables bundle (about 250 kB: gzip, then base64)."""
-    # itables' offline tables wait for these two names (private, so a browser test checks them).
     import gzip
 
     import itables
-    from itables.javascript import _itables_ready_event, _itables_underscore_version
+    from itables.javascript import _itables_ready_event, _itables_underscore_version  # private: see below
 
     script = Path(itables.options.dt_bundle)
 
@@ -728,6 +727,7 @@ def _bundle_html() -> str:
         # mtime=0: the same bundle gives the same bytes, so saved notebooks do not churn.
         return json.dumps(base64.b64encode(gzip.compress(path.read_bytes(), mtime=0)).decode("ascii"))
 
+    # What itables' offline tables wait for: private names, so the browser tests check they still work.
     values = {"name": json.dumps(_itables_underscore_version()), "event": json.dumps(_itables_ready_event()),
               "js": packed(script), "css": packed(script.with_suffix(".css"))}
     return f"<script>{_BUNDLE_SCRIPT % values}</script>"
