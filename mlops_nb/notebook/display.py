@@ -640,8 +640,9 @@ def _static_table(table: pd.DataFrame, show_index: bool, note: str) -> str:
 
 # Text reads left-aligned (JupyterLab right-aligns table cells); numbers stay right-aligned.
 # Cells are padded as JupyterLab's own tables are, tighter than DataTables' default.
-# Long text wraps at spaces and hyphens (a word longer than its column breaks too), column
-# names after their underscores (see _breakable_header); a table still too wide scrolls
+# Long text wraps at spaces and hyphens (a word longer than its column breaks too); codes
+# (ids, runtime names, URLs: _is_identifier) anywhere, in a column at least 9em wide; column
+# names after their underscores (see _breakable_header). A table still too wide scrolls
 # sideways inside its output (DataTables' layout does that) rather than running off the page.
 _TABLE_CSS = """
 .mlops-nb-frame{font-family:var(--jp-ui-font-family, inherit);color:var(--jp-ui-font-color1, inherit)}
@@ -654,6 +655,7 @@ _TABLE_CSS = """
 .mlops-nb-frame table.dataTable th,.mlops-nb-frame table.dataTable td{text-align:left;vertical-align:top;
  white-space:normal;overflow-wrap:break-word}
 .mlops-nb-frame table.dataTable>thead>tr>th,.mlops-nb-frame table.dataTable>tbody>tr>td{padding:4px 6px}
+.mlops-nb-frame table.dataTable td.mlops-nb-code{overflow-wrap:anywhere;min-width:9em}
 .mlops-nb-frame table.dataTable th.dt-type-numeric,.mlops-nb-frame table.dataTable td.dt-type-numeric{
  text-align:right}
 .mlops-nb-frame [hidden]{display:none !important}
@@ -740,14 +742,22 @@ def _layout(rows: int) -> dict[str, str | None]:
     return {"topStart": None, "topEnd": "search", "bottomStart": "info", "bottomEnd": None}
 
 
+def _is_identifier(column: Any) -> bool:
+    """Whether a column holds codes (ids, runtime names, URLs) rather than words."""
+    return isinstance(column, str) and (column == "id" or column.endswith(("_id", "runtime_name", "_url")))
+
+
 def _interactive_table(table: pd.DataFrame, table_id: str, show_index: bool) -> str:
     import itables
 
+    offset = 1 if show_index else 0
+    codes = [i + offset for i, column in enumerate(table.columns) if _is_identifier(column)]
     return itables.to_html_datatable(
         table, table_id=table_id, connected=False, maxBytes=0, showIndex=show_index, autoWidth=False,
         display_logo_when_loading=False, warn_on_unexpected_types=False, pageLength=PAGE_LENGTH,
         layout=_layout(len(table)), classes="display",
         style="table-layout:auto;width:auto;margin:0;caption-side:bottom",
+        **({"columnDefs": [{"targets": codes, "className": "mlops-nb-code"}]} if codes else {}),
     )
 
 
