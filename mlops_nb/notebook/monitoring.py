@@ -168,7 +168,7 @@ def monitoring(client: Any, deployment: Message | str, start: datetime | str | N
               _graph(operational.cpu_usage, "cpu_percent"), _graph(operational.availability, "availability_percent"),
               _graph(operational.success_prediction, "successful_rows"),
               _graph(operational.failed_prediction, "failed_rows")]
-    frame = pd.concat(series, axis=1).sort_index()
+    frame = pd.concat(series, axis=1, sort=True)
     frame[["successful_rows", "failed_rows"]] = frame[["successful_rows", "failed_rows"]].fillna(0)
 
     boxes = health.prediction_values.box if health.prediction_values is not None else []
@@ -185,7 +185,8 @@ def monitoring(client: Any, deployment: Message | str, start: datetime | str | N
     per_feature["level"] = per_feature["drift"].map(_level).astype("string")
     per_feature = per_feature.set_index("feature")
     importance = drift.feature_importance.feature_drift if drift.feature_importance is not None else []
-    over_time = (pd.concat([_points(d.drift, d.feature.name) for d in importance if d.feature is not None], axis=1)
+    over_time = (pd.concat([_points(d.drift, d.feature.name) for d in importance if d.feature is not None], axis=1,
+                           sort=True)
                  if importance else pd.DataFrame())
 
     summary = {
