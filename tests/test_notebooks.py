@@ -33,10 +33,14 @@ CELL_TIMEOUT = 180
 # What a reader must see in each notebook's outputs (text/html or text/plain), beyond "no errors".
 EXPECTED_OUTPUT = {
     "quickstart": ["application/vnd.jupyter.widget-view+json", "mlops-nb-card", "alice@example.com",
-                   "mlops-nb-interactive", "Credit risk", "Customer churn", "UNHEALTY", ">unhealthy</span>"],
+                   "mlops-nb-interactive", "Credit risk", "Customer churn", "HEALTHY", ">healthy</span>",
+                   "cannot run H2O.ai MOJO scorer"],
     "explore_projects": ["Credit risk", "GBM tuned", "<svg", "list_all: 3 rows", "HEALTHY", "metadata.auc"],
     "magics": ["Sandbox gateway at", "Fraud detection", "Churn v2", "dai_mojo_runtime",
                "Stopped the sandbox"],
+    # The live status ended as the healthy card; the scores match the model; the plots are there.
+    "deploy_a_model": ["held-out accuracy", "mlops-nb-card", ">healthy</span>", "same as the local model: 100%",
+                       "image/png", "color_intensity", "wine-classifier", "scorer random forest#0"],
 }
 
 
@@ -61,7 +65,8 @@ def _output_text(notebook: Any) -> str:
 
 
 def test_the_notebooks_are_there() -> None:
-    assert {p.name for p in NOTEBOOKS} >= {"quickstart.ipynb", "explore_projects.ipynb", "magics.ipynb"}
+    assert {p.name for p in NOTEBOOKS} >= {"quickstart.ipynb", "explore_projects.ipynb", "magics.ipynb",
+                                           "deploy_a_model.ipynb"}
 
 
 @pytest.mark.parametrize("committed", NOTEBOOKS, ids=lambda p: p.stem)
