@@ -620,10 +620,11 @@ def test_a_notebook_reopened_later_has_interactive_tables_and_an_untrusted_one_s
         quickstart: Quickstart, lab: Lab) -> None:
     page = quickstart.page
     _save(page)
-    # Closing JupyterLab ends the kernel; the notebook keeps its outputs.
+    # Closing JupyterLab (the page first) ends the kernel; the notebook keeps its outputs.
+    page.goto("about:blank")
     for session in requests.get(f"{lab.url}/api/sessions", timeout=30).json():
         requests.delete(f"{lab.url}/api/sessions/{session['id']}", timeout=30).raise_for_status()
-    page.reload()
+    page.goto(f"{lab.url}/lab/tree/quickstart.ipynb")
     page.locator(".jp-Notebook .jp-Cell").first.wait_for()
     for source in TABLE_CELLS:  # nothing runs: the saved outputs bring what they need
         _expect_interactive(quickstart.cell(source))
@@ -654,10 +655,10 @@ def test_a_notebook_reopened_later_has_interactive_tables_and_an_untrusted_one_s
     finally:
         other.close()
     # The reopened notebook's widgets (the login form) had their models in the kernel that ended:
-    # ipywidgets says so, in the page and in the console. The tables are no widgets.
-    expected = [e for e in quickstart.console.errors if e.startswith("Error: widget model not found")]
-    assert expected, "the reopened notebook should have found no widget models"
-    quickstart.console.errors = [e for e in quickstart.console.errors if e not in expected]
+    # ipywidgets says so in the console once it has asked the new kernel (not always by now).
+    # The tables are no widgets.
+    quickstart.console.errors = [e for e in quickstart.console.errors
+                                 if not e.startswith("Error: widget model not found")]
     quickstart.console.assert_clean()
 
 
