@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 import pandas as pd
 
 from mlops_nb.api import CATALOGS
-from mlops_nb.notebook.lookup import find_deployment, find_project
+from mlops_nb.notebook.lookup import find_deployment, find_experiment, find_project
 from mlops_nb.notebook.progress import in_kernel, progress
 from mlops_nb.wire.errors import MLOpsError, NotFound
 from mlops_nb.wire.messages import Message
@@ -246,18 +246,30 @@ def _experiment_of(client: Any, experiment_or_version: Message | str) -> Message
     elif kind == "RegisteredVersion":
         experiment_id = experiment_or_version.version.experiment_id  # type: ignore[union-attr]
     elif isinstance(experiment_or_version, str):
-        experiment_id = experiment_or_version
-        try:
-            return client.storage.experiment.get_experiment(id=experiment_id,
-                                                            response_metadata={"pattern": ["%"]}).experiment
-        except NotFound:
-            version = client.storage.registered_model_version.get_model_version(
-                model_version_id=experiment_or_version).registered_model_version
-            experiment_id = version.experiment_id
+        experiment_id = _experiment_id(client, experiment_or_version)
     else:
         raise TypeError("pass an experiment (StorageExperiment), a registered model version, or the id of either; "
                         f"got {kind}")
     return client.storage.experiment.get_experiment(id=experiment_id, response_metadata={"pattern": ["%"]}).experiment
+
+
+def _experiment_id(client: Any, text: str) -> str:
+    """The experiment an id, a registered model version's id, or an experiment's display name names."""
+    with contextlib.suppress(NotFound):
+        return client.storage.experiment.get_experiment(id=text).experiment.id
+    with contextlib.suppress(NotFound):
+        return client.storage.registered_model_version.get_model_version(
+            model_version_id=text).registered_model_version.experiment_id
+    named = []
+    for project in client.storage.project.list_projects().project:
+        with contextlib.suppress(LookupError):
+            named.append(find_experiment(client, project, text).id)
+    if len(named) == 1:
+        return named[0]
+    if named:
+        raise LookupError(f"{len(named)} experiments are named {text!r}; pass an id ({', '.join(named)})")
+    raise LookupError(f"no experiment or registered model version has the id or name {text!r} in the projects you "
+                      "may see")
 
 
 def _home_project(client: Any, experiment: Message) -> str:
@@ -362,7 +374,7 @@ def deploy(client: Any, experiment_or_version: Message | str, name: str | None =
     """Deploy one model; returns the deployer's ``DeployDeployment`` (it starts PREPARING).
 
     ``experiment_or_version`` is an experiment, a registered model version (or what
-    :func:`register_model` returned), or the id of either. ``runtime`` (a runtime name or
+    :func:`register_model` returned), the id of either, or an experiment's display name. ``runtime`` (a runtime name or
     display name) defaults to the catalog's for the experiment's artifact type (for an MLflow
     model, the runtime of the Python it was saved with, else the newest); one that cannot
     serve the artifact raises ``ValueError`` with the choices, before any deployment call.
