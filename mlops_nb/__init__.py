@@ -36,6 +36,7 @@ from mlops_nb.wire.errors import (
     DeadlineExceeded,
     FailedPrecondition,
     GatewayError,
+    InsecureTLSWarning,
     Internal,
     InvalidArgument,
     MLOpsError,
@@ -45,8 +46,10 @@ from mlops_nb.wire.errors import (
     Unauthenticated,
     Unavailable,
     Unimplemented,
+    WriteOutcomeUnknown,
 )
 from mlops_nb.wire.messages import Message, MessageEnum
+from mlops_nb.wire.retry import RetryPolicy
 
 __version__ = "0.1.0"
 
@@ -80,12 +83,14 @@ __all__ = [
     "DeviceLogin",
     "OpenIDConfiguration",
     "discover",
+    "RetryPolicy",
     "Message",
     "MessageEnum",
     "MLOpsError",
     "ApiError",
     "GatewayError",
     "ConnectionFailed",
+    "WriteOutcomeUnknown",
     "AuthenticationError",
     "InvalidArgument",
     "NotFound",
@@ -98,5 +103,6 @@ __all__ = [
     "DeadlineExceeded",
     "Unimplemented",
     "Internal",
+    "InsecureTLSWarning",
     *_MESSAGE_NAMES,
 ]

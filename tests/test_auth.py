@@ -39,14 +39,18 @@ def test_exchanges_once_and_reuses_the_access_token(sb) -> None:
 
 
 def test_refreshes_before_expiry_and_keeps_the_rotated_refresh_token(rotating) -> None:
-    # Access tokens live 2 s; with a 1.5 s band the provider must refresh after ~0.5 s. Each
-    # refresh token works once, so a second refresh succeeds only if the newest one was kept.
+    # Access tokens live 2 s; a 1.5 s band is capped at half the lifetime, so the provider
+    # refreshes after ~1 s. Each refresh token works once, so a second refresh succeeds only
+    # if the newest one was kept.
     provider = mlops.TokenProvider(rotating.refresh_token("alice"), rotating.client_id, rotating.token_endpoint,
                                    expiry_threshold_band=1.5)
     tokens = [provider()]
+    time.sleep(0.6)
+    assert provider() == tokens[0]  # inside the first half of its life: kept
     for _ in range(2):
-        time.sleep(0.7)
+        time.sleep(0.6)
         tokens.append(provider())
+        time.sleep(0.6)
     assert provider.refresh_count == 3
     assert len(set(tokens)) == 3
 
