@@ -27,7 +27,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, InvalidHeader, MaxRetryError, ProxyError, ResponseError
 from urllib3.util.retry import Retry
 
-__all__ = ["RetryPolicy", "PerCallRetryAdapter", "never_sent"]
+__all__ = ["RetryPolicy", "PerCallRetryAdapter", "causes", "never_sent"]
 
 _TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
 
@@ -173,23 +173,24 @@ class PerCallRetryAdapter(HTTPAdapter):
             self._per_thread.retry = None
 
 
-def never_sent(error: BaseException) -> bool:
-    """True when ``error`` (from requests) proves the request did not reach the server: the
-    connection could not be made, or its TLS handshake failed on the certificate."""
+def causes(error: BaseException) -> Iterator[BaseException]:
+    """``error`` and what it wraps, outermost first: requests wraps urllib3, which wraps the socket's."""
     seen: set[int] = set()
     cause: BaseException | None = error
     while cause is not None and id(cause) not in seen:
         seen.add(id(cause))
-        if isinstance(cause, ConnectTimeoutError):  # NewConnectionError and NameResolutionError too
-            return True
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            return True
+        yield cause
         if isinstance(cause, MaxRetryError):
             cause = cause.reason
         elif isinstance(cause, ProxyError):
             cause = cause.original_error
-        elif cause.args and isinstance(cause.args[0], BaseException):
-            cause = cause.args[0]
         else:
-            cause = cause.__cause__ or cause.__context__
-    return False
+            inner = [arg for arg in cause.args if isinstance(arg, BaseException)]
+            cause = inner[0] if inner else cause.__cause__ or cause.__context__
+
+
+def never_sent(error: BaseException) -> bool:
+    """True when ``error`` (from requests) proves the request did not reach the server: the
+    connection could not be made, or its TLS handshake failed on the certificate."""
+    # NewConnectionError and NameResolutionError are ConnectTimeoutErrors too.
+    return any(isinstance(c, (ConnectTimeoutError, ssl.SSLCertVerificationError)) for c in causes(error))

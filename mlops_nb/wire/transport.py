@@ -29,7 +29,7 @@ from mlops_nb.wire.errors import (
     WriteOutcomeUnknown,
     error_for_status,
 )
-from mlops_nb.wire.retry import PerCallRetryAdapter, RetryPolicy, never_sent
+from mlops_nb.wire.retry import PerCallRetryAdapter, RetryPolicy, causes, never_sent
 
 __all__ = ["Transport", "validate_gateway_url", "tls_verify", "DEFAULT_MAX_CONNECTIONS"]
 
@@ -230,14 +230,14 @@ class Transport:
         where = f"the MLOps gateway at {self.gateway_url}"
         if isinstance(error, requests.exceptions.SSLError):
             return ConnectionFailed(f"TLS verification failed for {where} ({_reason(error)}); {TLS_ADVICE}")
+        retried = f", retried for up to {self.retry.deadline:g} s" if self.retry.enabled else ""
         if never_sent(error):
-            return ConnectionFailed(f"{rpc}: could not reach {where} ({_reason(error)}); "
+            return ConnectionFailed(f"{rpc}: could not reach {where} ({_reason(error)}{retried}); "
                                     "check the URL, your network and any proxy settings")
         timed_out = isinstance(error, requests.exceptions.Timeout) or "timed out" in _reason(error).lower()
         lost = f"did not answer within {self.timeout} s" if timed_out else f"dropped the connection ({_reason(error)})"
         if read_only:
-            tries = "" if not self.retry.enabled else " (the call was retried as the retry policy allows)"
-            return ConnectionFailed(f"{rpc}: {where} {lost}{tries}")
+            return ConnectionFailed(f"{rpc}: {where} {lost}{retried}")
         checks = _reads_to_check(rpc)
         how = (f"check first, e.g. with {' or '.join(f'client.{c}(...)' for c in checks)}, "
                if checks else "check first ")
@@ -302,14 +302,14 @@ def _reads_to_check(rpc: str) -> tuple[str, ...]:
     server, entity, _ = rpc.split(".", 2) if rpc.count(".") >= 2 else ("", "", "")
     reads = [m.qualified_name for m in API.methods
              if m.read_only and (m.service.server, m.service.entity) == (server, entity)]
-    return tuple(sorted(reads, key=lambda name: (not name.split(".")[-1].startswith("get_"), name))[:2])
+    # A get and the shortest list (list_projects rather than list_all_projects).
+    return tuple(sorted(reads, key=lambda name: (not name.split(".")[-1].startswith("get_"), len(name)))[:2])
 
 
 def _reason(error: Exception) -> str:
-    text = str(error.args[0]) if error.args else type(error).__name__
-    reason = getattr(error.args[0], "reason", None) if error.args else None
-    if reason is not None:
-        text = str(reason)
+    """The innermost cause's words (the socket's, say), not requests' and urllib3's wrappers."""
+    *_, innermost = causes(error)
+    text = str(innermost) or type(innermost).__name__
     return text[:300]
 
 

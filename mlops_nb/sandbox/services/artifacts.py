@@ -240,7 +240,7 @@ class _Blobs:
         if self.directory is None:
             return _TableWriter(self.store, artifact_id)
         self.directory.mkdir(parents=True, exist_ok=True)
-        return _FileWriter(self.directory / artifact_id)
+        return _FileWriter(self.directory / artifact_id, durable=self.store.durable)
 
     def chunks(self, artifact_id: str, offset: int, limit: int) -> Iterator[bytes]:
         """The bytes from ``offset``, at most ``limit`` of them (0: all), in pieces of READ_CHUNK."""
@@ -274,8 +274,9 @@ def _blobs(store: Store) -> _Blobs:
 
 
 class _FileWriter:
-    def __init__(self, final: Path) -> None:
+    def __init__(self, final: Path, *, durable: bool) -> None:
         self.final = final
+        self.durable = durable
         self.partial = final.with_name(f"{final.name}.{new_id()}.part")
         self.file = open(self.partial, "wb")  # noqa: SIM115 - closed by publish() or discard()
 
@@ -283,8 +284,17 @@ class _FileWriter:
         self.file.write(data)
 
     def publish(self) -> None:
+        if self.durable:  # the bytes reach the disk before the database says AVAILABLE
+            self.file.flush()
+            os.fsync(self.file.fileno())
         self.file.close()
         os.replace(self.partial, self.final)
+        if self.durable:  # and so does the rename
+            directory = os.open(self.final.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
 
     def discard(self) -> None:
         self.file.close()
