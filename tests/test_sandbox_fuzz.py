@@ -118,7 +118,7 @@ calls = st.sampled_from(API.methods).flatmap(lambda m: st.tuples(st.just(m), req
 # -- tests ---------------------------------------------------------------------------------------
 
 
-@settings(max_examples=400, deadline=None, derandomize=True,
+@settings(max_examples=400, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(call=calls)
 def test_hostile_requests_on_every_route(demo: Sandbox, stranger: requests.Session, call: Any) -> None:

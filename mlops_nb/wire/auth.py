@@ -78,7 +78,9 @@ def _post_form(session: requests.Session, url: str, data: dict[str, str], timeou
         body = response.json()
     except ValueError:
         body = None
-    if not isinstance(body, dict):
+    # An OAuth answer is a token, a device code or an RFC 6749 error; other JSON (a gateway's
+    # RpcStatus 404, say) means the URL is something else.
+    if not (isinstance(body, dict) and {"access_token", "device_code", "error"} & set(body)):
         raise AuthenticationError(
             f"{url} answered HTTP {response.status_code} with something that is not an OpenID Connect "
             f"JSON response; check that it is the {what} of your identity provider "

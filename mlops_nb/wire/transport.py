@@ -53,7 +53,8 @@ def tls_verify(verify: bool, ca_bundle: str | None, url: str) -> bool | str:
     ``verify=False`` warns once per server and process (:class:`InsecureTLSWarning`).
     """
     if not verify:
-        _warn_insecure(url)
+        if url.startswith("https:"):  # plain http has no certificate to skip
+            _warn_insecure(url)
         return False
     chosen, where = (ca_bundle, "ca_bundle") if ca_bundle else (os.environ.get(CA_FILE_VARIABLE), CA_FILE_VARIABLE)
     if not chosen:
