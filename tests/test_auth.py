@@ -13,6 +13,7 @@ import requests
 
 import mlops_nb as mlops
 from mlops_nb.sandbox import Sandbox
+from mlops_nb.sandbox.identity import InvalidToken
 from tests.capture import CaptureServer
 
 
@@ -235,7 +236,13 @@ def test_threads_refused_the_same_token_cause_one_refresh(tmp_path) -> None:
                                        expiry_threshold_band=-30)
         client = mlops.Client(sandbox.gateway_url, provider)
         client.storage.user.who_am_i()
-        time.sleep(3.2)
+        expired = provider()
+        while True:  # until the gateway refuses it (exp is in whole seconds)
+            try:
+                sandbox.idp.verify_access_token(expired)
+            except InvalidToken:
+                break
+            time.sleep(0.1)
         before = sandbox.idp.grants["refresh_token"]
         barrier = threading.Barrier(16)
         names: list[str] = []
