@@ -15,6 +15,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -33,6 +34,9 @@ from mlops_nb.sandbox import services
 from mlops_nb.sandbox.faults import FaultInjector
 from mlops_nb.sandbox.identity import IdentityProvider, InvalidToken
 from mlops_nb.sandbox.rpc import HANDLERS, STREAM_HANDLERS, Call, RpcError, new_id, now
+from mlops_nb.sandbox.runtime import Supervisor
+from mlops_nb.sandbox.scoring import ScoringGateway
+from mlops_nb.sandbox.services import deployments
 from mlops_nb.sandbox.store import Store, default_db_path
 from mlops_nb.wire.errors import GRPC_TO_HTTP
 from mlops_nb.wire.messages import Message, message_class
@@ -80,9 +84,10 @@ def implemented(method: Method) -> bool:
 class Gateway:
     """Turns HTTP requests into handler calls."""
 
-    def __init__(self, store: Store, idp: IdentityProvider) -> None:
+    def __init__(self, store: Store, idp: IdentityProvider, supervisor: Supervisor | None = None) -> None:
         self.store = store
         self.idp = idp
+        self.supervisor = supervisor
         self.base_url = ""
 
     def routes(self) -> list[Route]:
@@ -100,7 +105,8 @@ class Gateway:
         try:
             claims = self._authenticate(request)
             user = await run_in_threadpool(self._enroll, claims)
-            call = Call(store=self.store, user=user, claims=claims, method=method, base_url=self.base_url)
+            call = Call(store=self.store, user=user, claims=claims, method=method, base_url=self.base_url,
+                        supervisor=self.supervisor)
             stream_handler = STREAM_HANDLERS.get(method.qualified_name)
             if stream_handler is not None:
                 return await stream_handler(call, request)
@@ -226,13 +232,10 @@ def _encode_response(method: Method, result: Any) -> dict[str, Any]:
         return result.to_wire() if isinstance(result, Message) else dict(result)
     # Round-trip through the response class: a handler cannot send what the API does not define.
     message = result if isinstance(result, Message) else message_class(method.response_message).from_wire(result)
-    wire = message.to_wire()
-    # Lists go out even when empty, as the gateway sends them: the legacy client reads a
-    # missing list as None, and ``len(response.project)`` must work on an empty page.
-    for f in API.messages[method.response_message]:
-        if f.repeated:
-            wire.setdefault(f.json, [])
-    return wire
+    # Lists and maps go out even when empty, at every level, as the gateway sends them: the
+    # legacy client reads a missing list as None, and the official high-level client
+    # iterates an experiment's ``tag`` or a metadata map's ``values`` without a check.
+    return message.to_wire(empty_collections=True)
 
 
 def _index(request: Request) -> Response:
@@ -259,11 +262,16 @@ def _index(request: Request) -> Response:
     )
 
 
-def build_app(store: Store, idp: IdentityProvider) -> tuple[Starlette, Gateway]:
-    gateway = Gateway(store, idp)
-    routes = [Route("/", _index, methods=["GET"]), Mount(idp.mount_path, routes=idp.routes()), *gateway.routes()]
+def build_app(store: Store, idp: IdentityProvider,
+              supervisor: Supervisor | None = None) -> tuple[Starlette, Gateway, ScoringGateway | None]:
+    """The sandbox's web app: the route index, the identity provider, the gateway and, with a
+    supervisor, the deployments' scoring URLs."""
+    gateway = Gateway(store, idp, supervisor)
+    scoring = ScoringGateway(store, idp, supervisor) if supervisor is not None else None
+    routes = [Route("/", _index, methods=["GET"]), Mount(idp.mount_path, routes=idp.routes()), *gateway.routes(),
+              *(scoring.routes() if scoring is not None else [])]
     handlers = {404: _routing_error, 405: _routing_error}
-    return Starlette(routes=routes, exception_handlers=handlers), gateway  # type: ignore[arg-type]
+    return Starlette(routes=routes, exception_handlers=handlers), gateway, scoring  # type: ignore[arg-type]
 
 
 class Sandbox:
@@ -291,6 +299,7 @@ class Sandbox:
         revoke_refresh_token_on_use: bool = False,
         device_poll_interval: int = 5,
         realm: str = "mlops",
+        warm_scorers: int = 1,
         faults: float = 0.0,
         fault_seed: int | None = None,
         tls_cert: str | Path | None = None,
@@ -313,6 +322,7 @@ class Sandbox:
         self.revoke_refresh_token_on_use = revoke_refresh_token_on_use
         self.device_poll_interval = device_poll_interval
         self.realm = realm
+        self.warm_scorers = warm_scorers
         self.fault_rate = faults
         self.fault_seed = fault_seed
         self.faults: FaultInjector | None = None
@@ -322,6 +332,9 @@ class Sandbox:
         self.durable = durable
         self.store: Store | None = None
         self.idp: IdentityProvider | None = None
+        self.supervisor: Supervisor | None = None
+        self._scoring: ScoringGateway | None = None
+        self._scratch: tempfile.TemporaryDirectory | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.gateway_url = ""
@@ -337,7 +350,9 @@ class Sandbox:
             revoke_refresh_token_on_use=self.revoke_refresh_token_on_use,
             device_poll_interval=self.device_poll_interval,
         )
-        app, gateway = build_app(self.store, self.idp)
+        self.supervisor = Supervisor(self._deployments_dir(), deployments.StoreEvents(self.store),
+                                     deployments.supervisor_artifacts(self.store), warm_spares=self.warm_scorers)
+        app, gateway, self._scoring = build_app(self.store, self.idp, self.supervisor)
         if self.fault_rate:
             app = self.faults = FaultInjector(app, self.fault_rate, self.fault_seed)  # type: ignore[assignment]
         # A keep-alive longer than any poll interval: uvicorn's default (5 s) equals the device
@@ -361,6 +376,8 @@ class Sandbox:
         self.gateway_url = f"{scheme}://{_url_host(self.host)}:{bound_port}"
         gateway.base_url = self.gateway_url
         self.idp.set_base_url(self.gateway_url)
+        self.supervisor.start()
+        deployments.restore(self.store, self.supervisor)
         if self.data == "demo":
             from mlops_nb.sandbox.demo import seed_demo_data
 
@@ -369,9 +386,20 @@ class Sandbox:
             self.faults.active = True
         return self
 
+    def _deployments_dir(self) -> Path:
+        """Where the deployments' unpacked models live: beside the database, or a scratch folder."""
+        if self.db == ":memory:":
+            self._scratch = tempfile.TemporaryDirectory(prefix="mlops-nb-deployments-")
+            return Path(self._scratch.name)
+        return Path(self.db + ".deployments")
+
     def stop(self) -> None:
         if self._server is None:
             return
+        if self.supervisor is not None:
+            self.supervisor.shutdown()
+        if self._scoring is not None:
+            self._scoring.close()
         self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=10)
@@ -380,6 +408,8 @@ class Sandbox:
             self.idp.close()
         if self.store is not None:
             self.store.close()
+        if self._scratch is not None:
+            self._scratch.cleanup()
 
     def __enter__(self) -> Sandbox:
         return self.start()
