@@ -182,8 +182,10 @@ def test_the_store_is_intact_afterwards(demo: Sandbox, snapshot: dict[tuple[str,
     with demo.store.reading() as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     after = _rows(demo)
-    changed = {key for key, data in snapshot.items() if after.get(key) != data}
+    # A deployment's status moves by itself (its scorer starts, gets healthy): not the fuzz's doing.
+    changed = {key for key, data in snapshot.items() if after.get(key) != data and key[0] != "deployment_status"}
     assert changed == set()
+    assert {key for key in snapshot if key not in after} == set()
     with demo.client("alice") as alice:
         assert {p.display_name for p in alice.storage.project.list_projects().project} == {
             "Credit risk", "Customer churn"}
