@@ -14,6 +14,20 @@ from mlops_nb.notebook.catalogs import (
     runtimes_for,
 )
 from mlops_nb.notebook.client import Client
+from mlops_nb.notebook.deploy import (
+    DeploymentFailed,
+    DeploymentTimeout,
+    RegisteredVersion,
+    ScoringError,
+    deploy,
+    deploy_shadow,
+    deploy_split,
+    deployment_logs,
+    register_model,
+    score,
+    upload_model,
+    wait_for_healthy,
+)
 from mlops_nb.notebook.frames import list_all
 from mlops_nb.notebook.login import login
 from mlops_nb.notebook.lookup import (
@@ -25,6 +39,7 @@ from mlops_nb.notebook.lookup import (
     find_registered_model,
 )
 from mlops_nb.notebook.magics import load_ipython_extension, unload_ipython_extension
+from mlops_nb.notebook.monitoring import Monitoring, monitoring
 from mlops_nb.notebook.session import current_client, set_current_client
 from mlops_nb.wire import messages as _messages
 from mlops_nb.wire.auth import DeviceLogin, OpenIDConfiguration, TokenProvider, discover
@@ -79,6 +94,20 @@ __all__ = [
     "runtimes_for",
     "deployable_artifact",
     "artifact_compositions",
+    "upload_model",
+    "register_model",
+    "RegisteredVersion",
+    "deploy",
+    "deploy_split",
+    "deploy_shadow",
+    "wait_for_healthy",
+    "score",
+    "monitoring",
+    "Monitoring",
+    "deployment_logs",
+    "DeploymentFailed",
+    "DeploymentTimeout",
+    "ScoringError",
     "TokenProvider",
     "DeviceLogin",
     "OpenIDConfiguration",

@@ -23,7 +23,9 @@ its bucket's start (RFC 3339) and its ``value`` the figure, both strings as on t
   ``predictionValues`` (a box per bucket: minimum, quartiles, maximum of a numeric output).
 * ``drift``: for each input feature the population stability index (PSI) of the range's rows
   against the baseline: the experiment's training dataset when it links one with an uploaded
-  CSV artifact, else the first rows the model scored (the description says which). PSI of at
+  CSV artifact, else the first rows the model scored (the first 1,000, or the first half of
+  what it scored while that is less; the range's later rows are then compared with them; the
+  description says which). PSI of at
   least 0.25 counts as high drift, 0.1 as medium, below as low; ``featureDrift`` has the PSI
   per bucket, ``featureFrequency`` the range's distribution. A feature's ``importance`` is the
   absolute correlation of its values with the first output, over the range (the sandbox does
@@ -257,12 +259,14 @@ def _requests(call: Call, deployment_id: str, experiment_id: str, span: _Range) 
     return pd.DataFrame([dict(r) for r in rows], columns=["time", "latency_ms", "row_count", "ok"])
 
 
-def _scored(call: Call, deployment_id: str, experiment_id: str, span: _Range | None,
-            baseline: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(inputs, outputs) of the recorded rows in the range (or the baseline rows), each with a ``_time`` column."""
-    where, params = "deployment_id = ? AND experiment_id = ?", [deployment_id, experiment_id]
-    if baseline:
-        where += " AND baseline = 1"
+def _scored(call: Call, deployment_id: str, experiment_id: str, span: _Range | None, *,
+            after: int = 0, until: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(inputs, outputs) of the recorded rows in the range (all when ``span`` is None) whose request
+    ids are past ``after`` (and at most ``until``), each with a ``_time`` column."""
+    where, params = "deployment_id = ? AND experiment_id = ? AND request_id > ?", [deployment_id, experiment_id, after]
+    if until is not None:
+        where += " AND request_id <= ?"
+        params.append(until)
     if span is not None:
         where += " AND time >= ? AND time < ?"
         params += [span.start_text, span.end_text]
@@ -460,13 +464,31 @@ def _psi(expected: np.ndarray, actual: np.ndarray) -> float:
     return float(np.sum((a - e) * np.log(a / e)))
 
 
+def _first_rows(call: Call, deployment_id: str, experiment_id: str) -> int:
+    """The request id up to which the model's first scored rows make the baseline: the first
+    BASELINE_ROWS rows, or the first half of what was scored while that is less (0: none yet)."""
+    with call.store.reading() as db:
+        rows = db.execute("SELECT request_id, row_count, baseline FROM scoring_rows WHERE deployment_id = ? AND "
+                          "experiment_id = ? ORDER BY request_id", (deployment_id, experiment_id)).fetchall()
+    wanted = min(BASELINE_ROWS, sum(r["row_count"] for r in rows) // 2)
+    counted, last = 0, 0
+    for row in rows:
+        if counted >= wanted or not row["baseline"]:
+            break
+        counted, last = counted + row["row_count"], row["request_id"]
+    return last
+
+
 def _drift_report(call: Call, deployer: dict[str, Any], experiment_id: str, span: _Range) -> dict[str, Any]:
-    inputs, outputs = _scored(call, deployer["id"], experiment_id, span)
     training = _training_baseline(call, experiment_id)
     if training is not None:
         baseline, source = training
+        inputs, outputs = _scored(call, deployer["id"], experiment_id, span)
     else:
-        baseline, _ = _scored(call, deployer["id"], experiment_id, None, baseline=True)
+        # The model's first traffic is the baseline; the range's rows after it are compared with it.
+        last = _first_rows(call, deployer["id"], experiment_id)
+        baseline, _ = _scored(call, deployer["id"], experiment_id, None, until=last)
+        inputs, outputs = _scored(call, deployer["id"], experiment_id, span, after=last)
         source = f"the first {len(baseline)} rows the model scored"
     prediction = _numeric(_prediction_column(outputs)) if not outputs.empty else None
     features = []
