@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 
 from mlops_nb.api import API, Method
 from mlops_nb.sandbox import Sandbox
-from mlops_nb.sandbox.server import MAX_NESTING, implemented
+from mlops_nb.sandbox.rpc import MAX_NESTING
+from mlops_nb.sandbox.server import implemented
 
 NESTED_10000 = b'{"a":' * 10_000 + b"1" + b"}" * 10_000
 

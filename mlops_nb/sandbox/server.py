@@ -33,7 +33,7 @@ from mlops_nb.api import API, Method, Param
 from mlops_nb.sandbox import services
 from mlops_nb.sandbox.faults import FaultInjector
 from mlops_nb.sandbox.identity import IdentityProvider, InvalidToken
-from mlops_nb.sandbox.rpc import HANDLERS, STREAM_HANDLERS, Call, RpcError, new_id, now
+from mlops_nb.sandbox.rpc import HANDLERS, STREAM_HANDLERS, Call, RpcError, new_id, now, parse_json
 from mlops_nb.sandbox.runtime import Supervisor
 from mlops_nb.sandbox.scoring import ScoringGateway
 from mlops_nb.sandbox.services import deployments
@@ -53,8 +53,7 @@ _CODE_NAMES = {
 }
 
 
-# protobuf's JSON parser refuses deeper nesting; gRPC's default limit on a received message.
-MAX_NESTING = 100
+# gRPC's default limit on a received message.
 MAX_BODY_BYTES = 4 * 1024 * 1024
 
 
@@ -165,15 +164,7 @@ class Gateway:
             if unknown:
                 raise RpcError(3, f"{method.rpc} has no parameter {unknown[0]!r}; it takes {', '.join(params)}")
             return {params[k].name: _param(params[k], v) for k, v in values.items()}
-        raw = await _bounded_body(request)
-        try:
-            body = json.loads(raw or b"{}")
-        except ValueError as e:
-            raise RpcError(3, f"the request body is not valid JSON ({e})") from None
-        except RecursionError:
-            body = None
-        if body is None or _nesting(body) > MAX_NESTING:
-            raise RpcError(3, f"the request body is nested more than {MAX_NESTING} levels deep")
+        body = parse_json(await _bounded_body(request) or b"{}", "the request body")
         if not isinstance(body, dict):
             raise RpcError(3, f"the request body must be a JSON object, got {type(body).__name__}")
         if method.request_message is None:
@@ -199,20 +190,6 @@ async def _bounded_body(request: Request) -> bytes:
         chunks.append(chunk)
     return b"".join(chunks)
 
-
-def _nesting(value: Any) -> int:
-    """How deeply ``value`` nests lists and objects (iteratively: the body may be hostile)."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
-        if children is None:
-            continue
-        deepest = max(deepest, depth)
-        if deepest > MAX_NESTING:
-            return deepest
-        stack.extend((child, depth + 1) for child in children)
-    return deepest
 
 
 def _param(param: Param, text: str) -> Any:

@@ -64,6 +64,7 @@ from mlops_nb.sandbox.rpc import (
     not_found,
     now,
     page_response,
+    parse_json,
 )
 from mlops_nb.sandbox.services.access import require_via_project
 from mlops_nb.sandbox.services.entities import apply_update, find_dataset, find_experiment, replace_data
@@ -510,10 +511,7 @@ async def _write_messages(body: Any) -> Any:
 
 
 def _decode_line(cls: type[Message], line: bytes) -> Message:
-    try:
-        raw = json.loads(line)
-    except ValueError as e:
-        raise invalid_argument(f"a Write message is not JSON ({e})") from None
+    raw = parse_json(line, "a Write message")
     if not isinstance(raw, dict):
         raise invalid_argument(f"a Write message must be a JSON object, got {type(raw).__name__}")
     try:
@@ -564,8 +562,8 @@ async def _drain(body: Any) -> None:
 
 def _read_request(raw: bytes) -> Message:
     cls = message_class(API.method("bytestream.bytestream.read").request)
+    body = parse_json(raw or b"{}", "the Read request")
     try:
-        body = json.loads(raw or b"{}")
         if not isinstance(body, dict):
             raise ValueError(f"expected a JSON object, got {type(body).__name__}")
         message = cls.from_wire(body)
