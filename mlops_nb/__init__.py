@@ -51,6 +51,7 @@ from mlops_nb.wire.errors import (
     DeadlineExceeded,
     FailedPrecondition,
     GatewayError,
+    InsecureTLSWarning,
     Internal,
     InvalidArgument,
     MLOpsError,
@@ -60,8 +61,10 @@ from mlops_nb.wire.errors import (
     Unauthenticated,
     Unavailable,
     Unimplemented,
+    WriteOutcomeUnknown,
 )
 from mlops_nb.wire.messages import Message, MessageEnum
+from mlops_nb.wire.retry import RetryPolicy
 
 __version__ = "0.1.0"
 
@@ -109,12 +112,14 @@ __all__ = [
     "DeviceLogin",
     "OpenIDConfiguration",
     "discover",
+    "RetryPolicy",
     "Message",
     "MessageEnum",
     "MLOpsError",
     "ApiError",
     "GatewayError",
     "ConnectionFailed",
+    "WriteOutcomeUnknown",
     "AuthenticationError",
     "InvalidArgument",
     "NotFound",
@@ -127,5 +132,6 @@ __all__ = [
     "DeadlineExceeded",
     "Unimplemented",
     "Internal",
+    "InsecureTLSWarning",
     *_MESSAGE_NAMES,
 ]

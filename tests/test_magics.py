@@ -48,7 +48,7 @@ def alice(sb: Sandbox) -> Iterator[Any]:
 @pytest.fixture(autouse=True)
 def settings_restored(ip: InteractiveShell) -> Iterator[None]:
     """Undo what a test's %config did: to the shell's config (later MLOps instances read it) and the settings."""
-    saved = {name: getattr(settings, name) for name in ("max_rows", "page_size", "timeout", "interactive_tables")}
+    saved = {name: getattr(settings, name) for name in ("max_rows", "page_size", "timeout", "interactive_tables", "retries", "retry_deadline")}
     config = ip.config.copy()
     yield
     ip.config = config
@@ -400,6 +400,25 @@ def test_config_magic_sets_the_shared_settings_both_ways(ip: InteractiveShell,
     assert "max_rows must be at least 1" in caplog.text  # %config logs what it rejects
 
 
+def test_retry_options_reach_new_clients(ip: InteractiveShell) -> None:
+    run(ip, "%config MLOps.retry_deadline = 5")
+    assert settings.retry_deadline == 5
+    client = mlops_nb.Client("http://127.0.0.1:9", lambda: "token")
+    assert client.retry.enabled and client.retry.deadline == 5
+    run(ip, "%config MLOps.retries = False")
+    assert not mlops_nb.Client("http://127.0.0.1:9", lambda: "token").retry.enabled
+    # An explicit policy wins over the settings.
+    assert mlops_nb.Client("http://127.0.0.1:9", lambda: "t", retry=True).retry.deadline == 30
+
+
+def test_retry_options_from_the_environment(ip: InteractiveShell, fresh_magics: list[MLOps],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLOPS_NB_RETRY_DEADLINE", "9")
+    monkeypatch.setenv("MLOPS_NB_RETRIES", "false")
+    fresh_magics.append(MLOps(ip))
+    assert (settings.retry_deadline, settings.retries) == (9, False)
+
+
 @pytest.fixture
 def fresh_magics(ip: InteractiveShell) -> Iterator[list[MLOps]]:
     """MLOps instances a test makes; closed (unlinked from the settings) and removed afterwards."""
@@ -409,7 +428,7 @@ def fresh_magics(ip: InteractiveShell) -> Iterator[list[MLOps]]:
         magics.close()
         ip.configurables.remove(magics)
     current = next(c for c in ip.configurables if isinstance(c, MLOps))
-    for name in ("max_rows", "page_size", "timeout", "interactive_tables"):
+    for name in ("max_rows", "page_size", "timeout", "interactive_tables", "retries", "retry_deadline"):
         setattr(current, name, getattr(settings, name))
 
 

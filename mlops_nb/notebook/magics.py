@@ -46,10 +46,12 @@ when the extension loads. ``%config`` and config files win over the environment:
 * ``MLOps.max_rows`` (``MLOPS_NB_MAX_ROWS``): rows fetched by default and put in tables
 * ``MLOps.page_size`` (``MLOPS_NB_PAGE_SIZE``): entities asked for per list call
 * ``MLOps.timeout`` (``MLOPS_NB_TIMEOUT``): seconds per HTTP call of new clients
+* ``MLOps.retries`` (``MLOPS_NB_RETRIES``): new clients retry read-only calls (and writes never sent)
+* ``MLOps.retry_deadline`` (``MLOPS_NB_RETRY_DEADLINE``): seconds within which one call is retried
 * ``MLOps.interactive_tables`` (``MLOPS_NB_INTERACTIVE_TABLES``): interactive (itables) or static tables
 * ``MLOps.short_errors`` (``MLOPS_NB_SHORT_ERRORS``): API errors as one line, not a traceback
 
-The first four are linked both ways to :data:`mlops_nb.notebook.settings.settings`.
+All but the last are linked both ways to :data:`mlops_nb.notebook.settings.settings`.
 """
 
 from __future__ import annotations
@@ -92,10 +94,12 @@ ENVIRONMENT = {
     "max_rows": "MLOPS_NB_MAX_ROWS",
     "page_size": "MLOPS_NB_PAGE_SIZE",
     "timeout": "MLOPS_NB_TIMEOUT",
+    "retries": "MLOPS_NB_RETRIES",
+    "retry_deadline": "MLOPS_NB_RETRY_DEADLINE",
     "interactive_tables": "MLOPS_NB_INTERACTIVE_TABLES",
     "short_errors": "MLOPS_NB_SHORT_ERRORS",
 }
-_MIRRORED = ("interactive_tables", "max_rows", "page_size", "timeout")
+_MIRRORED = ("interactive_tables", "max_rows", "page_size", "timeout", "retries", "retry_deadline")
 
 _TRUNCATED = "The first {limit:,} are listed; --all lists every one, --limit N another number."
 
@@ -149,6 +153,8 @@ class MLOps(Magics):
     max_rows = _mirror("max_rows")
     page_size = _mirror("page_size")
     timeout = _mirror("timeout")
+    retries = _mirror("retries")
+    retry_deadline = _mirror("retry_deadline")
     short_errors = Bool(
         True, help="Show API errors (and 'not logged in') of %mlops commands as one line; "
                    "False shows the full traceback.",
