@@ -142,6 +142,11 @@ class Client(wire.Client):
         self.deployment_statuses: RecentCache[dict[str, Any]] = RecentCache()
         _CLIENTS.add(self)
 
+    def close(self) -> None:
+        """Close the connections; what this client saw no longer informs cards."""
+        _CLIENTS.discard(self)
+        super().close()
+
     def _result(self, method: Method, payload: dict[str, Any]) -> Any:
         name = method.qualified_name
         if name in _USERS:
