@@ -52,6 +52,7 @@ from mlops_nb.wire.errors import (
     DeadlineExceeded,
     FailedPrecondition,
     GatewayError,
+    InsecureTLSWarning,
     Internal,
     InvalidArgument,
     MLOpsError,
@@ -61,8 +62,10 @@ from mlops_nb.wire.errors import (
     Unauthenticated,
     Unavailable,
     Unimplemented,
+    WriteOutcomeUnknown,
 )
 from mlops_nb.wire.messages import Message, MessageEnum
+from mlops_nb.wire.retry import RetryPolicy
 
 __version__ = "0.1.0"
 
@@ -111,12 +114,14 @@ __all__ = [
     "DeviceLogin",
     "OpenIDConfiguration",
     "discover",
+    "RetryPolicy",
     "Message",
     "MessageEnum",
     "MLOpsError",
     "ApiError",
     "GatewayError",
     "ConnectionFailed",
+    "WriteOutcomeUnknown",
     "AuthenticationError",
     "InvalidArgument",
     "NotFound",
@@ -129,5 +134,6 @@ __all__ = [
     "DeadlineExceeded",
     "Unimplemented",
     "Internal",
+    "InsecureTLSWarning",
     *_MESSAGE_NAMES,
 ]

@@ -41,6 +41,15 @@ class Settings(HasTraits):
         60.0,
         help="Seconds an HTTP call of a new mlops_nb.Client may take, when the client is not given one.",
     ).tag(config=True)
+    retries = Bool(
+        True,
+        help="New mlops_nb.Client objects send read-only calls again after 429/502/503/504 answers and "
+        "lost connections (writes only when nothing was sent); False sends every call once.",
+    ).tag(config=True)
+    retry_deadline = Float(
+        30.0,
+        help="Seconds within which a new mlops_nb.Client retries one call (waits and attempts together).",
+    ).tag(config=True)
 
     @validate("max_rows", "page_size")
     def _positive(self, proposal: Any) -> int:
@@ -54,10 +63,10 @@ class Settings(HasTraits):
             raise TraitError(f"max_columns must be 0 (every column) or more, got {proposal['value']}")
         return proposal["value"]
 
-    @validate("timeout")
-    def _positive_timeout(self, proposal: Any) -> float:
+    @validate("timeout", "retry_deadline")
+    def _positive_seconds(self, proposal: Any) -> float:
         if proposal["value"] <= 0:
-            raise TraitError(f"timeout must be positive (seconds), got {proposal['value']}")
+            raise TraitError(f"{proposal['trait'].name} must be positive (seconds), got {proposal['value']}")
         return proposal["value"]
 
 

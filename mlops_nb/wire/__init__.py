@@ -8,6 +8,7 @@ from mlops_nb.wire.client import Client
 from mlops_nb.wire.errors import *  # noqa: F403
 from mlops_nb.wire.errors import __all__ as _error_names
 from mlops_nb.wire.messages import Message, MessageEnum, enum_class, message_class
+from mlops_nb.wire.retry import RetryPolicy
 
 __all__ = [
     "Client",
@@ -15,6 +16,7 @@ __all__ = [
     "DeviceLogin",
     "OpenIDConfiguration",
     "discover",
+    "RetryPolicy",
     "Message",
     "MessageEnum",
     "message_class",
