@@ -28,6 +28,7 @@ from mlops_nb.notebook.deploy import (
     upload_model,
     wait_for_healthy,
 )
+from mlops_nb.notebook.display import show_table
 from mlops_nb.notebook.frames import list_all
 from mlops_nb.notebook.login import login
 from mlops_nb.notebook.lookup import (
@@ -83,6 +84,7 @@ __all__ = [
     "load_ipython_extension",
     "unload_ipython_extension",
     "list_all",
+    "show_table",
     "find_project",
     "find_experiment",
     "find_registered_model",

@@ -84,6 +84,29 @@ def test_invalid_grant_tells_the_user_to_log_in_again(sb, caplog) -> None:
     assert bad not in str(e.value) and bad not in repr(e.value) and bad not in caplog.text
 
 
+def test_a_malformed_refresh_token_is_reported_in_the_identity_providers_words(sb) -> None:
+    with pytest.raises(mlops.AuthenticationError) as e:
+        mlops.TokenProvider("not-a-token", sb.client_id, sb.token_endpoint)()
+    message = str(e.value)
+    assert message.startswith("invalid_grant: The refresh token is not a well-formed token; copy it again in full.")
+    assert "expired, revoked" not in message  # no guesses once the provider has said why
+    assert "log in again" in message and e.value.description.startswith("The refresh token is not a well-formed")
+    assert pickle.loads(pickle.dumps(e.value)).description == e.value.description
+
+
+@pytest.mark.parametrize("description", [None, "Invalid refresh token", "invalid_grant"])
+def test_a_refusal_that_says_no_more_than_its_code_gets_our_advice(description) -> None:
+    # Keycloak answers "Invalid refresh token" for every token it cannot read.
+    with CaptureServer() as server:
+        body = {"error": "invalid_grant", **({"error_description": description} if description else {})}
+        server.respond("/token", body, status=400)
+        with pytest.raises(mlops.AuthenticationError) as e:
+            mlops.TokenProvider("r", "c", server.url + "/token")()
+    assert str(e.value).startswith("invalid_grant: the refresh token is expired, revoked or was issued to another "
+                                   "client; log in again")
+    assert e.value.description is None
+
+
 def test_reused_refresh_token_is_invalid_grant_when_revoked_on_use(rotating) -> None:
     token = rotating.refresh_token("alice")
     mlops.TokenProvider(token, rotating.client_id, rotating.token_endpoint)()

@@ -16,6 +16,7 @@ it). Playwright's own browser downloads are never used.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -79,6 +80,9 @@ CONSOLE_NOISE = [
 ]
 # Logged once per page to prove the console is really being watched.
 CONSOLE_CANARY = "mlops-nb browser test: console check"
+# Notebook 7's own: Notebook 7.6 throws this while loading its settings, on every page load and
+# before any cell runs, with no user settings at all.
+NOTEBOOK_7_NOISE = [re.compile(r"^uncaught: Cannot read properties of undefined \(reading 'schema'\)$")]
 
 
 # -- the JupyterLab server --------------------------------------------------------------------------
@@ -103,9 +107,10 @@ class Lab:
     log: Path
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    base = tmp_path_factory.mktemp("lab")
+@contextlib.contextmanager
+def _jupyter(base: Path, app: str, app_class: str) -> Iterator[Lab]:
+    """A Jupyter server (``app``: the module that runs it) on a free loopback port, serving a copy of
+    the notebooks from ``base``, with no token; its state (settings, workspaces) stays in ``base``."""
     root = base / "root"
     shutil.copytree(NOTEBOOKS, root, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "images"))
     for name, data in LAB_SETTINGS.items():
@@ -121,15 +126,15 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
                JUPYTER_RUNTIME_DIR=str(base / "runtime"), PYTHONUNBUFFERED="1")
     port = _free_port()
     command = [
-        sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.open_browser=False",
+        sys.executable, "-m", app, "--no-browser", "--ServerApp.open_browser=False",
         "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
         f"--ServerApp.root_dir={root}", "--IdentityProvider.token=", "--ServerApp.password=",
         "--ServerApp.disable_check_xsrf=True",
-        f"--LabApp.user_settings_dir={base / 'settings'}", f"--LabApp.workspaces_dir={base / 'workspaces'}",
+        f"--{app_class}.user_settings_dir={base / 'settings'}", f"--{app_class}.workspaces_dir={base / 'workspaces'}",
     ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         command.append("--allow-root")  # CI containers run as root; JupyterLab refuses that otherwise
-    log = base / "jupyterlab.log"
+    log = base / f"{app}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=base)
     url = f"http://127.0.0.1:{port}"
@@ -143,6 +148,12 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    with _jupyter(tmp_path_factory.mktemp("lab"), "jupyterlab", "LabApp") as server:
+        yield server
 
 
 def _wait_for_status(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 90) -> None:
@@ -170,11 +181,12 @@ class Console:
 
     errors: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
+    noise: list[re.Pattern[str]] = field(default_factory=lambda: list(CONSOLE_NOISE))
 
     def watch(self, page: Any) -> None:
         """Collect the page's errors from now on."""
         page.on("console", self._on_console)
-        page.on("pageerror", lambda error: self.errors.append(f"uncaught: {error}"))
+        page.on("pageerror", lambda error: self._record(f"uncaught: {error}"))
 
     def prove(self, page: Any) -> None:
         """Check that an error logged in ``page`` (which must have loaded a document) is seen."""
@@ -188,7 +200,10 @@ class Console:
         text = message.text
         where = message.location.get("url", "") if message.location else ""
         entry = f"{text} ({where})" if where and text != CONSOLE_CANARY else text
-        (self.ignored if any(p.search(text) for p in CONSOLE_NOISE) else self.errors).append(entry)
+        self._record(entry, text)
+
+    def _record(self, entry: str, text: str | None = None) -> None:
+        (self.ignored if any(p.search(text or entry) for p in self.noise) else self.errors).append(entry)
 
     def assert_clean(self) -> None:
         assert not self.errors, "JavaScript errors in the page:\n" + "\n".join(self.errors)
@@ -404,9 +419,18 @@ def test_projects_table_is_interactive(quickstart: Quickstart, kernel_sandbox: S
     playwright_api.expect(rows).to_have_count(2)  # alice's two projects
     playwright_api.expect(table).to_contain_text("Credit risk")
     playwright_api.expect(table).to_contain_text("Customer churn")
+    # As the quickstart says: search on every table, page controls once there are pages.
+    small = cell.locator(".dt-container")
+    playwright_api.expect(small.locator(".dt-search input")).to_be_visible()
+    playwright_api.expect(small.locator(".dt-info")).to_contain_text("Showing 1 to 2 of 2")
+    playwright_api.expect(small.locator(".dt-paging")).to_have_count(0)
+    small.locator(".dt-search input").fill("churn")
+    playwright_api.expect(rows).to_have_count(1)
+    small.locator(".dt-search input").fill("")
+    playwright_api.expect(rows).to_have_count(2)
 
-    # itables leaves out the search box and paging while every row fits on one page (10 rows):
-    # give alice more projects and run the cell again, as she would after creating some.
+    # More than a page (10 rows): give alice more projects and run the cell again, as she would
+    # after creating some.
     with kernel_sandbox.client("alice") as alice:
         for n in range(1, 12):
             alice.storage.project.create_project(project={"display_name": f"Scratch project {n:02d}"})
@@ -469,6 +493,35 @@ def test_deployments_show_their_states(quickstart: Quickstart) -> None:
     quickstart.console.assert_clean()
 
 
+def test_the_wide_deployment_table_fits_and_says_what_it_hides(quickstart: Quickstart) -> None:
+    cell = quickstart.cell("%mlops deployments")
+    table = cell.locator(".mlops-nb-interactive table.dataTable")
+    playwright_api.expect(table).to_be_visible()
+    note = cell.locator(".mlops-nb-hidden-columns")
+    playwright_api.expect(note).to_contain_text("48 more columns not shown")
+    playwright_api.expect(note).to_contain_text('mlops_nb.show_table(frame, columns="all")')
+    playwright_api.expect(cell.locator(".mlops-nb-caption")).to_contain_text("58 columns, 10 shown")
+    headers = table.locator("thead th")
+    playwright_api.expect(headers).to_have_count(10)
+    assert headers.all_inner_texts()[:4] == ["display_name", "state", "state_message", "project"]
+
+    # It fits: no wider than the output area, nothing to scroll sideways.
+    output = cell.locator(".jp-OutputArea-output").filter(has=quickstart.page.locator("table.dataTable"))
+    table_box, output_box = table.bounding_box(), output.bounding_box()
+    assert table_box is not None and output_box is not None
+    assert table_box["x"] + table_box["width"] <= output_box["x"] + output_box["width"] + 1, (table_box, output_box)
+    scroller = cell.locator(".dt-layout-table > .dt-layout-cell")
+    assert scroller.evaluate("e => e.scrollWidth <= e.clientWidth + 1")
+    # Text reads left-aligned (JupyterLab right-aligns table cells), and long text wraps.
+    first_row = table.locator("tbody tr").first
+    assert first_row.locator("td").first.evaluate("e => getComputedStyle(e).textAlign") == "left"
+    assert headers.first.evaluate("e => getComputedStyle(e).textAlign") == "left"
+    assert first_row.locator("td").first.evaluate("e => getComputedStyle(e).whiteSpace") == "normal"
+    cell.scroll_into_view_if_needed()
+    quickstart.screenshot("deployments-table")
+    quickstart.console.assert_clean()
+
+
 def test_sign_in_with_browser(quickstart: Quickstart) -> None:
     form = quickstart.form
     form.scroll_into_view_if_needed()
@@ -497,3 +550,187 @@ def test_sign_in_with_browser(quickstart: Quickstart) -> None:
     playwright_api.expect(link).to_have_count(0)
     quickstart.screenshot("device-signed-in")
     quickstart.console.assert_clean()
+
+
+# -- tables in other pages: a reload, a second tab, a notebook reopened later -------------------------
+
+# The quickstart's table cells (by a piece of their source).
+TABLE_CELLS = ("list_projects()", "%mlops projects", "%mlops deployments")
+
+
+def _expect_interactive(cell: Any) -> None:
+    playwright_api.expect(cell.locator(".mlops-nb-interactive table.dataTable")).to_be_visible(
+        timeout=RUN_ALL_TIMEOUT_MS)
+    playwright_api.expect(cell.locator(".mlops-nb-static")).to_be_hidden()
+    # Interactive for real: the search box filters the rows.
+    rows = cell.locator(".mlops-nb-interactive table.dataTable tbody tr")
+    before = rows.count()
+    search = cell.locator(".dt-search input")
+    search.fill("no row has this text")
+    playwright_api.expect(rows).to_have_count(1)  # DataTables' "No matching records found" row
+    playwright_api.expect(rows.first).to_contain_text("No matching records")
+    search.fill("")
+    playwright_api.expect(rows).to_have_count(before)
+
+
+def _save(page: Any) -> None:
+    page.locator(".jp-Notebook").first.click(position={"x": 5, "y": 5})
+    page.keyboard.press("Control+s")
+    dirty = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.jp-mod-dirty")
+    playwright_api.expect(dirty).to_have_count(0)
+
+
+def _open(page: Any, url: str) -> None:
+    page.goto(url)
+    page.locator(".jp-Notebook .jp-Cell").first.wait_for()
+    _wait_for_kernel_idle(page)
+
+
+def test_tables_stay_interactive_after_a_reload_and_in_a_second_tab(quickstart: Quickstart, lab: Lab) -> None:
+    page = quickstart.page
+    _save(page)
+    page.reload()
+    page.locator(".jp-Notebook .jp-Cell").first.wait_for()
+    _wait_for_kernel_idle(page)
+    for source in TABLE_CELLS:  # as saved, before running anything
+        _expect_interactive(quickstart.cell(source))
+    for source in TABLE_CELLS:  # run again in the reloaded page, in the same kernel
+        cell = quickstart.cell(source)
+        _rerun(page, cell)
+        _expect_interactive(cell)
+    quickstart.cell("%mlops projects").scroll_into_view_if_needed()
+    quickstart.screenshot("tables-after-reload")
+
+    second = quickstart.context.new_page()
+    quickstart.console.watch(second)
+    try:
+        _open(second, f"{lab.url}/lab/tree/quickstart.ipynb")
+        tab = Quickstart(second, quickstart.context, quickstart.console)
+        for source in TABLE_CELLS:
+            cell = tab.cell(source)
+            _rerun(second, cell)
+            _expect_interactive(cell)
+        tab.cell("%mlops deployments").scroll_into_view_if_needed()
+        tab.screenshot("tables-in-a-second-tab")
+    finally:
+        second.close()
+    quickstart.console.assert_clean()
+
+
+def test_a_notebook_reopened_later_has_interactive_tables_and_an_untrusted_one_static(
+        quickstart: Quickstart, lab: Lab) -> None:
+    page = quickstart.page
+    _save(page)
+    # Closing JupyterLab (the page first) ends the kernel; the notebook keeps its outputs.
+    page.goto("about:blank")
+    for session in requests.get(f"{lab.url}/api/sessions", timeout=30).json():
+        requests.delete(f"{lab.url}/api/sessions/{session['id']}", timeout=30).raise_for_status()
+    page.goto(f"{lab.url}/lab/tree/quickstart.ipynb")
+    page.locator(".jp-Notebook .jp-Cell").first.wait_for()
+    for source in TABLE_CELLS:  # nothing runs: the saved outputs bring what they need
+        _expect_interactive(quickstart.cell(source))
+    quickstart.screenshot("tables-reopened")
+
+    # The same notebook from someone else (its signature no longer matches, as for a download):
+    # JupyterLab runs none of its scripts, and the tables show their static rows.
+    notebook = json.loads((lab.root / "quickstart.ipynb").read_text(encoding="utf-8"))
+    assert any("mlops-nb-interactive" in json.dumps(c.get("outputs", [])) for c in notebook["cells"])
+    notebook["metadata"]["received_from"] = "a colleague"
+    (lab.root / "from-a-colleague.ipynb").write_text(json.dumps(notebook), encoding="utf-8")
+    other = quickstart.context.new_page()
+    quickstart.console.watch(other)
+    try:
+        other.goto(f"{lab.url}/lab/tree/from-a-colleague.ipynb")
+        other.locator(".jp-Notebook .jp-Cell").first.wait_for()
+        tab = Quickstart(other, quickstart.context, quickstart.console)
+        for source in TABLE_CELLS:
+            cell = tab.cell(source)
+            playwright_api.expect(cell.locator(".mlops-nb-static table")).to_be_visible()
+            playwright_api.expect(cell.locator(".mlops-nb-interactive")).to_be_hidden()
+            # JupyterLab drops an untrusted output's <style>; the inline alignment stays.
+            static_cell = cell.locator(".mlops-nb-static td").first
+            assert static_cell.evaluate("e => getComputedStyle(e).textAlign") == "left"
+        playwright_api.expect(tab.cell("%mlops deployments")).to_contain_text("credit-default A/B")
+        tab.cell("%mlops projects").scroll_into_view_if_needed()
+        tab.screenshot("tables-untrusted")
+    finally:
+        other.close()
+    # The reopened notebook's widgets (the login form) had their models in the kernel that ended:
+    # ipywidgets says so in the console once it has asked the new kernel (not always by now).
+    # The tables are no widgets.
+    quickstart.console.errors = [e for e in quickstart.console.errors
+                                 if not e.startswith("Error: widget model not found")]
+    quickstart.console.assert_clean()
+
+
+# -- Notebook 7 ----------------------------------------------------------------------------------------
+
+
+def _wait_for_notebook_kernel(page: Any, server: Lab, path: str) -> None:
+    """The notebook at ``path`` has a kernel that is idle, and the page is connected to it.
+
+    Notebook 7 has no status bar naming the kernel; the server's sessions say when one runs.
+    """
+    deadline = time.monotonic() + PAGE_TIMEOUT_MS / 1000
+    while True:
+        sessions = requests.get(f"{server.url}/api/sessions", timeout=30).json()
+        if any(s["path"] == path and s["kernel"]["execution_state"] == "idle" for s in sessions):
+            break
+        assert time.monotonic() < deadline, f"no idle kernel for {path}: {sessions}"
+        time.sleep(0.5)  # nothing to wait on but the server's answer
+    page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(timeout=PAGE_TIMEOUT_MS)
+
+
+def test_notebook_7_tables_are_interactive_and_stay_so_after_a_reload(
+        browser: Any, tmp_path_factory: pytest.TempPathFactory) -> None:
+    pytest.importorskip("notebook", minversion="7")
+    with _jupyter(tmp_path_factory.mktemp("notebook7"), "notebook", "JupyterNotebookApp") as server:
+        context = browser.new_context(viewport=VIEWPORT)
+        context.set_default_timeout(PAGE_TIMEOUT_MS)
+        console = Console(noise=[*CONSOLE_NOISE, *NOTEBOOK_7_NOISE])
+        page = context.new_page()
+        console.watch(page)
+        notebook = Quickstart(page, context, console)
+        try:
+            page.goto(f"{server.url}/notebooks/quickstart.ipynb")
+            console.prove(page)
+            page.locator(".jp-Notebook .jp-Cell").first.wait_for()
+            _wait_for_notebook_kernel(page, server, "quickstart.ipynb")
+            page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+            page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+            page.wait_for_function(
+                """() => [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]
+                        .every(p => /^\\[\\d+\\]:$/.test(p.textContent.trim()))""",
+                timeout=RUN_ALL_TIMEOUT_MS)
+            errors = page.locator('[data-mime-type="application/vnd.jupyter.error"]')
+            assert errors.count() == 0, "a cell failed:\n" + "\n".join(errors.all_inner_texts())
+            for source in TABLE_CELLS:
+                _expect_interactive(notebook.cell(source))
+            notebook.cell("%mlops deployments").scroll_into_view_if_needed()
+            notebook.screenshot("notebook7-tables")
+
+            page.locator(".jp-Notebook").first.click(position={"x": 5, "y": 5})
+            page.keyboard.press("Control+s")
+            saved = server.root / "quickstart.ipynb"
+            deadline = time.monotonic() + PAGE_TIMEOUT_MS / 1000
+            while "mlops-nb-interactive" not in saved.read_text(encoding="utf-8"):
+                assert time.monotonic() < deadline, "the notebook was not saved with its outputs"
+                time.sleep(0.25)  # the file is all there is to watch
+            page.reload()
+            page.locator(".jp-Notebook .jp-Cell").first.wait_for()
+            _wait_for_notebook_kernel(page, server, "quickstart.ipynb")
+            for source in TABLE_CELLS:  # as saved, then run again in the same kernel
+                _expect_interactive(notebook.cell(source))
+            cell = notebook.cell("%mlops projects")
+            prompt = cell.locator(".jp-InputPrompt")
+            before = prompt.inner_text().strip()
+            cell.locator(".jp-InputArea-editor").click()
+            page.keyboard.press("Shift+Enter")
+            playwright_api.expect(prompt).not_to_have_text(before, timeout=RUN_ALL_TIMEOUT_MS)
+            playwright_api.expect(prompt).to_have_text(re.compile(r"^\[\d+\]:$"), timeout=RUN_ALL_TIMEOUT_MS)
+            _expect_interactive(cell)
+            cell.scroll_into_view_if_needed()
+            notebook.screenshot("notebook7-after-reload")
+            console.assert_clean()
+        finally:
+            context.close()

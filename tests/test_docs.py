@@ -25,8 +25,10 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert "\nbash scripts/test.sh\n" in (ROOT / ".ci/run").read_text()
 
 
-def test_readme_run_command_is_a_console_script() -> None:
-    assert 'pip install -e ".[lab]" && mlops-nb lab' in README
+def test_readme_run_command_makes_its_venv_and_runs_the_console_script() -> None:
+    # tests/test_setup.py runs it; other extras may join [lab] (the command stays the same).
+    assert 'python3 -m venv .venv && .venv/bin/python -m pip install -e ".[lab]" && .venv/bin/mlops-nb lab' in README
+    assert ".venv/bin/python -m pytest" in (ROOT / "scripts/test.sh").read_text()  # the same venv
     pyproject = (ROOT / "pyproject.toml").read_text()
     assert 'mlops-nb = "mlops_nb.cli:main"' in pyproject
     assert re.search(r"^lab = \[", pyproject, re.M)

@@ -283,6 +283,15 @@ def test_invalid_grant_keeps_no_token_and_says_to_get_a_new_one(sb: Sandbox) -> 
     assert "refresh_token" not in form._secrets  # a refused token is not kept for a retry
 
 
+def test_a_malformed_token_is_refused_with_the_identity_providers_reason(sb: Sandbox) -> None:
+    form = _form(sb)
+    form.refresh_token.value = "pasted only in part"
+    form.login_button.click()
+    assert _headline(form) == ("The refresh token was refused: The refresh token is not a well-formed token; "
+                               "copy it again in full.")
+    assert form.error.error == "invalid_grant"
+
+
 def test_a_pasted_token_is_kept_for_a_retry_after_a_wrong_url(sb: Sandbox) -> None:
     form = _form(sb, gateway_url=f"http://127.0.0.1:{_closed_port()}")
     form.refresh_token.value = sb.refresh_token("alice")

@@ -48,7 +48,7 @@ def alice(sb: Sandbox) -> Iterator[Any]:
 @pytest.fixture(autouse=True)
 def settings_restored(ip: InteractiveShell) -> Iterator[None]:
     """Undo what a test's %config did: to the shell's config (later MLOps instances read it) and the settings."""
-    saved = {name: getattr(settings, name) for name in ("max_rows", "page_size", "timeout", "interactive_tables", "retries", "retry_deadline")}
+    saved = {name: getattr(settings, name) for name in settings.trait_names()}
     config = ip.config.copy()
     yield
     ip.config = config
@@ -391,7 +391,8 @@ def test_config_magic_sets_the_shared_settings_both_ways(ip: InteractiveShell,
     assert settings.interactive_tables is False
     run(ip, "%config MLOps.page_size = 7")
     run(ip, "%config MLOps.timeout = 12.5")
-    assert (settings.page_size, settings.timeout) == (7, 12.5)
+    run(ip, "%config MLOps.max_columns = 0")
+    assert (settings.page_size, settings.timeout, settings.max_columns) == (7, 12.5, 0)
     settings.max_rows = 42
     magics = next(c for c in ip.configurables if isinstance(c, MLOps))
     assert magics.max_rows == 42
@@ -428,7 +429,7 @@ def fresh_magics(ip: InteractiveShell) -> Iterator[list[MLOps]]:
         magics.close()
         ip.configurables.remove(magics)
     current = next(c for c in ip.configurables if isinstance(c, MLOps))
-    for name in ("max_rows", "page_size", "timeout", "interactive_tables", "retries", "retry_deadline"):
+    for name in settings.trait_names():
         setattr(current, name, getattr(settings, name))
 
 
@@ -438,9 +439,11 @@ def test_options_from_the_environment(ip: InteractiveShell, monkeypatch: pytest.
     monkeypatch.setenv("MLOPS_NB_INTERACTIVE_TABLES", "false")
     monkeypatch.setenv("MLOPS_NB_SHORT_ERRORS", "0")
     monkeypatch.setenv("MLOPS_NB_PAGE_SIZE", "zero")
+    monkeypatch.setenv("MLOPS_NB_MAX_COLUMNS", "0")
     magics = MLOps(ip)
     fresh_magics.append(magics)
     assert magics.max_rows == 77 and settings.max_rows == 77
+    assert magics.max_columns == 0 and settings.max_columns == 0
     assert magics.interactive_tables is False and settings.interactive_tables is False
     assert magics.short_errors is False
     assert magics.page_size == settings.page_size

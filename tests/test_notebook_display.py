@@ -10,6 +10,7 @@ and review the diff before committing it.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -28,7 +29,7 @@ import mlops_nb
 from mlops_nb.api import API
 from mlops_nb.notebook import display
 from mlops_nb.notebook.display import card_html, card_text, frame_html, has_card, install_ipython_formatters
-from mlops_nb.notebook.frames import frame_from_wire
+from mlops_nb.notebook.frames import FRAME_ATTR, frame_from_wire
 from mlops_nb.notebook.settings import settings
 from mlops_nb.sandbox import Sandbox
 from mlops_nb.wire.messages import Message, message_class
@@ -315,12 +316,80 @@ def test_interactive_table_has_a_static_fallback(restore_settings: None) -> None
     assert "StorageProject: 30 rows × 6 columns" in html
 
 
-def test_the_bundle_is_embedded_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(display, "_bundle_sent", False)
+def test_every_table_carries_the_bundle_which_a_page_loads_once() -> None:
     first, second = frame_html(project_frame(2)), frame_html(project_frame(2))
-    assert "injectModule" in first and len(first) > 500_000
-    assert "injectModule" not in second and len(second) < 50_000
-    assert "injectModule" in frame_html(project_frame(2), include_bundle=True)
+    # Each table works in whichever page shows it (a reload, a second tab, an export): it brings the
+    # bundle, gzipped, and a loader that uses the copy already in the page if there is one.
+    for html in (first, second):
+        assert "DecompressionStream" in html and "if (window[name]) return;" in html
+        assert 200_000 < len(html) < 400_000
+    bundle = first[first.index("<script>(() => {\n  const name"):first.index("</script>", first.index("const name"))]
+    assert bundle in second  # byte for byte: saved notebooks do not change when re-run
+    assert "DecompressionStream" not in frame_html(project_frame(2), include_bundle=False)
+
+
+def test_small_tables_show_search_and_long_ones_page_controls() -> None:
+    small, long = frame_html(project_frame(3), include_bundle=False), frame_html(project_frame(11), include_bundle=False)
+    layout = re.compile(r'"layout": (\{[^}]*\})')
+    assert json.loads(layout.search(small).group(1)) == {
+        "topStart": None, "topEnd": "search", "bottomStart": "info", "bottomEnd": None}
+    assert json.loads(layout.search(long).group(1)) == {
+        "topStart": "pageLength", "topEnd": "search", "bottomStart": "info", "bottomEnd": "paging"}
+
+
+def deployment_frame(count: int = 3) -> Any:
+    """A deployer list frame as %mlops deployments shows it: 55 fields plus state, message and project."""
+    rows = [{"id": f"d-{i}", "displayName": f"deployment {i}", "projectId": "p-1",
+             "createdTime": "2024-05-01T12:00:00Z", "lastModifiedTime": "2024-05-02T12:00:00Z",
+             "singleDeployment": {"deploymentComposition": {**_COMPOSITION, "runtimeName": f"runtime_{i}"}}}
+            for i in range(count)]
+    frame = frame_from_wire(API.method("deployer.deployment.list_project_deployments"), {"deployment": rows})
+    extra = pd.DataFrame({"state": ["HEALTHY"] * count, "state_message": ["ready"] * count,
+                          "project": ["Churn"] * count}, dtype="string")
+    wide = pd.concat([frame[["id", "display_name"]], extra, frame.drop(columns=["id", "display_name"])], axis=1)
+    wide.attrs.update(frame.attrs)
+    return wide
+
+
+def _header(html: str) -> list[str]:
+    static = html.split('<div class="mlops-nb-static">')[1]
+    return [h.replace("<wbr>", "") for h in re.findall(r"<th[^>]*>(.*?)</th>", static.split("</thead>")[0])]
+
+
+def test_wide_frames_lead_with_what_people_look_for(restore_settings: None) -> None:
+    frame = deployment_frame()
+    assert len(frame.columns) == 58
+    html = frame_html(frame, include_bundle=False)
+    assert _header(html) == [
+        "display_name", "state", "state_message", "project",
+        "single_deployment_deployment_composition_runtime_name", "created_time", "last_modified_time", "id",
+        "project_id", "deployment_environment_id"]
+    assert "DeployDeployment: 3 rows × 58 columns, 10 shown" in html
+    assert '48 more columns not shown: mlops_nb.show_table(frame, columns="all")' in html.replace("&quot;", '"')
+    assert "%config MLOps.max_columns = 0" in html
+    assert "single_<wbr>deployment_<wbr>deployment_<wbr>composition_<wbr>runtime_<wbr>name" in html
+    assert len(frame.columns) == 58  # the frame keeps them all
+    settings.interactive_tables = False
+    check_golden("frames/deployments_static.html", frame_html(frame) + "\n")
+    settings.interactive_tables = True
+
+    settings.max_columns = 4
+    assert _header(frame_html(frame, include_bundle=False)) == ["display_name", "state", "state_message", "project"]
+    settings.max_columns = 0
+    every = frame_html(frame, include_bundle=False)
+    assert len(_header(every)) == 58 and "not shown" not in every
+    assert len(_header(frame_html(frame, columns=None, include_bundle=False))) == 58
+
+    settings.max_columns = 10
+    assert len(_header(frame_html(frame, columns="all", include_bundle=False))) == 58
+    picked = frame_html(frame, columns=["state", "id"], include_bundle=False)
+    assert _header(picked) == ["state", "id"] and "2 shown" in picked and "56 more columns" in picked
+    narrow = frame[["project", "display_name", "state"]]  # a person's own choice keeps its order
+    assert _header(frame_html(narrow, include_bundle=False)) == ["project", "display_name", "state"]
+    with pytest.raises(KeyError, match="no column 'nope'"):
+        frame_html(frame, columns=["nope"])
+    with pytest.raises(ValueError, match='columns must be "all"'):
+        frame_html(frame, columns="everything")
 
 
 def test_table_values_are_escaped(restore_settings: None) -> None:
@@ -349,8 +418,7 @@ def _shell() -> Any:
     return types.SimpleNamespace(display_formatter=DisplayFormatter())
 
 
-def test_ipython_displays(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(display, "_bundle_sent", True)
+def test_ipython_displays() -> None:
     shell = _shell()
     assert install_ipython_formatters(shell) and install_ipython_formatters(shell)  # twice: no double wrapping
     frame = project_frame(12)
@@ -376,6 +444,7 @@ NOTEBOOK_CELLS = [
     "pd.DataFrame({'a': [1, 2]})",
     "c.storage.user.who_am_i()",
     "mlops.list_all(c.storage.project.list_projects, page_size=10)",
+    "mlops.show_table(projects, columns=['display_name', 'id'])\nprint('after')",
     "sb.stop()",
 ]
 
@@ -397,11 +466,11 @@ def _html_outputs(cell: Any) -> list[str]:
 def test_notebook_shows_interactive_tables_with_a_static_fallback(executed_notebook: Any) -> None:
     cells = executed_notebook.cells
     (listed,) = _html_outputs(cells[1])
-    assert "injectModule" in listed  # the bundle, offline, in the first table of the session
+    assert "DecompressionStream" in listed  # the bundle, offline, in every table
     assert "new ITable" in listed and '<div class="mlops-nb-static">' in listed
     assert 'class="mlops-nb-interactive" hidden="hidden"' in listed and "project 24" in listed
     (derived,) = _html_outputs(cells[2])
-    assert "new ITable" in derived and "injectModule" not in derived and "project 1<" in derived
+    assert "new ITable" in derived and "DecompressionStream" in derived and "project 1<" in derived
     (plain,) = _html_outputs(cells[3])
     assert "mlops-nb" not in plain and 'class="dataframe"' in plain
     (card,) = _html_outputs(cells[4])
@@ -411,6 +480,9 @@ def test_notebook_shows_interactive_tables_with_a_static_fallback(executed_noteb
     every = cells[5].outputs
     assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in every)  # progress bar
     assert "StorageProject: 25 rows" in _html_outputs(cells[5])[-1]
+    (chosen,) = _html_outputs(cells[6])
+    assert "2 shown" in chosen and "4 more columns not shown" in chosen
+    assert cells[6].outputs[-1]["text"] == "after\n"  # shown where it is called, not as the cell's value
 
 
 # -- a real browser ------------------------------------------------------------------------------
@@ -424,29 +496,44 @@ def _chromium() -> str:
     return path
 
 
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def _offline(page: Any) -> None:
+    """Nothing but the page's own file loads (an HTML export asks CDNs for require.js and MathJax)."""
+    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
+               else route.abort())
+
+
 @pytest.mark.browser
 def test_browser_swaps_in_the_interactive_table_and_keeps_the_fallback(tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     chromium = _chromium()
     page_of = "<!doctype html><html><head><meta charset='utf-8'></head><body>{}</body></html>".format
-    with_bundle = tmp_path / "with_bundle.html"
-    with_bundle.write_text(page_of(frame_html(project_frame(30), include_bundle=True)
-                                   + frame_html(project_frame(4, name="second"), include_bundle=False)),
-                           encoding="utf-8")
+    two_tables = tmp_path / "two_tables.html"
+    two_tables.write_text(page_of(frame_html(project_frame(30)) + frame_html(project_frame(4, name="second"))),
+                          encoding="utf-8")
     without_bundle = tmp_path / "without_bundle.html"
     without_bundle.write_text(page_of(frame_html(project_frame(4), include_bundle=False)), encoding="utf-8")
+    # The %mlops runtimes table in an output area as wide as JupyterLab's at 1024 pixels.
+    runtimes = tmp_path / "runtimes.html"
+    runtimes.write_text(page_of(f"<div style='width:900px;font-size:13px'>"
+                                f"{frame_html(catalogs_frame())}</div>"), encoding="utf-8")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page()
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(with_bundle.as_uri())
+            page.goto(two_tables.as_uri())
             page.wait_for_function("document.querySelectorAll('table.dataTable').length == 2", timeout=20_000)
             page.wait_for_function("[...document.querySelectorAll('.mlops-nb-static')].every(e => e.hidden)")
             assert page.locator(".mlops-nb-interactive:visible").count() == 2
             assert re.search(r"Showing 1 to 10 of 30", page.inner_text("body"))
+            # Both tables carry the bundle; the page loads it once (one stylesheet, one module).
+            assert page.evaluate("document.head.querySelectorAll('style').length") == 1
             assert errors == []
 
             page = browser.new_page()
@@ -455,8 +542,63 @@ def test_browser_swaps_in_the_interactive_table_and_keeps_the_fallback(tmp_path:
             assert page.is_visible(".mlops-nb-static") and not page.is_visible(".mlops-nb-interactive")
 
             page = browser.new_page(java_script_enabled=False)
-            page.goto(with_bundle.as_uri())
+            page.goto(two_tables.as_uri())
             assert page.locator(".mlops-nb-static:visible").count() == 2
             assert page.locator(".mlops-nb-interactive:visible").count() == 0
+
+            page = browser.new_page(viewport={"width": 1024, "height": 768})
+            page.goto(runtimes.as_uri())
+            table = page.locator("table.dataTable")
+            table.wait_for(timeout=20_000)
+            header = table.locator("thead th").filter(has_text="model_description")
+            box, frame = header.bounding_box(), page.locator(".mlops-nb-frame").bounding_box()
+            assert box is not None and frame is not None
+            assert box["x"] >= frame["x"] and box["x"] + box["width"] <= frame["x"] + frame["width"] + 1
+            assert page.locator(".dt-layout-table > .dt-layout-cell").evaluate("e => e.scrollWidth <= e.clientWidth + 1")
+            longest = table.locator("tbody td").filter(has_text="significantly lower memory usage")
+            line = float(longest.evaluate("e => parseFloat(getComputedStyle(e).lineHeight) || 16"))
+            assert longest.bounding_box()["height"] > 1.5 * line  # wrapped, not clipped
+            page.screenshot(path=str(tmp_path / "runtimes.png"))
+        finally:
+            browser.close()
+
+
+def catalogs_frame() -> Any:
+    """The table ``%mlops runtimes dai/mojo_pipeline`` shows."""
+    table = mlops_nb.runtimes_for("dai/mojo_pipeline")
+    table.attrs[FRAME_ATTR] = "runtimes"
+    return table
+
+
+@pytest.mark.browser
+def test_an_html_export_has_interactive_tables_and_static_ones_without_scripts(
+        executed_notebook: Any, tmp_path: Path) -> None:
+    from nbconvert import HTMLExporter
+    from playwright.sync_api import expect, sync_playwright
+
+    chromium = _chromium()
+    body, _ = HTMLExporter().from_notebook_node(executed_notebook)
+    exported = tmp_path / "exported.html"
+    exported.write_text(body, encoding="utf-8")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            _offline(page)
+            page.goto(exported.as_uri())
+            frames = page.locator(".mlops-nb-frame")
+            assert frames.count() == 4  # the listed, derived, every-page and show_table tables
+            page.wait_for_function("document.querySelectorAll('.mlops-nb-frame table.dataTable').length == 4",
+                                   timeout=30_000)
+            assert page.locator(".mlops-nb-static:visible").count() == 0
+            search = frames.first.locator(".dt-search input")
+            search.fill('"project 24"')  # quoted: the phrase (DataTables' smart search splits words)
+            expect(frames.first.locator("table.dataTable tbody tr")).to_have_count(1)
+
+            page = browser.new_page(java_script_enabled=False)
+            page.goto(exported.as_uri())
+            assert page.locator(".mlops-nb-static:visible").count() == 4
+            assert page.locator(".mlops-nb-interactive:visible").count() == 0
+            assert "project 19" in page.locator(".mlops-nb-static").first.inner_text()
         finally:
             browser.close()

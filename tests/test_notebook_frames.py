@@ -241,6 +241,60 @@ def test_wire_values_read_like_the_messages_read_them() -> None:
     assert pd.isna(doubles[0]) and doubles[1:3] == [0.5, 0.0] and pd.isna(doubles[3])
 
 
+def test_metadata_comes_out_as_typed_columns_to_sort_by(alice: Any) -> None:
+    project = alice.storage.project.create_project(project={"display_name": "frames metadata"}).project
+    scored = {"gbm": 0.91, "glm": 0.78, "rf": 0.85}
+    for name, auc in scored.items():
+        alice.storage.experiment.create_experiment(project_id=project.id, experiment={
+            "display_name": name, "metadata": {"values": {
+                "auc": {"double_value": auc}, "source": {"string_value": f"{name} notebook"},
+                "trained": {"timestamp_value": "2024-05-01T12:00:00Z"}, "rows": {"int64_value": "12000"},
+                "tuned": {"bool_value": name == "gbm"}}}})
+    alice.storage.experiment.create_experiment(project_id=project.id, experiment={"display_name": "unscored"})
+
+    listed = alice.storage.experiment.list_experiments(project_id=project.id, response_metadata={"pattern": ["%"]})
+    best_first = listed.sort_values("metadata.auc", ascending=False)
+    assert best_first["display_name"].tolist() == ["gbm", "rf", "glm", "unscored"]  # missing sorts last
+    assert best_first["metadata.auc"].tolist()[:3] == [0.91, 0.85, 0.78] and pd.isna(best_first["metadata.auc"].iloc[3])
+    dtypes = listed.dtypes
+    assert (dtypes["metadata.auc"], dtypes["metadata.source"], dtypes["metadata.trained"]) == ("float64", STRING, UTC_TIME)
+    assert (dtypes["metadata.rows"], dtypes["metadata.tuned"]) == ("Int64", "boolean")
+    by_name = listed.set_index("display_name")
+    assert by_name.loc["gbm", "metadata.trained"] == pd.Timestamp("2024-05-01T12:00:00Z")
+    assert by_name.loc["rf", "metadata.rows"] == 12000 and by_name.loc["rf", "metadata.source"] == "rf notebook"
+    # The raw map stays, just before its columns, and the typed view is there too.
+    columns = list(listed.columns)
+    assert columns[columns.index("metadata_values") + 1:][:5] == [
+        "metadata.auc", "metadata.rows", "metadata.source", "metadata.trained", "metadata.tuned"]
+    assert by_name.loc["glm", "metadata_values"]["auc"] == {"double_value": 0.78}
+    assert {e.display_name: e.metadata.values["auc"].double_value
+            for e in listed.experiment if "auc" in e.metadata.values} == scored
+
+    # Only the keys a request asks for come back, and so only their columns.
+    some = alice.storage.experiment.list_experiments(project_id=project.id, response_metadata={"pattern": ["auc"]})
+    assert [c for c in some.columns if c.startswith("metadata.")] == ["metadata.auc"]
+    plain = alice.storage.experiment.list_experiments(project_id=project.id)
+    assert not [c for c in plain.columns if c.startswith("metadata.")]
+    every = list_all(alice.storage.experiment.list_experiments, project_id=project.id, page_size=1,
+                     response_metadata={"pattern": ["%"]}, progress=False)
+    assert every.sort_values("metadata.auc")["display_name"].tolist() == ["glm", "rf", "gbm", "unscored"]
+
+
+def test_metadata_columns_of_mixed_and_other_kinds() -> None:
+    method = API.method("storage.experiment.list_experiments")
+    values = [{"n": {"int64Value": "3"}, "mixed": {"stringValue": "x"}, "took": {"durationValue": "1.5s"},
+               "blob": {"protoValue": {"@type": "type.googleapis.com/x"}}, "empty": {}},
+              {"n": {"doubleValue": 0.5}, "mixed": {"doubleValue": 1.0}, "id": {"idValue": "e-1"},
+               "spec": {"jsonValue": '{"a": 1}'}}]
+    frame = frame_from_wire(method, {"experiment": [{"id": f"e-{i}", "metadata": {"values": v}}
+                                                    for i, v in enumerate(values)]})
+    assert frame["metadata.n"].dtype == "float64" and frame["metadata.n"].tolist() == [3.0, 0.5]
+    assert frame["metadata.mixed"].dtype == object and frame["metadata.mixed"].tolist() == ["x", 1.0]
+    assert frame["metadata.took"].tolist()[0] == pd.Timedelta(seconds=1.5)
+    assert frame["metadata.id"].dtype == STRING and frame["metadata.spec"].tolist()[1] == '{"a": 1}'
+    assert frame["metadata.blob"].dtype == object and "metadata.empty" not in frame.columns
+
+
 def test_frames_derived_by_pandas_are_plain_dataframes(alice: Any, project: Any) -> None:
     frame = alice.storage.project.list_projects()
     for derived in (frame.head(), frame[frame["display_name"] == "frames"], frame.copy(),

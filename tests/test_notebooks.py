@@ -35,7 +35,7 @@ EXPECTED_OUTPUT = {
     "quickstart": ["application/vnd.jupyter.widget-view+json", "mlops-nb-card", "alice@example.com",
                    "mlops-nb-interactive", "Credit risk", "Customer churn", "HEALTHY", ">healthy</span>",
                    "cannot run H2O.ai MOJO scorer"],
-    "explore_projects": ["Credit risk", "GBM tuned", "<svg", "list_all: 3 rows", "HEALTHY"],
+    "explore_projects": ["Credit risk", "GBM tuned", "<svg", "list_all: 3 rows", "HEALTHY", "metadata.auc"],
     "magics": ["Sandbox gateway at", "Fraud detection", "Churn v2", "dai_mojo_runtime",
                "Stopped the sandbox"],
     # The live status ended as the healthy card; the scores match the model; the plots are there.

@@ -32,9 +32,11 @@ import base64
 import html
 import json
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import cache
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -47,7 +49,7 @@ from mlops_nb.notebook.frames import FRAME_ATTR
 from mlops_nb.notebook.settings import settings
 from mlops_nb.wire.messages import Message, message_class, register_html_renderer
 
-__all__ = ["card_html", "card_text", "frame_html", "has_card", "install_ipython_formatters"]
+__all__ = ["card_html", "card_text", "frame_html", "has_card", "install_ipython_formatters", "show_table"]
 
 # -- card model -----------------------------------------------------------------------------
 
@@ -574,9 +576,21 @@ for _name in [*_CARDS, *_WRAPPERS]:
 # Rows of the static table shown ahead of (and instead of, where scripts do not run)
 # the interactive one: enough to recognise the data, little enough to keep notebooks small.
 STATIC_PREVIEW_ROWS = 20
+# Rows per page of the interactive table. A table with no more rows than this has its
+# search box and row count but no paging (there is nothing to page through).
+PAGE_LENGTH = 10
 _CELL_TEXT_LIMIT = 120
 
-_bundle_sent = False
+# What a person looks for first in a frame too wide to show whole, in this order; of each
+# group, the first column the frame has. Runtime columns that hold a value and metadata
+# columns (metadata.auc, ...) come in at their places (see _leading_columns).
+_NAME = ("display_name", "username", "name")
+_STATE = ("state", "status")
+_STATE_MESSAGE = ("state_message", "message")
+_PROJECT = ("project", "project_id")
+_CREATED = ("created_time",)
+_CHANGED = ("last_modified_time", "updated_time")
+_ID = ("id", "deployment_id")
 
 
 def _cell_text(value: Any) -> str:
@@ -596,6 +610,8 @@ def _displayable(df: pd.DataFrame) -> pd.DataFrame:
             continue
         if isinstance(column.dtype, pd.DatetimeTZDtype):
             shown = column.dt.strftime("%Y-%m-%d %H:%M:%S")
+        elif pd.api.types.is_timedelta64_dtype(column.dtype):
+            shown = column.astype(str)
         elif column.dtype == object:
             shown = column.map(_cell_text, na_action="ignore")
         else:
@@ -604,27 +620,105 @@ def _displayable(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, index=df.index)
 
 
-def _caption(df: pd.DataFrame, shown: int) -> str:
+def _holds_values(column: pd.Series) -> bool:
+    return bool(column.astype(object).where(column.notna(), "").astype(str).ne("").any())
+
+
+def _leading_columns(df: pd.DataFrame) -> list[Any]:
+    """The columns a wide frame's display starts with: name, state, project, runtime, times, id, metadata."""
+    names = [c for c in df.columns if isinstance(c, str)]
+
+    def first(options: tuple[str, ...]) -> list[str]:
+        return [c for c in options if c in names][:1]
+
+    runtimes = [c for c in names if c.endswith("runtime_name") and _holds_values(df[c])]
+    metadata = [c for c in names if c.startswith("metadata.")]
+    return [*first(_NAME), *first(("version",)), *first(_STATE), *first(_STATE_MESSAGE), *first(_PROJECT),
+            *runtimes, *first(_CREATED), *first(_CHANGED), *first(_ID), *metadata]
+
+
+def _shown_columns(df: pd.DataFrame, columns: str | Sequence[Any] | None) -> list[Any]:
+    """The columns a table shows: ``"all"``, the ones named, or (None) at most settings.max_columns,
+    leading with what a person looks for when the frame has more."""
+    if isinstance(columns, str):
+        if columns != "all":
+            raise ValueError(f'columns must be "all", a list of column names or None, got {columns!r}')
+        return list(df.columns)
+    if columns is not None:
+        missing = [c for c in columns if c not in df.columns]
+        if missing:
+            raise KeyError(f"the frame has no column {', '.join(map(repr, missing))}; "
+                           f"its columns: {', '.join(map(str, df.columns))}")
+        return list(columns)
+    limit = settings.max_columns
+    if not limit or len(df.columns) <= limit:
+        return list(df.columns)
+    leading = _leading_columns(df)
+    return [*leading, *(c for c in df.columns if c not in leading)][:limit]
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'s' if count != 1 else ''}"
+
+
+def _caption(df: pd.DataFrame, shown_rows: int, shown_columns: list[Any]) -> str:
     entity = df.attrs.get(FRAME_ATTR, "")
-    text = f"{len(df):,} row{'s' if len(df) != 1 else ''} × {len(df.columns)} columns"
-    if shown < len(df):
-        text += f", first {shown:,} shown (settings.max_rows)"
-    if any(isinstance(t, pd.DatetimeTZDtype) for t in df.dtypes):
+    text = f"{_plural(len(df), 'row')} × {_plural(len(df.columns), 'column')}"
+    if shown_rows < len(df):
+        text += f", first {shown_rows:,} shown (settings.max_rows)"
+    if len(shown_columns) < len(df.columns):
+        text += f", {len(shown_columns)} shown"
+    if any(isinstance(df[c].dtype, pd.DatetimeTZDtype) for c in shown_columns if isinstance(df[c], pd.Series)):
         text += "; times in UTC"
     return f"{entity + ': ' if entity else ''}{text}"
 
 
+def _hidden_columns_note(hidden: int) -> str:
+    return (f"{_plural(hidden, 'more column')} not shown: mlops_nb.show_table(frame, columns=\"all\") shows "
+            "them all, %config MLOps.max_columns = 0 (settings.max_columns = 0) shows every column from now on.")
+
+
+def _breakable_header(table_html: str) -> str:
+    """Let column names break after their underscores (``single_<wbr>deployment_<wbr>...``)."""
+    head, separator, body = table_html.partition("</thead>")
+    return head.replace("_", "_<wbr>") + separator + body
+
+
+# Where a notebook is not trusted JupyterLab drops <style> elements, but keeps inline styles:
+# these keep the static table left-aligned there (JupyterLab centers it and right-aligns cells).
+_STATIC_TABLE_STYLE = "margin:0"
+_STATIC_CELL_STYLE = "text-align:left"
+
+
 def _static_table(table: pd.DataFrame, show_index: bool, note: str) -> str:
     body = table.to_html(escape=True, index=show_index, na_rep="", border=0, classes="mlops-nb-static-table")
-    return body + (f'<div class="mlops-nb-note">{_e(note)}</div>' if note else "")
+    # pandas writes bare <th>/<td> tags (values are escaped, so none can come from a cell).
+    body = (body.replace("<table ", f'<table style="{_STATIC_TABLE_STYLE}" ', 1)
+            .replace('<tr style="text-align: right;">', "<tr>")
+            .replace("<th>", f'<th style="{_STATIC_CELL_STYLE}">').replace("<td>", f'<td style="{_STATIC_CELL_STYLE}">'))
+    return _breakable_header(body) + (f'<div class="mlops-nb-note">{_e(note)}</div>' if note else "")
 
 
+# Text reads left-aligned (JupyterLab right-aligns table cells); numbers stay right-aligned.
+# Cells are padded as JupyterLab's own tables are, tighter than DataTables' default.
+# Long text wraps at spaces and hyphens (a word longer than its column breaks too); codes
+# (ids, runtime names, URLs: _is_identifier) anywhere, in a column at least 9em wide; column
+# names after their underscores (see _breakable_header). A table still too wide scrolls
+# sideways inside its output (DataTables' layout does that) rather than running off the page.
 _TABLE_CSS = """
 .mlops-nb-frame{font-family:var(--jp-ui-font-family, inherit);color:var(--jp-ui-font-color1, inherit)}
 .mlops-nb-frame .mlops-nb-caption,.mlops-nb-frame .mlops-nb-note{font-size:0.9em;opacity:0.8;margin:2px 0}
-.mlops-nb-frame .mlops-nb-static-table{border-collapse:collapse;font-size:var(--jp-ui-font-size1, 13px)}
+.mlops-nb-frame .mlops-nb-static-table{border-collapse:collapse;font-size:var(--jp-ui-font-size1, 13px);
+ table-layout:auto}
 .mlops-nb-frame .mlops-nb-static-table th,.mlops-nb-frame .mlops-nb-static-table td{padding:2px 8px;
- text-align:left;border-bottom:1px solid var(--jp-border-color2, rgba(128,128,128,0.3));white-space:nowrap}
+ vertical-align:top;white-space:normal;overflow-wrap:break-word;
+ border-bottom:1px solid var(--jp-border-color2, rgba(128,128,128,0.3))}
+.mlops-nb-frame table.dataTable th,.mlops-nb-frame table.dataTable td{text-align:left;vertical-align:top;
+ white-space:normal;overflow-wrap:break-word}
+.mlops-nb-frame table.dataTable>thead>tr>th,.mlops-nb-frame table.dataTable>tbody>tr>td{padding:4px 6px}
+.mlops-nb-frame table.dataTable td.mlops-nb-code{overflow-wrap:anywhere;min-width:9em}
+.mlops-nb-frame table.dataTable th.dt-type-numeric,.mlops-nb-frame table.dataTable td.dt-type-numeric{
+ text-align:right}
 .mlops-nb-frame [hidden]{display:none !important}
 body[data-jp-theme-light="false"] .mlops-nb-frame,body[data-vscode-theme-kind*="dark"] .mlops-nb-frame{
  --dt-row-hover:255,255,255;--dt-row-stripe:255,255,255;--dt-column-ordering:255,255,255}
@@ -639,6 +733,13 @@ _SWAP_SCRIPT = """
   if (!root) return;
   const swap = () => {
     if (!root.querySelector("table.dataTable")) return false;
+    // Column names may break after an underscore (DataTables has already read them for its labels).
+    for (const title of root.querySelectorAll(".mlops-nb-interactive .dt-column-title")) {
+      if (title.children.length) continue;
+      const words = title.textContent.split("_");
+      title.replaceChildren(...words.flatMap((word, i) =>
+        i < words.length - 1 ? [word + "_", document.createElement("wbr")] : [word]));
+    }
     root.querySelector(".mlops-nb-static").setAttribute("hidden", "hidden");
     root.querySelector(".mlops-nb-interactive").removeAttribute("hidden");
     return true;
@@ -649,35 +750,98 @@ _SWAP_SCRIPT = """
 })();
 """.strip()
 
+# Loads the DataTables bundle that ships with itables into the page, once per page: the
+# first table of a page to run it does, the others find it there. Every table carries the
+# bundle (gzipped), so a table works in whichever page shows it: after a reload, in a
+# second tab, in a notebook reopened later, in an HTML export. It sets what itables'
+# offline tables wait for (the promise of the module, and the event once it is ready).
+_BUNDLE_SCRIPT = """
+(() => {
+  const name = %(name)s;
+  if (window[name]) return;
+  const unpack = async (base64) => {
+    const bytes = Uint8Array.from(atob(base64), c => c.charCodeAt(0));
+    return new Response(new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"))).text();
+  };
+  window[name] = (async () => {
+    const [css, js] = await Promise.all([unpack(%(css)s), unpack(%(js)s)]);
+    const style = document.createElement("style");
+    style.textContent = css;
+    document.head.appendChild(style);
+    const url = URL.createObjectURL(new Blob([js], {type: "text/javascript"}));
+    try { return await import(url); } finally { URL.revokeObjectURL(url); }
+  })();
+  window[name].then(() => window.dispatchEvent(new Event(%(event)s)));
+})();
+""".strip()
 
-def _interactive_table(table: pd.DataFrame, table_id: str, show_index: bool, include_bundle: bool) -> str:
+
+@cache
+def _bundle_html() -> str:
+    """The script that loads itables' DataTables bundle (about 250 kB: gzip, then base64)."""
+    import gzip
+
     import itables
-    from itables.javascript import generate_init_offline_itables_html
+    from itables.javascript import _itables_ready_event, _itables_underscore_version  # private: see below
 
-    bundle = generate_init_offline_itables_html(itables.options.dt_bundle) if include_bundle else ""
-    return bundle + itables.to_html_datatable(
+    script = Path(itables.options.dt_bundle)
+
+    def packed(path: Path) -> str:
+        # mtime=0: the same bundle gives the same bytes, so saved notebooks do not churn.
+        return json.dumps(base64.b64encode(gzip.compress(path.read_bytes(), mtime=0)).decode("ascii"))
+
+    # What itables' offline tables wait for: private names, so the browser tests check they still work.
+    values = {"name": json.dumps(_itables_underscore_version()), "event": json.dumps(_itables_ready_event()),
+              "js": packed(script), "css": packed(script.with_suffix(".css"))}
+    return f"<script>{_BUNDLE_SCRIPT % values}</script>"
+
+
+def _layout(rows: int) -> dict[str, str | None]:
+    # Search and the row count always (the notebooks promise search); page controls only with pages.
+    if rows > PAGE_LENGTH:
+        return {"topStart": "pageLength", "topEnd": "search", "bottomStart": "info", "bottomEnd": "paging"}
+    return {"topStart": None, "topEnd": "search", "bottomStart": "info", "bottomEnd": None}
+
+
+def _is_identifier(column: Any) -> bool:
+    """Whether a column holds codes (ids, runtime names, URLs) rather than words."""
+    return isinstance(column, str) and (column == "id" or column.endswith(("_id", "runtime_name", "_url")))
+
+
+def _interactive_table(table: pd.DataFrame, table_id: str, show_index: bool) -> str:
+    import itables
+
+    offset = 1 if show_index else 0
+    codes = [i + offset for i, column in enumerate(table.columns) if _is_identifier(column)]
+    return itables.to_html_datatable(
         table, table_id=table_id, connected=False, maxBytes=0, showIndex=show_index, autoWidth=False,
-        display_logo_when_loading=False, warn_on_unexpected_types=False,
+        display_logo_when_loading=False, warn_on_unexpected_types=False, pageLength=PAGE_LENGTH,
+        layout=_layout(len(table)), classes="display",
+        style="table-layout:auto;width:auto;margin:0;caption-side:bottom",
+        **({"columnDefs": [{"targets": codes, "className": "mlops-nb-code"}]} if codes else {}),
     )
 
 
-def frame_html(df: pd.DataFrame, *, include_bundle: bool | None = None) -> str:
+def frame_html(df: pd.DataFrame, *, columns: str | Sequence[Any] | None = None,
+               include_bundle: bool = True) -> str:
     """The HTML of a list frame: an interactive table with a static fallback, or only the static table.
 
-    ``include_bundle`` embeds the DataTables bundle (about 1 MB); by default only the first
-    interactive table of the process does.
+    ``columns``: None shows at most ``settings.max_columns`` columns (leading with name,
+    state, project, runtime, times and id when there are more), ``"all"`` every column, a
+    list those columns. ``include_bundle=False`` leaves out the DataTables bundle (about
+    250 kB), for pages that load it otherwise.
     """
-    global _bundle_sent
     shown = df.iloc[: settings.max_rows]
     show_index = not df.index.equals(pd.RangeIndex(len(df)))
-    table = _displayable(shown)
-    caption = f'<div class="mlops-nb-caption">{_e(_caption(df, len(shown)))}</div>'
+    names = _shown_columns(df, columns)
+    table = _displayable(shown[names])
+    hidden = len(df.columns) - len(names)
+    caption = f'<div class="mlops-nb-caption">{_e(_caption(df, len(shown), names))}</div>'
+    if hidden > 0:
+        caption += f'<div class="mlops-nb-note mlops-nb-hidden-columns">{_e(_hidden_columns_note(hidden))}</div>'
     style = f"<style>{_TABLE_CSS}</style>"
     if not settings.interactive_tables:
         return f'<div class="mlops-nb-frame">{style}{caption}{_static_table(table, show_index, "")}</div>'
-    if include_bundle is None:
-        include_bundle = not _bundle_sent
-    _bundle_sent = _bundle_sent or include_bundle
     frame_id = f"mlops-nb-{uuid.uuid4().hex}"
     preview = table.iloc[:STATIC_PREVIEW_ROWS]
     rest = len(table) - len(preview)
@@ -685,10 +849,21 @@ def frame_html(df: pd.DataFrame, *, include_bundle: bool | None = None) -> str:
     return (
         f'<div class="mlops-nb-frame" id="{frame_id}">{style}{caption}'
         f'<div class="mlops-nb-static">{_static_table(preview, show_index, note)}</div>'
-        f'<div class="mlops-nb-interactive" hidden="hidden">'
-        f"{_interactive_table(table, frame_id + '-table', show_index, include_bundle)}</div>"
+        f'<div class="mlops-nb-interactive" hidden="hidden">{_bundle_html() if include_bundle else ""}'
+        f"{_interactive_table(table, frame_id + '-table', show_index)}</div>"
         f"<script>{_SWAP_SCRIPT % {'id': frame_id}}</script></div>"
     )
+
+
+def show_table(frame: pd.DataFrame, columns: str | Sequence[Any] | None = "all") -> None:
+    """Display ``frame`` as list tables show: by default with every column (``columns="all"``).
+
+    ``columns`` may also name the columns to show, in order, or be None for the usual
+    choice (at most ``settings.max_columns``). Any DataFrame works, not only list results.
+    """
+    from IPython.display import HTML, display
+
+    display(HTML(frame_html(frame, columns=columns)))
 
 
 # -- IPython -----------------------------------------------------------------------------------

@@ -24,6 +24,17 @@ Columns
 * Repeated fields, maps, bytes and free-form ``object`` fields stay one column
   each, holding what ``Message.to_dict()`` gives for the field (lists and dicts
   with snake_case keys, ``bytes``).
+* A map of ``StorageValue`` messages (an experiment's or a dataset's ``metadata.values``)
+  also comes out as one typed column per key the response carries, named
+  ``<map>.<key>`` the way MLflow names ``metrics.auc``: ``metadata.auc`` beside
+  the raw ``metadata_values``. The column's dtype follows the values' kind:
+  ``double_value`` -> ``float64`` (with ``int64_value`` mixed in, too),
+  ``int64_value`` -> ``Int64``, ``string_value``/``id_value``/``json_value`` ->
+  ``string``, ``bool_value`` -> ``boolean``, ``timestamp_value`` ->
+  ``datetime64[us, UTC]``, ``duration_value`` -> ``timedelta64[us]``; other or
+  mixed kinds -> ``object``. A row without the key has a missing value. Servers
+  send only the keys a request names (``response_metadata={"pattern": ["%"]}``
+  asks for all), so these columns, unlike the others, depend on the data.
 * Missing values follow proto3: a field absent from an entity (servers leave out
   defaults) has its default (``""``, ``0``, ``False``, the enum's first value,
   ``[]``, ``{}``; timestamps ``NaT``), exactly what the typed message reports. A
@@ -115,7 +126,8 @@ def _plan(message: str, prefix: str = "") -> tuple[_Column | _Nested, ...]:
 
 
 def frame_columns(message: str) -> list[str]:
-    """The column names a list frame of ``message`` entities has, in order."""
+    """The column names a list frame of ``message`` entities has, in order (without the
+    data-dependent ``metadata.<key>`` columns)."""
 
     def names(parts: tuple[_Column | _Nested, ...]) -> Iterator[str]:
         for part in parts:
@@ -243,6 +255,64 @@ def _fill_columns(parts: tuple[_Column | _Nested, ...], owner: str, objects: lis
 def _entity_frame(message: str, rows: list[dict[str, Any]]) -> dict[str, pd.Series]:
     columns: dict[str, pd.Series] = {}
     _fill_columns(_plan(message), message, rows, None, columns)
+    maps = _value_maps(_plan(message))
+    if not maps:
+        return columns
+    with_keys: dict[str, pd.Series] = {}
+    for name, column in columns.items():
+        with_keys[name] = column
+        if name in maps:
+            with_keys.update(_value_columns(name, column))
+    return with_keys
+
+
+# -- maps of StorageValues as typed columns -----------------------------------------------------
+
+# The kind of column each field of a StorageValue (a oneof) makes.
+_VALUE_KINDS = {
+    "double_value": "float64", "int64_value": "Int64", "string_value": "string", "id_value": "string",
+    "json_value": "string", "bool_value": "boolean", "timestamp_value": TIMESTAMP_DTYPE,
+    "duration_value": "timedelta64[us]",
+}
+
+
+def _value_maps(parts: tuple[_Column | _Nested, ...]) -> set[str]:
+    """The names of the columns holding a map of StorageValues."""
+    found: set[str] = set()
+    for part in parts:
+        if isinstance(part, _Nested):
+            found |= _value_maps(part.parts)
+        elif part.field.map and part.field.type == "StorageValue":
+            found.add(part.name)
+    return found
+
+
+def _value_columns(name: str, maps: pd.Series) -> dict[str, pd.Series]:
+    """``metadata.auc``, ... from the ``metadata_values`` column (dicts of decoded StorageValues)."""
+    prefix = name.removesuffix("_values")
+    cells: dict[str, dict[int, tuple[str, Any]]] = {}
+    for row, values in enumerate(maps):
+        for key, value in (values or {}).items():
+            if value:  # an empty StorageValue holds nothing
+                kind, item = next(iter(value.items()))
+                cells.setdefault(key, {})[row] = (kind, item)
+    columns = {}
+    for key in sorted(cells):
+        dtypes = {_VALUE_KINDS.get(kind, "object") for kind, _ in cells[key].values()}
+        if dtypes == {"float64", "Int64"}:
+            dtypes = {"float64"}
+        dtype = dtypes.pop() if len(dtypes) == 1 else "object"
+        values: list[Any] = [None] * len(maps)
+        for row, (_, item) in cells[key].items():
+            values[row] = item
+        raw = pd.Series(values, index=maps.index, dtype=object)
+        if dtype == "timedelta64[us]":
+            column = pd.to_timedelta(raw).astype(dtype)
+        elif dtype == "string":
+            column = raw.astype(pd.StringDtype())
+        else:
+            column = raw.astype(dtype)
+        columns[f"{prefix}.{key}"] = column
     return columns
 
 

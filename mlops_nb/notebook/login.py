@@ -120,6 +120,9 @@ def login_settings(environ: Mapping[str, str] | None = None) -> tuple[LoginSetti
 
 # -- what went wrong, in words a user can act on ----------------------------------------------------
 
+# Headlines that lead with the identity provider's own reason when it gives one: for these codes
+# our headline can only guess the reason.
+_AUTH_REFUSALS = {"invalid_grant": "The refresh token was refused"}
 _AUTH_HEADLINES = {
     "invalid_grant": "The refresh token was refused: it is expired, revoked or belongs to another client",
     "invalid_client": "The identity provider does not accept this client ID",
@@ -134,6 +137,9 @@ def describe_failure(error: BaseException, stage: str) -> tuple[str, str]:
     """A short headline for a failed login step (``stage``: whom it talked to) and the detail."""
     detail = str(error)
     if isinstance(error, AuthenticationError):
+        refused = _AUTH_REFUSALS.get(error.error or "")
+        if refused and error.description:  # the identity provider said why, instead of our guesses
+            return f"{refused}: {error.description}", detail
         return _AUTH_HEADLINES.get(error.error or "", "The identity provider refused to log you in"), detail
     if isinstance(error, ConnectionFailed):
         # The wire layer raises these from within its handler of requests' SSLError.

@@ -44,6 +44,7 @@ Options are traits of the ``MLOps`` configurable: ``%config MLOps.max_rows = 500
 when the extension loads. ``%config`` and config files win over the environment:
 
 * ``MLOps.max_rows`` (``MLOPS_NB_MAX_ROWS``): rows fetched by default and put in tables
+* ``MLOps.max_columns`` (``MLOPS_NB_MAX_COLUMNS``): columns a table shows of a wider frame (0: all)
 * ``MLOps.page_size`` (``MLOPS_NB_PAGE_SIZE``): entities asked for per list call
 * ``MLOps.timeout`` (``MLOPS_NB_TIMEOUT``): seconds per HTTP call of new clients
 * ``MLOps.retries`` (``MLOPS_NB_RETRIES``): new clients retry read-only calls (and writes never sent)
@@ -92,6 +93,7 @@ __all__ = ["MLOps", "CommandFailed", "load_ipython_extension", "unload_ipython_e
 
 ENVIRONMENT = {
     "max_rows": "MLOPS_NB_MAX_ROWS",
+    "max_columns": "MLOPS_NB_MAX_COLUMNS",
     "page_size": "MLOPS_NB_PAGE_SIZE",
     "timeout": "MLOPS_NB_TIMEOUT",
     "retries": "MLOPS_NB_RETRIES",
@@ -99,7 +101,7 @@ ENVIRONMENT = {
     "interactive_tables": "MLOPS_NB_INTERACTIVE_TABLES",
     "short_errors": "MLOPS_NB_SHORT_ERRORS",
 }
-_MIRRORED = ("interactive_tables", "max_rows", "page_size", "timeout", "retries", "retry_deadline")
+_MIRRORED = ("interactive_tables", "max_rows", "max_columns", "page_size", "timeout", "retries", "retry_deadline")
 
 _TRUNCATED = "The first {limit:,} are listed; --all lists every one, --limit N another number."
 
@@ -151,6 +153,7 @@ class MLOps(Magics):
 
     interactive_tables = _mirror("interactive_tables")
     max_rows = _mirror("max_rows")
+    max_columns = _mirror("max_columns")
     page_size = _mirror("page_size")
     timeout = _mirror("timeout")
     retries = _mirror("retries")

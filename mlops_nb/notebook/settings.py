@@ -27,6 +27,12 @@ class Settings(HasTraits):
         1000,
         help="At most this many rows of a list result are put into its table (the frame keeps all rows).",
     ).tag(config=True)
+    max_columns = Int(
+        10,
+        help="A table shows at most this many columns of a wider frame, leading with its name, state, "
+        "project, runtime, times and id, and says how many more there are (the frame keeps them all). "
+        "0 shows every column.",
+    ).tag(config=True)
     page_size = Int(
         1000,
         help="Entities asked for per call by list_all when no page_size is given (servers may cap it).",
@@ -49,6 +55,12 @@ class Settings(HasTraits):
     def _positive(self, proposal: Any) -> int:
         if proposal["value"] < 1:
             raise TraitError(f"{proposal['trait'].name} must be at least 1, got {proposal['value']}")
+        return proposal["value"]
+
+    @validate("max_columns")
+    def _not_negative(self, proposal: Any) -> int:
+        if proposal["value"] < 0:
+            raise TraitError(f"max_columns must be 0 (every column) or more, got {proposal['value']}")
         return proposal["value"]
 
     @validate("timeout", "retry_deadline")

@@ -90,11 +90,32 @@ def _post_form(session: requests.Session, url: str, data: dict[str, str], timeou
     return response.status_code, body
 
 
+# What to do when the identity provider gave its own reason (which replaces the guesses above).
+_NEXT_STEP = {
+    "invalid_grant": "if that does not help, log in again to get a new refresh token",
+    "invalid_client": "check CLIENT_ID and the client secret",
+}
+# Descriptions that say no more than the error code does (Keycloak's for any bad refresh token).
+_GENERIC_DESCRIPTIONS = {"invalid refresh token", "invalid grant", "invalid client", "invalid client credentials",
+                         "invalid client or invalid client credentials", "bad request", "unauthorized"}
+
+
+def _specific(description: str, code: str) -> bool:
+    said = " ".join(description.lower().replace("_", " ").strip(" .").split())
+    return bool(said) and said != code.replace("_", " ") and said not in _GENERIC_DESCRIPTIONS
+
+
 def _oauth_error(body: dict[str, Any], status: int) -> AuthenticationError:
     code = str(body.get("error") or f"http_{status}")
+    described = " ".join(str(body.get("error_description") or "").split())[:200]
+    if _specific(described, code):
+        # Lead with the provider's own reason: it knows why, our advice only guesses.
+        sentence = described if described[-1] in ".!?" else described + "."
+        step = _NEXT_STEP.get(code)
+        return AuthenticationError(f"{code}: {sentence} (the identity provider's words{'; ' + step if step else ''})",
+                                   error=code, description=described)
     advice = _ADVICE.get(code, "the identity provider refused to issue a token")
-    described = str(body.get("error_description") or "").strip()
-    detail = f" (the identity provider said: {described[:200]})" if described else ""
+    detail = f" (the identity provider said: {described})" if described else ""
     return AuthenticationError(f"{code}: {advice}{detail}", error=code)
 
 

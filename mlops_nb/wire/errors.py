@@ -163,19 +163,21 @@ class AuthenticationError(MLOpsError):
     """The identity provider would not issue a token (expired or revoked refresh token, wrong client, ...).
 
     ``error`` is the RFC 6749 error code (``invalid_grant``, ``invalid_client``, ...) when the
-    provider sent one.
+    provider sent one; ``description`` what the provider said about it, when that says more
+    than the code (``"The refresh token is not a well-formed token"``).
     """
 
-    def __init__(self, message: str, *, error: str | None = None) -> None:
+    def __init__(self, message: str, *, error: str | None = None, description: str | None = None) -> None:
         self.error = error
+        self.description = description
         super().__init__(message)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild_auth_error, (str(self), self.error))
+        return (_rebuild_auth_error, (str(self), self.error, self.description))
 
 
-def _rebuild_auth_error(message: str, error: str | None) -> AuthenticationError:
-    return AuthenticationError(message, error=error)
+def _rebuild_auth_error(message: str, error: str | None, description: str | None = None) -> AuthenticationError:
+    return AuthenticationError(message, error=error, description=description)
 
 
 GRPC_TO_HTTP = {
