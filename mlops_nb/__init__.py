@@ -4,7 +4,14 @@
 gave (``mlops.Client``, ``mlops.TokenProvider`` and every request/response
 message and enum by its legacy name, e.g. ``mlops.StorageListProjectsRequest``)
 plus the notebook layer. ``%load_ext mlops_nb`` loads the ``%mlops`` magics.
+
+Importing the package stays quick: the login form (ipywidgets), the magics (IPython,
+yaml) and the concurrent helpers load on first use of their names (``_LAZY``); every
+name is importable and listed by ``dir()`` all the same.
 """
+
+import importlib as _importlib
+from typing import Any as _Any
 
 from mlops_nb.notebook.catalogs import (
     artifact_compositions,
@@ -15,7 +22,6 @@ from mlops_nb.notebook.catalogs import (
 )
 from mlops_nb.notebook.client import Client
 from mlops_nb.notebook.frames import list_all
-from mlops_nb.notebook.login import login
 from mlops_nb.notebook.lookup import (
     AmbiguousName,
     NameNotFound,
@@ -24,7 +30,6 @@ from mlops_nb.notebook.lookup import (
     find_project,
     find_registered_model,
 )
-from mlops_nb.notebook.magics import load_ipython_extension, unload_ipython_extension
 from mlops_nb.notebook.session import current_client, set_current_client
 from mlops_nb.wire import messages as _messages
 from mlops_nb.wire.auth import DeviceLogin, OpenIDConfiguration, TokenProvider, discover
@@ -56,6 +61,27 @@ client = Client
 _MESSAGE_NAMES = sorted(_messages.all_message_classes()) + sorted(_messages.all_enum_classes())
 globals().update({name: getattr(_messages, name) for name in _MESSAGE_NAMES})
 
+# Public names whose modules load on first use: name -> module that defines it.
+_LAZY = {
+    "login": "mlops_nb.notebook.login",
+    "load_ipython_extension": "mlops_nb.notebook.magics",
+    "unload_ipython_extension": "mlops_nb.notebook.magics",
+    "all_deployments": "mlops_nb.notebook.fanout",
+}
+
+
+def __getattr__(name: str) -> _Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mlops_nb' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 __all__ = [
     "Client",
     "client",
@@ -65,6 +91,7 @@ __all__ = [
     "load_ipython_extension",
     "unload_ipython_extension",
     "list_all",
+    "all_deployments",
     "find_project",
     "find_experiment",
     "find_registered_model",

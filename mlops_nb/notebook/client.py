@@ -15,6 +15,7 @@ in two ways:
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable
@@ -59,18 +60,22 @@ class RecentCache(Generic[V]):
     def __init__(self, capacity: int = 10_000) -> None:
         self.capacity = capacity
         self._values: OrderedDict[str, V] = OrderedDict()
+        # Concurrent calls of one client (mlops_nb.all_deployments) record from several threads.
+        self._lock = threading.Lock()
 
     def record(self, key: str | None, value: V | None) -> None:
         """Remember ``value`` under ``key``; empty keys and values are ignored."""
         if not key or not value:
             return
-        self._values[key] = value
-        self._values.move_to_end(key)
-        if len(self._values) > self.capacity:
-            self._values.popitem(last=False)
+        with self._lock:
+            self._values[key] = value
+            self._values.move_to_end(key)
+            if len(self._values) > self.capacity:
+                self._values.popitem(last=False)
 
     def get(self, key: str) -> V | None:
-        return self._values.get(key)
+        with self._lock:
+            return self._values.get(key)
 
     def __len__(self) -> int:
         return len(self._values)

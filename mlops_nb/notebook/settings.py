@@ -10,9 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from requests.adapters import DEFAULT_POOLSIZE
 from traitlets import Bool, Float, HasTraits, Int, TraitError, validate
 
-__all__ = ["Settings", "settings"]
+__all__ = ["Settings", "settings", "MAX_CONCURRENT_CALLS"]
+
+# A client keeps this many connections to its gateway (requests' pool per host); more calls
+# at once than that would open connections only to throw them away.
+MAX_CONCURRENT_CALLS = DEFAULT_POOLSIZE
 
 
 class Settings(HasTraits):
@@ -35,6 +40,20 @@ class Settings(HasTraits):
         60.0,
         help="Seconds an HTTP call of a new mlops_nb.Client may take, when the client is not given one.",
     ).tag(config=True)
+
+    concurrent_calls = Int(
+        8,
+        help="Calls helpers that fan out over projects (mlops_nb.all_deployments, %mlops deployments) "
+        f"make at once, over the client's connections; 1 makes them one after another, at most "
+        f"{MAX_CONCURRENT_CALLS}.",
+    ).tag(config=True)
+
+    @validate("concurrent_calls")
+    def _bounded_calls(self, proposal: Any) -> int:
+        if not 1 <= proposal["value"] <= MAX_CONCURRENT_CALLS:
+            raise TraitError(f"concurrent_calls must be 1 to {MAX_CONCURRENT_CALLS} (the connections a client "
+                             f"keeps to its gateway), got {proposal['value']}")
+        return proposal["value"]
 
     @validate("max_rows", "page_size")
     def _positive(self, proposal: Any) -> int:

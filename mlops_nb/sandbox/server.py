@@ -9,6 +9,7 @@ method without a handler answers 501 UNIMPLEMENTED.
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 import logging
@@ -32,7 +33,7 @@ from mlops_nb.sandbox.store import Store, default_db_path
 from mlops_nb.wire.errors import GRPC_TO_HTTP
 from mlops_nb.wire.messages import Message, message_class
 
-__all__ = ["Sandbox", "build_app", "rpc_status"]
+__all__ = ["Sandbox", "build_app", "parse_data", "rpc_status"]
 
 log = logging.getLogger("mlops_nb.sandbox")
 
@@ -49,6 +50,17 @@ def rpc_status(code: int, message: str) -> JSONResponse:
     return JSONResponse({"code": code, "message": message, "details": []}, status_code=GRPC_TO_HTTP.get(code, 500))
 
 
+def parse_data(data: str) -> tuple[str, int]:
+    """``demo``, ``empty`` or ``scale:N`` as (kind, N); N is 0 but for scale. Raises ValueError otherwise."""
+    kind, _, count = data.partition(":") if isinstance(data, str) else ("", "", "")
+    if kind in ("demo", "empty") and not count:
+        return kind, 0
+    if kind == "scale" and count.replace("_", "").isdigit() and int(count) > 0:
+        return kind, int(count)
+    raise ValueError(f"data must be 'demo', 'empty' or 'scale:N' (N projects and experiments of generated "
+                     f"data, e.g. scale:100000), got {data!r}")
+
+
 def implemented(method: Method) -> bool:
     return method.qualified_name in HANDLERS or method.qualified_name in STREAM_HANDLERS
 
@@ -56,10 +68,12 @@ def implemented(method: Method) -> bool:
 class Gateway:
     """Turns HTTP requests into handler calls."""
 
-    def __init__(self, store: Store, idp: IdentityProvider) -> None:
+    def __init__(self, store: Store, idp: IdentityProvider, *, latency_ms: float = 0) -> None:
         self.store = store
         self.idp = idp
         self.base_url = ""
+        # Added to every gateway call (not the identity provider's), as a remote gateway's round trip.
+        self.latency_ms = latency_ms
 
     def routes(self) -> list[Route]:
         return [Route(m.full_path, self._endpoint(m), methods=[m.verb]) for m in API.methods]
@@ -73,6 +87,8 @@ class Gateway:
 
     async def dispatch(self, method: Method, request: Request) -> Response:
         rpc = f"{method.service.proto}/{method.rpc}"
+        if self.latency_ms:
+            await asyncio.sleep(self.latency_ms / 1000)
         try:
             claims = self._authenticate(request)
             user = await run_in_threadpool(self._enroll, claims)
@@ -205,8 +221,8 @@ def _index(request: Request) -> Response:
     )
 
 
-def build_app(store: Store, idp: IdentityProvider) -> tuple[Starlette, Gateway]:
-    gateway = Gateway(store, idp)
+def build_app(store: Store, idp: IdentityProvider, *, latency_ms: float = 0) -> tuple[Starlette, Gateway]:
+    gateway = Gateway(store, idp, latency_ms=latency_ms)
     routes = [Route("/", _index, methods=["GET"]), Mount(idp.mount_path, routes=idp.routes()), *gateway.routes()]
     return Starlette(routes=routes), gateway
 
@@ -229,9 +245,11 @@ class Sandbox:
         revoke_refresh_token_on_use: bool = False,
         device_poll_interval: int = 5,
         realm: str = "mlops",
+        latency_ms: float = 0,
     ) -> None:
-        if data not in ("demo", "empty"):
-            raise ValueError(f"data must be 'demo' or 'empty', got {data!r}")
+        parse_data(data)  # a bad value fails here, before anything starts
+        if latency_ms < 0:
+            raise ValueError(f"latency_ms must be 0 or more milliseconds, got {latency_ms!r}")
         self.host = host
         self.port = port
         self.db = str(db) if db is not None else str(default_db_path())
@@ -240,6 +258,7 @@ class Sandbox:
         self.revoke_refresh_token_on_use = revoke_refresh_token_on_use
         self.device_poll_interval = device_poll_interval
         self.realm = realm
+        self.latency_ms = latency_ms
         self.store: Store | None = None
         self.idp: IdentityProvider | None = None
         self._server: uvicorn.Server | None = None
@@ -257,7 +276,7 @@ class Sandbox:
             revoke_refresh_token_on_use=self.revoke_refresh_token_on_use,
             device_poll_interval=self.device_poll_interval,
         )
-        app, gateway = build_app(self.store, self.idp)
+        app, gateway = build_app(self.store, self.idp, latency_ms=self.latency_ms)
         # A keep-alive longer than any poll interval: uvicorn's default (5 s) equals the device
         # grant's default interval, so a poll could race the server closing its connection.
         config = uvicorn.Config(app, host=self.host, port=self.port, log_level="warning", lifespan="off",
@@ -278,10 +297,15 @@ class Sandbox:
         self.gateway_url = f"http://{_url_host(self.host)}:{bound_port}"
         gateway.base_url = self.gateway_url
         self.idp.set_base_url(self.gateway_url)
-        if self.data == "demo":
+        kind, count = parse_data(self.data)
+        if kind == "demo":
             from mlops_nb.sandbox.demo import seed_demo_data
 
             seed_demo_data(self)
+        elif kind == "scale":
+            from mlops_nb.sandbox.scale import seed_scale_data
+
+            seed_scale_data(self, count)
         return self
 
     def stop(self) -> None:

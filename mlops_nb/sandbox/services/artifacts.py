@@ -74,6 +74,7 @@ __all__ = [
     "require_via_project",
     "delete_artifact_rows",
     "remove_blobs",
+    "put_artifact_bytes",
 ]
 
 MIGRATIONS: list[tuple[str, str]] = [
@@ -182,6 +183,13 @@ def remove_blobs(store: Store, artifact_ids: Sequence[str]) -> None:
     blobs = _blobs(store)
     for artifact_id in artifact_ids:
         blobs.remove_committed(artifact_id)
+
+
+def put_artifact_bytes(store: Store, artifact_id: str, data: bytes) -> None:
+    """Make ``data`` an artifact's bytes, where an upload would put them (for generated data)."""
+    writer = _blobs(store).writer(artifact_id)
+    writer.write(data)
+    writer.publish()
 
 
 def _delete_artifacts(store: Store, db: sqlite3.Connection, artifact_ids: Sequence[str]) -> None:

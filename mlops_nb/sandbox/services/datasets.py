@@ -98,9 +98,9 @@ def find_dataset(call: Call, dataset_id: str, *, write: bool = False,
 
 
 def _readable_through_link(call: Call, dataset_id: str) -> bool:
-    readable, params = readable_projects_sql(call, "project_id")
+    readable, params = readable_projects_sql(call, "l.project_id")
     with call.store.reading() as db:
-        return db.execute(f"SELECT 1 FROM dataset_link WHERE dataset_id = ? AND {readable}",
+        return db.execute(f"SELECT 1 FROM dataset_link l WHERE l.dataset_id = ? AND {readable}",
                           (dataset_id, *params)).fetchone() is not None
 
 
