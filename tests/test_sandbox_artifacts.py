@@ -167,18 +167,36 @@ def test_create_get_update_list_delete(alice: Any, experiment: str) -> None:
         alice.storage.artifact.delete_artifact(id=created.id)
 
 
-def test_artifacts_belong_to_experiments_model_versions_and_datasets(alice: Any) -> None:
+def test_artifacts_belong_to_projects_experiments_model_versions_and_datasets(alice: Any, bob: Any) -> None:
     project = new_project(alice, "owners")
     experiment = new_experiment(alice, project)
     version = alice.storage.registered_model_version.create_model_version(
         registered_model_version={"experiment_id": experiment}, registered_model_display_name="m",
         project_id=project).registered_model_version.id
     dataset = alice.storage.dataset.create_dataset(project_id=project, dataset={"display_name": "d"}).dataset.id
-    for entity in (experiment, version, dataset):
+    for entity in (project, experiment, version, dataset):
         artifact = uploaded_artifact(alice, entity)
         assert [a.id for a in alice.storage.artifact.list_entity_artifacts(entity_id=entity).artifact] == [artifact]
-    with pytest.raises(mlops_nb.NotFound, match="experiment, model version or dataset"):
-        alice.storage.artifact.create_artifact(artifact={"entity_id": project, "type": "h2o3/mojo"})
+    with pytest.raises(mlops_nb.NotFound, match="project, experiment, model version or dataset"):
+        alice.storage.artifact.create_artifact(artifact={"entity_id": "no-such-entity", "type": "h2o3/mojo"})
+
+    # The official client's way: an artifact of the project, moved to the experiment with its type.
+    moving = alice.storage.artifact.list_entity_artifacts(entity_id=project).artifact[0]
+    moved = alice.storage.artifact.update_artifact(
+        artifact={"id": moving.id, "entity_id": experiment, "type": "python/mlflow"},
+        update_mask="type,entityId").artifact
+    assert (moved.entity_id, moved.type, moved.state.value) == (experiment, "python/mlflow", "AVAILABLE")
+    assert alice.storage.artifact.list_entity_artifacts(entity_id=project).artifact == []
+    assert moving.id in [a.id for a in alice.storage.artifact.list_entity_artifacts(entity_id=experiment).artifact]
+    out = io.BytesIO()
+    alice.storage.artifact.download_artifact(moving.id, out)
+    assert out.getvalue() == b"model bytes"
+    # Moving it into a project one may not write is refused, and changes nothing.
+    bobs = new_project(bob, "bob's")
+    with pytest.raises(mlops_nb.NotFound, match="project, experiment, model version or dataset"):
+        alice.storage.artifact.update_artifact(artifact={"id": moving.id, "entity_id": bobs},
+                                               update_mask="entityId")
+    assert alice.storage.artifact.get_artifact(id=moving.id).artifact.entity_id == experiment
     with pytest.raises(mlops_nb.InvalidArgument, match="entity_id"):
         alice.storage.artifact.create_artifact(artifact={"type": "h2o3/mojo"})
     with pytest.raises(mlops_nb.InvalidArgument, match="artifact is required"):

@@ -1,4 +1,8 @@
-"""The read side of deployments in the sandbox: storage, deployer and status views, catalogs, environments."""
+"""Deployments in the sandbox without scorer processes: the views agree, checks, catalogs, environments.
+
+Every deployment here names a runtime the sandbox cannot run (DAI and H2O-3 MOJO scorers), so
+each ends FAILED without starting a process; test_sandbox_scoring.py runs real ones.
+"""
 
 from __future__ import annotations
 
@@ -11,54 +15,47 @@ import mlops_nb
 from mlops_nb.api import CATALOGS
 from mlops_nb.sandbox import Sandbox
 from mlops_nb.sandbox.services.access import ROLE_VIEWER
-from mlops_nb.sandbox.services.deployments import (
-    MODEL_TYPE_OF_ARTIFACT,
-    add_deployment,
-    environment_id,
-)
+from mlops_nb.sandbox.services.deployments import MODEL_TYPE_OF_ARTIFACT, environment_id
+from tests.deploying import composition, deploy, wait_for_state
 from tests.test_sandbox_artifacts import new_experiment, new_project, share, uploaded_artifact
 
 
 @dataclass
 class World:
     project: str
-    versions: dict[str, str]  # artifact type -> model version id
+    experiments: dict[str, str]  # artifact type -> experiment id
     deployments: dict[str, str]  # name -> deployment id
     bobs_project: str
     bobs_deployment: str
 
 
-def _version(client: Any, project: str, artifact_type: str) -> str:
+def _experiment(client: Any, project: str, artifact_type: str) -> str:
     experiment = new_experiment(client, project, artifact_type)
     uploaded_artifact(client, experiment, artifact_type)
-    return client.storage.registered_model_version.create_model_version(
-        registered_model_version={"experiment_id": experiment}, registered_model_display_name=artifact_type,
-        project_id=project).registered_model_version.id
+    return experiment
 
 
 @pytest.fixture(scope="module")
 def world(sandbox: Sandbox, alice: Any, bob: Any) -> World:
     project = new_project(alice, "deployments")
-    alice_id = alice.storage.user.who_am_i().user.id
-    versions = {t: _version(alice, project, t) for t in ("dai/mojo_pipeline", "h2o3/mojo", "python/mlflow")}
-    dai, h2o, mlflow = versions.values()
-    store = sandbox.store
+    experiments = {t: _experiment(alice, project, t) for t in ("dai/mojo_pipeline", "h2o3/mojo")}
+    dai, h2o = experiments.values()
+    create = alice.deployer.deployment.create_deployment
     deployments = {
-        "single": add_deployment(store, project_id=project, owner_id=alice_id, model_version_ids=[dai],
-                                 display_name="single", state="HEALTHY"),
-        "split": add_deployment(store, project_id=project, owner_id=alice_id, model_version_ids=[dai, h2o],
-                                traffic="split", weights=[70, 30], display_name="split", state="UNHEALTY",
-                                message="one scorer fails"),
-        "shadow": add_deployment(store, project_id=project, owner_id=alice_id, model_version_ids=[h2o, mlflow],
-                                 traffic="shadow", runtime_names=["h2o3_mojo_runtime", "python-scorer_mlflow_39"],
-                                 display_name="shadow", state="LAUNCHING"),
-        "failed": add_deployment(store, project_id=project, owner_id=alice_id, model_version_ids=[mlflow],
-                                 display_name="failed", state="FAILED", description="out of memory"),
+        "single": deploy(alice, project, dai, "dai/mojo_pipeline", display_name="single").id,
+        "split": create(deployment={"project_id": project, "display_name": "split", "split_deployment": {
+            "split_elements": [{**composition(dai, "dai/mojo_pipeline"), "weight": 70},
+                               {**composition(h2o, "h2o3/mojo"), "weight": 30}]}}).deployment.id,
+        "shadow": create(deployment={"project_id": project, "display_name": "shadow", "shadow_deployment": {
+            "primary_element": composition(h2o, "h2o3/mojo"),
+            "secondary_element": composition(dai, "dai/mojo_pipeline", "mojo_runtime_shapley_all")}}).deployment.id,
+        "failed": deploy(alice, project, h2o, "h2o3/mojo", display_name="failed", description="no Java").id,
     }
     bobs_project = new_project(bob, "bob's deployments")
-    bobs_deployment = add_deployment(store, project_id=bobs_project, owner_id=bob.storage.user.who_am_i().user.id,
-                                     model_version_ids=[_version(bob, bobs_project, "h2o3/mojo")])
-    return World(project, versions, deployments, bobs_project, bobs_deployment)
+    bobs_deployment = deploy(bob, bobs_project, _experiment(bob, bobs_project, "h2o3/mojo"), "h2o3/mojo").id
+    for client, deployment_id in [*((alice, d) for d in deployments.values()), (bob, bobs_deployment)]:
+        wait_for_state(client, deployment_id, "FAILED", timeout=30)
+    return World(project, experiments, deployments, bobs_project, bobs_deployment)
 
 
 def _ids(items: list[Any], attribute: str = "id") -> set[str]:
@@ -119,13 +116,13 @@ def test_the_views_of_a_deployment_agree(sandbox: Sandbox, alice: Any, world: Wo
         compositions = [e.deployment_composition for e in elements]
         assert stored.experiment_id == compositions[0].experiment_id
         assert [s.experiment_id for s in stored.secondary_scorer] == [c.experiment_id for c in compositions[1:]]
-        for composition in compositions:
-            artifact = alice.storage.artifact.get_artifact(id=composition.artifact_id).artifact
-            assert (artifact.entity_id, artifact.state.value) == (composition.experiment_id, "AVAILABLE")
+        for part in compositions:
+            artifact = alice.storage.artifact.get_artifact(id=part.artifact_id).artifact
+            assert (artifact.entity_id, artifact.state.value) == (part.experiment_id, "AVAILABLE")
             row = artifacts[artifact.type]
-            assert composition.deployable_artifact_type_name == row["deployable_artifact_type_name"]
-            assert composition.artifact_processor_name == row["artifact_processor_name"]
-            assert runtimes[composition.runtime_name] == MODEL_TYPE_OF_ARTIFACT[artifact.type]
+            assert part.deployable_artifact_type_name == row["deployable_artifact_type_name"]
+            assert part.artifact_processor_name == row["artifact_processor_name"]
+            assert runtimes[part.runtime_name] == MODEL_TYPE_OF_ARTIFACT[artifact.type]
         assert (view.project_id, view.created_time, view.deployment_environment_id) == (
             stored.project_id, stored.created_time, stored.deployment_environment_id)
         assert (view.user_info.owner_id, view.user_info.owner_name) == (stored.owner_id, "alice")
@@ -135,16 +132,23 @@ def test_the_views_of_a_deployment_agree(sandbox: Sandbox, alice: Any, world: Wo
     assert [s.fraction for s in storage[world.deployments["split"]].secondary_scorer] == [0.3]
     assert [s.fraction for s in storage[world.deployments["shadow"]].secondary_scorer] == [1.0]
     shadow = deployer[world.deployments["shadow"]].shadow_deployment
-    assert shadow.secondary_element.deployment_composition.runtime_name == "python-scorer_mlflow_39"
+    assert shadow.secondary_element.deployment_composition.runtime_name == "mojo_runtime_shapley_all"
     assert deployer[world.deployments["single"]].single_deployment.deployment_composition.runtime_name == \
         "dai_mojo_runtime"
-    assert deployer[world.deployments["failed"]].description == "out of memory"
+    assert deployer[world.deployments["failed"]].description == "no Java"
+    # Every deployment carries its security and monitoring, as the official client reads them.
+    for view in deployer.values():
+        assert view.security.passphrase.passphrase_hash_type.value == "PASSPHRASE_HASH_TYPE_UNSPECIFIED"
+        assert view.security.passphrase.hash == "" and view.monitor.enable is True
+        assert view.revision_id and view.revision_create_time == view.created_time
 
 
 def test_deployment_statuses(sandbox: Sandbox, alice: Any, world: World) -> None:
     status = alice.deployer.deployment_status.get_deployment_status(
         deployment_id=world.deployments["split"]).deployment_status
-    assert (status.state.value, status.message) == ("UNHEALTY", "one scorer fails")
+    assert status.state.value == "FAILED"
+    assert status.message.startswith("the sandbox cannot run H2O.ai MOJO scorer (dai_mojo_runtime) yet: it needs "
+                                     "Java and H2O's own MOJO scoring runtime")
     root = f"{sandbox.gateway_url}/deployments/{world.deployments['split']}/model"
     assert (status.scorer.score.url, status.scorer.score.method.value) == (f"{root}/score", "POST")
     assert status.scorer.sample_request.url == f"{root}/sample_request"
@@ -152,16 +156,15 @@ def test_deployment_statuses(sandbox: Sandbox, alice: Any, world: World) -> None
 
     states = {s.deployment_id: s.state.value for s in alice.deployer.deployment_status.list_deployment_statuses(
         project_id=world.project).deployment_status}
-    assert states == {world.deployments["single"]: "HEALTHY", world.deployments["split"]: "UNHEALTY",
-                      world.deployments["shadow"]: "LAUNCHING", world.deployments["failed"]: "FAILED"}
-    healthy = alice.deployer.deployment_status.list_deployment_statuses(
+    assert states == dict.fromkeys(world.deployments.values(), "FAILED")
+    failed = alice.deployer.deployment_status.list_deployment_statuses(
         project_id=world.project, filter={"query": {"clause": [{"property_constraint": [
-            {"property": {"field": "state"}, "operator": "EQUAL_TO", "value": {"string_value": "HEALTHY"}}]}]}})
-    assert _ids(healthy.deployment_status, "deployment_id") == {world.deployments["single"]}
+            {"property": {"field": "message"}, "operator": "CONTAINS", "value": {"string_value": "h2o3_mojo_runtime"}}]}]}})
+    assert _ids(failed.deployment_status, "deployment_id") == {world.deployments["shadow"], world.deployments["failed"]}
     by_state = alice.deployer.deployment_status.list_deployment_statuses(
         project_id=world.project, paging={"page_size": 2},
         sort={"property": [{"property": {"field": "state"}, "order": "ASCENDING"}]})
-    assert [s.state.value for s in by_state.deployment_status] == ["FAILED", "HEALTHY"]
+    assert [s.state.value for s in by_state.deployment_status] == ["FAILED", "FAILED"]
     assert by_state.paging.next_page_token
     page = alice.deployer.deployment.list_project_deployments(
         project_id=world.project, paging={"page_size": 1},
@@ -184,7 +187,9 @@ def test_deployments_follow_their_project(alice: Any, bob: Any, world: World) ->
     assert _ids(bob.storage.deployment.list_all_deployments().deployment) == {world.bobs_deployment}
     share(alice, world.project, bob, ROLE_VIEWER)
     assert bob.deployer.deployment_status.get_deployment_status(deployment_id=deployment).deployment_status.state \
-        .value == "HEALTHY"
+        .value == "FAILED"
+    with pytest.raises(mlops_nb.PermissionDenied, match="VIEWER"):
+        bob.deployer.deployment.delete_deployment(id=deployment)
     assert _ids(bob.storage.deployment.list_all_deployments().deployment) == {world.bobs_deployment,
                                                                               *world.deployments.values()}
     assert bob.storage.deployment.count_deployments().count == 5
@@ -194,18 +199,16 @@ def test_compositions_are_the_seed_tables(alice: Any) -> None:
     compositions = alice.deployer.composition.list_artifact_compositions().artifact_composition
     artifact_rows = {(c.deployable_artifact_type.artifact_type, c.deployable_artifact_type.name,
                       c.artifact_processor.name) for c in compositions}
+    # python/pickle has no runtime in the seed's table, so no composition: every row names a
+    # runtime (the official client reads runtime.display_name of each).
     assert artifact_rows == {(r["artifact_type"], r["deployable_artifact_type_name"], r["artifact_processor_name"])
-                             for r in CATALOGS.artifacts}
-    runtime_rows = {(c.runtime.model_type_name, c.runtime.display_name, c.runtime.name)
-                    for c in compositions if c.runtime is not None}
+                             for r in CATALOGS.artifacts if r["artifact_type"] != "python/pickle"}
+    runtime_rows = {(c.runtime.model_type_name, c.runtime.display_name, c.runtime.name) for c in compositions}
     assert runtime_rows == {(r["model_type"], r["runtime_display_name"], r["runtime_name"])
                             for r in CATALOGS.runtimes}
     for c in compositions:
         assert c.artifact_processor.deployable_artifact_type_name == c.deployable_artifact_type.name
-        if c.runtime is not None:
-            assert c.model_type.name == c.runtime.model_type_name == c.artifact_processor.model_type_name
-    pickle = [c for c in compositions if c.deployable_artifact_type.artifact_type == "python/pickle"]
-    assert len(pickle) == 1 and pickle[0].runtime is None
+        assert c.model_type.name == c.runtime.model_type_name == c.artifact_processor.model_type_name
     mojo = {c.runtime.name for c in compositions if c.deployable_artifact_type.artifact_type == "dai/mojo_pipeline"}
     assert mojo == {r["runtime_name"] for r in CATALOGS.runtimes if r["model_type"] == "dai_mojo"}
 
@@ -231,39 +234,55 @@ def test_environments_and_profiles(alice: Any) -> None:
         alice.deployer.environment.list_environments(page_size=-1)
 
 
-def test_add_deployment_refuses_misuse(sandbox: Sandbox, alice: Any, world: World) -> None:
-    alice_id = alice.storage.user.who_am_i().user.id
-    dai, h2o, _ = world.versions.values()
-    bare = alice.storage.registered_model_version.create_model_version(
-        registered_model_version={"experiment_id": new_experiment(alice, world.project)},
-        registered_model_display_name="bare", project_id=world.project).registered_model_version.id
-    for options, message in [
-        ({"model_version_ids": [dai, h2o]}, "single deployment takes 1 model versions"),
-        ({"model_version_ids": [dai], "traffic": "split"}, "takes 2 or more"),
-        ({"model_version_ids": [dai], "traffic": "canary"}, "traffic must be one of"),
-        ({"model_version_ids": [dai], "state": "HEALTHY!"}, "UNHEALTY"),
-        ({"model_version_ids": [dai, h2o], "traffic": "split", "weights": [1]}, "one positive weight"),
-        ({"model_version_ids": [dai], "weights": [100]}, "weights are for split deployments"),
-        ({"model_version_ids": [dai], "runtime_names": ["h2o3_mojo_runtime"]}, "does not serve dai/mojo_pipeline"),
-        ({"model_version_ids": [bare]}, "no uploaded artifact of a deployable type"),
-        ({"model_version_ids": ["no-such-version"]}, "no registered model version"),
-        ({"model_version_ids": [dai], "project_id": world.bobs_project}, "is in project"),
-        ({"model_version_ids": [dai], "owner_id": "nobody"}, "no user"),
+def test_create_deployment_checks_before_anything_starts(alice: Any, bob: Any, world: World) -> None:
+    dai, h2o = world.experiments.values()
+    bare = new_experiment(alice, world.project, "bare")
+    create = alice.deployer.deployment.create_deployment
+
+    def single(experiment: str, artifact_type: str = "dai/mojo_pipeline", **change: Any) -> dict[str, Any]:
+        element = composition(experiment, artifact_type)
+        element["deployment_composition"].update(change)
+        return {"project_id": world.project, "single_deployment": element}
+
+    for deployment, message in [
+        (single(dai, runtime_name="h2o3_mojo_runtime"),
+         "runtime 'h2o3_mojo_runtime' cannot serve dai/mojo_pipeline artifacts .dai_mojo_pipeline.; runtimes that "
+         "can: dai_mojo_runtime, mojo_runtime_shapley_original"),
+        (single(dai, runtime_name=""), "runtime_name is required for dai/mojo_pipeline artifacts"),
+        (single(dai, artifact_processor_name="unzip_processor"),
+         "artifact_processor_name 'unzip_processor' does not process dai_mojo_pipeline"),
+        (single(dai, deployable_artifact_type_name="zip"), "deployable_artifact_type_name 'zip' is not one of"),
+        (single(bare), "has no uploaded dai/mojo_pipeline artifact to deploy as dai_mojo_pipeline .its artifacts: none"),
+        (single(h2o), "has no uploaded dai/mojo_pipeline artifact"),
+        (single("no-such-experiment"), "not found"),
+        ({"project_id": world.project}, "exactly one of single_deployment, shadow_deployment and split_deployment"),
+        ({**single(dai), "shadow_deployment": {"primary_element": composition(dai, "dai/mojo_pipeline")}},
+         "exactly one of"),
+        ({"project_id": world.project, "split_deployment": {"split_elements": [
+            {**composition(dai, "dai/mojo_pipeline"), "weight": 50}]}}, "takes two or more elements"),
+        ({"project_id": world.project, "split_deployment": {"split_elements": [
+            {**composition(dai, "dai/mojo_pipeline"), "weight": 50}, composition(h2o, "h2o3/mojo")]}},
+         "weight must be a positive share"),
+        ({**single(dai), "deployment_environment_id": "elsewhere"}, "is not an environment of project"),
+        ({**single(dai), "security": {"passphrase": {"hash": "plain", "passphrase_hash_type":
+                                                     "PASSPHRASE_HASH_TYPE_BCRYPT"}}}, "must be a bcrypt hash"),
     ]:
-        with pytest.raises(ValueError, match=message):
-            add_deployment(sandbox.store, **{"project_id": world.project, "owner_id": alice_id, **options})
+        with pytest.raises(mlops_nb.ApiError, match=message) as refused:
+            create(deployment=deployment)
+        assert refused.value.code in (3, 5), refused.value
+    # bob may not write in alice's project (not found, or only viewed once another test shares it).
+    with pytest.raises((mlops_nb.NotFound, mlops_nb.PermissionDenied)):
+        bob.deployer.deployment.create_deployment(deployment=single(dai))
+    elsewhere = new_project(alice, "elsewhere")
+    with pytest.raises(mlops_nb.InvalidArgument, match="is not in project"):
+        create(deployment={**single(dai), "project_id": elsewhere})
     assert alice.storage.deployment.count_deployments(project_id=world.project).count == 4
 
 
-@pytest.mark.parametrize("call", [
-    lambda c: c.deployer.deployment.create_deployment(deployment={"project_id": "p"}),
-    lambda c: c.deployer.deployment.delete_deployment(id="d"),
-    lambda c: c.storage.deployment.undeploy(deployment_id="d"),
-    lambda c: c.deployer.endpoint.list_endpoints(),
-    lambda c: c.deployer.log.list_log_entries(),
-    lambda c: c.ingest.model.create_model_ingestion(),
-    lambda c: c.model_monitoring.monitoring_service.list_monitored_deployments(),
-])
-def test_what_changes_deployments_stays_unimplemented(alice: Any, call: Any) -> None:
-    with pytest.raises(mlops_nb.Unimplemented):
-        call(alice)
+def test_python_pickle_cannot_be_deployed(alice: Any, world: World) -> None:
+    pickled = new_experiment(alice, world.project, "pickled")
+    uploaded_artifact(alice, pickled, "python/pickle")
+    with pytest.raises(mlops_nb.InvalidArgument, match="no runtime serves python/pickle artifacts"):
+        alice.deployer.deployment.create_deployment(deployment={"project_id": world.project, "single_deployment": {
+            "deployment_composition": {"experiment_id": pickled, "deployable_artifact_type_name": "python/pickle",
+                                       "artifact_processor_name": "noop_processor", "runtime_name": "x"}}})

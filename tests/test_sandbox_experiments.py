@@ -59,7 +59,7 @@ def test_create_get_list_count(alice: Any) -> None:
     assert created.parameters.target_column == "y" and created.statistics.training_duration == "30s"
     assert created.created_time == created.last_modified_time and created.tag == []
     # Metadata comes back only for the keys asked for.
-    assert created.metadata is None
+    assert created.metadata.values == {}
     fetched = alice.storage.experiment.get_experiment(id=created.id).experiment
     assert fetched == created
     every = alice.storage.experiment.get_experiment(id=created.id, response_metadata={"pattern": ["%"]})

@@ -38,7 +38,7 @@ def test_index_lists_every_route_as_html_and_json(sandbox: Sandbox) -> None:
     assert by_method["storage.project.list_projects"] == {
         "verb": "POST", "path": "/storage/ai.h2o.storage.ProjectService/ListProjects",
         "method": "storage.project.list_projects", "implemented": True}
-    assert by_method["ingest.model.create_model_ingestion"]["implemented"] is False
+    assert by_method["storage.deployment.undeploy"]["implemented"] is False
     page = requests.get(sandbox.gateway_url + "/", timeout=10)
     assert page.headers["content-type"].startswith("text/html")
     assert "/deployer/ai.h2o.deploy.DeploymentStatusService/ListDeploymentStatuses" in page.text
@@ -113,11 +113,11 @@ def test_empty_request_methods_refuse_fields(sandbox: Sandbox, token: str) -> No
 
 def test_unimplemented_methods_answer_501_code_12(sandbox: Sandbox, alice) -> None:
     with pytest.raises(mlops.Unimplemented) as e:
-        alice.ingest.model.create_model_ingestion(artifact_id="a")
+        alice.storage.deployment.undeploy(deployment_id="d1")
     assert e.value.http_status == 501 and e.value.code == 12
-    assert "sandbox does not implement ai.h2o.ingest.ModelIngest/CreateModelIngestion" in e.value.message
+    assert "sandbox does not implement ai.h2o.storage.DeploymentService/Undeploy" in e.value.message
     with pytest.raises(mlops.Unimplemented):
-        alice.model_monitoring.monitoring_service.get_monitored_deployment("d1")
+        list(alice.model_monitoring.monitoring_service.export_metric(deployment_id="d1", model_id="m1"))
 
 
 def test_several_sandboxes_run_at_once(tmp_path) -> None:

@@ -11,7 +11,7 @@ import pytest
 import mlops_nb
 from mlops_nb.sandbox import Sandbox
 from mlops_nb.sandbox.services.access import ROLE_EDITOR, ROLE_VIEWER
-from mlops_nb.sandbox.services.deployments import add_deployment
+from tests.deploying import deploy
 from tests.test_sandbox_artifacts import new_experiment, new_project, share, uploaded_artifact
 
 
@@ -201,7 +201,7 @@ def test_deletes_cascade_and_spare_what_is_deployed(sandbox: Sandbox, alice: Any
         uploaded_artifact(alice, experiment)
     versions = [new_version(alice, model, e).id for e in experiments]
     version_artifact = uploaded_artifact(alice, versions[2])
-    add_deployment(sandbox.store, project_id=project, owner_id=user_id(alice), model_version_ids=[versions[0]])
+    deploy(alice, project, experiments[0], "dai/mojo_pipeline")
 
     with pytest.raises(mlops_nb.FailedPrecondition, match="served by deployment"):
         alice.storage.registered_model_version.delete_model_version(id=versions[0])
@@ -236,14 +236,14 @@ def test_deleting_a_project_leaves_no_registry_rows(sandbox: Sandbox, alice: Any
     experiment = new_experiment(alice, project)
     uploaded_artifact(alice, experiment)
     model = new_model(alice, project, "m")
-    version = new_version(alice, model, experiment).id
-    add_deployment(sandbox.store, project_id=project, owner_id=user_id(alice), model_version_ids=[version])
+    new_version(alice, model, experiment)
+    deploy(alice, project, experiment, "dai/mojo_pipeline")
     alice.storage.project.delete_project(project_id=project)
     with sandbox.store.reading() as db:
         assert db.execute("SELECT count(*) FROM registered_model_version_number WHERE registered_model_id = ?",
                           (model,)).fetchone()[0] == 0
-        assert db.execute("SELECT count(*) FROM deployment_element WHERE model_version_id = ?",
-                          (version,)).fetchone()[0] == 0
+        assert db.execute("SELECT count(*) FROM deployment_model WHERE experiment_id = ?",
+                          (experiment,)).fetchone()[0] == 0
         assert db.execute("SELECT count(*) FROM entity WHERE project_id = ?", (project,)).fetchone()[0] == 0
 
 
@@ -277,7 +277,7 @@ def test_datasets(alice: Any) -> None:
     second = new_dataset(alice, project, "test.csv")
     listed = alice.storage.dataset.list_datasets(project_id=project, paging={"page_size": 1})
     assert [d.id for d in listed.dataset] == [second.id] and listed.paging.next_page_token
-    assert listed.dataset[0].metadata is None
+    assert listed.dataset[0].metadata.values == {}
     everything = alice.storage.dataset.list_datasets(response_metadata={"pattern": ["source"]}).dataset
     assert {created.id, second.id} <= {d.id for d in everything}
     assert next(d for d in everything if d.id == created.id).metadata.values["source"].string_value == "s3"

@@ -25,6 +25,7 @@ __all__ = [
     "Param",
     "Service",
     "CATALOGS",
+    "SECRET_FIELDS",
 ]
 
 
@@ -180,6 +181,12 @@ class Catalogs:
 
     artifacts: tuple[dict[str, str | None], ...]
     runtimes: tuple[dict[str, str], ...]
+
+
+# Fields that hold a secret: reprs show that they are set, never their value. A deployment's
+# passphrase travels in ``DeployAuthenticationPassphrase.hash`` (plain text unless its hash
+# type is BCRYPT).
+SECRET_FIELDS: frozenset[tuple[str, str]] = frozenset({("DeployAuthenticationPassphrase", "hash")})
 
 
 def _load_json(name: str) -> dict[str, Any]:

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from mlops_nb.api import API, Field, Method
 
 if TYPE_CHECKING:
+    from mlops_nb.sandbox.runtime import Supervisor
     from mlops_nb.sandbox.store import Store
 
 __all__ = [
@@ -82,7 +83,7 @@ class Call:
     claims: dict[str, Any]  # the access token's claims
     method: Method
     base_url: str  # the gateway's root URL, e.g. http://127.0.0.1:8080
-    extra: dict[str, Any] = field(default_factory=dict)
+    supervisor: Supervisor | None = None  # runs the deployments' scorer processes
 
     @property
     def user_id(self) -> str:

@@ -13,6 +13,7 @@ import asyncio
 import html
 import json
 import logging
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -29,6 +30,9 @@ from mlops_nb.api import API, Method
 from mlops_nb.sandbox import services
 from mlops_nb.sandbox.identity import IdentityProvider, InvalidToken
 from mlops_nb.sandbox.rpc import HANDLERS, STREAM_HANDLERS, Call, RpcError, new_id, now
+from mlops_nb.sandbox.runtime import Supervisor
+from mlops_nb.sandbox.scoring import ScoringGateway
+from mlops_nb.sandbox.services import deployments
 from mlops_nb.sandbox.store import Store, default_db_path
 from mlops_nb.wire.errors import GRPC_TO_HTTP
 from mlops_nb.wire.messages import Message, message_class
@@ -68,9 +72,11 @@ def implemented(method: Method) -> bool:
 class Gateway:
     """Turns HTTP requests into handler calls."""
 
-    def __init__(self, store: Store, idp: IdentityProvider, *, latency_ms: float = 0) -> None:
+    def __init__(self, store: Store, idp: IdentityProvider, supervisor: Supervisor | None = None, *,
+                 latency_ms: float = 0) -> None:
         self.store = store
         self.idp = idp
+        self.supervisor = supervisor
         self.base_url = ""
         # Added to every gateway call (not the identity provider's), as a remote gateway's round trip.
         self.latency_ms = latency_ms
@@ -92,7 +98,8 @@ class Gateway:
         try:
             claims = self._authenticate(request)
             user = await run_in_threadpool(self._enroll, claims)
-            call = Call(store=self.store, user=user, claims=claims, method=method, base_url=self.base_url)
+            call = Call(store=self.store, user=user, claims=claims, method=method, base_url=self.base_url,
+                        supervisor=self.supervisor)
             stream_handler = STREAM_HANDLERS.get(method.qualified_name)
             if stream_handler is not None:
                 return await stream_handler(call, request)
@@ -188,13 +195,10 @@ def _encode_response(method: Method, result: Any) -> dict[str, Any]:
         return result.to_wire() if isinstance(result, Message) else dict(result)
     # Round-trip through the response class: a handler cannot send what the API does not define.
     message = result if isinstance(result, Message) else message_class(method.response_message).from_wire(result)
-    wire = message.to_wire()
-    # Lists go out even when empty, as the gateway sends them: the legacy client reads a
-    # missing list as None, and ``len(response.project)`` must work on an empty page.
-    for f in API.messages[method.response_message]:
-        if f.repeated:
-            wire.setdefault(f.json, [])
-    return wire
+    # Lists and maps go out even when empty, at every level, as the gateway sends them: the
+    # legacy client reads a missing list as None, and the official high-level client
+    # iterates an experiment's ``tag`` or a metadata map's ``values`` without a check.
+    return message.to_wire(empty_collections=True)
 
 
 def _index(request: Request) -> Response:
@@ -221,10 +225,15 @@ def _index(request: Request) -> Response:
     )
 
 
-def build_app(store: Store, idp: IdentityProvider, *, latency_ms: float = 0) -> tuple[Starlette, Gateway]:
-    gateway = Gateway(store, idp, latency_ms=latency_ms)
-    routes = [Route("/", _index, methods=["GET"]), Mount(idp.mount_path, routes=idp.routes()), *gateway.routes()]
-    return Starlette(routes=routes), gateway
+def build_app(store: Store, idp: IdentityProvider, supervisor: Supervisor | None = None, *,
+              latency_ms: float = 0) -> tuple[Starlette, Gateway, ScoringGateway | None]:
+    """The sandbox's web app: the route index, the identity provider, the gateway and, with a
+    supervisor, the deployments' scoring URLs."""
+    gateway = Gateway(store, idp, supervisor, latency_ms=latency_ms)
+    scoring = ScoringGateway(store, idp, supervisor) if supervisor is not None else None
+    routes = [Route("/", _index, methods=["GET"]), Mount(idp.mount_path, routes=idp.routes()), *gateway.routes(),
+              *(scoring.routes() if scoring is not None else [])]
+    return Starlette(routes=routes), gateway, scoring
 
 
 class Sandbox:
@@ -245,6 +254,7 @@ class Sandbox:
         revoke_refresh_token_on_use: bool = False,
         device_poll_interval: int = 5,
         realm: str = "mlops",
+        warm_scorers: int = 1,
         latency_ms: float = 0,
     ) -> None:
         parse_data(data)  # a bad value fails here, before anything starts
@@ -258,9 +268,13 @@ class Sandbox:
         self.revoke_refresh_token_on_use = revoke_refresh_token_on_use
         self.device_poll_interval = device_poll_interval
         self.realm = realm
+        self.warm_scorers = warm_scorers
         self.latency_ms = latency_ms
         self.store: Store | None = None
         self.idp: IdentityProvider | None = None
+        self.supervisor: Supervisor | None = None
+        self._scoring: ScoringGateway | None = None
+        self._scratch: tempfile.TemporaryDirectory | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.gateway_url = ""
@@ -276,7 +290,9 @@ class Sandbox:
             revoke_refresh_token_on_use=self.revoke_refresh_token_on_use,
             device_poll_interval=self.device_poll_interval,
         )
-        app, gateway = build_app(self.store, self.idp, latency_ms=self.latency_ms)
+        self.supervisor = Supervisor(self._deployments_dir(), deployments.StoreEvents(self.store),
+                                     deployments.supervisor_artifacts(self.store), warm_spares=self.warm_scorers)
+        app, gateway, self._scoring = build_app(self.store, self.idp, self.supervisor, latency_ms=self.latency_ms)
         # A keep-alive longer than any poll interval: uvicorn's default (5 s) equals the device
         # grant's default interval, so a poll could race the server closing its connection.
         config = uvicorn.Config(app, host=self.host, port=self.port, log_level="warning", lifespan="off",
@@ -297,6 +313,8 @@ class Sandbox:
         self.gateway_url = f"http://{_url_host(self.host)}:{bound_port}"
         gateway.base_url = self.gateway_url
         self.idp.set_base_url(self.gateway_url)
+        self.supervisor.start()
+        deployments.restore(self.store, self.supervisor)
         kind, count = parse_data(self.data)
         if kind == "demo":
             from mlops_nb.sandbox.demo import seed_demo_data
@@ -308,9 +326,20 @@ class Sandbox:
             seed_scale_data(self, count)
         return self
 
+    def _deployments_dir(self) -> Path:
+        """Where the deployments' unpacked models live: beside the database, or a scratch folder."""
+        if self.db == ":memory:":
+            self._scratch = tempfile.TemporaryDirectory(prefix="mlops-nb-deployments-")
+            return Path(self._scratch.name)
+        return Path(self.db + ".deployments")
+
     def stop(self) -> None:
         if self._server is None:
             return
+        if self.supervisor is not None:
+            self.supervisor.shutdown()
+        if self._scoring is not None:
+            self._scoring.close()
         self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=10)
@@ -319,6 +348,8 @@ class Sandbox:
             self.idp.close()
         if self.store is not None:
             self.store.close()
+        if self._scratch is not None:
+            self._scratch.cleanup()
 
     def __enter__(self) -> Sandbox:
         return self.start()

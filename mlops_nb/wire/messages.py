@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any, ClassVar
 
-from mlops_nb.api import API, Field
+from mlops_nb.api import API, SECRET_FIELDS, Field
 
 __all__ = [
     "Message",
@@ -352,12 +352,16 @@ class _FieldSpec:
             return {k: self.codec.decode(v) for k, v in value.items()}
         return self.codec.decode(value)
 
-    def encode(self, value: Any) -> Any:
+    def encode(self, value: Any, empty_collections: bool = False) -> Any:
+        encode = self.codec.encode
+        if empty_collections and encode is _message_to_wire:
+            def encode(m: Message) -> dict[str, Any]:
+                return m.to_wire(empty_collections=True)
         if self.field.repeated:
-            return [self.codec.encode(v) for v in value]
+            return [encode(v) for v in value]
         if self.field.map:
-            return {k: self.codec.encode(v) for k, v in value.items()}
-        return self.codec.encode(value)
+            return {k: encode(v) for k, v in value.items()}
+        return encode(value)
 
     def annotation(self) -> str:
         t = self.field.type
@@ -498,15 +502,24 @@ class Message:
 
     # -- conversion -----------------------------------------------------------------------
 
-    def to_wire(self) -> dict[str, Any]:
-        """The proto3 JSON object the gateway expects (unset fields left out)."""
+    def to_wire(self, *, empty_collections: bool = False) -> dict[str, Any]:
+        """The proto3 JSON object the gateway expects (unset fields left out).
+
+        ``empty_collections=True`` writes unset lists and maps as ``[]`` and ``{}``, in
+        nested messages too, as the real gateway answers (a server's choice; clients
+        send them left out).
+        """
         out = {}
         specs = type(self)._specs
         for name, value in self._values.items():
             spec = specs[name]
-            if (spec.field.repeated or spec.field.map) and not value:
+            if (spec.field.repeated or spec.field.map) and not value and not empty_collections:
                 continue
-            out[spec.json] = spec.encode(value)
+            out[spec.json] = spec.encode(value, empty_collections)
+        if empty_collections:
+            for spec in specs.values():
+                if (spec.field.repeated or spec.field.map) and spec.json not in out:
+                    out[spec.json] = [] if spec.field.repeated else {}
         out.update(self._unknown)
         return out
 
@@ -525,8 +538,11 @@ class Message:
 
     def __repr__(self) -> str:
         parts = []
+        cls_name = type(self).__name__
         for name, value in self._values.items():
-            if isinstance(value, list) and len(value) > 3:
+            if (cls_name, name) in SECRET_FIELDS:
+                text = "<hidden>"
+            elif isinstance(value, list) and len(value) > 3:
                 text = f"[{len(value)} items]"
             elif isinstance(value, datetime):
                 text = f"'{format_timestamp(value)}'"

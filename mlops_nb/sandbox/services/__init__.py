@@ -18,6 +18,9 @@ MODULES = [
     "datasets",
     "artifacts",
     "deployments",
+    "ingest",
+    "endpoints",
+    "monitoring",
     "misc",
 ]
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from mlops_nb.sandbox.rpc import Call, not_found, permission_denied
+from mlops_nb.sandbox.rpc import Call, RpcError, not_found, permission_denied
 
 # Fixed ids, so that a restriction role given in one sandbox means the same in another.
 ROLE_OWNER = "7d1b6a8e-0000-4000-8000-000000000001"
@@ -95,3 +95,14 @@ def require_project(call: Call, project_id: str, *, write: bool = False, owner: 
     if write and role == "VIEWER":
         raise permission_denied(f"you may only view project {project_id!r} (your role is VIEWER)")
     return project
+
+
+def require_via_project(call: Call, project_id: str | None, what: str, entity_id: str, *,
+                        write: bool = False) -> None:
+    """Access to an entity through its project; a hidden project reads as NOT_FOUND of the entity itself."""
+    try:
+        require_project(call, project_id or "", write=write)
+    except RpcError as e:
+        if e.code == 5:
+            raise not_found(what, entity_id) from None
+        raise

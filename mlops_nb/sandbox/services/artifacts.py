@@ -1,10 +1,12 @@
 """ArtifactService and ByteStream: artifact records and the bytes behind them.
 
-An artifact belongs to one entity (``entityId``): an experiment, a registered model
-version or a dataset. Whoever may read the entity may read its artifacts and their
+An artifact belongs to one entity (``entityId``): a project, an experiment, a registered
+model version or a dataset. Whoever may read the entity may read its artifacts and their
 bytes (experiments and datasets are readable from every project they are linked into;
 a deleted experiment hides its artifacts); creating, changing, uploading and deleting
-need write access to the entity's home project.
+need write access to the entity's home project. ``UpdateArtifact`` may move an artifact
+to another entity (``entityId`` in the mask), given write access to both: the official
+client uploads a model as an artifact of its project, then moves it to the experiment.
 
 Lifecycle of an artifact's state:
 
@@ -20,10 +22,11 @@ Lifecycle of an artifact's state:
   unless the artifact is ``AVAILABLE``. ``QueryWriteStatus`` tells the bytes received by
   the running upload, or the size of a finished one (``complete``).
 
-``UpdateArtifact`` changes ``type``, ``mimeType`` and ``location``; ``updateMask`` is a
+``UpdateArtifact`` changes ``type``, ``mimeType``, ``location`` and ``entityId``; ``updateMask`` is a
 comma-separated list of field names (python or JSON spelling). An empty mask updates
 every updatable field the request sets; metadata keys are added or replaced, never
-removed. The same rule (:func:`apply_update`) serves every update of the sandbox.
+removed. The same rule (:func:`mlops_nb.sandbox.services.entities.apply_update`) serves every update of
+the sandbox.
 
 The bytes live in files in ``<db>.blobs/`` beside the database, written under a
 temporary name and renamed at ``finishWrite``; with ``db=":memory:"`` they live in a
@@ -62,19 +65,18 @@ from mlops_nb.sandbox.rpc import (
     now,
     page_response,
 )
-from mlops_nb.sandbox.services.access import require_project
+from mlops_nb.sandbox.services.access import require_via_project
+from mlops_nb.sandbox.services.entities import apply_update, find_dataset, find_experiment, replace_data
 from mlops_nb.sandbox.store import Store
 from mlops_nb.wire.messages import Message, message_class
 
 __all__ = [
     "MIGRATIONS",
+    "artifact_chunks",
+    "readable_artifact",
     "ARTIFACT_OWNER_KINDS",
-    "apply_update",
-    "replace_data",
-    "require_via_project",
     "delete_artifact_rows",
     "remove_blobs",
-    "put_artifact_bytes",
 ]
 
 MIGRATIONS: list[tuple[str, str]] = [
@@ -92,9 +94,11 @@ MIGRATIONS: list[tuple[str, str]] = [
 ]
 
 # The kinds of entity an artifact may belong to.
-ARTIFACT_OWNER_KINDS = ("experiment", "registered_model_version", "dataset")
+# The official client uploads a model zip as an artifact of the project, ingests it, then
+# moves the artifact to the experiment it creates (UpdateArtifact, mask ``type,entityId``).
+ARTIFACT_OWNER_KINDS = ("experiment", "registered_model_version", "dataset", "project")
 
-ARTIFACT_UPDATABLE = ("type", "mime_type", "location")
+ARTIFACT_UPDATABLE = ("type", "mime_type", "location", "entity_id")
 READ_CHUNK = 64 * 1024
 # grpc-gateway hands each message to a gRPC server, whose default limit is 4 MiB of proto;
 # as base64 inside JSON that is a little over 5.3 MiB, so 8 MiB leaves room and bounds memory.
@@ -105,63 +109,6 @@ CANCELLED = 1
 
 
 # -- helpers shared by the sandbox's artifact, model, dataset and deployment modules ----------
-
-
-def apply_update(current: dict[str, Any], patch: Message | None, update_mask: str,
-                 updatable: Sequence[str]) -> dict[str, Any]:
-    """``current`` (wire JSON) with the fields named by ``update_mask`` taken from ``patch``.
-
-    A named field that ``patch`` leaves unset is cleared. An empty mask takes every
-    updatable field that ``patch`` sets. Metadata (``StorageMetadata``) keys are only
-    added or replaced, never removed: responses show only the keys a client selected,
-    so writing back what it read must not erase the others.
-    """
-    if patch is None:
-        raise invalid_argument("the request needs the entity with the new values")
-    fields = {f.name: f for f in type(patch).fields()}
-    by_any_name = {alias: fields[name] for name in updatable for alias in (name, fields[name].json)}
-    names = [n.strip() for n in update_mask.split(",") if n.strip()]
-    if names:
-        unknown = [n for n in names if n not in by_any_name]
-        if unknown:
-            raise invalid_argument(f"update_mask names {unknown[0]!r}, which cannot be updated; "
-                                   f"updatable fields: {', '.join(updatable)}")
-        chosen = [by_any_name[n] for n in names]
-    else:
-        chosen = [fields[n] for n in updatable if patch.is_set(n)]
-    if not chosen:
-        raise invalid_argument(f"nothing to update: set one of {', '.join(updatable)} "
-                               "(and name it in update_mask)")
-    wire = patch.to_wire()
-    updated = dict(current)
-    for f in chosen:
-        if f.type == "StorageMetadata":
-            values = {**current.get(f.json, {}).get("values", {}), **wire.get(f.json, {}).get("values", {})}
-            if values:
-                updated[f.json] = {"values": values}
-        elif f.json in wire:
-            updated[f.json] = wire[f.json]
-        else:
-            updated.pop(f.json, None)
-    return updated
-
-
-def require_via_project(call: Call, project_id: str | None, what: str, entity_id: str, *,
-                        write: bool = False) -> None:
-    """Access to an entity through its project; a hidden project reads as NOT_FOUND of the entity itself."""
-    try:
-        require_project(call, project_id or "", write=write)
-    except RpcError as e:
-        if e.code == 5:
-            raise not_found(what, entity_id) from None
-        raise
-
-
-def replace_data(store: Store, kind: str, data: dict[str, Any]) -> None:
-    """Store new wire JSON for an existing entity, keeping its project, parent, owner and creation time."""
-    with store.transaction() as db:
-        db.execute("UPDATE entity SET data = ? WHERE kind = ? AND id = ?",
-                   (json.dumps(data, separators=(",", ":")), kind, data["id"]))
 
 
 def delete_artifact_rows(store: Store, entity_ids: Sequence[str]) -> list[str]:
@@ -185,11 +132,9 @@ def remove_blobs(store: Store, artifact_ids: Sequence[str]) -> None:
         blobs.remove_committed(artifact_id)
 
 
-def put_artifact_bytes(store: Store, artifact_id: str, data: bytes) -> None:
-    """Make ``data`` an artifact's bytes, where an upload would put them (for generated data)."""
-    writer = _blobs(store).writer(artifact_id)
-    writer.write(data)
-    writer.publish()
+def artifact_chunks(store: Store, artifact_id: str) -> Iterator[bytes]:
+    """The bytes of an uploaded artifact, in pieces (for the deployment supervisor and ingest)."""
+    return _blobs(store).chunks(artifact_id, 0, 0)
 
 
 def _delete_artifacts(store: Store, db: sqlite3.Connection, artifact_ids: Sequence[str]) -> None:
@@ -357,7 +302,7 @@ def _table_chunks(store: Store, artifact_id: str, offset: int, limit: int) -> It
 
 # -- artifacts and the entities they belong to ---------------------------------------------
 
-_OWNER_WHAT = "experiment, model version or dataset"
+_OWNER_WHAT = "project, experiment, model version or dataset"
 
 
 def _owning_project(call: Call, entity_id: str, *, write: bool) -> str:
@@ -366,10 +311,6 @@ def _owning_project(call: Call, entity_id: str, *, write: bool) -> str:
     Each kind keeps its own rule: experiments and datasets may be read from any project
     they are linked into, and a deleted experiment is hidden.
     """
-    # Imported here, not at the top: those modules import this one for the helpers above.
-    from mlops_nb.sandbox.services.datasets import find_dataset
-    from mlops_nb.sandbox.services.experiments import find_experiment
-
     if not entity_id:
         raise invalid_argument(f"entity_id (the {_OWNER_WHAT}) is required")
     marks = ",".join("?" * len(ARTIFACT_OWNER_KINDS))
@@ -382,6 +323,9 @@ def _owning_project(call: Call, entity_id: str, *, write: bool) -> str:
         find_experiment(call, entity_id, field="entity_id", write=write)
     elif row["kind"] == "dataset":
         find_dataset(call, entity_id, write=write, id_name="entity_id")
+    elif row["kind"] == "project":
+        require_via_project(call, entity_id, _OWNER_WHAT, entity_id, write=write)
+        return entity_id
     else:
         require_via_project(call, row["project_id"], _OWNER_WHAT, entity_id, write=write)
     return row["project_id"]
@@ -400,6 +344,11 @@ def _artifact(call: Call, artifact_id: str, *, write: bool, id_name: str = "id")
             raise not_found("artifact", artifact_id) from None
         raise
     return json.loads(row["data"])
+
+
+def readable_artifact(call: Call, artifact_id: str, *, id_name: str = "id") -> dict[str, Any]:
+    """An artifact the caller may read (wire JSON); NOT_FOUND otherwise."""
+    return _artifact(call, artifact_id, write=False, id_name=id_name)
 
 
 @handles("storage.artifact.create_artifact")
@@ -437,10 +386,15 @@ def update_artifact(call: Call, request: Any) -> dict[str, Any]:
     given = request.artifact
     if given is None or not given.id:
         raise invalid_argument("artifact.id is required")
-    with call.store.transaction():
+    with call.store.transaction() as db:
         current = _artifact(call, given.id, write=True)
         updated = apply_update(current, given, request.update_mask, ARTIFACT_UPDATABLE)
         updated["lastModifiedTime"] = now()
+        if updated.get("entityId") != current["entityId"]:
+            # Moving to another owner takes write access there too.
+            project_id = _owning_project(call, updated.get("entityId", ""), write=True)
+            db.execute("UPDATE entity SET parent_id = ?, project_id = ? WHERE kind = 'artifact' AND id = ?",
+                       (updated["entityId"], project_id, given.id))
         replace_data(call.store, "artifact", updated)
     return {"artifact": updated}
 

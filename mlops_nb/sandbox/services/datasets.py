@@ -20,19 +20,17 @@
   case-sensitive): ask for ``["%"]`` to get every key. No pattern, no metadata.
 * ``UpdateDataset`` changes ``display_name``, ``metadata`` (keys are added or replaced,
   never removed), ``row_count``, ``col_count``, ``size`` and ``statistics``
-  (``update_mask`` as in :mod:`mlops_nb.sandbox.services.artifacts`).
+  (``update_mask`` as in :func:`mlops_nb.sandbox.services.entities.apply_update`).
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from typing import Any
 
 from mlops_nb.sandbox.rpc import (
     Call,
     ListQuery,
-    RpcError,
     already_exists,
     failed_precondition,
     handles,
@@ -42,17 +40,11 @@ from mlops_nb.sandbox.rpc import (
     not_found,
     now,
     page_response,
-    permission_denied,
     run_batch,
 )
-from mlops_nb.sandbox.services.access import readable_projects_sql, require_project
-from mlops_nb.sandbox.services.artifacts import (
-    apply_update,
-    delete_artifact_rows,
-    remove_blobs,
-    replace_data,
-    require_via_project,
-)
+from mlops_nb.sandbox.services.access import readable_projects_sql, require_project, require_via_project
+from mlops_nb.sandbox.services.artifacts import delete_artifact_rows, remove_blobs
+from mlops_nb.sandbox.services.entities import DATASET, apply_update, find_dataset, replace_data
 from mlops_nb.sandbox.services.experiments import shaped
 from mlops_nb.sandbox.services.projects import PROJECT_DELETE_HOOKS
 
@@ -71,37 +63,8 @@ MIGRATIONS: list[tuple[str, str]] = [
     ),
 ]
 
-DATASET = "dataset"
 DATASET_UPDATABLE = ("display_name", "metadata", "row_count", "col_count", "size", "statistics")
 CREATE_FIELDS = ("displayName", "metadata", "rowCount", "colCount", "size", "statistics")
-
-
-def find_dataset(call: Call, dataset_id: str, *, write: bool = False,
-                 id_name: str = "id") -> tuple[dict[str, Any], str]:
-    """The dataset (wire JSON, without tags) and its home project, once access is checked."""
-    if not dataset_id:
-        raise invalid_argument(f"{id_name} is required")
-    row = call.store.row(DATASET, dataset_id)
-    if row is None:
-        raise not_found("dataset", dataset_id)
-    try:
-        require_project(call, row["project_id"], write=write)
-    except RpcError as e:
-        if e.code != 5:
-            raise
-        if not _readable_through_link(call, dataset_id):
-            raise not_found("dataset", dataset_id) from None
-        if write:
-            raise permission_denied(f"dataset {dataset_id!r} is linked into a project of yours, but only "
-                                    "editors of its home project may change it") from None
-    return json.loads(row["data"]), row["project_id"]
-
-
-def _readable_through_link(call: Call, dataset_id: str) -> bool:
-    readable, params = readable_projects_sql(call, "l.project_id")
-    with call.store.reading() as db:
-        return db.execute(f"SELECT 1 FROM dataset_link l WHERE l.dataset_id = ? AND {readable}",
-                          (dataset_id, *params)).fetchone() is not None
 
 
 def _in_project(call: Call, dataset_id: str, project_id: str) -> bool:

@@ -1,50 +1,65 @@
-"""The read side of deployments, and the catalogs a deployment is made from.
+"""Deployments: the deployer's DeploymentService, statuses, logs, profiling, and storage's views.
 
-Served: storage DeploymentService (get, list for a project, list all, count), the
-deployer's ``ListProjectDeployments``, DeploymentStatusService, CompositionService and
-EnvironmentService. Creating, changing and deleting deployments through the API is
-not implemented (501) and neither is scoring: the demo data and the tests make
-deployments with :func:`add_deployment`, which writes every view of a deployment in
-one transaction so the views always agree:
+A deployment has three views, written together in one transaction so that they agree at
+every moment:
 
-* ``StorageDeployment`` (kind ``deployment``): type SINGLE_MODEL, SHADOW_TRAFFIC or
-  SPLIT_TRAFFIC, the primary experiment, and the other experiments as secondary
-  scorers with their share of the traffic (a shadow gets a copy of all of it: 1.0).
-  Sandbox deployments carry no metadata, so ``response_metadata`` selects nothing.
-* ``DeployDeployment`` (kind ``deployer_deployment``): single, shadow or split, each
-  model as a ``deploymentComposition`` (experiment, artifact, deployable artifact type,
-  artifact processor and runtime, named as in the seed's tables).
-* ``DeployDeploymentStatus`` (kind ``deployment_status``): the state (the real enum,
-  typo ``UNHEALTY`` included) and a message; its scorer URLs are
-  ``{gateway}/deployments/{id}/model/score`` (``sample_request``, ``capabilities``).
+* ``DeployDeployment`` (kind ``deployer_deployment``): single, shadow or split, each model as
+  a ``deploymentComposition`` (experiment, artifact, deployable artifact type, artifact
+  processor, runtime), with ``security``, ``monitor``, resources and environment variables;
+* ``StorageDeployment`` (kind ``deployment``), derived from it: SINGLE_MODEL, SHADOW_TRAFFIC
+  or SPLIT_TRAFFIC, the primary experiment and the others as secondary scorers with their
+  share of the traffic (a shadow gets a copy of all of it: 1.0);
+* ``DeployDeploymentStatus`` (kind ``deployment_status``): the state the scorer processes are
+  in (see :mod:`mlops_nb.sandbox.runtime.supervisor`) with a message saying why, and the
+  scorer URLs ``{gateway}/deployments/{id}/model/score`` (``schema``, ``sample_request``,
+  ``capabilities``, ``id``).
 
-A deployment belongs to a project and is visible to whoever may read the project;
-``ListAllDeployments`` and a ``CountDeployments`` without ``project_id`` cover every
-project the caller may read.
+``CreateDeployment`` checks every composition against the seed's tables and the experiment
+before anything starts: the deployable artifact type and processor must match, the
+experiment (in the deployment's project) must have an uploaded artifact of that type, and
+the runtime must serve it; otherwise INVALID_ARGUMENT names what would do. Then the
+deployment is PREPARING and the supervisor takes over. ``UpdateModelDeployment`` takes the
+whole deployment back (as the official client sends it) or the fields its ``update_mask``
+names; a change to what runs starts a new revision. ``DeleteDeployment`` makes it
+TERMINATING; once its processes are gone, so is the deployment (NOT_FOUND), with its logs
+and monitoring data. A deployment that an endpoint targets cannot be deleted.
 
-``ListArtifactCompositions`` is the seed's two tables joined on the model type: each
-artifact row (storage artifact type, deployable artifact type, artifact processor) with
-every runtime of its model type. The seed has no runtime for ``python/pickle``: that
-row comes once, without model type and runtime.
+Security: ``security.passphrase`` (PLAINTEXT or BCRYPT hash type) makes the scoring routes
+require ``Authorization: Bearer <passphrase>``; ``security.tokenAuth`` (OIDC) requires a
+valid sandbox access token; neither leaves them open. Resource requests and limits are
+recorded, not enforced; ``replicas`` scorer processes serve each model (0 or less: none).
 
-There is one deployment environment, ``sandbox`` (Kubernetes), with two deployment
-profiles, ``default`` and ``large``; both lists page with ``page_size`` and an offset
-``page_token``.
+``ListLogEntries`` (``parent``: the deployment id or its resource name
+``projects/{p}/environments/{e}/deployments/{d}``) gives the lifecycle and the scorers'
+own output, oldest first; ``max_lines`` keeps the last ones, ``filter`` keeps lines
+containing it. ``ListSuggestedScoringCompositions`` lists the compositions that can serve
+an experiment's artifacts, runnable ones first; ``GetSuggestedScoringResourceSpec`` suggests
+memory from what the experiment's scorers use (measured) or, unmeasured, from the artifact's
+size, and a CPU per worker.
+
+``ListArtifactCompositions`` is the seed's two tables joined on the model type: each artifact
+row with every runtime of its model type. ``python/pickle`` has no runtime in the seed, so it
+has no composition: it cannot be deployed. There is one deployment environment, ``sandbox``
+(Kubernetes, no affinity or toleration shortcuts), with two profiles, ``default`` and
+``large``; each project has one storage deployment environment, its id derived from the
+project's.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import uuid
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
-from mlops_nb.api import API, CATALOGS
+from mlops_nb.api import CATALOGS
 from mlops_nb.sandbox.rpc import (
     Call,
     ListQuery,
     count_matching,
+    failed_precondition,
     handles,
     invalid_argument,
     list_page,
@@ -53,13 +68,19 @@ from mlops_nb.sandbox.rpc import (
     now,
     page_response,
 )
-from mlops_nb.sandbox.services.access import readable_projects_sql, require_project
-from mlops_nb.sandbox.services.artifacts import require_via_project
+from mlops_nb.sandbox.runtime import DeploymentSpec, ModelSpec, cannot_run, runnable_runtimes
+from mlops_nb.sandbox.services.access import readable_projects_sql, require_project, require_via_project
+from mlops_nb.sandbox.services.artifacts import artifact_chunks
+from mlops_nb.sandbox.services.entities import IN_PROJECT, NOT_DELETED, find_experiment
 from mlops_nb.sandbox.services.projects import PROJECT_DELETE_HOOKS
 from mlops_nb.sandbox.store import Store
 
-__all__ = ["MIGRATIONS", "add_deployment", "deployments_serving", "compositions", "ENVIRONMENT_NAME",
-           "environment_id", "MODEL_TYPE_OF_ARTIFACT"]
+if TYPE_CHECKING:
+    from mlops_nb.sandbox.runtime import Supervisor
+
+__all__ = ["MIGRATIONS", "deployments_serving", "compositions", "ENVIRONMENT_NAME", "environment_id",
+           "MODEL_TYPE_OF_ARTIFACT", "StoreEvents", "restore", "deployment_view", "resource_name",
+           "DEPLOYMENT_REMOVE_HOOKS", "security_of"]
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -71,7 +92,49 @@ MIGRATIONS: list[tuple[str, str]] = [
             model_version_id TEXT NOT NULL,
             PRIMARY KEY (deployment_id, position)
         );
-        CREATE INDEX deployment_element_by_version ON deployment_element (model_version_id);
+        """,
+    ),
+    (
+        # Deployments now name experiments (as the API does), not model versions; the
+        # deployments of earlier sandboxes get the ``security`` every deployment carries.
+        "0601_deployment_model",
+        """
+        DROP TABLE deployment_element;
+        CREATE TABLE deployment_model (
+            deployment_id TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            experiment_id TEXT NOT NULL,
+            PRIMARY KEY (deployment_id, position)
+        );
+        CREATE INDEX deployment_model_by_experiment ON deployment_model (experiment_id);
+        INSERT INTO deployment_model
+            SELECT e.id, 0, json_extract(e.data, '$.experimentId') FROM entity e WHERE e.kind = 'deployment';
+        UPDATE entity SET data = json_set(data, '$.security',
+                json('{"passphrase": {"hash": "", "passphraseHashType": "PASSPHRASE_HASH_TYPE_UNSPECIFIED"}}'))
+            WHERE kind = 'deployer_deployment' AND json_extract(data, '$.security') IS NULL;
+        CREATE TABLE deployment_log (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            deployment_id TEXT NOT NULL,
+            time TEXT NOT NULL,
+            source TEXT NOT NULL,
+            text TEXT NOT NULL
+        );
+        CREATE INDEX deployment_log_by_deployment ON deployment_log (deployment_id, seq);
+        CREATE TABLE deployment_state (
+            deployment_id TEXT NOT NULL,
+            time TEXT NOT NULL,
+            state TEXT NOT NULL,
+            message TEXT NOT NULL
+        );
+        CREATE INDEX deployment_state_by_deployment ON deployment_state (deployment_id, time);
+        CREATE TABLE deployment_sample (
+            deployment_id TEXT NOT NULL,
+            experiment_id TEXT NOT NULL,
+            time TEXT NOT NULL,
+            rss_bytes INTEGER NOT NULL,
+            cpu_seconds REAL NOT NULL
+        );
+        CREATE INDEX deployment_sample_by_deployment ON deployment_sample (deployment_id, time);
         """,
     ),
 ]
@@ -79,6 +142,8 @@ MIGRATIONS: list[tuple[str, str]] = [
 STORAGE_KIND = "deployment"
 DEPLOYER_KIND = "deployer_deployment"
 STATUS_KIND = "deployment_status"
+LOG_LINES_KEPT = 5000  # per deployment; older lines are dropped
+SAMPLES_KEPT = 20000  # per deployment
 
 ENVIRONMENT_NAME = "sandbox"
 # Storage keeps one deployment environment per project. The sandbox has exactly one
@@ -86,10 +151,20 @@ ENVIRONMENT_NAME = "sandbox"
 # every sandbox, and nothing to store or keep consistent.
 _ENVIRONMENT_NAMESPACE = uuid.UUID("5a2dbe0c-0000-4000-8000-000000000001")
 
+# Hooks run (inside the removing transaction) when a deployment is gone: other modules drop
+# what they keep about it (monitoring data).
+DEPLOYMENT_REMOVE_HOOKS: list[Callable[[sqlite3.Connection, str], None]] = []
+
 
 def environment_id(project_id: str) -> str:
     """The id of a project's (only) deployment environment."""
     return str(uuid.uuid5(_ENVIRONMENT_NAMESPACE, project_id))
+
+
+def resource_name(deployer: dict[str, Any]) -> str:
+    """``projects/{p}/environments/{e}/deployments/{d}``, as endpoints and logs name a deployment."""
+    return (f"projects/{deployer['projectId']}/environments/{deployer['deploymentEnvironmentId']}"
+            f"/deployments/{deployer['id']}")
 
 
 def _environment(project: dict[str, Any]) -> dict[str, Any]:
@@ -97,11 +172,14 @@ def _environment(project: dict[str, Any]) -> dict[str, Any]:
             "deploymentTargetName": ENVIRONMENT_NAME, "createdTime": project["createdTime"],
             "lastModifiedTime": project["createdTime"]}
 
+
 # Which runtimes serve an artifact type: the catalogs' model_type column (the seed's tables
 # do not say; see mlops_nb/api/catalogs.json).
 MODEL_TYPE_OF_ARTIFACT = {row["artifact_type"]: row["model_type"] for row in CATALOGS.artifacts if row["model_type"]}
+_ARTIFACT_ROW_BY_DEPLOYABLE = {row["deployable_artifact_type_name"]: row for row in CATALOGS.artifacts}
 
 _TRAFFIC_TYPES = {"single": "SINGLE_MODEL", "shadow": "SHADOW_TRAFFIC", "split": "SPLIT_TRAFFIC"}
+_MODE_FIELDS = {"single": "singleDeployment", "shadow": "shadowDeployment", "split": "splitDeployment"}
 
 _PROFILES = [
     {"name": "default", "displayName": "Default", "isDefault": True,
@@ -118,21 +196,22 @@ def _resource_spec(profile: dict[str, Any]) -> dict[str, Any]:
             "replicas": 1}
 
 
+def _runtimes_of(model_type: str | None) -> list[dict[str, str]]:
+    return [r for r in CATALOGS.runtimes if model_type and r["model_type"] == model_type]
+
+
 def compositions() -> list[dict[str, Any]]:
     """The ``DeployArtifactComposition`` list: the seed's tables, joined on model type."""
     result = []
     for row in CATALOGS.artifacts:
-        deployable = {"name": row["deployable_artifact_type_name"], "artifactType": row["artifact_type"]}
-        processor = {"name": row["artifact_processor_name"],
-                     "deployableArtifactTypeName": row["deployable_artifact_type_name"]}
         model_type = MODEL_TYPE_OF_ARTIFACT.get(row["artifact_type"])
-        runtimes = [r for r in CATALOGS.runtimes if r["model_type"] == model_type]
-        if not runtimes:
-            result.append({"deployableArtifactType": deployable, "artifactProcessor": processor})
-        for runtime in runtimes:
+        for runtime in _runtimes_of(model_type):
             result.append({
-                "deployableArtifactType": deployable,
-                "artifactProcessor": {**processor, "modelTypeName": model_type},
+                "deployableArtifactType": {"name": row["deployable_artifact_type_name"],
+                                           "artifactType": row["artifact_type"]},
+                "artifactProcessor": {"name": row["artifact_processor_name"],
+                                      "deployableArtifactTypeName": row["deployable_artifact_type_name"],
+                                      "modelTypeName": model_type},
                 "modelType": {"name": model_type},
                 "runtime": {"name": runtime["runtime_name"], "displayName": runtime["runtime_display_name"],
                             "modelTypeName": model_type},
@@ -140,166 +219,421 @@ def compositions() -> list[dict[str, Any]]:
     return result
 
 
-# -- making deployments (demo data and tests) ------------------------------------------------
+# -- checking what a deployment asks for ---------------------------------------------------------
 
 
-def add_deployment(
-    store: Store,
-    *,
-    project_id: str,
-    owner_id: str,
-    model_version_ids: Sequence[str],
-    traffic: str = "single",
-    weights: Sequence[int] = (),
-    runtime_names: Sequence[str] = (),
-    state: str = "HEALTHY",
-    message: str = "",
-    display_name: str = "",
-    description: str = "",
-) -> str:
-    """Record a deployment of model versions of ``project_id``; return its id.
-
-    ``traffic`` is ``single`` (one version), ``shadow`` (primary and shadow) or ``split``
-    (two or more, with ``weights``; equal shares of 100 by default). Each version's experiment
-    needs an AVAILABLE artifact of a deployable type; ``runtime_names`` picks a runtime per
-    version (default: the first of its model type in the seed's table). ``state`` is a
-    ``DeployDeploymentState`` name. Misuse raises ValueError: this is not an API call.
-    """
-    sizes = {"single": (1, 1), "shadow": (2, 2), "split": (2, None)}
-    if traffic not in sizes:
-        raise ValueError(f"traffic must be one of {', '.join(sizes)}, not {traffic!r}")
-    count = len(model_version_ids)
-    fewest, most = sizes[traffic]
-    if count < fewest or (most is not None and count > most):
-        raise ValueError(f"a {traffic} deployment takes {fewest}{'' if most else ' or more'} model versions, "
-                         f"got {count}")
-    if state not in API.enums["DeployDeploymentState"]:
-        raise ValueError(f"state must be one of {', '.join(API.enums['DeployDeploymentState'])}, not {state!r}")
-    if weights and (traffic != "split" or len(weights) != count or min(weights) <= 0):
-        raise ValueError("weights are for split deployments: one positive weight per model version")
-    # Equal shares by default, in percent.
-    weights = list(weights) or [100 // count + (i < 100 % count) for i in range(count)]
-    runtimes = list(runtime_names) or [""] * count
-    if len(runtimes) != count:
-        raise ValueError("give one runtime name per model version, or none")
-
-    deployment_id = new_id()
-    created = now()
-    with store.transaction() as db:
-        owner = store.get("user", owner_id)
-        if owner is None:
-            raise ValueError(f"no user {owner_id!r}")
-        if store.get("project", project_id) is None:
-            raise ValueError(f"no project {project_id!r}")
-        elements = [_element(db, project_id, version_id, runtime)
-                    for version_id, runtime in zip(model_version_ids, runtimes, strict=True)]
-        spec = _resource_spec(_PROFILES[0])
-        deployer: dict[str, Any] = {
-            "id": deployment_id, "projectId": project_id, "deploymentEnvironmentId": environment_id(project_id),
-            "createdTime": created, "lastModifiedTime": created, "displayName": display_name,
-            "description": description, "revisionId": new_id(), "revisionCreateTime": created,
-            "userInfo": {"ownerId": owner_id, "ownerName": owner.get("username", ""),
-                         "idpId": owner.get("idpId", "")},
-            "monitor": {"enable": False},
-        }
-        parts = [e["composition"] for e in elements]
-        if traffic == "single":
-            deployer["singleDeployment"] = {"deploymentComposition": parts[0],
-                                            "kubernetesResourceSpec": spec}
-        elif traffic == "shadow":
-            deployer["shadowDeployment"] = {
-                "primaryElement": {"deploymentComposition": parts[0], "kubernetesResourceSpec": spec},
-                "secondaryElement": {"deploymentComposition": parts[1], "kubernetesResourceSpec": spec},
-            }
-        else:
-            deployer["splitDeployment"] = {"splitElements": [
-                {"deploymentComposition": c, "weight": w, "kubernetesResourceSpec": spec}
-                for c, w in zip(parts, weights, strict=True)
-            ]}
-        total = sum(weights)
-        secondary = [{"experimentId": e["experiment_id"], "fraction": 1.0 if traffic == "shadow" else w / total}
-                     for e, w in zip(elements[1:], weights[1:], strict=True)]
-        storage = {
-            "id": deployment_id, "createdTime": created, "lastModifiedTime": created, "projectId": project_id,
-            "deploymentEnvironmentId": environment_id(project_id), "experimentId": elements[0]["experiment_id"],
-            "type": _TRAFFIC_TYPES[traffic], "secondaryScorer": secondary, "ownerId": owner_id,
-        }
-        status = {"deploymentId": deployment_id, "state": state, "message": message, "lastModifiedTime": created}
-        for kind, data in ((STORAGE_KIND, storage), (DEPLOYER_KIND, _drop_empty(deployer)),
-                           (STATUS_KIND, _drop_empty(status))):
-            db.execute("INSERT INTO entity (kind, id, project_id, owner_id, created_time, data) "
-                       "VALUES (?, ?, ?, ?, ?, ?)",
-                       (kind, deployment_id, project_id, owner_id, created, json.dumps(data, separators=(",", ":"))))
-        db.executemany("INSERT INTO deployment_element VALUES (?, ?, ?)",
-                       [(deployment_id, i, e["version_id"]) for i, e in enumerate(elements)])
-    return deployment_id
-
-
-def _drop_empty(data: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in data.items() if v != ""}
-
-
-def _element(db: sqlite3.Connection, project_id: str, version_id: str, runtime_name: str) -> dict[str, Any]:
-    row = db.execute("SELECT project_id, data FROM entity WHERE kind = 'registered_model_version' AND id = ?",
-                     (version_id,)).fetchone()
-    if row is None:
-        raise ValueError(f"no registered model version {version_id!r}")
-    if row["project_id"] != project_id:
-        raise ValueError(f"model version {version_id!r} is in project {row['project_id']!r}, not {project_id!r}")
-    experiment_id = json.loads(row["data"])["experimentId"]
-    artifacts = [json.loads(r["data"]) for r in db.execute(
+def _experiment_artifacts(db: sqlite3.Connection, experiment_id: str) -> list[dict[str, Any]]:
+    return [json.loads(r["data"]) for r in db.execute(
         "SELECT data FROM entity WHERE kind = 'artifact' AND parent_id = ? ORDER BY created_time, id",
         (experiment_id,))]
-    deployable = [a for a in artifacts if a.get("state") == "AVAILABLE" and a.get("type") in MODEL_TYPE_OF_ARTIFACT]
-    if not deployable:
-        raise ValueError(f"experiment {experiment_id!r} has no uploaded artifact of a deployable type "
-                         f"({', '.join(MODEL_TYPE_OF_ARTIFACT)})")
-    artifact = deployable[0]
-    row_of_type = next(r for r in CATALOGS.artifacts if r["artifact_type"] == artifact["type"])
-    model_type = MODEL_TYPE_OF_ARTIFACT[artifact["type"]]
-    runtime_choices = [r["runtime_name"] for r in CATALOGS.runtimes if r["model_type"] == model_type]
-    runtime_name = runtime_name or runtime_choices[0]
-    if runtime_name not in runtime_choices:
-        raise ValueError(f"runtime {runtime_name!r} does not serve {artifact['type']} artifacts; "
-                         f"choose one of {', '.join(runtime_choices)}")
-    composition = {
-        "experimentId": experiment_id, "artifactId": artifact["id"],
-        "deployableArtifactTypeName": row_of_type["deployable_artifact_type_name"],
-        "artifactProcessorName": row_of_type["artifact_processor_name"], "runtimeName": runtime_name,
+
+
+def _check_composition(call: Call, project_id: str, given: dict[str, Any], where: str) -> tuple[dict[str, Any], str]:
+    """The composition with its artifact resolved, and the experiment's display name; or INVALID_ARGUMENT."""
+    experiment_id = given.get("experimentId", "")
+    experiment = find_experiment(call, experiment_id, field=f"{where}.experiment_id")
+    with call.store.reading() as db:
+        in_project = db.execute(f"SELECT 1 FROM entity e WHERE e.kind = 'experiment' AND e.id = ? AND {IN_PROJECT} "
+                                f"AND {NOT_DELETED}", (experiment_id, project_id, project_id)).fetchone()
+        artifacts = _experiment_artifacts(db, experiment_id)
+    if in_project is None:
+        raise invalid_argument(f"{where}: experiment {experiment_id!r} is not in project {project_id!r}; "
+                               "link it into the project first")
+    deployable = given.get("deployableArtifactTypeName", "")
+    row = _ARTIFACT_ROW_BY_DEPLOYABLE.get(deployable)
+    if row is None:
+        raise invalid_argument(f"{where}.deployable_artifact_type_name {deployable!r} is not one of "
+                               f"{', '.join(_ARTIFACT_ROW_BY_DEPLOYABLE)}")
+    processor = given.get("artifactProcessorName", "") or row["artifact_processor_name"]
+    if processor != row["artifact_processor_name"]:
+        raise invalid_argument(f"{where}.artifact_processor_name {processor!r} does not process {deployable} "
+                               f"artifacts; use {row['artifact_processor_name']!r}")
+    usable = [a for a in artifacts if a.get("type") == row["artifact_type"] and a.get("state") == "AVAILABLE"]
+    if given.get("artifactId"):
+        usable = [a for a in usable if a["id"] == given["artifactId"]]
+    if not usable:
+        have = ", ".join(sorted({f"{a.get('type') or '(no type)'} ({a.get('state', 'EMPTY')})" for a in artifacts}))
+        raise invalid_argument(f"{where}: experiment {experiment_id!r} has no uploaded {row['artifact_type']} "
+                               f"artifact{' ' + repr(given['artifactId']) if given.get('artifactId') else ''} "
+                               f"to deploy as {deployable} (its artifacts: {have or 'none'})")
+    model_type = MODEL_TYPE_OF_ARTIFACT.get(row["artifact_type"])
+    choices = [r["runtime_name"] for r in _runtimes_of(model_type)]
+    runtime = given.get("runtimeName", "")
+    if not choices:
+        raise invalid_argument(f"{where}: no runtime serves {row['artifact_type']} artifacts, so they cannot be "
+                               "deployed")
+    if runtime not in choices:
+        said = f"runtime {runtime!r} cannot serve" if runtime else "runtime_name is required for"
+        raise invalid_argument(f"{where}: {said} {row['artifact_type']} artifacts ({deployable}); runtimes that "
+                               f"can: {', '.join(choices)}")
+    composition = {**given, "artifactId": usable[-1]["id"], "artifactProcessorName": processor}
+    return composition, experiment.data.get("displayName", "")
+
+
+def _mode(deployment: dict[str, Any]) -> str:
+    modes = [mode for mode, key in _MODE_FIELDS.items() if deployment.get(key)]
+    if len(modes) != 1:
+        raise invalid_argument("a deployment sets exactly one of single_deployment, shadow_deployment and "
+                               f"split_deployment (got {', '.join(modes) or 'none'})")
+    return modes[0]
+
+
+def _elements(deployment: dict[str, Any], mode: str) -> list[dict[str, Any]]:
+    """The deployment's model elements in order (primary first), each with its composition."""
+    body = deployment[_MODE_FIELDS[mode]]
+    if mode == "single":
+        return [body]
+    if mode == "shadow":
+        return [e for e in (body.get("primaryElement"), body.get("secondaryElement")) if e]
+    return list(body.get("splitElements", []))
+
+
+def _check_elements(call: Call, project_id: str, deployment: dict[str, Any]) -> tuple[str, list[str]]:
+    """Resolve every composition in place; return the mode and the experiments' names."""
+    mode = _mode(deployment)
+    elements = _elements(deployment, mode)
+    wanted = {"single": "one model", "shadow": "a primary and a secondary element", "split": "two or more elements"}
+    if (mode == "shadow" and len(elements) != 2) or (mode == "split" and len(elements) < 2):
+        raise invalid_argument(f"a {mode} deployment takes {wanted[mode]}, got {len(elements)}")
+    names = []
+    for i, element in enumerate(elements):
+        where = f"{_MODE_FIELDS[mode]}{f'[{i}]' if mode != 'single' else ''}.deployment_composition"
+        if not element.get("deploymentComposition"):
+            raise invalid_argument(f"{where} is required")
+        if mode == "split" and element.get("weight", 0) <= 0:
+            raise invalid_argument(f"{_MODE_FIELDS[mode]}[{i}].weight must be a positive share of the traffic")
+        element["deploymentComposition"], name = _check_composition(
+            call, project_id, element["deploymentComposition"], where)
+        names.append(name)
+    return mode, names
+
+
+def _check_security(deployment: dict[str, Any]) -> None:
+    security = deployment.setdefault("security", {})
+    passphrase = security.setdefault("passphrase", {})
+    passphrase.setdefault("hash", "")
+    kind = passphrase.get("passphraseHashType") or "PASSPHRASE_HASH_TYPE_UNSPECIFIED"
+    if passphrase["hash"] and kind == "PASSPHRASE_HASH_TYPE_UNSPECIFIED":
+        kind = "PASSPHRASE_HASH_TYPE_PLAINTEXT"
+    if not passphrase["hash"]:
+        kind = "PASSPHRASE_HASH_TYPE_UNSPECIFIED"
+    if kind == "PASSPHRASE_HASH_TYPE_BCRYPT" and not passphrase["hash"].startswith(("$2a$", "$2b$", "$2y$")):
+        raise invalid_argument("security.passphrase.hash must be a bcrypt hash ($2b$...) when its hash type is "
+                               "PASSPHRASE_HASH_TYPE_BCRYPT; send the plain passphrase with PLAINTEXT instead")
+    passphrase["passphraseHashType"] = kind
+    protocol = security.get("tokenAuth", {}).get("authenticationProtocol", "AUTHORIZATION_PROTOCOL_UNSPECIFIED")
+    if protocol not in ("AUTHORIZATION_PROTOCOL_UNSPECIFIED", "AUTHORIZATION_PROTOCOL_OIDC"):
+        raise invalid_argument(f"security.token_auth.authentication_protocol {protocol!r} is not supported")
+
+
+def security_of(deployer: dict[str, Any]) -> tuple[str, str, bool]:
+    """(passphrase hash type, hash, whether a sandbox access token is required) of a deployment."""
+    security = deployer.get("security", {})
+    passphrase = security.get("passphrase", {})
+    token = security.get("tokenAuth", {}).get("authenticationProtocol") == "AUTHORIZATION_PROTOCOL_OIDC"
+    return passphrase.get("passphraseHashType", ""), passphrase.get("hash", ""), token
+
+
+# -- the views ---------------------------------------------------------------------------------
+
+
+def _storage_view(deployer: dict[str, Any]) -> dict[str, Any]:
+    mode = _mode(deployer)
+    elements = _elements(deployer, mode)
+    experiments = [e["deploymentComposition"]["experimentId"] for e in elements]
+    weights = [e.get("weight", 0) for e in elements]
+    total = sum(weights) or 1
+    secondary = [{"experimentId": x, "fraction": 1.0 if mode == "shadow" else w / total}
+                 for x, w in zip(experiments[1:], weights[1:], strict=True)]
+    return {"id": deployer["id"], "createdTime": deployer["createdTime"],
+            "lastModifiedTime": deployer["lastModifiedTime"], "projectId": deployer["projectId"],
+            "deploymentEnvironmentId": deployer["deploymentEnvironmentId"], "experimentId": experiments[0],
+            "type": _TRAFFIC_TYPES[mode], "secondaryScorer": secondary, "ownerId": deployer["userInfo"]["ownerId"]}
+
+
+def _write_views(db: sqlite3.Connection, deployer: dict[str, Any], status: dict[str, Any] | None) -> None:
+    """Write the deployer and storage views (and the status, when given) of one deployment."""
+    rows = [(DEPLOYER_KIND, deployer), (STORAGE_KIND, _storage_view(deployer))]
+    if status is not None:
+        rows.append((STATUS_KIND, status))
+    for kind, data in rows:
+        db.execute("INSERT OR REPLACE INTO entity (kind, id, project_id, owner_id, created_time, data) "
+                   "VALUES (?, ?, ?, ?, ?, ?)",
+                   (kind, deployer["id"], deployer["projectId"], deployer["userInfo"]["ownerId"],
+                    deployer["createdTime"], json.dumps(data, separators=(",", ":"))))
+    db.execute("DELETE FROM deployment_model WHERE deployment_id = ?", (deployer["id"],))
+    db.executemany("INSERT INTO deployment_model VALUES (?, ?, ?)",
+                   [(deployer["id"], i, e["deploymentComposition"]["experimentId"])
+                    for i, e in enumerate(_elements(deployer, _mode(deployer)))])
+
+
+def _spec(deployer: dict[str, Any], names: Sequence[str] = ()) -> DeploymentSpec:
+    mode = _mode(deployer)
+    models = []
+    for i, element in enumerate(_elements(deployer, mode)):
+        composition = element["deploymentComposition"]
+        resources = element.get("kubernetesResourceSpec", {})
+        replicas = resources.get("replicas", 1) if "replicas" in resources else 1
+        models.append(ModelSpec(
+            experiment_id=composition["experimentId"], artifact_id=composition["artifactId"],
+            processor=composition["artifactProcessorName"], runtime=composition["runtimeName"],
+            name=names[i] if i < len(names) else "",
+            environment=dict(element.get("deploymentEnvironmentVariables", {}).get("runtimeVariables", {})),
+            replicas=replicas, weight=element.get("weight", 0)))
+    return DeploymentSpec(deployer["id"], deployer["revisionId"], mode, tuple(models))
+
+
+def _names(store: Store, deployer: dict[str, Any]) -> list[str]:
+    names = []
+    for element in _elements(deployer, _mode(deployer)):
+        experiment = store.get("experiment", element["deploymentComposition"]["experimentId"]) or {}
+        names.append(experiment.get("displayName", ""))
+    return names
+
+
+def deployment_view(call: Call, deployment_id: str, kind: str = DEPLOYER_KIND, *, write: bool = False,
+                    field: str = "deployment_id") -> dict[str, Any]:
+    """One view of a deployment the caller may read (or change); ``field`` names the id in errors."""
+    if not deployment_id:
+        raise invalid_argument(f"{field} (the deployment's id) is required")
+    row = call.store.row(kind, deployment_id)
+    if row is None:
+        raise not_found("deployment", deployment_id)
+    require_via_project(call, row["project_id"], "deployment", deployment_id, write=write)
+    return json.loads(row["data"])
+
+
+def _supervisor(call: Call) -> Supervisor:
+    if call.supervisor is None:
+        raise RuntimeError("this sandbox runs no supervisor")
+    return call.supervisor
+
+
+def _wire(message: Any) -> dict[str, Any]:
+    return message.to_wire() if message is not None else {}
+
+
+# -- DeploymentService ---------------------------------------------------------------------------
+
+
+@handles("deployer.deployment.create_deployment")
+def create_deployment(call: Call, request: Any) -> dict[str, Any]:
+    given = _wire(request.deployment)
+    if not given:
+        raise invalid_argument("deployment is required (project_id, one of single/shadow/split_deployment, ...)")
+    project_id = given.get("projectId", "")
+    project = require_project(call, project_id, write=True)
+    environment = given.get("deploymentEnvironmentId") or environment_id(project_id)
+    if environment != environment_id(project_id):
+        raise invalid_argument(f"deployment_environment_id {environment!r} is not an environment of project "
+                               f"{project_id!r}; its environment is {environment_id(project_id)!r}")
+    _, names = _check_elements(call, project_id, given)
+    _check_security(given)
+    created = now()
+    deployment_id = new_id()
+    deployer = {
+        **{k: v for k, v in given.items() if k in ("singleDeployment", "shadowDeployment", "splitDeployment",
+                                                     "security", "displayName", "description", "customCors")},
+        "id": deployment_id, "projectId": project["id"], "deploymentEnvironmentId": environment,
+        "createdTime": created, "lastModifiedTime": created, "revisionId": new_id(), "revisionCreateTime": created,
+        "userInfo": {"ownerId": call.user_id, "ownerName": call.user.get("username", ""),
+                     "idpId": call.user.get("idpId", "")},
+        "monitor": given.get("monitor", {"enable": True}),
     }
-    return {"version_id": version_id, "experiment_id": experiment_id, "composition": composition}
+    status = {"deploymentId": deployment_id, "state": "PREPARING", "message": "waiting for the supervisor",
+              "lastModifiedTime": created}
+    with call.store.transaction() as db:
+        _write_views(db, deployer, status)
+    _supervisor(call).apply(_spec(deployer, names))
+    return {"deployment": deployer}
+
+
+_UPDATABLE = {"single_deployment": "singleDeployment", "shadow_deployment": "shadowDeployment",
+              "split_deployment": "splitDeployment", "security": "security", "display_name": "displayName",
+              "description": "description", "monitor": "monitor", "custom_cors": "customCors"}
+
+
+@handles("deployer.deployment.update_model_deployment")
+def update_model_deployment(call: Call, request: Any) -> dict[str, Any]:
+    given = _wire(request.deployment)
+    deployment_id = given.get("id", "")
+    if not deployment_id:
+        raise invalid_argument("deployment.id is required")
+    mask = [n.strip() for n in request.update_mask.split(",") if n.strip()]
+    by_any_name = {**_UPDATABLE, **{v: v for v in _UPDATABLE.values()}}
+    unknown = [n for n in mask if n not in by_any_name]
+    if unknown:
+        raise invalid_argument(f"update_mask names {unknown[0]!r}, which cannot be updated; updatable: "
+                               f"{', '.join(_UPDATABLE)}")
+    # As every update of the sandbox: the fields the mask names (cleared when the request leaves
+    # them unset), or with no mask every updatable field the request sets (the official client
+    # sends the whole deployment back).
+    fields = [by_any_name[n] for n in mask] or [k for k in _UPDATABLE.values() if k in given]
+    if not fields:
+        raise invalid_argument(f"nothing to update: set one of {', '.join(_UPDATABLE)}")
+    with call.store.transaction() as db:
+        current = deployment_view(call, deployment_id, write=True, field="deployment.id")
+        status = json.loads(db.execute("SELECT data FROM entity WHERE kind = ? AND id = ?",
+                                       (STATUS_KIND, deployment_id)).fetchone()["data"])
+        if status.get("state") == "TERMINATING":
+            raise failed_precondition(f"deployment {deployment_id!r} is being deleted")
+        for key in ("projectId", "deploymentEnvironmentId"):
+            if given.get(key) and given[key] != current[key]:
+                raise invalid_argument(f"a deployment's {key} cannot change ({current[key]!r})")
+        updated = dict(current)
+        if any(given.get(k) for k in fields if k in _MODE_FIELDS.values()):
+            for key in _MODE_FIELDS.values():  # a new shape replaces the old one
+                updated.pop(key, None)
+        for key in fields:
+            if key in given:
+                updated[key] = given[key]
+            else:
+                updated.pop(key, None)
+        _, names = _check_elements(call, current["projectId"], updated)
+        _check_security(updated)
+        updated["lastModifiedTime"] = now()
+        before, after = _spec(current).processes(), _spec(updated).processes()
+        if before != after:
+            updated["revisionId"], updated["revisionCreateTime"] = new_id(), updated["lastModifiedTime"]
+            status.update(state="PREPARING", message=f"revision {updated['revisionId']} queued",
+                          lastModifiedTime=updated["lastModifiedTime"])
+            _write_views(db, updated, status)
+        else:
+            _write_views(db, updated, None)
+    _supervisor(call).apply(_spec(updated, names))
+    return {"deployment": updated}
+
+
+@handles("deployer.deployment.delete_deployment")
+def delete_deployment(call: Call, request: Any) -> None:
+    with call.store.transaction() as db:
+        deployer = deployment_view(call, request.id, write=True, field="id")
+        target = resource_name(deployer)
+        endpoint = db.execute("SELECT data FROM entity WHERE kind = 'endpoint' AND "
+                              "json_extract(data, '$.target') = ?", (target,)).fetchone()
+        if endpoint is not None:
+            name = json.loads(endpoint["data"])["name"]
+            raise failed_precondition(f"endpoint {name!r} targets deployment {request.id!r}; point it at another "
+                                      "deployment (UpdateEndpoint) or delete it first")
+    _supervisor(call).remove(request.id)
+
+
+@handles("deployer.deployment.list_project_deployments")
+def list_project_deployments(call: Call, request: Any) -> dict[str, Any]:
+    query = _in_project(call, DEPLOYER_KIND, "DeployDeployment", request.project_id)
+    items, token = list_page(call, query, request)
+    return page_response("deployment", items, token)
+
+
+# -- what the supervisor reports, kept in the store -------------------------------------------------
+
+
+class StoreEvents:
+    """The supervisor's events written to the store: statuses, their history, logs, samples, removal."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._log_count = 0
+        self._lock = threading.Lock()
+
+    def status(self, deployment_id: str, state: str, message: str) -> None:
+        with self.store.transaction() as db:
+            row = db.execute("SELECT data FROM entity WHERE kind = ? AND id = ?",
+                             (STATUS_KIND, deployment_id)).fetchone()
+            if row is None:
+                return  # removed meanwhile
+            status = json.loads(row["data"])
+            if status.get("state") == "TERMINATING" and state != "TERMINATING":
+                return  # a late report from a process being stopped
+            changed = now()
+            status.update(state=state, message=message, lastModifiedTime=changed)
+            db.execute("UPDATE entity SET data = ? WHERE kind = ? AND id = ?",
+                       (json.dumps(status, separators=(",", ":")), STATUS_KIND, deployment_id))
+            db.execute("INSERT INTO deployment_state VALUES (?, ?, ?, ?)", (deployment_id, changed, state, message))
+
+    def log(self, deployment_id: str, source: str, text: str) -> None:
+        with self.store.transaction() as db:
+            db.execute("INSERT INTO deployment_log (deployment_id, time, source, text) VALUES (?, ?, ?, ?)",
+                       (deployment_id, now(), source, text))
+        with self._lock:
+            self._log_count += 1
+            trim = self._log_count % 500 == 0
+        if trim:
+            with self.store.transaction() as db:
+                db.execute("DELETE FROM deployment_log WHERE deployment_id = ? AND seq <= (SELECT seq FROM "
+                           "deployment_log WHERE deployment_id = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+                           (deployment_id, deployment_id, LOG_LINES_KEPT))
+
+    def sample(self, deployment_id: str, experiment_id: str, rss_bytes: int, cpu_seconds: float) -> None:
+        with self.store.transaction() as db:
+            db.execute("INSERT INTO deployment_sample VALUES (?, ?, ?, ?, ?)",
+                       (deployment_id, experiment_id, now(), rss_bytes, cpu_seconds))
+
+    def removed(self, deployment_id: str) -> None:
+        with self.store.transaction() as db:
+            _forget(db, deployment_id)
+
+
+def _forget(db: sqlite3.Connection, deployment_id: str) -> None:
+    db.execute("DELETE FROM entity WHERE kind IN (?, ?, ?) AND id = ?",
+               (STORAGE_KIND, DEPLOYER_KIND, STATUS_KIND, deployment_id))
+    for table in ("deployment_model", "deployment_log", "deployment_state", "deployment_sample"):
+        db.execute(f"DELETE FROM {table} WHERE deployment_id = ?", (deployment_id,))
+    for hook in DEPLOYMENT_REMOVE_HOOKS:
+        hook(db, deployment_id)
+
+
+def restore(store: Store, supervisor: Supervisor) -> None:
+    """At start: run every stored deployment again, and finish the removals a stop cut short."""
+    with store.reading() as db:
+        rows = db.execute("SELECT d.data AS deployer, s.data AS status FROM entity d JOIN entity s "
+                          "ON s.kind = ? AND s.id = d.id WHERE d.kind = ? ORDER BY d.created_time",
+                          (STATUS_KIND, DEPLOYER_KIND)).fetchall()
+    for row in rows:
+        deployer = json.loads(row["deployer"])
+        if json.loads(row["status"]).get("state") == "TERMINATING":
+            with store.transaction() as db:
+                _forget(db, deployer["id"])
+            continue
+        try:
+            spec = _spec(deployer, _names(store, deployer))
+        except (KeyError, ValueError) as e:  # written by an older sandbox without a runnable composition
+            StoreEvents(store).status(deployer["id"], "FAILED", f"this deployment cannot be restarted: {e}")
+            continue
+        StoreEvents(store).status(deployer["id"], "PREPARING", "the sandbox restarted; starting the scorers again")
+        supervisor.apply(spec)
+
+
+def supervisor_artifacts(store: Store) -> Callable[[str], Iterator[bytes]]:
+    """What the supervisor reads an artifact's bytes with."""
+    return lambda artifact_id: artifact_chunks(store, artifact_id)
 
 
 def _leave_deleted_project(call: Call, db: sqlite3.Connection, project_id: str) -> None:
-    """A deleted project's deployments go with it (their entity rows go with the project's)."""
-    db.execute("DELETE FROM deployment_element WHERE deployment_id IN "
-               "(SELECT id FROM entity WHERE kind = ? AND project_id = ?)", (STORAGE_KIND, project_id))
+    """A deleted project's deployments go with it; the supervisor then stops their processes."""
+    ids = [r["id"] for r in db.execute("SELECT id FROM entity WHERE kind = ? AND project_id = ?",
+                                       (DEPLOYER_KIND, project_id))]
+    for deployment_id in ids:
+        _forget(db, deployment_id)
+    if ids and call.supervisor is not None:
+        supervisor = call.supervisor
+        # After the deleting transaction: stopping takes seconds and needs no lock.
+        threading.Thread(target=lambda: [supervisor.remove(i) for i in ids], daemon=True).start()
 
 
 PROJECT_DELETE_HOOKS.append(_leave_deleted_project)
 
 
-def deployments_serving(store: Store, version_ids: Sequence[str]) -> dict[str, str]:
-    """Which of these model versions a deployment serves: version id -> a deployment id."""
+def deployments_serving(store: Store, experiment_ids: Sequence[str]) -> dict[str, str]:
+    """Which of these experiments a deployment serves: experiment id -> a deployment id."""
     with store.reading() as db:
-        rows = db.execute("SELECT model_version_id, deployment_id FROM deployment_element "
-                          "WHERE model_version_id IN (SELECT value FROM json_each(?))",
-                          (json.dumps(list(version_ids)),)).fetchall()
-    return {r["model_version_id"]: r["deployment_id"] for r in rows}
+        rows = db.execute("SELECT experiment_id, deployment_id FROM deployment_model "
+                          "WHERE experiment_id IN (SELECT value FROM json_each(?))",
+                          (json.dumps(list(experiment_ids)),)).fetchall()
+    return {r["experiment_id"]: r["deployment_id"] for r in rows}
 
 
-# -- storage DeploymentService -------------------------------------------------------------
-
-
-def _view(call: Call, kind: str, deployment_id: str) -> dict[str, Any]:
-    """One view of a deployment the caller may read."""
-    if not deployment_id:
-        raise invalid_argument("deployment_id is required")
-    row = call.store.row(kind, deployment_id)
-    if row is None:
-        raise not_found("deployment", deployment_id)
-    require_via_project(call, row["project_id"], "deployment", deployment_id)
-    return json.loads(row["data"])
+# -- storage DeploymentService ---------------------------------------------------------------
 
 
 def _in_project(call: Call, kind: str, message: str, project_id: str) -> ListQuery:
@@ -314,7 +648,7 @@ def _readable(call: Call, kind: str, message: str) -> ListQuery:
 
 @handles("storage.deployment.get_deployment")
 def get_deployment(call: Call, request: Any) -> dict[str, Any]:
-    return {"deployment": _view(call, STORAGE_KIND, request.deployment_id)}
+    return {"deployment": deployment_view(call, request.deployment_id, STORAGE_KIND)}
 
 
 @handles("storage.deployment.list_deployments")
@@ -338,14 +672,7 @@ def count_deployments(call: Call, request: Any) -> dict[str, Any]:
     return {"count": str(count_matching(call, query, filter=request.filter))}
 
 
-# -- deployer ------------------------------------------------------------------------------
-
-
-@handles("deployer.deployment.list_project_deployments")
-def list_project_deployments(call: Call, request: Any) -> dict[str, Any]:
-    query = _in_project(call, DEPLOYER_KIND, "DeployDeployment", request.project_id)
-    items, token = list_page(call, query, request)
-    return page_response("deployment", items, token)
+# -- statuses --------------------------------------------------------------------------------
 
 
 def _with_scorer(call: Call, status: dict[str, Any]) -> dict[str, Any]:
@@ -360,7 +687,7 @@ def _with_scorer(call: Call, status: dict[str, Any]) -> dict[str, Any]:
 
 @handles("deployer.deployment_status.get_deployment_status")
 def get_deployment_status(call: Call, request: Any) -> dict[str, Any]:
-    return {"deploymentStatus": _with_scorer(call, _view(call, STATUS_KIND, request.deployment_id))}
+    return {"deploymentStatus": _with_scorer(call, deployment_view(call, request.deployment_id, STATUS_KIND))}
 
 
 @handles("deployer.deployment_status.list_deployment_statuses")
@@ -368,6 +695,50 @@ def list_deployment_statuses(call: Call, request: Any) -> dict[str, Any]:
     query = _in_project(call, STATUS_KIND, "DeployDeploymentStatus", request.project_id)
     items, token = list_page(call, query, request)
     return page_response("deploymentStatus", [_with_scorer(call, s) for s in items], token)
+
+
+# -- logs --------------------------------------------------------------------------------------------
+
+
+def _deployment_of_parent(call: Call, parent: str) -> dict[str, Any]:
+    if not parent:
+        raise invalid_argument("parent is required: the deployment id, or "
+                               "projects/{project}/environments/{environment}/deployments/{deployment}")
+    deployer = deployment_view(call, parent.rsplit("/", 1)[-1], field="parent")
+    if "/" in parent and parent != resource_name(deployer):
+        raise not_found("deployment", parent)
+    return deployer
+
+
+@handles("deployer.log.list_log_entries")
+def list_log_entries(call: Call, request: Any) -> dict[str, Any]:
+    deployer = _deployment_of_parent(call, request.parent)
+    if request.max_lines < 0 or request.page_size < 0:
+        raise invalid_argument("max_lines and page_size must not be negative")
+    try:
+        after = int(request.page_token or 0)
+    except ValueError:
+        raise invalid_argument("page_token is not a token this server issued") from None
+    where, params = "deployment_id = ?", [deployer["id"]]
+    if request.filter:
+        where += " AND instr(lower(source || ' ' || text), lower(?)) > 0"
+        params.append(request.filter)
+    with call.store.reading() as db:
+        if request.max_lines:
+            first = db.execute(f"SELECT seq FROM deployment_log WHERE {where} ORDER BY seq DESC LIMIT 1 OFFSET ?",
+                               [*params, request.max_lines - 1]).fetchone()
+            after = max(after, first["seq"] - 1 if first else 0)
+        size = min(request.page_size or 1000, 1000)
+        rows = db.execute(f"SELECT seq, time, source, text FROM deployment_log WHERE {where} AND seq > ? "
+                          "ORDER BY seq LIMIT ?", [*params, after, size + 1]).fetchall()
+    name = resource_name(deployer)
+    entries = [{"name": f"{name}/logEntries/{r['seq']}", "textPayload": f"{r['time']} [{r['source']}] {r['text']}"}
+               for r in rows[:size]]
+    token = str(rows[size - 1]["seq"]) if len(rows) > size else ""
+    return {"logEntries": entries, **({"nextPageToken": token} if token else {})}
+
+
+# -- catalogs, environments and profiling ------------------------------------------------------------
 
 
 @handles("deployer.composition.list_artifact_compositions")
@@ -386,6 +757,63 @@ def _static_page(items: list[dict[str, Any]], page_size: int, page_token: str) -
         raise invalid_argument("page_token is not a token this server issued")
     end = start + (page_size or len(items))
     return items[start:end], str(end) if end < len(items) else ""
+
+
+@handles("deployer.profiling.list_suggested_scoring_compositions")
+def list_suggested_scoring_compositions(call: Call, request: Any) -> dict[str, Any]:
+    experiment = find_experiment(call, request.experiment_id)
+    with call.store.reading() as db:
+        artifacts = [a for a in _experiment_artifacts(db, experiment.id) if a.get("state") == "AVAILABLE"]
+    runnable = set(runnable_runtimes())
+    suggestions = []
+    for artifact in artifacts:
+        for row in CATALOGS.artifacts:
+            if row["artifact_type"] != artifact.get("type"):
+                continue
+            for runtime in _runtimes_of(MODEL_TYPE_OF_ARTIFACT.get(row["artifact_type"])):
+                suggestions.append({
+                    "experimentId": experiment.id, "artifactId": artifact["id"],
+                    "deployableArtifactTypeName": row["deployable_artifact_type_name"],
+                    "artifactProcessorName": row["artifact_processor_name"], "runtimeName": runtime["runtime_name"]})
+    # What the sandbox can run first, newest runtime (last in the seed's table) first among those.
+    suggestions = sorted(reversed(suggestions), key=lambda s: s["runtimeName"] not in runnable)
+    items, token = _static_page(suggestions, request.page_size, request.page_token)
+    return {"deploymentCompositions": items, **({"nextPageToken": token} if token else {})}
+
+
+_MEBI = 1024 * 1024
+
+
+@handles("deployer.profiling.get_suggested_scoring_resource_spec")
+def get_suggested_scoring_resource_spec(call: Call, request: Any) -> dict[str, Any]:
+    composition = request.deployment_composition
+    if composition is None or not composition.experiment_id:
+        raise invalid_argument("deployment_composition.experiment_id is required")
+    experiment = find_experiment(call, composition.experiment_id)
+    if composition.runtime_name and (reason := cannot_run(composition.runtime_name)):
+        raise failed_precondition(reason)
+    workers = request.workers or 1
+    if workers < 0:
+        raise invalid_argument("workers must not be negative")
+    with call.store.reading() as db:
+        measured = db.execute("SELECT max(rss_bytes) FROM deployment_sample WHERE experiment_id = ?",
+                              (experiment.id,)).fetchone()[0]
+        sizes = [int(a.get("size", 0)) for a in _experiment_artifacts(db, experiment.id)
+                 if not composition.artifact_id or a["id"] == composition.artifact_id]
+    # Unmeasured: a scorer's own footprint (Python, pandas, MLflow: about 250 MiB) plus the model at
+    # ten times its zipped size; measured: the largest resident size seen, with a quarter more.
+    memory = int(measured * 1.25) if measured else 250 * _MEBI + 10 * max(sizes or [0])
+    request_mib = -(-memory // _MEBI)
+    spec = {"kubernetesResourceRequirement": {
+        "requests": {"cpu": f"{250 * workers}m", "memory": f"{request_mib}Mi"},
+        "limits": {"cpu": str(workers), "memory": f"{2 * request_mib}Mi"}}, "replicas": 1}
+    return {"kubernetesResourceSpec": spec}
+
+
+@handles("deployer.kubernetes_configuration.discover_kubernetes_configuration_shortcut")
+def discover_kubernetes_configuration_shortcut(call: Call, request: None) -> dict[str, Any]:
+    # The sandbox's environment has no node pools: no affinity or toleration to choose from.
+    return {"kubernetesAffinityShortcuts": [], "kubernetesTolerationShortcuts": []}
 
 
 @handles("storage.deployment_environment.list_deployment_environments")
@@ -429,10 +857,10 @@ def list_deployment_profiles(call: Call, request: Any) -> dict[str, Any]:
     if request.parent not in ("", ENVIRONMENT_NAME):
         raise not_found("deployment environment", request.parent)
     profiles = [
-        _drop_empty({"name": p["name"], "displayName": p["displayName"], "description": p["description"],
-                     "isDefault": p.get("isDefault", False),
-                     "kubernetesOption": {"kubernetesResourceSpec": _resource_spec(p)}})
+        {"name": p["name"], "displayName": p["displayName"], "description": p["description"],
+         "isDefault": p.get("isDefault", False), "kubernetesOption": {"kubernetesResourceSpec": _resource_spec(p)}}
         for p in _PROFILES
     ]
     items, token = _static_page(profiles, request.page_size, request.page_token)
     return {"deploymentProfiles": items, **({"nextPageToken": token} if token else {})}
+

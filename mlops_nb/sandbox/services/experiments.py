@@ -35,7 +35,6 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -54,11 +53,15 @@ from mlops_nb.sandbox.rpc import (
     not_found,
     now,
     page_response,
-    permission_denied,
     run_batch,
 )
-from mlops_nb.sandbox.services.access import project_role, readable_projects_sql, require_project
-from mlops_nb.sandbox.services.artifacts import apply_update, require_via_project
+from mlops_nb.sandbox.services.access import readable_projects_sql, require_project, require_via_project
+from mlops_nb.sandbox.services.entities import (
+    Experiment,
+    apply_update,
+    experiments_in,
+    find_experiment,
+)
 from mlops_nb.sandbox.services.projects import (
     PROJECT_DELETE_HOOKS,
     changed_fields,
@@ -90,61 +93,6 @@ MIGRATIONS: list[tuple[str, str]] = [
 EXPERIMENT_UPDATABLE = ("display_name", "description", "status", "parameters", "statistics", "metadata")
 _CREATABLE = ("displayName", "description", "metadata", "parameters", "status", "statistics")
 
-_NOT_DELETED = "e.id NOT IN (SELECT experiment_id FROM experiment_deleted)"
-_IN_PROJECT = "(e.project_id = ? OR e.id IN (SELECT experiment_id FROM experiment_link WHERE project_id = ?))"
-
-
-def experiments_in(call: Call, project_id: str) -> ListQuery:
-    """The live experiments of a project: those living there and those linked into it."""
-    with call.store.reading() as db:
-        linked = db.execute("SELECT 1 FROM experiment_link WHERE project_id = ? LIMIT 1", (project_id,)).fetchone()
-    if linked is None:
-        # Only its own: a condition the (kind, project_id, ...) indexes serve in the list's order,
-        # where the OR of the links would make SQLite gather and sort every experiment of the project.
-        return ListQuery(kind="experiment", message="StorageExperiment",
-                         where=f"e.project_id = ? AND {_NOT_DELETED}", params=[project_id])
-    return ListQuery(kind="experiment", message="StorageExperiment", where=f"{_IN_PROJECT} AND {_NOT_DELETED}",
-                     params=[project_id, project_id])
-
-
-@dataclass
-class Experiment:
-    data: dict[str, Any]  # wire JSON as stored (no tags)
-    home: str  # the id of the project it lives in
-
-    @property
-    def id(self) -> str:
-        return self.data["id"]
-
-
-def find_experiment(call: Call, experiment_id: str, *, field: str = "experiment_id", write: bool = False,
-                    deleted: bool = False) -> Experiment:
-    """The experiment if the caller may read it (and write it, when asked).
-
-    ``deleted=True`` finds a soft-deleted experiment (to recover it) instead of a live one.
-    """
-    if not experiment_id:
-        raise invalid_argument(f"{field} is required")
-    readable_home, home_params = readable_projects_sql(call, "e.project_id")
-    readable_link, link_params = readable_projects_sql(call, "l.project_id")
-    with call.store.reading() as db:
-        row = db.execute(
-            f"SELECT e.data, e.project_id, NOT ({_NOT_DELETED}) AS deleted FROM entity e "
-            f"WHERE e.kind = 'experiment' AND e.id = ? AND ({readable_home} OR EXISTS "
-            f"(SELECT 1 FROM experiment_link l WHERE l.experiment_id = e.id AND {readable_link}))",
-            [experiment_id, *home_params, *link_params],
-        ).fetchone()
-    if row is None or (row["deleted"] and not deleted):
-        raise not_found("experiment", experiment_id)
-    if deleted and not row["deleted"]:
-        raise failed_precondition(f"experiment {experiment_id!r} is not deleted")
-    if write:
-        home = call.store.get("project", row["project_id"])
-        role = project_role(call, home) if home is not None else None
-        if role not in ("OWNER", "EDITOR"):
-            raise permission_denied(f"experiment {experiment_id!r} lives in project {row['project_id']!r}, "
-                                    f"where you may not write (your role there: {role or 'none'})")
-    return Experiment(json.loads(row["data"]), row["project_id"])
 
 
 def _projects_of(db: sqlite3.Connection, experiment: Experiment) -> set[str]:
@@ -184,8 +132,9 @@ def shaped(call: Call, entities: list[dict[str, Any]], key_selection: Any) -> li
         item = dict(entity)
         values = {k: v for k, v in item.pop("metadata", {}).get("values", {}).items()
                   if any(p.fullmatch(k) for p in patterns)}
-        if values:
-            item["metadata"] = {"values": values}
+        # Always a metadata object, possibly empty, as the storage service answers: the
+        # official client reads ``experiment.metadata.values`` without a None check.
+        item["metadata"] = {"values": values}
         if tags.get(item["id"]):
             item["tag"] = tags[item["id"]]
         out.append(item)

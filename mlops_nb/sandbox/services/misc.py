@@ -36,9 +36,9 @@ from mlops_nb.sandbox.rpc import (
     now,
     page_response,
 )
-from mlops_nb.sandbox.services.access import ROLES, ROLES_CREATED_TIME, require_project
-from mlops_nb.sandbox.services.artifacts import apply_update, require_via_project
-from mlops_nb.sandbox.services.experiments import experiments_in, registered_versions, shaped
+from mlops_nb.sandbox.services.access import ROLES, ROLES_CREATED_TIME, require_project, require_via_project
+from mlops_nb.sandbox.services.entities import apply_update, experiments_in
+from mlops_nb.sandbox.services.experiments import registered_versions, shaped
 from mlops_nb.sandbox.services.projects import projects_query, record_event
 
 MIGRATIONS: list[tuple[str, str]] = []

@@ -17,7 +17,7 @@
   (FAILED_PRECONDITION: delete the deployment first), nor can its model.
 * Batch deletes answer one status per id and carry on after a failure.
 * ``UpdateRegisteredModel`` changes ``display_name``, ``description`` and ``status``
-  (``update_mask`` as described in :mod:`mlops_nb.sandbox.services.artifacts`).
+  (``update_mask`` as described in :func:`mlops_nb.sandbox.services.entities.apply_update`).
 """
 
 from __future__ import annotations
@@ -42,16 +42,10 @@ from mlops_nb.sandbox.rpc import (
     page_response,
     run_batch,
 )
-from mlops_nb.sandbox.services.access import readable_projects_sql, require_project
-from mlops_nb.sandbox.services.artifacts import (
-    apply_update,
-    delete_artifact_rows,
-    remove_blobs,
-    replace_data,
-    require_via_project,
-)
+from mlops_nb.sandbox.services.access import readable_projects_sql, require_project, require_via_project
+from mlops_nb.sandbox.services.artifacts import delete_artifact_rows, remove_blobs
 from mlops_nb.sandbox.services.deployments import deployments_serving
-from mlops_nb.sandbox.services.experiments import find_experiment
+from mlops_nb.sandbox.services.entities import apply_update, find_experiment, replace_data
 from mlops_nb.sandbox.services.projects import PROJECT_DELETE_HOOKS
 from mlops_nb.wire.messages import message_class
 
@@ -290,11 +284,16 @@ def count_model_versions(call: Call, request: Any) -> dict[str, Any]:
 
 
 def _refuse_if_deployed(call: Call, version_ids: list[str]) -> None:
-    serving = deployments_serving(call.store, version_ids)
+    """A version whose experiment a deployment serves cannot go (deployments name experiments)."""
+    with call.store.reading() as db:
+        experiments = {r["experiment"]: r["id"] for r in db.execute(
+            "SELECT id, json_extract(data, '$.experimentId') AS experiment FROM entity WHERE kind = ? "
+            "AND id IN (SELECT value FROM json_each(?))", (VERSION, json.dumps(version_ids)))}
+    serving = deployments_serving(call.store, list(experiments))
     if serving:
-        version_id, deployment_id = next(iter(serving.items()))
-        raise failed_precondition(f"model version {version_id!r} is served by deployment {deployment_id!r}; "
-                                  "delete the deployment first")
+        experiment_id, deployment_id = next(iter(serving.items()))
+        raise failed_precondition(f"model version {experiments[experiment_id]!r} (experiment {experiment_id!r}) "
+                                  f"is served by deployment {deployment_id!r}; delete the deployment first")
 
 
 def _delete_version(call: Call, version_id: str) -> None:

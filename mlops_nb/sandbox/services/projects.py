@@ -10,7 +10,7 @@ What a user of the sandbox should know:
   wire spelling: ``display_name,description`` or ``displayName``); without a mask
   it changes ``display_name`` and ``description`` where the request sets them.
   An update that names nothing to change is INVALID_ARGUMENT (the rule of
-  ``artifacts.apply_update``, which every update of the sandbox follows).
+  ``entities.apply_update``, which every update of the sandbox follows).
   Owners and editors may update; only the owner may delete, share, unshare or
   transfer.
 * Deleting a project deletes what is inside it: tags, comments, metrics, registered
@@ -58,7 +58,8 @@ from mlops_nb.sandbox.services.access import (
     ROLES,
     require_project,
 )
-from mlops_nb.sandbox.services.artifacts import apply_update, delete_artifact_rows, remove_blobs
+from mlops_nb.sandbox.services.artifacts import delete_artifact_rows, remove_blobs
+from mlops_nb.sandbox.services.entities import apply_update
 from mlops_nb.sandbox.services.users import find_user
 from mlops_nb.wire.messages import message_class
 
@@ -203,7 +204,7 @@ def delete_project_now(call: Call, project_id: str) -> None:
         doomed = [(r["kind"], r["id"]) for r in db.execute(_CONTENTS_SQL, (project_id,))]
         # The artifact service also drops the bytes behind its rows. It takes one SQL parameter
         # per id, so the ids go in slices below the smallest limit SQLite builds have (999).
-        owners = [i for kind, i in doomed if kind != "artifact"]
+        owners = [project_id, *(i for kind, i in doomed if kind != "artifact")]
         artifact_ids = [a for start in range(0, len(owners), 900)
                         for a in delete_artifact_rows(call.store, owners[start:start + 900])]
         db.executemany("DELETE FROM entity WHERE kind = ? AND id = ?", doomed)

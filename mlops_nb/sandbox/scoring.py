@@ -1,0 +1,198 @@
+"""The scoring URLs: what a deployment's status points at, in front of its scorer processes.
+
+``{gateway}/deployments/{id}/model/...`` and ``{gateway}/endpoints/{path}/model/...`` (an
+endpoint's target) serve the MLOps scoring API: ``score``, ``schema``, ``sample_request``,
+``capabilities``, ``id``, ``contribution``, and ``/readyz`` beside ``model``. This is the
+sandbox's ingress, as a real MLOps has one before its scorer pods:
+
+* it checks the deployment's security: a passphrase as ``Authorization: Bearer <passphrase>``,
+  or a sandbox access token (401 otherwise); a deployment with neither is open;
+* it picks the model: a split deployment by its weights, the others their primary; among a
+  model's replicas, round robin. A shadow deployment answers from its primary and sends a
+  copy of each score request to its shadow model, whose answer is only recorded;
+* it forwards the request to the scorer process (on 127.0.0.1) and relays its answer, adding
+  its own share to the ``Server-Timing`` header;
+* it records every score request for model monitoring.
+
+A deployment that is not serving answers 503 with its state and why (a freshly created one
+is PREPARING or LAUNCHING for a moment), an unknown one 404, all as JSON ``{"message": ...}``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+from typing import Any
+
+import urllib3
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from mlops_nb.sandbox.identity import IdentityProvider, InvalidToken
+from mlops_nb.sandbox.runtime import Route as ScorerRoute
+from mlops_nb.sandbox.runtime import Supervisor
+from mlops_nb.sandbox.services.deployments import DEPLOYER_KIND, STATUS_KIND, security_of
+from mlops_nb.sandbox.services.endpoints import endpoint_by_path
+from mlops_nb.sandbox.services.monitoring import record_scoring
+from mlops_nb.sandbox.store import Store
+
+__all__ = ["ScoringGateway"]
+
+MAX_BODY = 64 * 1024 * 1024
+_SCORER_PATHS = {"model/score", "model/schema", "model/sample_request", "model/capabilities", "model/id",
+                 "model/contribution", "readyz"}
+
+
+def _error(status: int, message: str, **headers: str) -> JSONResponse:
+    return JSONResponse({"message": message}, status_code=status, headers=headers or None)
+
+
+@lru_cache(maxsize=256)
+def _bcrypt_matches(passphrase: str, hashed: str) -> bool:
+    # bcrypt is slow by design; a deployment's callers send the same passphrase on every request.
+    import bcrypt
+
+    try:
+        return bcrypt.checkpw(passphrase.encode(), hashed.encode())
+    except ValueError:
+        return False
+
+
+class ScoringGateway:
+    """The scoring routes of one sandbox."""
+
+    def __init__(self, store: Store, idp: IdentityProvider, supervisor: Supervisor) -> None:
+        self.store = store
+        self.idp = idp
+        self.supervisor = supervisor
+        self.http = urllib3.PoolManager(maxsize=32, retries=False)
+        self.rng = random.Random()
+        self._rng_lock = threading.Lock()
+        self.shadows = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sandbox-shadow")
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/deployments/{deployment_id}/{rest:path}", self._deployment, methods=["GET", "POST"]),
+            Route("/endpoints/{endpoint_path}/{rest:path}", self._endpoint, methods=["GET", "POST"]),
+        ]
+
+    def close(self) -> None:
+        self.shadows.shutdown(wait=False, cancel_futures=True)
+        self.http.clear()
+
+    async def _deployment(self, request: Request) -> Response:
+        return await self._serve(request, request.path_params["deployment_id"], request.path_params["rest"])
+
+    async def _endpoint(self, request: Request) -> Response:
+        path = request.path_params["endpoint_path"]
+        endpoint = await run_in_threadpool(endpoint_by_path, self.store, path)
+        if endpoint is None:
+            return _error(404, f"no endpoint has the path {path!r}")
+        if not endpoint.get("target"):
+            return _error(503, f"endpoint {path!r} has no target deployment; point it at one (UpdateEndpoint)")
+        return await self._serve(request, endpoint["target"].rsplit("/", 1)[-1], request.path_params["rest"])
+
+    async def _serve(self, request: Request, deployment_id: str, rest: str) -> Response:
+        rest = rest.rstrip("/")
+        if rest not in _SCORER_PATHS:
+            return _error(404, f"no route {rest!r}; the scoring API serves model/score, model/schema, "
+                               "model/sample_request, model/capabilities, model/id and readyz")
+        body = await request.body() if request.method == "POST" else b""
+        if len(body) > MAX_BODY:
+            return _error(413, f"the request is larger than {MAX_BODY} bytes; send fewer rows per request")
+        return await run_in_threadpool(self._answer, request.method, request.headers.get("authorization", ""),
+                                       deployment_id, rest, body)
+
+    def _answer(self, method: str, authorization: str, deployment_id: str, rest: str, body: bytes) -> Response:
+        started = time.perf_counter()
+        deployer = self.store.get(DEPLOYER_KIND, deployment_id)
+        if deployer is None:
+            return _error(404, f"no deployment {deployment_id!r}")
+        refused = self._refuse(deployer, authorization)
+        if refused is not None:
+            return refused
+        route = self.supervisor.route(deployment_id)
+        if route is None or not any(m.ports for m in route.models):
+            status = self.store.get(STATUS_KIND, deployment_id) or {}
+            return _error(503, f"deployment {deployment_id!r} is not serving: it is {status.get('state', 'UNKNOWN')} "
+                               f"({status.get('message', '')}); wait until it is HEALTHY", **{"Retry-After": "1"})
+        with self._rng_lock:
+            model = self.supervisor.pick_model(route, self.rng)
+        if not model.ports:
+            return _error(503, f"the scorers of model {model.experiment_id!r} are restarting; try again shortly",
+                          **{"Retry-After": "1"})
+        answer = self._forward(method, self.supervisor.pick_port(model), rest, body)
+        latency = (time.perf_counter() - started) * 1000
+        if rest == "model/score":
+            self._record(deployer, model.experiment_id, latency, answer, body)
+            if route.mode == "shadow" and len(route.models) > 1 and route.models[1].ports:
+                self.shadows.submit(self._shadow, deployer, route, body)
+        timing = answer.headers.get("server-timing", "")
+        headers = {"Server-Timing": ", ".join(t for t in (timing, f"gateway;dur={latency:.3f}") if t)}
+        return Response(answer.data, status_code=answer.status, headers=headers,
+                        media_type=answer.headers.get("content-type", "application/json"))
+
+    def _refuse(self, deployer: dict[str, Any], authorization: str) -> Response | None:
+        kind, hashed, token_auth = security_of(deployer)
+        scheme, _, credential = authorization.partition(" ")
+        credential = credential.strip() if scheme.lower() == "bearer" else ""
+        challenge = {"WWW-Authenticate": "Bearer"}
+        if hashed:
+            if not credential:
+                return _error(401, "this deployment is protected by a passphrase: send "
+                                   "'Authorization: Bearer <passphrase>'", **challenge)
+            matches = (_bcrypt_matches(credential, hashed) if kind == "PASSPHRASE_HASH_TYPE_BCRYPT"
+                       else hmac.compare_digest(credential.encode(), hashed.encode()))
+            if not matches:
+                return _error(401, "wrong passphrase for this deployment", **challenge)
+        elif token_auth:
+            if not credential:
+                return _error(401, "this deployment needs an access token: send 'Authorization: Bearer "
+                                   "<access token>' from the sandbox's token endpoint", **challenge)
+            try:
+                self.idp.verify_access_token(credential)
+            except InvalidToken as e:
+                return _error(401, f"access token rejected ({e}); get a new one from the token endpoint",
+                              **challenge)
+        return None
+
+    def _forward(self, method: str, port: int, rest: str, body: bytes) -> Any:
+        try:
+            return self.http.request(method, f"http://127.0.0.1:{port}/{rest}", body=body or None,
+                                     headers={"Content-Type": "application/json"}, timeout=urllib3.Timeout(
+                                         connect=2.0, read=120.0))
+        except urllib3.exceptions.HTTPError as e:
+            # The scorer died between the route and the request; the supervisor restarts it.
+            return urllib3.HTTPResponse(body=json.dumps({"message": f"the scorer did not answer ({e}); "
+                                                                    "try again shortly"}).encode(),
+                                        status=503, headers={"content-type": "application/json"})
+
+    def _record(self, deployer: dict[str, Any], experiment_id: str, latency: float, answer: Any,
+                body: bytes) -> None:
+        request = _json(body)
+        response = _json(answer.data) if 200 <= answer.status < 300 else None
+        error = "" if response is not None else (_json(answer.data) or {}).get("message", "")
+        record_scoring(self.store, deployer["id"], experiment_id, latency_ms=latency, status=answer.status,
+                       request=request, response=response, error=error,
+                       keep_rows=bool(deployer.get("monitor", {}).get("enable")))
+
+    def _shadow(self, deployer: dict[str, Any], route: ScorerRoute, body: bytes) -> None:
+        shadow = route.models[1]
+        started = time.perf_counter()
+        answer = self._forward("POST", self.supervisor.pick_port(shadow), "model/score", body)
+        self._record(deployer, shadow.experiment_id, (time.perf_counter() - started) * 1000, answer, body)
+
+
+def _json(data: bytes) -> Any:
+    try:
+        value = json.loads(data or b"null")
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None

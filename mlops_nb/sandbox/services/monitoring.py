@@ -1,0 +1,642 @@
+"""Model monitoring: what the deployments' scoring traffic shows, over a time range.
+
+Every request to a deployment's (or endpoint's) ``/model/score`` is recorded by the gateway
+(:func:`record_scoring`): time, model, latency, rows, outcome, and for a monitored deployment
+(``monitor.enable``, the official client's default) its input and output rows. Retention is
+bounded: the latest 100,000 requests and 20,000 scored rows per model are kept, and the
+first 1,000 rows a model scored stay as its drift baseline. A shadow model's answers are
+recorded under its own model id.
+
+The REST routes answer from that record; a ``modelId`` is the experiment id of a deployed
+model (as in its ``deploymentComposition``), or the id of its registered model version.
+``startDateTime``/``endDateTime`` (RFC 3339) bound the range: by default from the deployment's
+creation to now. Series are split into at most 30 equal time buckets; a point's ``xAxis`` is
+its bucket's start (RFC 3339) and its ``value`` the figure, both strings as on the wire.
+
+* ``operational``: ``uptime`` and ``availability`` (percent of the time the deployment was
+  HEALTHY), ``avgScoringLatency`` and ``scoringLatency`` (milliseconds per request, as the
+  gateway measured it), ``memoryUsage`` (MiB resident) and ``cpuUsage`` (percent of a CPU) of
+  the model's scorers, ``successPrediction`` (rows scored) and ``failedPrediction`` (rows of
+  failed requests) per bucket.
+* ``health``: ``totalPredictions`` (rows scored), ``scoringLatency`` (milliseconds per request),
+  ``predictions`` (a histogram of the first output's values: ten bins, or one per class) and
+  ``predictionValues`` (a box per bucket: minimum, quartiles, maximum of a numeric output).
+* ``drift``: for each input feature the population stability index (PSI) of the range's rows
+  against the baseline: the experiment's training dataset when it links one with an uploaded
+  CSV artifact, else the first rows the model scored (the description says which). PSI of at
+  least 0.25 counts as high drift, 0.1 as medium, below as low; ``featureDrift`` has the PSI
+  per bucket, ``featureFrequency`` the range's distribution. A feature's ``importance`` is the
+  absolute correlation of its values with the first output, over the range (the sandbox does
+  not know the model's own importances) and ``impact`` is importance times drift.
+
+``ListMonitoredDeployments`` lists the monitored deployments the caller may read;
+``GetMonitoredModels`` gives each model's drift status (HEALTHY, AT_RISK with medium drift,
+FAILING with high drift, UNKNOWN without rows) and its scoring requests per hour. Accuracy
+needs ground truth the sandbox does not get: UNKNOWN. ``ExportMetric`` is not implemented.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlops_nb.sandbox.rpc import (
+    Call,
+    failed_precondition,
+    handles,
+    invalid_argument,
+    not_found,
+    now,
+    timestamp_text,
+)
+from mlops_nb.sandbox.services.access import readable_projects_sql
+from mlops_nb.sandbox.services.artifacts import artifact_chunks
+from mlops_nb.sandbox.services.deployments import DEPLOYMENT_REMOVE_HOOKS, deployment_view
+from mlops_nb.sandbox.store import Store
+from mlops_nb.wire.messages import parse_timestamp
+
+__all__ = ["MIGRATIONS", "record_scoring"]
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "0900_scoring_record",
+        """
+        CREATE TABLE scoring_request (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            deployment_id TEXT NOT NULL,
+            experiment_id TEXT NOT NULL,
+            time TEXT NOT NULL,
+            latency_ms REAL NOT NULL,
+            row_count INTEGER NOT NULL,
+            ok INTEGER NOT NULL,
+            status INTEGER NOT NULL,
+            error TEXT NOT NULL
+        );
+        CREATE INDEX scoring_request_by_model ON scoring_request (deployment_id, experiment_id, time);
+        CREATE TABLE scoring_rows (
+            request_id INTEGER PRIMARY KEY,
+            deployment_id TEXT NOT NULL,
+            experiment_id TEXT NOT NULL,
+            time TEXT NOT NULL,
+            baseline INTEGER NOT NULL,
+            row_count INTEGER NOT NULL,
+            fields TEXT NOT NULL,
+            rows TEXT NOT NULL,
+            output_fields TEXT NOT NULL,
+            outputs TEXT NOT NULL
+        );
+        CREATE INDEX scoring_rows_by_model ON scoring_rows (deployment_id, experiment_id, baseline, time);
+        """,
+    ),
+]
+
+REQUESTS_KEPT = 100_000
+ROWS_KEPT = 20_000
+BASELINE_ROWS = 1_000
+BUCKETS = 30
+HIGH_DRIFT, MEDIUM_DRIFT = 0.25, 0.1
+
+
+def _forget(db: sqlite3.Connection, deployment_id: str) -> None:
+    db.execute("DELETE FROM scoring_request WHERE deployment_id = ?", (deployment_id,))
+    db.execute("DELETE FROM scoring_rows WHERE deployment_id = ?", (deployment_id,))
+
+
+DEPLOYMENT_REMOVE_HOOKS.append(_forget)
+
+
+# -- recording ---------------------------------------------------------------------------------
+
+
+def record_scoring(store: Store, deployment_id: str, experiment_id: str, *, latency_ms: float, status: int,
+                   request: dict[str, Any] | None, response: dict[str, Any] | None, error: str = "",
+                   keep_rows: bool = True) -> None:
+    """Record one scoring request (the gateway calls this after each ``/model/score``)."""
+    rows = request.get("rows", []) if isinstance(request, dict) else []
+    ok = 200 <= status < 300 and isinstance(response, dict)
+    when = now()
+    with store.transaction() as db:
+        cursor = db.execute("INSERT INTO scoring_request (deployment_id, experiment_id, time, latency_ms, row_count, "
+                            "ok, status, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            (deployment_id, experiment_id, when, latency_ms, len(rows), int(ok), status, error[:500]))
+        request_id = cursor.lastrowid
+        if ok and rows and keep_rows:
+            assert isinstance(request, dict) and isinstance(response, dict)
+            kept = db.execute("SELECT coalesce(sum(row_count), 0) FROM scoring_rows WHERE deployment_id = ? AND "
+                              "experiment_id = ? AND baseline = 1", (deployment_id, experiment_id)).fetchone()[0]
+            db.execute("INSERT INTO scoring_rows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (request_id, deployment_id, experiment_id, when, int(kept < BASELINE_ROWS), len(rows),
+                        json.dumps(request.get("fields", [])), json.dumps(rows),
+                        json.dumps(_output_fields(response)), json.dumps(response.get("score", []))))
+        if request_id % 200 == 0:
+            _trim(db, deployment_id, experiment_id)
+
+
+def _output_fields(response: dict[str, Any]) -> list[str]:
+    fields = response.get("fields")
+    return fields if isinstance(fields, list) else []
+
+
+def _trim(db: sqlite3.Connection, deployment_id: str, experiment_id: str) -> None:
+    db.execute("DELETE FROM scoring_request WHERE deployment_id = ? AND experiment_id = ? AND id <= "
+               "(SELECT id FROM scoring_request WHERE deployment_id = ? AND experiment_id = ? ORDER BY id DESC "
+               "LIMIT 1 OFFSET ?)", (deployment_id, experiment_id, deployment_id, experiment_id, REQUESTS_KEPT))
+    kept = 0
+    for row in db.execute("SELECT request_id, row_count FROM scoring_rows WHERE deployment_id = ? AND "
+                          "experiment_id = ? AND baseline = 0 ORDER BY request_id DESC",
+                          (deployment_id, experiment_id)).fetchall():
+        kept += row["row_count"]
+        if kept > ROWS_KEPT:
+            db.execute("DELETE FROM scoring_rows WHERE deployment_id = ? AND experiment_id = ? AND baseline = 0 "
+                       "AND request_id <= ?", (deployment_id, experiment_id, row["request_id"]))
+            break
+
+
+# -- what a metric is computed over -------------------------------------------------------------
+
+
+class _Range:
+    """The requested time range and its buckets."""
+
+    def __init__(self, start: datetime, end: datetime) -> None:
+        if end <= start:
+            raise invalid_argument(f"endDateTime ({timestamp_text(end)}) must come after startDateTime "
+                                   f"({timestamp_text(start)})")
+        self.start, self.end = start, end
+        span = (end - start).total_seconds()
+        self.width = max(1.0, float(np.ceil(span / BUCKETS)))
+        self.count = int(np.ceil(span / self.width))
+
+    @property
+    def start_text(self) -> str:
+        return timestamp_text(self.start)
+
+    @property
+    def end_text(self) -> str:
+        return timestamp_text(self.end)
+
+    def edges(self) -> list[datetime]:
+        return [self.start + timedelta(seconds=i * self.width) for i in range(self.count)]
+
+    def bucket(self, times: pd.Series) -> np.ndarray:
+        seconds = (pd.to_datetime(times, utc=True) - pd.Timestamp(self.start)).dt.total_seconds()
+        return np.clip((seconds // self.width).to_numpy(dtype=int), 0, self.count - 1)
+
+    def graph(self, name: str, description: str, y_label: str, values: Sequence[float | None]) -> dict[str, Any]:
+        points = [{"xAxis": timestamp_text(t), "value": _number(v)} for t, v in zip(self.edges(), values, strict=True)
+                  if v is not None]
+        return {"name": name, "description": description, "xLabel": "time", "yLabel": y_label, "point": points}
+
+
+def _number(value: float) -> str:
+    return f"{value:.6g}"
+
+
+def _time_param(value: Any, what: str) -> datetime | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc)
+    try:
+        return parse_timestamp(str(value))
+    except ValueError:
+        raise invalid_argument(f"{what} {value!r} is not an RFC 3339 time, e.g. 2024-05-01T12:00:00Z") from None
+
+
+def _range(deployer: dict[str, Any], request: dict[str, Any]) -> _Range:
+    start = _time_param(request.get("start_date_time"), "startDateTime") or parse_timestamp(deployer["createdTime"])
+    end = _time_param(request.get("end_date_time"), "endDateTime") or datetime.now(timezone.utc)
+    return _Range(start, end + timedelta(microseconds=1))
+
+
+def _monitored(call: Call, deployment_id: str) -> dict[str, Any]:
+    deployer = deployment_view(call, deployment_id)
+    if not deployer.get("monitor", {}).get("enable"):
+        raise failed_precondition(f"monitoring is off for deployment {deployment_id!r}; turn it on with "
+                                  "UpdateModelDeployment (monitor.enable = true)")
+    return deployer
+
+
+def _model_ids(deployer: dict[str, Any]) -> list[str]:
+    return [e["deploymentComposition"]["experimentId"] for e in _elements_of(deployer)]
+
+
+def _elements_of(deployer: dict[str, Any]) -> list[dict[str, Any]]:
+    if deployer.get("singleDeployment"):
+        return [deployer["singleDeployment"]]
+    if deployer.get("shadowDeployment"):
+        shadow = deployer["shadowDeployment"]
+        return [e for e in (shadow.get("primaryElement"), shadow.get("secondaryElement")) if e]
+    return list(deployer.get("splitDeployment", {}).get("splitElements", []))
+
+
+def _model_of(call: Call, deployer: dict[str, Any], model_id: str) -> str:
+    """The experiment id a ``modelId`` names (an experiment id or a registered model version id)."""
+    experiments = _model_ids(deployer)
+    if model_id in experiments:
+        return model_id
+    version = call.store.get("registered_model_version", model_id)
+    if version is not None and version.get("experimentId") in experiments:
+        return version["experimentId"]
+    raise not_found(f"model of deployment {deployer['id']!r} (its models: experiments {', '.join(experiments)})",
+                    model_id)
+
+
+def _requests(call: Call, deployment_id: str, experiment_id: str, span: _Range) -> pd.DataFrame:
+    with call.store.reading() as db:
+        rows = db.execute("SELECT time, latency_ms, row_count, ok FROM scoring_request WHERE deployment_id = ? AND "
+                          "experiment_id = ? AND time >= ? AND time < ? ORDER BY id",
+                          (deployment_id, experiment_id, span.start_text, span.end_text)).fetchall()
+    return pd.DataFrame([dict(r) for r in rows], columns=["time", "latency_ms", "row_count", "ok"])
+
+
+def _scored(call: Call, deployment_id: str, experiment_id: str, span: _Range | None,
+            baseline: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(inputs, outputs) of the recorded rows in the range (or the baseline rows), each with a ``_time`` column."""
+    where, params = "deployment_id = ? AND experiment_id = ?", [deployment_id, experiment_id]
+    if baseline:
+        where += " AND baseline = 1"
+    if span is not None:
+        where += " AND time >= ? AND time < ?"
+        params += [span.start_text, span.end_text]
+    with call.store.reading() as db:
+        rows = db.execute(f"SELECT time, fields, rows, output_fields, outputs FROM scoring_rows WHERE {where} "
+                          "ORDER BY request_id", params).fetchall()
+    inputs, outputs = [], []
+    for r in rows:
+        frame = pd.DataFrame(json.loads(r["rows"]), columns=json.loads(r["fields"]), dtype=object)
+        frame["_time"] = r["time"]
+        inputs.append(frame)
+        out_fields = json.loads(r["output_fields"])
+        out = pd.DataFrame(json.loads(r["outputs"]), dtype=object)
+        if out_fields and len(out.columns) == len(out_fields):
+            out.columns = out_fields
+        out["_time"] = r["time"]
+        outputs.append(out)
+    empty = pd.DataFrame({"_time": pd.Series(dtype=object)})
+    return (pd.concat(inputs, ignore_index=True) if inputs else empty,
+            pd.concat(outputs, ignore_index=True) if outputs else empty)
+
+
+def _numeric(values: pd.Series) -> pd.Series | None:
+    """The values as floats when they all are numbers (blanks aside), else None."""
+    as_numbers = pd.to_numeric(values.replace({"": None, "NaN": None}), errors="coerce")
+    return as_numbers if as_numbers.notna().sum() == values.replace({"": None}).notna().sum() else None
+
+
+# -- operational and health --------------------------------------------------------------------
+
+
+def _states(call: Call, deployment_id: str) -> list[tuple[datetime, str]]:
+    with call.store.reading() as db:
+        rows = db.execute("SELECT time, state FROM deployment_state WHERE deployment_id = ? ORDER BY time",
+                          (deployment_id,)).fetchall()
+    return [(parse_timestamp(r["time"]), r["state"]) for r in rows]
+
+
+def _healthy_share(states: list[tuple[datetime, str]], start: datetime, end: datetime) -> float | None:
+    """Percent of [start, end) the deployment was HEALTHY; None before it had a state."""
+    healthy, covered = 0.0, 0.0
+    for i, (when, state) in enumerate(states):
+        until = states[i + 1][0] if i + 1 < len(states) else end
+        lo, hi = max(when, start), min(until, end)
+        if hi > lo:
+            seconds = (hi - lo).total_seconds()
+            covered += seconds
+            healthy += seconds if state == "HEALTHY" else 0.0
+    return 100.0 * healthy / covered if covered else None
+
+
+def _per_bucket(span: _Range, frame: pd.DataFrame, column: str, how: str) -> list[float | None]:
+    values: list[float | None] = [None if how == "mean" else 0.0] * span.count
+    if frame.empty:
+        return values
+    grouped = frame.assign(_bucket=span.bucket(frame["time"])).groupby("_bucket")[column]
+    for bucket, value in (grouped.mean() if how == "mean" else grouped.sum()).items():
+        values[int(bucket)] = float(value)
+    return values
+
+
+@handles("model_monitoring.monitoring_service.get_model_operational_summary_metrics")
+def get_model_operational_summary_metrics(call: Call, request: dict[str, Any]) -> dict[str, Any]:
+    deployer = _monitored(call, request.get("deployment_id", ""))
+    experiment_id = _model_of(call, deployer, request.get("model_id", ""))
+    span = _range(deployer, request)
+    requests = _requests(call, deployer["id"], experiment_id, span)
+    states = _states(call, deployer["id"])
+    with call.store.reading() as db:
+        samples = pd.DataFrame([dict(r) for r in db.execute(
+            "SELECT time, rss_bytes, cpu_seconds FROM deployment_sample WHERE deployment_id = ? AND experiment_id = ? "
+            "AND time >= ? AND time < ? ORDER BY time", (deployer["id"], experiment_id, span.start_text,
+                                                         span.end_text))], columns=["time", "rss_bytes", "cpu_seconds"])
+    samples["rss_mib"] = samples["rss_bytes"] / 2**20
+    seconds = pd.to_datetime(samples["time"], utc=True).astype("int64") / 1e9
+    # CPU time used between samples over the time between them (restarts reset the counter: dropped).
+    cpu = (samples["cpu_seconds"].diff() / seconds.diff() * 100).where(lambda v: v >= 0)
+    samples["cpu_percent"] = cpu
+    ok = requests[requests["ok"] == 1] if not requests.empty else requests
+    failed = requests[requests["ok"] == 0] if not requests.empty else requests
+    availability = [_healthy_share(states, t, t + timedelta(seconds=span.width)) for t in span.edges()]
+    return {
+        "uptime": _healthy_share(states, span.start, span.end) or 0.0,
+        "avgScoringLatency": float(requests["latency_ms"].mean()) if not requests.empty else 0.0,
+        "scoringLatency": span.graph("Scoring latency", "mean milliseconds per scoring request", "ms",
+                                     _per_bucket(span, requests, "latency_ms", "mean")),
+        "memoryUsage": span.graph("Memory usage", "resident memory of the model's scorers", "MiB",
+                                  _per_bucket(span, samples, "rss_mib", "mean")),
+        "cpuUsage": span.graph("CPU usage", "CPU used by the model's scorers", "percent of a CPU",
+                               _per_bucket(span, samples.dropna(subset=["cpu_percent"]), "cpu_percent", "mean")),
+        "availability": span.graph("Availability", "time the deployment was HEALTHY", "percent", availability),
+        "successPrediction": span.graph("Successful predictions", "rows scored", "rows",
+                                        _per_bucket(span, ok, "row_count", "sum")),
+        "failedPrediction": span.graph("Failed predictions", "rows of failed scoring requests", "rows",
+                                       _per_bucket(span, failed, "row_count", "sum")),
+    }
+
+
+def _prediction_column(outputs: pd.DataFrame) -> pd.Series | None:
+    columns = [c for c in outputs.columns if c != "_time"]
+    return outputs[columns[-1]] if columns else None
+
+
+def _histogram(values: pd.Series, name: str) -> dict[str, Any]:
+    numbers = _numeric(values)
+    if numbers is not None and numbers.nunique() > 10:
+        counts, edges = np.histogram(numbers.dropna(), bins=10)
+        bins = [{"xMin": _number(lo), "xMax": _number(hi), "y": str(int(c))}
+                for lo, hi, c in zip(edges[:-1], edges[1:], counts, strict=True)]
+    else:
+        bins = [{"xMin": str(k), "xMax": str(k), "y": str(int(c))}
+                for k, c in values.astype(str).value_counts().sort_index().items()]
+    return {"name": name, "description": f"distribution of {name}", "xLabel": name, "yLabel": "rows", "bin": bins}
+
+
+@handles("model_monitoring.monitoring_service.get_model_health_metrics")
+def get_model_health_metrics(call: Call, request: dict[str, Any]) -> dict[str, Any]:
+    deployer = _monitored(call, request.get("deployment_id", ""))
+    experiment_id = _model_of(call, deployer, request.get("model_id", ""))
+    span = _range(deployer, request)
+    requests = _requests(call, deployer["id"], experiment_id, span)
+    _, outputs = _scored(call, deployer["id"], experiment_id, span)
+    prediction = _prediction_column(outputs)
+    ok = requests[requests["ok"] == 1] if not requests.empty else requests
+    body: dict[str, Any] = {
+        "totalPredictions": int(ok["row_count"].sum()) if not ok.empty else 0,
+        "scoringLatency": float(requests["latency_ms"].mean()) if not requests.empty else 0.0,
+    }
+    if prediction is not None:
+        name = str(prediction.name)
+        body["predictions"] = _histogram(prediction, name)
+        numbers = _numeric(prediction)
+        boxes = []
+        if numbers is not None:
+            frame = pd.DataFrame({"value": numbers, "_bucket": span.bucket(outputs["_time"])}).dropna()
+            for bucket, group in frame.groupby("_bucket"):
+                q = group["value"].quantile([0, 0.25, 0.5, 0.75, 1]).tolist()
+                lo = span.edges()[int(bucket)]
+                boxes.append({"x": timestamp_text(lo), "xMin": timestamp_text(lo),
+                              "xMax": timestamp_text(lo + timedelta(seconds=span.width)),
+                              **{f"y{i}": _number(v) for i, v in enumerate(q)}})
+        body["predictionValues"] = {"name": name, "description": f"{name} per time bucket: minimum, quartiles, "
+                                    "maximum", "xLabel": "time", "yLabel": name, "box": boxes}
+    return body
+
+
+# -- drift ---------------------------------------------------------------------------------------
+
+
+def _training_baseline(call: Call, experiment_id: str) -> tuple[pd.DataFrame, str] | None:
+    """The experiment's training dataset as a frame, when it links one with an uploaded CSV."""
+    experiment = call.store.get("experiment", experiment_id) or {}
+    dataset_id = experiment.get("parameters", {}).get("trainingDatasetId", "")
+    dataset = call.store.get("dataset", dataset_id) if dataset_id else None
+    if dataset is None:
+        return None
+    with call.store.reading() as db:
+        rows = db.execute("SELECT data FROM entity WHERE kind = 'artifact' AND parent_id = ?", (dataset_id,)).fetchall()
+    for row in rows:
+        artifact = json.loads(row["data"])
+        csv_like = artifact.get("mimeType") == "text/csv" or str(artifact.get("type", "")).endswith(".csv")
+        if artifact.get("state") == "AVAILABLE" and csv_like:
+            data = b"".join(artifact_chunks(call.store, artifact["id"]))
+            frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, nrows=50_000)
+            return frame, f"the training dataset {dataset.get('displayName', dataset_id)!r} ({len(frame)} rows)"
+    return None
+
+
+def _bins(baseline: pd.Series) -> tuple[str, Any]:
+    """How to bin a feature: ('numeric', quantile edges) or ('categorical', categories)."""
+    numbers = _numeric(baseline)
+    if numbers is not None and numbers.nunique() > 10:
+        edges = np.unique(np.quantile(numbers.dropna(), np.linspace(0, 1, 11)))
+        return "numeric", edges
+    return "categorical", sorted(baseline.astype(str).unique())
+
+
+def _shares(values: pd.Series, kind: str, bins: Any) -> np.ndarray:
+    if kind == "numeric":
+        numbers = _numeric(values)
+        numbers = numbers.dropna() if numbers is not None else pd.Series(dtype=float)
+        inner = np.searchsorted(bins[1:-1], numbers.to_numpy(), side="right")
+        counts = np.bincount(inner, minlength=len(bins) - 1).astype(float)
+    else:
+        text = values.astype(str)
+        counts = np.array([float((text == c).sum()) for c in bins] + [float((~text.isin(bins)).sum())])
+    total = counts.sum()
+    return counts / total if total else counts
+
+
+def _psi(expected: np.ndarray, actual: np.ndarray) -> float:
+    if len(expected) != len(actual):  # categorical: the baseline has no share of unseen categories
+        expected = np.append(expected, 0.0)
+    e, a = np.clip(expected, 1e-4, None), np.clip(actual, 1e-4, None)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def _drift_report(call: Call, deployer: dict[str, Any], experiment_id: str, span: _Range) -> dict[str, Any]:
+    inputs, outputs = _scored(call, deployer["id"], experiment_id, span)
+    training = _training_baseline(call, experiment_id)
+    if training is not None:
+        baseline, source = training
+    else:
+        baseline, _ = _scored(call, deployer["id"], experiment_id, None, baseline=True)
+        source = f"the first {len(baseline)} rows the model scored"
+    prediction = _numeric(_prediction_column(outputs)) if not outputs.empty else None
+    features = []
+    for name in [c for c in inputs.columns if c != "_time"]:
+        if name not in baseline.columns or baseline[name].empty or inputs[name].empty:
+            features.append({"name": name, "driftCalculated": False, "values": inputs[name]})
+            continue
+        kind, bins = _bins(baseline[name])
+        expected = _shares(baseline[name], kind, bins)
+        drift = _psi(expected, _shares(inputs[name], kind, bins))
+        per_bucket = []
+        buckets = span.bucket(inputs["_time"])
+        for bucket in sorted(set(buckets.tolist())):
+            share = _shares(inputs[name][buckets == bucket], kind, bins)
+            per_bucket.append({"xAxis": timestamp_text(span.edges()[bucket]), "value": _number(_psi(expected, share))})
+        numbers = _numeric(inputs[name])
+        importance = 0.0
+        if numbers is not None and prediction is not None and numbers.std() > 0 and prediction.std() > 0:
+            importance = abs(float(np.corrcoef(numbers.fillna(numbers.mean()), prediction.fillna(prediction.mean()))[0, 1]))
+        features.append({"name": name, "driftCalculated": True, "kind": kind, "bins": bins, "drift": drift,
+                         "importance": importance, "points": per_bucket, "values": inputs[name]})
+    return {"features": features, "source": source, "rows": len(inputs)}
+
+
+def _feature(f: dict[str, Any]) -> dict[str, Any]:
+    missing = int(f["values"].astype(str).isin(["", "NaN", "nan"]).sum())
+    if not f["driftCalculated"]:
+        return {"name": f["name"], "dataType": "", "driftCalculated": False, "missingValues": missing}
+    return {"name": f["name"], "dataType": "numeric" if f["kind"] == "numeric" else "categorical",
+            "drift": f["drift"], "importance": f["importance"], "impact": f["importance"] * f["drift"],
+            "missingValues": missing, "driftCalculated": True}
+
+
+def _density(f: dict[str, Any]) -> dict[str, Any]:
+    if f.get("kind") == "numeric":
+        numbers = _numeric(f["values"]).dropna()
+        counts, edges = np.histogram(numbers, bins=f["bins"])
+        bins = [{"xMin": _number(lo), "xMax": _number(hi), "y": str(int(c))}
+                for lo, hi, c in zip(edges[:-1], edges[1:], counts, strict=True)]
+        return {"featureName": f["name"], "continuous": {"name": f["name"], "xLabel": f["name"], "yLabel": "rows",
+                                                         "bin": bins}}
+    counts = f["values"].astype(str).value_counts()
+    return {"featureName": f["name"], "categorical": {
+        "name": f["name"], "xLabel": f["name"], "yLabel": "rows",
+        "point": [{"xAxis": str(k), "value": str(int(v))} for k, v in counts.items()]}}
+
+
+@handles("model_monitoring.monitoring_service.get_model_drift_metrics")
+def get_model_drift_metrics(call: Call, request: dict[str, Any]) -> dict[str, Any]:
+    deployer = _monitored(call, request.get("deployment_id", ""))
+    experiment_id = _model_of(call, deployer, request.get("model_id", ""))
+    span = _range(deployer, request)
+    report = _drift_report(call, deployer, experiment_id, span)
+    calculated = [f for f in report["features"] if f["driftCalculated"]]
+    high = sum(f["drift"] >= HIGH_DRIFT for f in calculated)
+    medium = sum(MEDIUM_DRIFT <= f["drift"] < HIGH_DRIFT for f in calculated)
+    selected_importance = request.get("feature_importance_selected_feature") or ""
+    selected_frequency = request.get("feature_frequency_selected_feature") or ""
+    described = f"{report['rows']} rows scored in the range against {report['source']}"
+    return {
+        "countFeatureDrift": high + medium, "highFeatureDrift": high, "mediumFeatureDrift": medium,
+        "lowFeatureDrift": len(calculated) - high - medium,
+        "featureImportance": {
+            "featureDrift": [{"drift": f["points"], "Feature": _feature(f)} for f in calculated
+                             if not selected_importance or f["name"] == selected_importance],
+            "driftThreshold": MEDIUM_DRIFT, "importanceThreshold": 0.0,
+            "description": f"population stability index per feature and time bucket; {described}"},
+        "featureSummary": {"feature": [_feature(f) for f in report["features"]], "description": described},
+        "featureFrequency": {
+            "featureDensity": [_density(f) for f in calculated
+                               if not selected_frequency or f["name"] == selected_frequency],
+            "description": "distribution of each feature over the range"},
+    }
+
+
+# -- monitored deployments ----------------------------------------------------------------------
+
+_MODES = {"singleDeployment": ("Single Model", "SINGLE_MODEL"), "shadowDeployment": ("Champion/Challenger",
+          "SHADOW_TRAFFIC"), "splitDeployment": ("A/B Test", "SPLIT_TRAFFIC")}
+
+
+def _drift_status(call: Call, deployer: dict[str, Any], experiment_id: str) -> str:
+    try:
+        report = _drift_report(call, deployer, experiment_id, _range(deployer, {}))
+    except Exception:  # a model whose rows cannot be compared has no status, not a failed list
+        return "UNKNOWN"
+    drifts = [f["drift"] for f in report["features"] if f["driftCalculated"]]
+    if not drifts or not report["rows"]:
+        return "UNKNOWN"
+    top = max(drifts)
+    return "FAILING" if top >= HIGH_DRIFT else "AT_RISK" if top >= MEDIUM_DRIFT else "HEALTHY"
+
+
+def _models(call: Call, deployer: dict[str, Any], *, with_status: bool) -> list[dict[str, Any]]:
+    models = []
+    hours = max((datetime.now(timezone.utc) - parse_timestamp(deployer["createdTime"])).total_seconds() / 3600,
+                1 / 60)
+    for experiment_id in _model_ids(deployer):
+        with call.store.reading() as db:
+            version = db.execute("SELECT v.data AS version, m.data AS model FROM entity v JOIN entity m ON "
+                                 "m.kind = 'registered_model' AND m.id = v.parent_id WHERE v.kind = "
+                                 "'registered_model_version' AND json_extract(v.data, '$.experimentId') = ?",
+                                 (experiment_id,)).fetchone()
+            requests = db.execute("SELECT count(*) FROM scoring_request WHERE deployment_id = ? AND experiment_id = ?",
+                                  (deployer["id"], experiment_id)).fetchone()[0]
+        name, number = "", ""
+        if version is not None:
+            name = json.loads(version["model"]).get("displayName", "")
+            number = str(json.loads(version["version"]).get("version", ""))
+        models.append({"registeredModelName": name, "registeredModelVersion": number,
+                       "driftStatus": _drift_status(call, deployer, experiment_id) if with_status else "UNKNOWN",
+                       "accuracy": "UNKNOWN", "averageScoringRequests": int(round(requests / hours))})
+    return models
+
+
+def _api_deployment(call: Call, deployer: dict[str, Any], *, with_status: bool = False) -> dict[str, Any]:
+    mode, kind = next(v for k, v in _MODES.items() if deployer.get(k))
+    monitor = deployer.get("monitor", {})
+    return {"id": deployer["id"], "name": deployer.get("displayName", ""), "description": deployer.get("description", ""),
+            "mode": mode, "environment": "sandbox", "type": kind, "problemType": "",
+            "models": _models(call, deployer, with_status=with_status), "deploymentDate": deployer["createdTime"],
+            "projectId": deployer["projectId"], "monitoringEnabled": bool(monitor.get("enable")),
+            "storeScoringData": bool(monitor.get("storeScoringTransactionEnable"))}
+
+
+def _page(items: list[Any], request: dict[str, Any]) -> tuple[list[Any], str]:
+    size = int(request.get("page_size") or 0)
+    if size < 0:
+        raise invalid_argument("pageSize must not be negative")
+    try:
+        start = int(request.get("page_token") or 0)
+    except ValueError:
+        raise invalid_argument("pageToken is not a token this server issued") from None
+    end = start + (size or len(items))
+    return items[start:end], (str(end) if end < len(items) else "")
+
+
+@handles("model_monitoring.monitoring_service.list_monitored_deployments")
+def list_monitored_deployments(call: Call, request: dict[str, Any]) -> dict[str, Any]:
+    where, params = readable_projects_sql(call)
+    with call.store.reading() as db:
+        rows = db.execute(f"SELECT data FROM entity e WHERE e.kind = 'deployer_deployment' AND {where} "
+                          "ORDER BY e.created_time DESC, e.id", params).fetchall()
+    deployers = [d for d in (json.loads(r["data"]) for r in rows) if d.get("monitor", {}).get("enable")]
+    order = request.get("order_by") or ""
+    if order:
+        key, _, direction = order.partition(" ")
+        if key not in ("name", "deploymentDate"):
+            raise invalid_argument(f"orderBy {order!r}: use 'name' or 'deploymentDate', then 'asc' or 'desc'")
+        field = "displayName" if key == "name" else "createdTime"
+        deployers.sort(key=lambda d: d.get(field, ""), reverse=direction.lower() == "desc")
+    page, token = _page(deployers, request)
+    span_start = _time_param(request.get("start_date_time"), "startDateTime")
+    span_end = _time_param(request.get("end_date_time"), "endDateTime")
+    with call.store.reading() as db:
+        total = db.execute("SELECT coalesce(sum(row_count), 0) FROM scoring_request WHERE ok = 1 AND time >= ? "
+                           "AND time < ? AND deployment_id IN (SELECT value FROM json_each(?))",
+                           (timestamp_text(span_start) if span_start else "", timestamp_text(span_end) if span_end
+                            else "9999", json.dumps([d["id"] for d in deployers]))).fetchone()[0]
+    return {"deployment": [_api_deployment(call, d) for d in page], "totalDeployments": str(len(deployers)),
+            "totalPredictions": str(total), **({"nextPageToken": token} if token else {})}
+
+
+@handles("model_monitoring.monitoring_service.get_monitored_deployment")
+def get_monitored_deployment(call: Call, request: dict[str, Any]) -> dict[str, Any]:
+    return {"deployment": _api_deployment(call, _monitored(call, request.get("deployment_id", "")))}
+
+
+@handles("model_monitoring.monitoring_service.get_monitored_models")
+def get_monitored_models(call: Call, request: dict[str, Any]) -> dict[str, Any]:
+    deployer = _monitored(call, request.get("deployment_id", ""))
+    page, token = _page(_models(call, deployer, with_status=True), request)
+    return {"model": page, **({"nextPageToken": token} if token else {})}
