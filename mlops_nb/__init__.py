@@ -6,8 +6,8 @@ message and enum by its legacy name, e.g. ``mlops.StorageListProjectsRequest``)
 plus the notebook layer. ``%load_ext mlops_nb`` loads the ``%mlops`` magics.
 
 Importing the package stays quick: the login form (ipywidgets), the magics (IPython,
-yaml) and the concurrent helpers load on first use of their names (``_LAZY``); every
-name is importable and listed by ``dir()`` all the same.
+yaml), authentication (requests) and the concurrent helpers load on first use of their
+names (``_LAZY``); every name is importable and listed by ``dir()`` all the same.
 """
 
 import importlib as _importlib
@@ -32,7 +32,6 @@ from mlops_nb.notebook.lookup import (
 )
 from mlops_nb.notebook.session import current_client, set_current_client
 from mlops_nb.wire import messages as _messages
-from mlops_nb.wire.auth import DeviceLogin, OpenIDConfiguration, TokenProvider, discover
 from mlops_nb.wire.errors import (
     AlreadyExists,
     ApiError,
@@ -67,6 +66,7 @@ _LAZY = {
     "load_ipython_extension": "mlops_nb.notebook.magics",
     "unload_ipython_extension": "mlops_nb.notebook.magics",
     "all_deployments": "mlops_nb.notebook.fanout",
+    **dict.fromkeys(("TokenProvider", "DeviceLogin", "OpenIDConfiguration", "discover"), "mlops_nb.wire.auth"),
 }
 
 

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from requests.adapters import DEFAULT_POOLSIZE
 from traitlets import Bool, Float, HasTraits, Int, TraitError, validate
 
 __all__ = ["Settings", "settings", "MAX_CONCURRENT_CALLS"]
 
-# A client keeps this many connections to its gateway (requests' pool per host); more calls
-# at once than that would open connections only to throw them away.
-MAX_CONCURRENT_CALLS = DEFAULT_POOLSIZE
+# A client keeps this many connections to its gateway (requests.adapters.DEFAULT_POOLSIZE, its
+# pool per host); more calls at once than that would open connections only to throw them away.
+MAX_CONCURRENT_CALLS = 10
 
 
 class Settings(HasTraits):

@@ -17,7 +17,6 @@ from typing import Any, BinaryIO
 
 from mlops_nb.api import API, Method, Service
 from mlops_nb.wire.messages import Message, format_timestamp, message_class
-from mlops_nb.wire.transport import Transport
 
 __all__ = ["Client", "EntityClient", "ServerClient", "entity_class", "server_class"]
 
@@ -47,6 +46,9 @@ class Client:
         ca_bundle: str | None = None,
         proxies: dict[str, str] | None = None,
     ) -> None:
+        # requests loads with the first client, not with the package (mlops_nb's import stays quick).
+        from mlops_nb.wire.transport import Transport
+
         self._transport = Transport(gateway_url, token_provider, timeout=timeout, verify=verify,
                                     ca_bundle=ca_bundle, proxies=proxies)
         for server in API.servers:
