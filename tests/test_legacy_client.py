@@ -125,3 +125,57 @@ def test_legacy_client_manages_projects_and_artifacts(legacy_python, sandbox_con
     assert seen["after"] == seen["before"]
     assert seen["download_ok"] and seen["md5_ok"]
     assert seen["artifact_state"] == "AVAILABLE" and seen["artifact_size"] == "100000"
+
+
+# -- deployments: H2O's own clients take a model to a deployment against the sandbox --------------
+
+
+@pytest.fixture(scope="module")
+def model_zip(tmp_path_factory) -> Path:
+    from tests.deploying import iris_model
+
+    path = tmp_path_factory.mktemp("model") / "iris-mlflow.zip"
+    path.write_bytes(iris_model()[0])
+    return path
+
+
+def test_official_high_level_client_runs_the_whole_workflow(legacy_python, sandbox_constants, model_zip) -> None:
+    sb, constants = sandbox_constants
+    done = subprocess.run([legacy_python, str(HERE / "official_workflow.py")], capture_output=True, text=True,
+                          env={**os.environ, **constants, "MODEL_ZIP": str(model_zip)}, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["scoring_artifact_types"] == ["python/mlflow.zip"]
+    assert seen["loader_module"] == "mlflow.sklearn"
+    assert seen["experiments"] == ["iris classifier"] and seen["tags"] == ["candidate"]
+    assert seen["versions"] == [1] and seen["environment"] == "Sandbox"
+    assert "python-scorer_mlflow_39" in seen["runtimes"]
+    assert seen["status"] == "HEALTHY" and seen["mode"] == "Single Model"
+    assert seen["security"] == ["hunter2", False] and seen["listed"] == ["official single"]
+    assert seen["schema_inputs"] == ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
+    assert seen["capabilities"] == ["SCORE"]
+    assert seen["score"]["fields"] == ["prediction"] and len(seen["score"]["score"]) == 3
+    assert seen["refused_without_passphrase"] == 401
+    assert "Status: HEALTHY" in seen["description"]
+    assert seen["environment_variables"] == {"SCORER_GREETING": "hello"}
+    assert seen["monitoring"] == [True, True] and seen["status_after_update"] == "HEALTHY"
+    assert seen["endpoint_target"] is True and seen["endpoints"] == ["official-iris"]
+    assert seen["deleted"] is True
+    assert constants["REFRESH_TOKEN"] not in done.stdout + done.stderr
+
+
+def test_legacy_client_creates_and_deletes_a_deployment(legacy_python, sandbox_constants, model_zip) -> None:
+    from tests.deploying import experiment_with
+
+    sb, constants = sandbox_constants
+    with sb.client("alice") as alice:
+        project = alice.storage.project.create_project(project={"display_name": "legacy deploy"}).project.id
+        experiment = experiment_with(alice, project, model_zip.read_bytes())
+    done = subprocess.run([legacy_python, str(HERE / "legacy_deploy.py")], capture_output=True, text=True,
+                          env={**os.environ, **constants, "PROJECT_ID": project, "EXPERIMENT_ID": experiment},
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["states"][-1] == "HEALTHY" and set(seen["states"]) <= {"PREPARING", "LAUNCHING", "HEALTHY"}
+    assert seen["score_url"].endswith("/model/score") and seen["storage_type"] == "SINGLE_MODEL"
+    assert seen["after_delete"] == "TERMINATING"

@@ -76,6 +76,7 @@ class ScoringGateway:
         self.rng = random.Random()
         self._rng_lock = threading.Lock()
         self.shadows = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sandbox-shadow")
+        self._inputs: dict[int, list[str] | None] = {}  # scorer port -> the model's input fields
 
     def routes(self) -> list[Route]:
         return [
@@ -128,15 +129,32 @@ class ScoringGateway:
         if not model.ports:
             return _error(503, f"the scorers of model {model.experiment_id!r} are restarting; try again shortly",
                           **{"Retry-After": "1"})
-        answer = self._forward(method, self.supervisor.pick_port(model), rest, body)
+        if rest != "model/score":
+            answer = self._forward(method, self.supervisor.pick_port(model), rest, body)
+            return self._relay(answer, answer.data, started)
+        request = _json(body)
+        hide_fields = isinstance(request, dict) and bool(request.get("noFieldNamesInOutput"))
+        if hide_fields:
+            # Monitoring needs the output names: the scorer is asked for them, the caller is not given them.
+            body = json.dumps({k: v for k, v in request.items() if k != "noFieldNamesInOutput"}).encode()
+        port = self.supervisor.pick_port(model)
+        answer = self._forward(method, port, rest, body)
+        response = _json(answer.data) if 200 <= answer.status < 300 else None
         latency = (time.perf_counter() - started) * 1000
-        if rest == "model/score":
-            self._record(deployer, model.experiment_id, latency, answer, body)
-            if route.mode == "shadow" and len(route.models) > 1 and route.models[1].ports:
-                self.shadows.submit(self._shadow, deployer, route, body)
+        self._record(deployer, model.experiment_id, latency, answer, self._model_inputs(port, request), response)
+        if route.mode == "shadow" and len(route.models) > 1 and route.models[1].ports:
+            self.shadows.submit(self._shadow, deployer, route, body, request)
+        data = answer.data
+        if hide_fields and response is not None:
+            data = json.dumps({k: v for k, v in response.items() if k != "fields"}).encode()
+        return self._relay(answer, data, started)
+
+    @staticmethod
+    def _relay(answer: Any, data: bytes, started: float) -> Response:
+        latency = (time.perf_counter() - started) * 1000
         timing = answer.headers.get("server-timing", "")
         headers = {"Server-Timing": ", ".join(t for t in (timing, f"gateway;dur={latency:.3f}") if t)}
-        return Response(answer.data, status_code=answer.status, headers=headers,
+        return Response(data, status_code=answer.status, headers=headers,
                         media_type=answer.headers.get("content-type", "application/json"))
 
     def _refuse(self, deployer: dict[str, Any], authorization: str) -> Response | None:
@@ -175,19 +193,45 @@ class ScoringGateway:
                                         status=503, headers={"content-type": "application/json"})
 
     def _record(self, deployer: dict[str, Any], experiment_id: str, latency: float, answer: Any,
-                body: bytes) -> None:
-        request = _json(body)
-        response = _json(answer.data) if 200 <= answer.status < 300 else None
+                request: Any, response: Any) -> None:
         error = "" if response is not None else (_json(answer.data) or {}).get("message", "")
         record_scoring(self.store, deployer["id"], experiment_id, latency_ms=latency, status=answer.status,
-                       request=request, response=response, error=error,
+                       request=request, response=_model_outputs(request, response), error=error,
                        keep_rows=bool(deployer.get("monitor", {}).get("enable")))
 
-    def _shadow(self, deployer: dict[str, Any], route: ScorerRoute, body: bytes) -> None:
+    def _shadow(self, deployer: dict[str, Any], route: ScorerRoute, body: bytes, request: Any) -> None:
         shadow = route.models[1]
         started = time.perf_counter()
-        answer = self._forward("POST", self.supervisor.pick_port(shadow), "model/score", body)
-        self._record(deployer, shadow.experiment_id, (time.perf_counter() - started) * 1000, answer, body)
+        port = self.supervisor.pick_port(shadow)
+        answer = self._forward("POST", port, "model/score", body)
+        response = _json(answer.data) if 200 <= answer.status < 300 else None
+        self._record(deployer, shadow.experiment_id, (time.perf_counter() - started) * 1000, answer,
+                     self._model_inputs(port, request), response)
+
+    def _model_inputs(self, port: int, request: Any) -> Any:
+        """The request as monitoring keeps it: only the fields the model takes (not ids sent along)."""
+        if port not in self._inputs:
+            schema = _json(self._forward("GET", port, "model/schema", b"").data) or {}
+            fields = schema.get("schema", {}).get("inputFields")
+            self._inputs[port] = [f.get("name") for f in fields] if isinstance(fields, list) and fields else None
+        wanted = self._inputs[port]
+        if wanted is None or not isinstance(request, dict) or not isinstance(request.get("fields"), list):
+            return request
+        if any(not isinstance(row, list) or len(row) != len(request["fields"]) for row in request.get("rows", [])):
+            return request  # refused by the scorer; only its row count is recorded
+        fields = request["fields"]
+        keep = [i for i, f in enumerate(fields) if f in wanted]
+        rows = [[row[i] for i in keep] for row in request.get("rows", []) if isinstance(row, list)]
+        return {**request, "fields": [fields[i] for i in keep], "rows": rows}
+
+
+def _model_outputs(request: Any, response: Any) -> dict[str, Any] | None:
+    """The response without the fields the scorer copied from the request: the model's outputs alone."""
+    if not isinstance(response, dict) or not isinstance(request, dict):
+        return response
+    copied = len(request.get("includeFieldsInOutput") or []) + (1 if request.get("idField") else 0)
+    return {"fields": list(response.get("fields", []))[copied:],
+            "score": [row[copied:] for row in response.get("score", []) if isinstance(row, list)]}
 
 
 def _json(data: bytes) -> Any:

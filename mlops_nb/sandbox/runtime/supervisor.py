@@ -213,10 +213,10 @@ def _close(stream: IO | None) -> None:
 class _Replica:
     """One serving slot of a model: a process, restarted when it dies."""
 
-    def __init__(self, revision: _Revision, model: ModelSpec, index: int, model_dir: Path) -> None:
+    def __init__(self, revision: _Revision, position: int, index: int, model_dir: Path) -> None:
         self.revision = revision
-        self.model = model
-        self.index = index
+        self.position = position  # which model of the revision's spec
+        self.index = index  # which replica of that model
         self.model_dir = model_dir
         self.process: _Process | None = None
         self.port = 0
@@ -225,6 +225,10 @@ class _Replica:
         self.ready_since = 0.0
         self.probe_failures = 0
         self.stopped = False
+
+    @property
+    def model(self) -> ModelSpec:
+        return self.revision.spec.models[self.position]
 
     @property
     def source(self) -> str:
@@ -294,8 +298,8 @@ class _Revision:
 
     def route(self) -> Route:
         models = []
-        for model in self.spec.models:
-            ports = tuple(r.port for r in self.replicas if r.model is model and r.ready)
+        for position, model in enumerate(self.spec.models):
+            ports = tuple(r.port for r in self.replicas if r.position == position and r.ready)
             models.append(RoutedModel(model.experiment_id, model.weight, ports))
         return Route(self.spec.mode, tuple(models))
 
@@ -494,8 +498,9 @@ class Supervisor:
             runtimes = ", ".join(sorted({runtime_display_name(m.runtime) for m in spec.models}))
             self._status(deployment, revision, "LAUNCHING",
                          f"starting {replicas} scorer process{'es' if replicas > 1 else ''} ({runtimes})")
-            revision.replicas = [_Replica(revision, model, n, directory)
-                                 for model, directory in zip(spec.models, directories, strict=True)
+            revision.replicas = [_Replica(revision, position, n, directory)
+                                 for position, (model, directory) in enumerate(zip(spec.models, directories,
+                                                                                   strict=True))
                                  for n in range(max(model.replicas, 0))]
             errors: list[str] = []
             starters = [threading.Thread(target=self._start_replica, args=(r, errors)) for r in revision.replicas]
