@@ -73,7 +73,7 @@ def timing_env() -> dict[str, str]:
     return env
 
 
-_EXPORT = re.compile(r"^export (?P<name>[A-Z_]+)=(?P<value>.*)$")
+_EXPORT = re.compile(r"^export (?P<name>[A-Z0-9_]+)=(?P<value>.*)$")
 
 
 class SandboxProcess:
@@ -110,7 +110,8 @@ class SandboxProcess:
                 break
         if "H2O_MLOPS_GATEWAY" not in self.constants:
             self.__exit__()
-            raise RuntimeError("the sandbox did not start:\n" + "".join(seen[-20:]))
+            said = [line for line in seen[-20:] if "TOKEN" not in line and "SECRET" not in line]
+            raise RuntimeError("the sandbox did not start:\n" + "".join(said))
         self.started_in = time.perf_counter() - begin
         return self
 

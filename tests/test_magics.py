@@ -47,7 +47,8 @@ def alice(sb: Sandbox) -> Iterator[Any]:
 @pytest.fixture(autouse=True)
 def settings_restored(ip: InteractiveShell) -> Iterator[None]:
     """Undo what a test's %config did: to the shell's config (later MLOps instances read it) and the settings."""
-    saved = {name: getattr(settings, name) for name in ("max_rows", "page_size", "timeout", "interactive_tables")}
+    saved = {name: getattr(settings, name)
+             for name in ("max_rows", "page_size", "timeout", "interactive_tables", "concurrent_calls")}
     config = ip.config.copy()
     yield
     ip.config = config
@@ -398,6 +399,15 @@ def test_config_magic_sets_the_shared_settings_both_ways(ip: InteractiveShell,
     assert "max_rows must be at least 1" in caplog.text  # %config logs what it rejects
 
 
+def test_concurrent_calls_is_an_option_with_bounds(ip: InteractiveShell, caplog: pytest.LogCaptureFixture) -> None:
+    run(ip, "%config MLOps.concurrent_calls = 3")
+    assert settings.concurrent_calls == 3
+    for refused in (0, 11):
+        run(ip, f"%config MLOps.concurrent_calls = {refused}")
+        assert settings.concurrent_calls == 3
+    assert "concurrent_calls must be 1 to 10" in caplog.text
+
+
 @pytest.fixture
 def fresh_magics(ip: InteractiveShell) -> Iterator[list[MLOps]]:
     """MLOps instances a test makes; closed (unlinked from the settings) and removed afterwards."""
@@ -407,7 +417,7 @@ def fresh_magics(ip: InteractiveShell) -> Iterator[list[MLOps]]:
         magics.close()
         ip.configurables.remove(magics)
     current = next(c for c in ip.configurables if isinstance(c, MLOps))
-    for name in ("max_rows", "page_size", "timeout", "interactive_tables"):
+    for name in ("max_rows", "page_size", "timeout", "interactive_tables", "concurrent_calls"):
         setattr(current, name, getattr(settings, name))
 
 
@@ -417,9 +427,11 @@ def test_options_from_the_environment(ip: InteractiveShell, monkeypatch: pytest.
     monkeypatch.setenv("MLOPS_NB_INTERACTIVE_TABLES", "false")
     monkeypatch.setenv("MLOPS_NB_SHORT_ERRORS", "0")
     monkeypatch.setenv("MLOPS_NB_PAGE_SIZE", "zero")
+    monkeypatch.setenv("MLOPS_NB_CONCURRENT_CALLS", "2")
     magics = MLOps(ip)
     fresh_magics.append(magics)
     assert magics.max_rows == 77 and settings.max_rows == 77
+    assert magics.concurrent_calls == 2 and settings.concurrent_calls == 2
     assert magics.interactive_tables is False and settings.interactive_tables is False
     assert magics.short_errors is False
     assert magics.page_size == settings.page_size

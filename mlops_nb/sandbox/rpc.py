@@ -319,10 +319,12 @@ def _keyset_sql(keys: list[tuple[str, bool]], last: list[Any]) -> tuple[str, lis
     """The rows after ``last`` in the order of ``keys``."""
     if len({desc for _, desc in keys}) == 1:
         # One direction (always so with one sort field): a row value, which SQLite reads as a range
-        # of the index it walks, so a deep page starts where the last one ended.
+        # of the index it walks, so that a deep page starts where the last one ended. An index on an
+        # expression (the display name) takes a range only from a comparison of its first key.
         columns = ", ".join(expr for expr, _ in keys)
         marks = ", ".join("?" for _ in keys)
-        return f"(({columns}) {'<' if keys[0][1] else '>'} ({marks}))", list(last)
+        op = "<" if keys[0][1] else ">"
+        return f"({keys[0][0]} {op}= ? AND ({columns}) {op} ({marks}))", [last[0], *last]
     ors, params = [], []
     for i, (expr, desc) in enumerate(keys):
         parts = [f"{keys[j][0]} = ?" for j in range(i)]
