@@ -79,7 +79,8 @@ def _stored(sb: Sandbox, kind: str, entity_id: str) -> tuple[dict[str, Any], dic
     """The entity's table columns (without the varying values) and its stored JSON."""
     row = sb.store.row(kind, entity_id)
     assert row is not None
-    columns = {k: row[k] is not None for k in row.keys() if k not in ("data",)}
+    # (a sqlite3.Row iterates over its values: keys() is the way to its column names)
+    columns = {k: row[k] is not None for k in row.keys() if k != "data"}  # noqa: SIM118
     return columns, json.loads(row["data"])
 
 
