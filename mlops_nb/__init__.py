@@ -10,47 +10,58 @@ yaml), authentication (requests) and the concurrent helpers load on first use of
 names (``_LAZY``); every name is importable and listed by ``dir()`` all the same.
 """
 
+import gc as _gc
 import importlib as _importlib
 from typing import Any as _Any
 
-from mlops_nb.notebook.catalogs import (
-    artifact_compositions,
-    artifact_types,
-    deployable_artifact,
-    runtimes,
-    runtimes_for,
-)
-from mlops_nb.notebook.client import Client
-from mlops_nb.notebook.frames import list_all
-from mlops_nb.notebook.lookup import (
-    AmbiguousName,
-    NameNotFound,
-    find_deployment,
-    find_experiment,
-    find_project,
-    find_registered_model,
-)
-from mlops_nb.notebook.session import current_client, set_current_client
-from mlops_nb.wire import messages as _messages
-from mlops_nb.wire.errors import (
-    AlreadyExists,
-    ApiError,
-    AuthenticationError,
-    ConnectionFailed,
-    DeadlineExceeded,
-    FailedPrecondition,
-    GatewayError,
-    Internal,
-    InvalidArgument,
-    MLOpsError,
-    NotFound,
-    PermissionDenied,
-    ResourceExhausted,
-    Unauthenticated,
-    Unavailable,
-    Unimplemented,
-)
-from mlops_nb.wire.messages import Message, MessageEnum
+# Building the API's classes at import makes many long-lived objects. A garbage collection every
+# few hundred of them walks every object of the process (in a Jupyter kernel, several hundred
+# thousand), which would cost the import as much again as the building: collections wait until
+# it is done.
+_collecting = _gc.isenabled()
+_gc.disable()
+try:
+    from mlops_nb.notebook.catalogs import (
+        artifact_compositions,
+        artifact_types,
+        deployable_artifact,
+        runtimes,
+        runtimes_for,
+    )
+    from mlops_nb.notebook.client import Client
+    from mlops_nb.notebook.frames import list_all
+    from mlops_nb.notebook.lookup import (
+        AmbiguousName,
+        NameNotFound,
+        find_deployment,
+        find_experiment,
+        find_project,
+        find_registered_model,
+    )
+    from mlops_nb.notebook.session import current_client, set_current_client
+    from mlops_nb.wire import messages as _messages
+    from mlops_nb.wire.errors import (
+        AlreadyExists,
+        ApiError,
+        AuthenticationError,
+        ConnectionFailed,
+        DeadlineExceeded,
+        FailedPrecondition,
+        GatewayError,
+        Internal,
+        InvalidArgument,
+        MLOpsError,
+        NotFound,
+        PermissionDenied,
+        ResourceExhausted,
+        Unauthenticated,
+        Unavailable,
+        Unimplemented,
+    )
+    from mlops_nb.wire.messages import Message, MessageEnum
+finally:
+    if _collecting:
+        _gc.enable()
 
 __version__ = "0.1.0"
 

@@ -47,7 +47,6 @@ All but ``short_errors`` are linked both ways to :data:`mlops_nb.notebook.settin
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import os
 import re
@@ -68,7 +67,6 @@ from traitlets import Bool, TraitError, TraitType, link, validate
 from mlops_nb.api import API, CATALOGS, Field, Method
 from mlops_nb.notebook import catalogs
 from mlops_nb.notebook.display import install_ipython_formatters
-from mlops_nb.notebook.fanout import all_deployments
 from mlops_nb.notebook.frames import FRAME_ATTR, entity_field, list_all
 from mlops_nb.notebook.lookup import EntityLookupError, find_project
 from mlops_nb.notebook.session import NotLoggedIn, current_client, logout, set_current_client
@@ -205,7 +203,7 @@ class MLOps(Magics):
             return None
         command = argv[0]
         if not command.startswith("-") and command not in COMMANDS:
-            close = difflib.get_close_matches(command, COMMANDS, n=1)
+            close = _close_matches(command, COMMANDS, 1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise UsageError(f"%mlops: no command {command!r}{hint} (%mlops --help lists them)")
         args = _command_parser().parse_args(_attach_negative_sort(argv))
@@ -262,6 +260,8 @@ class MLOps(Magics):
         method = API.method("deployer.deployment.list_project_deployments")
         limit = _limit(args)
         # One row past the limit tells whether the combined list was cut.
+        from mlops_nb.notebook.fanout import all_deployments  # its thread pool loads with the first use
+
         result = all_deployments(client, projects, limit_per_project=None if limit is None else limit + 1,
                                  **_request_fields(method, args))
         for spec in local:
@@ -518,10 +518,17 @@ def _method(qualified_name: str) -> Method:
         return API.method(qualified_name)
     except KeyError:
         names = [m.qualified_name for m in API.methods]
-        close = difflib.get_close_matches(qualified_name, names, n=3)
+        close = _close_matches(qualified_name, names, 3)
         hint = (f"; did you mean {', '.join(close)}?" if close
                 else "; names look like storage.project.list_projects")
         raise UsageError(f"%mlops: no API method {qualified_name!r}{hint}") from None
+
+
+def _close_matches(word: str, choices: Iterable[str], count: int) -> list[str]:
+    """Suggestions for a mistyped name (difflib loads only when someone mistypes)."""
+    import difflib
+
+    return difflib.get_close_matches(word, list(choices), n=count)
 
 
 def _bound(client: Any, method: Method) -> Callable[..., Any]:
