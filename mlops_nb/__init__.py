@@ -6,8 +6,9 @@ message and enum by its legacy name, e.g. ``mlops.StorageListProjectsRequest``)
 plus the notebook layer. ``%load_ext mlops_nb`` loads the ``%mlops`` magics.
 
 Importing the package stays quick: the login form (ipywidgets), the magics (IPython,
-yaml), authentication (requests) and the concurrent helpers load on first use of their
-names (``_LAZY``); every name is importable and listed by ``dir()`` all the same.
+yaml), authentication (requests), the deployment and monitoring helpers and the concurrent
+ones load on first use of their names (``_LAZY``); every name is importable and listed by
+``dir()`` all the same.
 """
 
 import gc as _gc
@@ -77,6 +78,10 @@ _LAZY = {
     "load_ipython_extension": "mlops_nb.notebook.magics",
     "unload_ipython_extension": "mlops_nb.notebook.magics",
     "all_deployments": "mlops_nb.notebook.fanout",
+    **dict.fromkeys(("upload_model", "register_model", "RegisteredVersion", "deploy", "deploy_split",
+                     "deploy_shadow", "wait_for_healthy", "score", "deployment_logs", "DeploymentFailed",
+                     "DeploymentTimeout", "ScoringError"), "mlops_nb.notebook.deploy"),
+    **dict.fromkeys(("monitoring", "Monitoring"), "mlops_nb.notebook.monitoring"),
     **dict.fromkeys(("TokenProvider", "DeviceLogin", "OpenIDConfiguration", "discover"), "mlops_nb.wire.auth"),
 }
 
@@ -114,6 +119,20 @@ __all__ = [
     "runtimes_for",
     "deployable_artifact",
     "artifact_compositions",
+    "upload_model",
+    "register_model",
+    "RegisteredVersion",
+    "deploy",
+    "deploy_split",
+    "deploy_shadow",
+    "wait_for_healthy",
+    "score",
+    "monitoring",
+    "Monitoring",
+    "deployment_logs",
+    "DeploymentFailed",
+    "DeploymentTimeout",
+    "ScoringError",
     "TokenProvider",
     "DeviceLogin",
     "OpenIDConfiguration",

@@ -25,8 +25,8 @@ from mlops_nb.notebook.lookup import AmbiguousName, NameNotFound
 from mlops_nb.notebook.settings import Settings
 from mlops_nb.sandbox import Sandbox
 from mlops_nb.sandbox.rpc import timestamp_text
-from mlops_nb.sandbox.services.deployments import add_deployment
 from mlops_nb.wire.client import Client as WireClient
+from tests.deploying import composition, deploy, experiment_with, iris_model, wait_for_state
 from tests.test_sandbox_artifacts import new_experiment, new_project, uploaded_artifact
 
 STRING = pd.StringDtype()
@@ -154,22 +154,27 @@ def test_nested_messages_are_flattened(alice: Any, project: Any, experiment: Any
 def make_deployments(sandbox: Sandbox, alice: Any, project_name: str) -> tuple[str, str, str]:
     """A project with a single and a split deployment: (project id, single id, split id).
 
-    Recorded with the sandbox's own helper (the deployer's create call is not what these
-    tests are about), over model versions made through the API.
+    The single one serves a real MLflow model (HEALTHY once its scorer is up); the split one
+    is of a DAI and an H2O-3 MOJO, which the sandbox cannot run (FAILED).
     """
     project_id = new_project(alice, project_name)
-    versions = []
+    experiments = []
     for artifact_type in ("dai/mojo_pipeline", "h2o3/mojo"):
         experiment_id = new_experiment(alice, project_id, artifact_type)
         uploaded_artifact(alice, experiment_id, artifact_type)
-        versions.append(alice.storage.registered_model_version.create_model_version(
+        alice.storage.registered_model_version.create_model_version(
             registered_model_version={"experiment_id": experiment_id}, registered_model_display_name=artifact_type,
-            project_id=project_id).registered_model_version.id)
-    owner = _user_id(alice)
-    single = add_deployment(sandbox.store, project_id=project_id, owner_id=owner, model_version_ids=versions[:1],
-                            display_name="single")
-    split = add_deployment(sandbox.store, project_id=project_id, owner_id=owner, model_version_ids=versions,
-                           traffic="split", weights=[70, 30], display_name="split", state="UNHEALTY")
+            project_id=project_id)
+        experiments.append(experiment_id)
+    single = deploy(alice, project_id, experiment_with(alice, project_id, iris_model()[0]), display_name="single").id
+    split = alice.deployer.deployment.create_deployment(deployment={
+        "project_id": project_id, "display_name": "split", "split_deployment": {"split_elements": [
+            {**composition(experiments[0], "dai/mojo_pipeline"), "weight": 70},
+            {**composition(experiments[1], "h2o3/mojo"), "weight": 30}]}}).deployment.id
+    # Waited for with a client of its own: the tests check what alice's client has seen.
+    with sandbox.client("alice") as watcher:
+        assert wait_for_state(watcher, single, "HEALTHY", "FAILED").state.value == "HEALTHY"
+        wait_for_state(watcher, split, "FAILED")
     return project_id, single, split
 
 
@@ -182,7 +187,7 @@ def test_columns_of_an_absent_nested_message_are_missing(alice: Any, deployments
     project_id, single, split = deployments
     frame = alice.deployer.deployment.list_project_deployments(project_id=project_id).set_index("id")
     runtime = "single_deployment_deployment_composition_runtime_name"
-    assert frame.loc[single, runtime] == "dai_mojo_runtime"
+    assert frame.loc[single, runtime] == "python-scorer_mlflow_39"
     assert pd.isna(frame.loc[split, runtime])
     assert frame[runtime].dtype == STRING
     elements = frame.loc[split, "split_deployment_split_elements"]
@@ -190,7 +195,7 @@ def test_columns_of_an_absent_nested_message_are_missing(alice: Any, deployments
     assert frame.loc[single, "split_deployment_split_elements"] is None
     assert frame["single_deployment_kubernetes_resource_spec_replicas"].dtype == "Int32"
     statuses = alice.deployer.deployment_status.list_deployment_statuses(project_id=project_id)
-    assert set(statuses["state"]) == {"HEALTHY", "UNHEALTY"}
+    assert set(statuses["state"]) == {"HEALTHY", "FAILED"}
     assert list(statuses["state"].cat.categories) == list(API.enums["DeployDeploymentState"])
     assert statuses["scorer_score_url"].str.endswith("/model/score").all()
 
@@ -369,8 +374,8 @@ def test_clients_remember_the_usernames_and_statuses_they_see(
     project_id, single, split = deployments
     assert single not in fresh.deployment_statuses
     fresh.deployer.deployment_status.list_deployment_statuses(project_id=project_id)
-    assert fresh.deployment_statuses.get(split)["state"] == "UNHEALTY"
-    assert known_deployment_status(split).state == "UNHEALTY"
+    assert fresh.deployment_statuses.get(split)["state"] == "FAILED"
+    assert known_deployment_status(split).state == "FAILED"
 
 
 def test_recent_cache_keeps_the_latest() -> None:

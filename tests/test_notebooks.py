@@ -33,7 +33,8 @@ CELL_TIMEOUT = 180
 # What a reader must see in each notebook's outputs (text/html or text/plain), beyond "no errors".
 EXPECTED_OUTPUT = {
     "quickstart": ["application/vnd.jupyter.widget-view+json", "mlops-nb-card", "alice@example.com",
-                   "mlops-nb-interactive", "Credit risk", "Customer churn", "UNHEALTY", ">unhealthy</span>"],
+                   "mlops-nb-interactive", "Credit risk", "Customer churn", "HEALTHY", ">healthy</span>",
+                   "cannot run H2O.ai MOJO scorer"],
     "explore_projects": ["Credit risk", "GBM tuned", "<svg", "list_all: 3 rows", "HEALTHY"],
     "magics": ["Sandbox gateway at", "Fraud detection", "Churn v2", "dai_mojo_runtime",
                "Stopped the sandbox"],

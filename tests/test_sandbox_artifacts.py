@@ -442,3 +442,13 @@ def test_bytes_live_in_a_table_for_an_in_memory_store() -> None:
         alice.storage.artifact.delete_artifact(id=artifact)
         with sb.store.reading() as db:
             assert db.execute("SELECT count(*) FROM artifact_blob").fetchone()[0] == 0
+
+
+def test_bytestream_upload_file_and_download_file_as_in_the_legacy_client(alice: Any) -> None:
+    project = new_project(alice, "bytestream names")
+    artifact = alice.storage.artifact.create_artifact(artifact={"entity_id": project}).artifact.id
+    written = alice.storage.bytestream.upload_file(artifact, io.BytesIO(b"x" * 70_000), chunk_size=32 * 1024)
+    assert written.committed_size == 70_000
+    out = io.BytesIO()
+    assert alice.storage.bytestream.download_file(artifact, out) is None
+    assert out.getvalue() == b"x" * 70_000

@@ -34,6 +34,7 @@ READY = "Press Ctrl-C to stop."
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     with Sandbox(db=str(tmp_path_factory.mktemp("demo") / "demo.sqlite3"), data="demo") as sb:
+        sb.wait_for_deployments()
         yield sb
 
 
@@ -57,11 +58,19 @@ def test_alice_and_bob_see_what_they_should(demo: Sandbox) -> None:
         sharings = alice.storage.project.list_project_sharings(project_id=credit).sharing
         assert [(s.user_id, s.restriction_role_id) for s in sharings] == [
             (bob.storage.user.who_am_i().user.id, ROLE_EDITOR)]
-        assert _states(alice) == {"HEALTHY", "UNHEALTY", "FAILED", "LAUNCHING"}
-        assert _states(bob) == {"HEALTHY", "UNHEALTY", "LAUNCHING"}
+        # Real states: the scikit-learn models serve, those with an H2O-3 MOJO cannot run here.
+        statuses = {s.deployment_id: s for project_id in _projects(alice).values() for s in
+                    alice.deployer.deployment_status.list_deployment_statuses(project_id=project_id).deployment_status}
+        names = {d.id: d.display_name for project_id in _projects(alice).values() for d in
+                 alice.deployer.deployment.list_project_deployments(project_id=project_id).deployment}
+        assert {names[i]: s.state.value for i, s in statuses.items()} == {
+            "credit-default": "HEALTHY", "credit-default A/B": "HEALTHY",
+            "credit-default with H2O-3 shadow": "FAILED", "churn-h2o": "FAILED"}
+        assert all("cannot run H2O.ai MOJO scorer" in s.message for s in statuses.values() if s.state.value == "FAILED")
+        assert _states(bob) == {"HEALTHY", "FAILED"}
         types = {d.type.value for d in alice.storage.deployment.list_all_deployments().deployment}
         assert types == {"SINGLE_MODEL", "SPLIT_TRAFFIC", "SHADOW_TRAFFIC"}
-        assert len(alice.storage.deployment.list_all_deployments().deployment) == 5
+        assert len(alice.storage.deployment.list_all_deployments().deployment) == 4
         assert len(bob.storage.deployment.list_all_deployments().deployment) == 4
 
         model = alice.storage.registered_model.get_registered_model_by_name(model_name="credit-default",
@@ -69,7 +78,7 @@ def test_alice_and_bob_see_what_they_should(demo: Sandbox) -> None:
         versions = alice.storage.registered_model_version.list_model_versions_for_model(registered_model_id=model.id)
         assert sorted(v.version for v in versions.model_versions) == [1, 2]
         datasets = alice.storage.dataset.list_datasets(project_id=credit).dataset
-        assert [(d.display_name, d.row_count) for d in datasets] == [("credit-train.csv", 24000)]
+        assert [(d.display_name, d.row_count) for d in datasets] == [("credit-train.csv", 2000)]
 
 
 def test_experiments_carry_metadata_parameters_and_artifacts(demo: Sandbox) -> None:
@@ -79,14 +88,21 @@ def test_experiments_carry_metadata_parameters_and_artifacts(demo: Sandbox) -> N
             for experiment in alice.storage.experiment.list_experiments(
                     project_id=project_id, response_metadata={"pattern": ["%"]}).experiment:
                 assert experiment.metadata.values["auc"].double_value > 0.5
-                assert experiment.parameters.target_column
+                tool = experiment.metadata.values["tool"].string_value
                 (artifact,) = alice.storage.artifact.list_entity_artifacts(entity_id=experiment.id).artifact
                 assert artifact.state.value == "AVAILABLE" and artifact.size > 0
                 seen_types.add(artifact.type)
                 out = io.BytesIO()
                 alice.storage.artifact.download_artifact(artifact.id, out)
-                assert experiment.display_name in zipfile.ZipFile(out).read("experiment.txt").decode()
-        assert seen_types == {"dai/mojo_pipeline", "h2o3/mojo", "python/mlflow"}
+                names = zipfile.ZipFile(out).namelist()
+                if artifact.type == "python/mlflow":
+                    assert tool == "MLflow" and "MLmodel" in names
+                else:
+                    assert tool == "H2O-3" and "model.ini" in names and experiment.parameters.target_column
+        assert seen_types == {"h2o3/mojo", "python/mlflow"}
+        # No artifact stayed behind on a project: each moved to its experiment.
+        assert all(alice.storage.artifact.list_entity_artifacts(entity_id=p).artifact == []
+                   for p in _projects(alice).values())
 
 
 def test_demo_data_is_seeded_once(tmp_path: Path) -> None:
@@ -95,19 +111,20 @@ def test_demo_data_is_seeded_once(tmp_path: Path) -> None:
         first = _projects(alice)
     with Sandbox(db=db, data="demo") as sb, sb.client("alice") as alice:
         assert _projects(alice) == first
-        assert alice.storage.deployment.count_deployments().count == 5
+        assert alice.storage.deployment.count_deployments().count == 4
 
 
 def _my_methods() -> list[Method]:
-    """The API methods served by the artifact, model, dataset and deployment modules."""
-    modules = {f"mlops_nb.sandbox.services.{name}" for name in ("artifacts", "models", "datasets", "deployments")}
+    """The API methods served by the artifact, model, dataset, deployment, ingest, endpoint and monitoring modules."""
+    modules = {f"mlops_nb.sandbox.services.{name}" for name in ("artifacts", "models", "datasets", "deployments",
+                                                                  "ingest", "endpoints", "monitoring")}
     handlers = {**HANDLERS, **STREAM_HANDLERS}
     return [m for m in API.methods if getattr(handlers.get(m.qualified_name), "__module__", None) in modules]
 
 
 def test_odd_requests_never_make_a_server_error(demo: Sandbox) -> None:
-    methods = _my_methods()
-    assert len(methods) == 45
+    methods = [m for m in _my_methods() if m.verb == "POST"]
+    assert len(methods) == 58
     token = demo.idp.issue_access_token("alice")
     with demo.client("alice") as alice:
         project = _projects(alice)["Credit risk"]
@@ -120,6 +137,18 @@ def test_odd_requests_never_make_a_server_error(demo: Sandbox) -> None:
         for body in bodies:
             response = session.post(demo.gateway_url + method.full_path, data=body, timeout=30)
             assert response.status_code < 500, (method.qualified_name, body, response.text)
+            if response.status_code >= 400:
+                assert set(response.json()) == {"code", "message", "details"}
+    with demo.client("alice") as alice:
+        deployment = alice.storage.deployment.list_deployments(project_id=project).deployment[0].id
+    rest = [m for m in _my_methods() if m.verb == "GET"]
+    assert len(rest) == 6
+    for method in rest:
+        for value in ("nope", deployment, "-1", "2024-13-45T99:00:00Z"):
+            path = method.full_path.replace("{deploymentId}", deployment).replace("{modelId}", value)
+            query = {p.wire: value for p in method.query_params}
+            response = session.get(demo.gateway_url + path, params=query, timeout=60)
+            assert response.status_code < 500, (method.qualified_name, value, response.text)
             if response.status_code >= 400:
                 assert set(response.json()) == {"code", "message", "details"}
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import requests
 
 import mlops_nb
 from mlops_nb.api import CATALOGS
@@ -286,3 +287,40 @@ def test_python_pickle_cannot_be_deployed(alice: Any, world: World) -> None:
         alice.deployer.deployment.create_deployment(deployment={"project_id": world.project, "single_deployment": {
             "deployment_composition": {"experiment_id": pickled, "deployable_artifact_type_name": "python/pickle",
                                        "artifact_processor_name": "noop_processor", "runtime_name": "x"}}})
+
+
+def test_profiling_suggests_what_can_serve_an_experiment(alice: Any, world: World) -> None:
+    dai, h2o = world.experiments.values()
+    suggested = alice.deployer.profiling.list_suggested_scoring_compositions(experiment_id=dai).deployment_compositions
+    assert {c.runtime_name for c in suggested} == {r["runtime_name"] for r in CATALOGS.runtimes
+                                                   if r["model_type"] == "dai_mojo"}
+    assert {(c.deployable_artifact_type_name, c.artifact_processor_name) for c in suggested} == {
+        ("dai_mojo_pipeline", "dai_mojo_pipeline_extractor")}
+    page = alice.deployer.profiling.list_suggested_scoring_compositions(experiment_id=dai, page_size=2)
+    assert len(page.deployment_compositions) == 2 and page.next_page_token
+    spec = alice.deployer.profiling.get_suggested_scoring_resource_spec(
+        deployment_composition={"experiment_id": h2o}, workers=2).kubernetes_resource_spec
+    requirement = spec.kubernetes_resource_requirement
+    # Unmeasured: a scorer's footprint (250 MiB) and ten times the artifact's 11 bytes, rounded up.
+    assert requirement.requests == {"cpu": "500m", "memory": "251Mi"} and requirement.limits["cpu"] == "2"
+    with pytest.raises(mlops_nb.FailedPrecondition, match="cannot run H2O.ai MOJO scorer"):
+        alice.deployer.profiling.get_suggested_scoring_resource_spec(
+            deployment_composition={"experiment_id": h2o, "runtime_name": "h2o3_mojo_runtime"})
+    shortcuts = alice.deployer.kubernetes_configuration.discover_kubernetes_configuration_shortcut()
+    assert shortcuts.kubernetes_affinity_shortcuts == [] and shortcuts.kubernetes_toleration_shortcuts == []
+
+
+def test_nested_empty_lists_and_maps_go_out_as_the_gateway_sends_them(sandbox: Sandbox, alice: Any,
+                                                                      world: World) -> None:
+    token = sandbox.token_provider("alice")()
+    raw = requests.post(f"{sandbox.gateway_url}/storage/ai.h2o.storage.ExperimentService/ListExperiments",
+                        json={"projectId": world.project}, headers={"Authorization": f"Bearer {token}"},
+                        timeout=10).json()
+    assert raw["experiment"] and all(e["tag"] == [] and e["metadata"] == {"values": {}} for e in raw["experiment"])
+    raw = requests.post(f"{sandbox.gateway_url}/deployer/ai.h2o.deploy.DeploymentService/ListProjectDeployments",
+                        json={"projectId": world.project}, headers={"Authorization": f"Bearer {token}"},
+                        timeout=10).json()
+    split = next(d for d in raw["deployment"] if d["displayName"] == "split")
+    element = split["splitDeployment"]["splitElements"][0]
+    assert "deploymentEnvironmentVariables" not in element  # an unset message stays out; only lists and maps
+    assert split["security"]["passphrase"] == {"hash": "", "passphraseHashType": "PASSPHRASE_HASH_TYPE_UNSPECIFIED"}

@@ -198,6 +198,33 @@ def test_monitoring_reports_the_traffic(alice: Any, served: dict[str, Any]) -> N
         monitor.get_model_health_metrics(served["deployment"], served["experiment"], start_date_time="yesterday")
 
 
+def test_drift_against_the_training_dataset(alice: Any, served: dict[str, Any]) -> None:
+    X, monitor = served["X"], alice.model_monitoring.monitoring_service
+    dataset = alice.storage.dataset.create_dataset(project_id=served["project"], dataset={
+        "display_name": "iris.csv", "row_count": len(X)}).dataset.id
+    artifact = alice.storage.artifact.create_artifact(artifact={"entity_id": dataset, "type": "iris.csv",
+                                                                "mime_type": "text/csv"}).artifact.id
+    alice.storage.artifact.upload_artifact(artifact, io.BytesIO(X.to_csv(index=False).encode()))
+    alice.storage.experiment.update_experiment(experiment={"id": served["experiment"], "parameters": {
+        "training_dataset_id": dataset}}, update_mask="parameters")
+    window_start = mlops_nb.wire.messages.format_timestamp(
+        __import__("datetime").datetime.now(__import__("datetime").timezone.utc))
+    shifted = X.copy()
+    shifted["petal length (cm)"] = shifted["petal length (cm)"] * 3 + 5  # far outside what it was trained on
+    assert score(served["status"].scorer.score.url, list(X.columns), as_rows(shifted)).status_code == 200
+    drift = monitor.get_model_drift_metrics(served["deployment"], served["experiment"], start_date_time=window_start)
+    by_name = {f.name: f for f in drift.feature_summary.feature}
+    assert "the training dataset 'iris.csv' (150 rows)" in drift.feature_summary.description
+    assert by_name["petal length (cm)"].drift >= 0.25 and by_name["sepal width (cm)"].drift < 0.1
+    assert drift.high_feature_drift >= 1
+    [petal] = monitor.get_model_drift_metrics(served["deployment"], served["experiment"],
+                                              start_date_time=window_start,
+                                              feature_frequency_selected_feature="petal length (cm)"
+                                              ).feature_frequency.feature_density
+    assert petal.feature_name == "petal length (cm)" and sum(int(b.y) for b in petal.continuous.bin) == 150
+    assert monitor.get_monitored_models(served["deployment"]).model[0].drift_status.value in ("FAILING", "AT_RISK")
+
+
 def test_logs_tell_the_lifecycle_and_the_scorer_output(alice: Any, served: dict[str, Any]) -> None:
     entries = alice.deployer.log.list_log_entries(parent=served["deployment"]).log_entries
     text = "\n".join(e.text_payload for e in entries)

@@ -182,6 +182,29 @@ class Catalogs:
     artifacts: tuple[dict[str, str | None], ...]
     runtimes: tuple[dict[str, str], ...]
 
+    def runtimes_of(self, model_type: str | None) -> list[dict[str, str]]:
+        """The runtime rows that serve a model type (none for ``None``)."""
+        return [r for r in self.runtimes if model_type and r["model_type"] == model_type]
+
+    def compositions(self) -> list[dict[str, Any]]:
+        """``DeployArtifactComposition`` rows in wire JSON: each artifact row with each runtime of its
+        model type, as the deployer's ListArtifactCompositions answers. An artifact type no runtime
+        serves (``python/pickle``) has no composition: it cannot be deployed."""
+        result = []
+        for row in self.artifacts:
+            deployable = row["deployable_artifact_type_name"]
+            for runtime in self.runtimes_of(row["model_type"]):
+                result.append({
+                    "deployableArtifactType": {"name": deployable, "artifactType": row["artifact_type"]},
+                    "artifactProcessor": {"name": row["artifact_processor_name"],
+                                          "deployableArtifactTypeName": deployable,
+                                          "modelTypeName": row["model_type"]},
+                    "modelType": {"name": row["model_type"]},
+                    "runtime": {"name": runtime["runtime_name"], "displayName": runtime["runtime_display_name"],
+                                "modelTypeName": row["model_type"]},
+                })
+        return result
+
 
 # Fields that hold a secret: reprs show that they are set, never their value. A deployment's
 # passphrase travels in ``DeployAuthenticationPassphrase.hash`` (plain text unless its hash

@@ -12,7 +12,7 @@ fixes it (the ``model_type`` column of ``mlops_nb/api/catalogs.json``, as ``MODE
 MLflow format, become ``dai_mojo`` models; DAI Python scoring pipelines in MLflow
 format become ``dai_python_scoring_pipeline`` models; zipped MLflow models become
 ``mlflow`` models. No runtime of the seed serves a ``python/pickle`` artifact, so it
-has no model type and no runtimes.
+has no model type, no runtimes and no composition.
 
 A composition is one (deployable artifact type, artifact processor, model type,
 runtime) row: :func:`artifact_compositions` gives them as the deployer's
@@ -105,24 +105,7 @@ def runtimes_for(artifact_type_or_model_type: str) -> pd.DataFrame:
 def artifact_compositions() -> ListFrame:
     """Every composition, shaped like ``deployer.composition.list_artifact_compositions()``'s result.
 
-    An artifact type no runtime serves still has its row, with the deployable type and the
-    processor only.
+    An artifact type no runtime serves (``python/pickle``) has no composition.
     """
-    compositions: list[dict[str, Any]] = []
-    for artifact in CATALOGS.artifacts:
-        deployable_name = artifact["deployable_artifact_type_name"]
-        deployable = {"name": deployable_name, "artifactType": artifact["artifact_type"]}
-        processor = {"name": artifact["artifact_processor_name"], "deployableArtifactTypeName": deployable_name}
-        model_type = MODEL_TYPES.get(deployable_name)
-        serving = [r for r in CATALOGS.runtimes if r["model_type"] == model_type]
-        if not serving:
-            compositions.append({"deployableArtifactType": deployable, "artifactProcessor": processor})
-        compositions += [{
-            "deployableArtifactType": deployable,
-            "artifactProcessor": {**processor, "modelTypeName": model_type},
-            "modelType": {"name": model_type},
-            "runtime": {"name": runtime["runtime_name"], "displayName": runtime["runtime_display_name"],
-                        "modelTypeName": model_type},
-        } for runtime in serving]
     method = API.method("deployer.composition.list_artifact_compositions")
-    return frame_from_wire(method, {"artifactComposition": compositions})
+    return frame_from_wire(method, {"artifactComposition": CATALOGS.compositions()})

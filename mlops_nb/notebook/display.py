@@ -195,6 +195,11 @@ def _badge_html(value: str) -> str:
             f'padding:1px 8px;font-size:0.85em;font-weight:600;white-space:nowrap">{_e(_badge_label(value))}</span>')
 
 
+def state_badge(state: str) -> str:
+    """A state (HEALTHY, FAILED, ...) as the coloured badge cards show."""
+    return _badge_html(state)
+
+
 # -- card rendering ----------------------------------------------------------------------------
 
 _FONT = "var(--jp-ui-font-family, -apple-system, BlinkMacSystemFont, 'Segoe UI', Helvetica, Arial, sans-serif)"

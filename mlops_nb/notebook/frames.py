@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import sys
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
@@ -54,6 +53,8 @@ import numpy as np
 import pandas as pd
 
 from mlops_nb.api import API, Field, Method
+from mlops_nb.notebook.progress import Progress
+from mlops_nb.notebook.progress import progress as new_progress
 from mlops_nb.notebook.settings import settings
 from mlops_nb.wire.messages import Message, message_class, parse_timestamp
 
@@ -457,7 +458,8 @@ def list_all_json(
     rows: list[dict[str, Any]] = []
     last: dict[str, Any] = {}
     pages = 0
-    bar: _Progress | None = None
+    bar: Progress | None = None
+    total: int | None = None
     token = ""
     done = False
     try:
@@ -470,9 +472,11 @@ def list_all_json(
             previous, token = token, paging.next_token(payload)
             more = paging.style != "none" and bool(token) and (limit is None or len(rows) < limit)
             if bar is None and (progress or (progress is None and more)):
-                bar = _progress(method.qualified_name, _expected_rows(method, payload, limit))
+                total = _expected_rows(method, payload, limit)
+                bar = new_progress("listing", method.qualified_name, total)
             if bar is not None:
-                bar.update(len(rows), pages)
+                # Without a total, the bar runs ahead of the rows by one page's worth.
+                bar.update(len(rows), _describe(len(rows), total, pages), total or len(rows) + len(rows) // pages)
             if not more:
                 break
             if token == previous:
@@ -484,7 +488,7 @@ def list_all_json(
                       f"({pages} pages); returning those", RuntimeWarning, stacklevel=3)
     finally:
         if bar is not None:
-            bar.close(len(rows), pages, done)
+            bar.close(len(rows), _describe(len(rows), None, pages), done)
     if limit is not None:
         del rows[limit:]
     return ListPage(method.qualified_name, {**last, entity.json: rows})
@@ -533,70 +537,6 @@ def _call_for_payload(call: Callable[..., Any], *args: Any, **kwargs: Any) -> di
     return result.to_wire() if isinstance(result, Message) else result
 
 
-# -- progress ----------------------------------------------------------------------------------
-
-
-class _Progress:
-    def update(self, rows: int, pages: int) -> None:
-        raise NotImplementedError
-
-    def close(self, rows: int, pages: int, done: bool) -> None:
-        raise NotImplementedError
-
-
 def _describe(rows: int, total: int | None, pages: int) -> str:
     of = f" / {total:,}" if total else ""
     return f"{rows:,}{of} rows, {pages} page{'s' if pages != 1 else ''}"
-
-
-class _WidgetProgress(_Progress):
-    def __init__(self, what: str, total: int | None) -> None:
-        import ipywidgets
-        from IPython.display import display
-
-        self.total = total
-        self.bar = ipywidgets.IntProgress(value=0, min=0, max=total or 1, description="listing",
-                                          bar_style="info", tooltip=what)
-        self.label = ipywidgets.Label(value=what)
-        display(ipywidgets.HBox([self.bar, self.label]))
-
-    def update(self, rows: int, pages: int) -> None:
-        # Without a total, the bar runs ahead of the rows by one page's worth.
-        self.bar.max = max(self.total or 0, rows + rows // max(pages, 1), 1)
-        self.bar.value = rows
-        self.label.value = _describe(rows, self.total, pages)
-
-    def close(self, rows: int, pages: int, done: bool) -> None:
-        self.bar.max = max(rows, 1)
-        self.bar.value = rows
-        self.bar.bar_style = "success" if done else "warning"
-        self.label.value = _describe(rows, None, pages) + ("" if done else " (interrupted)")
-
-
-class _TextProgress(_Progress):
-    def __init__(self, what: str, total: int | None) -> None:
-        self.what = what
-        self.total = total
-        self.live = sys.stderr.isatty()
-
-    def update(self, rows: int, pages: int) -> None:
-        if self.live:
-            sys.stderr.write(f"\r{self.what}: {_describe(rows, self.total, pages)}")
-            sys.stderr.flush()
-
-    def close(self, rows: int, pages: int, done: bool) -> None:
-        end = "" if done else " (interrupted)"
-        sys.stderr.write(f"{chr(13) if self.live else ''}{self.what}: {_describe(rows, None, pages)}{end}\n")
-        sys.stderr.flush()
-
-
-def _in_kernel() -> bool:
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    return getattr(get_ipython(), "kernel", None) is not None
-
-
-def _progress(what: str, total: int | None) -> _Progress:
-    return _WidgetProgress(what, total) if _in_kernel() else _TextProgress(what, total)

@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from mlops_nb.api import API, Method
+from mlops_nb.api import API, Method, Param
 from mlops_nb.sandbox import services
 from mlops_nb.sandbox.identity import IdentityProvider, InvalidToken
 from mlops_nb.sandbox.rpc import HANDLERS, STREAM_HANDLERS, Call, RpcError, new_id, now
@@ -35,7 +35,7 @@ from mlops_nb.sandbox.scoring import ScoringGateway
 from mlops_nb.sandbox.services import deployments
 from mlops_nb.sandbox.store import Store, default_db_path
 from mlops_nb.wire.errors import GRPC_TO_HTTP
-from mlops_nb.wire.messages import Message, message_class
+from mlops_nb.wire.messages import Message, message_class, parse_timestamp
 
 __all__ = ["Sandbox", "build_app", "parse_data", "rpc_status"]
 
@@ -153,8 +153,11 @@ class Gateway:
         if method.verb == "GET":
             values = dict(request.path_params)
             values.update(request.query_params)
-            by_wire = {p.wire: p.name for p in (*method.path_params, *method.query_params)}
-            return {by_wire.get(k, k): v for k, v in values.items()}
+            params = {p.wire: p for p in (*method.path_params, *method.query_params)}
+            unknown = sorted(set(values) - set(params))
+            if unknown:
+                raise RpcError(3, f"{method.rpc} has no parameter {unknown[0]!r}; it takes {', '.join(params)}")
+            return {params[k].name: _param(params[k], v) for k, v in values.items()}
         raw = await request.body()
         try:
             body = json.loads(raw or b"{}")
@@ -173,6 +176,22 @@ class Gateway:
             raise RpcError(3, f"invalid request: {e}") from None
         _reject_unknown(decoded, cls.__name__)
         return decoded
+
+
+def _param(param: Param, text: str) -> Any:
+    """A path or query parameter as its declared type; INVALID_ARGUMENT when it is not one."""
+    try:
+        if param.type in ("int32", "int64"):
+            return int(text)
+        if param.type == "timestamp":
+            return parse_timestamp(text)
+        if param.type == "bool":
+            return {"true": True, "false": False}[text.lower()]
+    except (ValueError, KeyError):
+        example = {"timestamp": "an RFC 3339 time, e.g. 2024-05-01T12:00:00Z", "bool": "true or false"}
+        raise RpcError(3, f"parameter {param.wire} must be {example.get(param.type, 'an integer')}, "
+                          f"got {text!r}") from None
+    return text
 
 
 def _reject_unknown(message: Message, path: str) -> None:
@@ -364,6 +383,27 @@ class Sandbox:
     def __repr__(self) -> str:
         state = f"running at {self.gateway_url}" if self.running else "stopped"
         return f"<mlops_nb sandbox {state}, db={self.db!r}>"
+
+    def wait_for_deployments(self, timeout: float = 180.0) -> dict[str, str]:
+        """Wait until no deployment is still starting or stopping (PREPARING, LAUNCHING, TERMINATING).
+
+        Returns ``{deployment id: state}``. The demo's scorers take a few seconds to load after
+        :meth:`start`; raises ``TimeoutError``, naming what still starts, after ``timeout`` seconds.
+        """
+        store = self._idp() and self.store
+        assert store is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            with store.reading() as db:
+                states = {r["id"]: json.loads(r["data"]).get("state", "") for r in db.execute(
+                    "SELECT id, data FROM entity WHERE kind = 'deployment_status'")}
+            starting = {i: s for i, s in states.items() if s in ("PREPARING", "LAUNCHING", "TERMINATING")}
+            if not starting:
+                return states
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"deployments still starting after {timeout:.0f} s: "
+                                   + ", ".join(f"{i} ({s})" for i, s in starting.items()))
+            time.sleep(0.1)
 
     # -- what a user needs to connect -----------------------------------------------------------
 

@@ -325,6 +325,16 @@ def download_artifact(self: EntityClient, artifact_id: str, file: BinaryIO, *,
 
 
 
+def upload_file(self: EntityClient, resource_name: str, file: BinaryIO, *, chunk_size: int = 32 * 1024) -> Message:
+    """``storage.bytestream.upload_file``, as the legacy client names it: :func:`upload_artifact`."""
+    return upload_artifact(self, resource_name, file, chunk_size=chunk_size)
+
+
+def download_file(self: EntityClient, resource_name: str, file: BinaryIO) -> None:
+    """``storage.bytestream.download_file``, as the legacy client names it: :func:`download_artifact`."""
+    download_artifact(self, resource_name, file)
+
+
 _ENTITY_CLASSES: dict[tuple[str, str], type[EntityClient]] = {}
 _SERVER_CLASSES: dict[str, type[ServerClient]] = {}
 
@@ -353,6 +363,9 @@ def _build() -> None:
         if (service.server, service.entity) == ("storage", "artifact"):
             namespace["upload_artifact"] = upload_artifact
             namespace["download_artifact"] = download_artifact
+        if (service.server, service.entity) == ("bytestream", "bytestream"):
+            namespace["upload_file"] = upload_file
+            namespace["download_file"] = download_file
         cls = type(name, (EntityClient,), namespace)
         _ENTITY_CLASSES[(service.server, service.entity)] = cls
         setattr(_MODULE, name, cls)

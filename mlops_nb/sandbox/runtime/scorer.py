@@ -165,10 +165,8 @@ class Model:
         if missing:
             raise BadRequest(f"field {missing[0]!r} is missing from 'fields'; the model needs: "
                              f"{', '.join(n for n, _ in wanted)}")
-        columns = {}
-        for name, data_type in wanted:
-            i = position[name]
-            columns[name] = _column(name, data_type, [row[i] for row in rows])
+        by_field = list(zip(*rows, strict=True)) if rows else [() for _ in fields]
+        columns = {name: _column(name, data_type, list(by_field[position[name]])) for name, data_type in wanted}
         return pandas.DataFrame(columns, index=range(len(rows)))
 
     def score(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -261,6 +259,13 @@ def _column(name: str, data_type: str, values: list[Any]) -> Any:
     import numpy
     import pandas
 
+    if data_type in ("Float64", "Float32"):
+        # The common case, in one numpy call: every value a number (or NaN). Anything else takes
+        # the careful path below, which says which row is wrong.
+        try:
+            return pandas.Series(numpy.asarray(values, dtype=data_type.lower()))
+        except (ValueError, TypeError):
+            pass
     raw = pandas.Series(values, dtype=object)
     if data_type in ("", "Str", "Bytes"):
         if data_type == "":

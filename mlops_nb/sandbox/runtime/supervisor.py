@@ -182,6 +182,11 @@ class _Process:
                     return {"event": "timeout"}
                 self._cond.wait(left)
 
+    def warm(self) -> bool:
+        """Whether it has imported MLflow and waits for a model."""
+        with self._cond:
+            return any(e.get("event") == "warm" for e in self._events)
+
     def load(self, order: dict) -> None:
         assert self.popen.stdin is not None
         self.popen.stdin.write(json.dumps(order) + "\n")
@@ -387,6 +392,12 @@ class Supervisor:
         if not self._closed.is_set():
             self._spawn(self._refill_spares, "supervisor-spares")
         return process if process is not None else self._new_process()
+
+    def spares_warm(self) -> bool:
+        """Whether the pool holds its warm spares, each ready for a model."""
+        with self._lock:
+            spares = list(self._spares)
+        return len(spares) >= self.warm_spares and all(p.warm() and p.alive() for p in spares)
 
     def _refill_spares(self) -> None:
         with self._lock:

@@ -78,7 +78,7 @@ from mlops_nb.sandbox.store import Store
 if TYPE_CHECKING:
     from mlops_nb.sandbox.runtime import Supervisor
 
-__all__ = ["MIGRATIONS", "deployments_serving", "compositions", "ENVIRONMENT_NAME", "environment_id",
+__all__ = ["MIGRATIONS", "deployments_serving", "ENVIRONMENT_NAME", "environment_id",
            "MODEL_TYPE_OF_ARTIFACT", "StoreEvents", "restore", "deployment_view", "resource_name",
            "DEPLOYMENT_REMOVE_HOOKS", "security_of"]
 
@@ -196,29 +196,6 @@ def _resource_spec(profile: dict[str, Any]) -> dict[str, Any]:
             "replicas": 1}
 
 
-def _runtimes_of(model_type: str | None) -> list[dict[str, str]]:
-    return [r for r in CATALOGS.runtimes if model_type and r["model_type"] == model_type]
-
-
-def compositions() -> list[dict[str, Any]]:
-    """The ``DeployArtifactComposition`` list: the seed's tables, joined on model type."""
-    result = []
-    for row in CATALOGS.artifacts:
-        model_type = MODEL_TYPE_OF_ARTIFACT.get(row["artifact_type"])
-        for runtime in _runtimes_of(model_type):
-            result.append({
-                "deployableArtifactType": {"name": row["deployable_artifact_type_name"],
-                                           "artifactType": row["artifact_type"]},
-                "artifactProcessor": {"name": row["artifact_processor_name"],
-                                      "deployableArtifactTypeName": row["deployable_artifact_type_name"],
-                                      "modelTypeName": model_type},
-                "modelType": {"name": model_type},
-                "runtime": {"name": runtime["runtime_name"], "displayName": runtime["runtime_display_name"],
-                            "modelTypeName": model_type},
-            })
-    return result
-
-
 # -- checking what a deployment asks for ---------------------------------------------------------
 
 
@@ -257,7 +234,7 @@ def _check_composition(call: Call, project_id: str, given: dict[str, Any], where
                                f"artifact{' ' + repr(given['artifactId']) if given.get('artifactId') else ''} "
                                f"to deploy as {deployable} (its artifacts: {have or 'none'})")
     model_type = MODEL_TYPE_OF_ARTIFACT.get(row["artifact_type"])
-    choices = [r["runtime_name"] for r in _runtimes_of(model_type)]
+    choices = [r["runtime_name"] for r in CATALOGS.runtimes_of(model_type)]
     runtime = given.get("runtimeName", "")
     if not choices:
         raise invalid_argument(f"{where}: no runtime serves {row['artifact_type']} artifacts, so they cannot be "
@@ -743,7 +720,7 @@ def list_log_entries(call: Call, request: Any) -> dict[str, Any]:
 
 @handles("deployer.composition.list_artifact_compositions")
 def list_artifact_compositions(call: Call, request: None) -> dict[str, Any]:
-    return {"artifactComposition": compositions()}
+    return {"artifactComposition": CATALOGS.compositions()}
 
 
 def _static_page(items: list[dict[str, Any]], page_size: int, page_token: str) -> tuple[list[dict[str, Any]], str]:
@@ -770,7 +747,7 @@ def list_suggested_scoring_compositions(call: Call, request: Any) -> dict[str, A
         for row in CATALOGS.artifacts:
             if row["artifact_type"] != artifact.get("type"):
                 continue
-            for runtime in _runtimes_of(MODEL_TYPE_OF_ARTIFACT.get(row["artifact_type"])):
+            for runtime in CATALOGS.runtimes_of(MODEL_TYPE_OF_ARTIFACT.get(row["artifact_type"])):
                 suggestions.append({
                     "experimentId": experiment.id, "artifactId": artifact["id"],
                     "deployableArtifactTypeName": row["deployable_artifact_type_name"],

@@ -503,7 +503,9 @@ def _feature(f: dict[str, Any]) -> dict[str, Any]:
 def _density(f: dict[str, Any]) -> dict[str, Any]:
     if f.get("kind") == "numeric":
         numbers = _numeric(f["values"]).dropna()
-        counts, edges = np.histogram(numbers, bins=f["bins"])
+        # The baseline's bins, widened to the range's values: drifted rows land outside them.
+        edges = np.unique(np.concatenate([[numbers.min()], f["bins"], [numbers.max()]])) if len(numbers) else f["bins"]
+        counts, edges = np.histogram(numbers, bins=edges)
         bins = [{"xMin": _number(lo), "xMax": _number(hi), "y": str(int(c))}
                 for lo, hi, c in zip(edges[:-1], edges[1:], counts, strict=True)]
         return {"featureName": f["name"], "continuous": {"name": f["name"], "xLabel": f["name"], "yLabel": "rows",
