@@ -1,7 +1,8 @@
 """Every benchmark in one run, and one table: ``python benchmarks/run.py [--quick] [--only NAME,...]``.
 
-Each module below exposes ``rows(quick: bool) -> list[common.Row]``: figures with the
-baseline measured in the same run, their ratio (``value / baseline``) and the target.
+Each module below exposes ``rows(quick: bool)``, a list of ``common.Row`` (or of tuples or
+dicts of its fields): figures with the baseline measured in the same run, their ratio
+(``value / baseline``) and the target.
 To add a benchmark, write its module and add one line to ``BENCHMARKS``; a module that
 is not there yet is skipped with a note. The table is Markdown, ready for BENCHMARKS.md.
 Timings are figures here, never test assertions. ``--quick`` shrinks every workload for
@@ -18,7 +19,7 @@ import sqlite3
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TextIO
@@ -94,7 +95,7 @@ def run(benchmarks: Sequence[tuple[str, str]], quick: bool, out: TextIO) -> tupl
             ok = False
             print(f"{module} failed:\n{traceback.format_exc()}", file=out, flush=True)
             continue
-        found += [(module, Row(*row)) for row in rows]
+        found += [(module, Row(**row) if isinstance(row, Mapping) else Row(*row)) for row in rows]
         print(f"  done in {time.perf_counter() - begin:.0f} s", file=out, flush=True)
     return found, ok
 
