@@ -25,16 +25,10 @@ LATENCY_MS = 100  # every gateway call waits this long, so that concurrent calls
 
 
 @pytest.fixture(scope="module")
-def sb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     with Sandbox(db=str(tmp_path_factory.mktemp("fanout") / "s.sqlite3"), data="empty",
-                 latency_ms=LATENCY_MS) as sandbox:
-        yield sandbox
-
-
-@pytest.fixture(scope="module")
-def alice(sb: Sandbox) -> Iterator[Any]:
-    with sb.client("alice") as client:
-        yield client
+                 latency_ms=LATENCY_MS) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -107,13 +101,13 @@ class _InFlight:
         self.session.send = self.send
 
 
-def test_calls_overlap_up_to_the_bound_over_the_clients_connections(sb: Sandbox,
+def test_calls_overlap_up_to_the_bound_over_the_clients_connections(sandbox: Sandbox,
                                                                     deployments: dict[str, list[str]]) -> None:
-    with sb.client("alice") as client:
+    with sandbox.client("alice") as client:
         client.storage.user.who_am_i()
         with _InFlight(client) as watched:
             mlops_nb.all_deployments(client, concurrent_calls=3)
-        pool = client._transport.session.get_adapter(sb.gateway_url).poolmanager.connection_from_url(sb.gateway_url)
+        pool = client._transport.session.get_adapter(sandbox.gateway_url).poolmanager.connection_from_url(sandbox.gateway_url)
         # 2 + 2 * 3 calls, each held 100 ms by the sandbox: with three at a time, three are under way together.
         assert watched.most == 3
         assert pool.num_connections <= 3

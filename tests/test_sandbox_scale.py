@@ -23,15 +23,9 @@ COUNT = 3000  # enough for SQLite's statistics to tell the indexes apart; seeded
 
 
 @pytest.fixture(scope="module")
-def sb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    with Sandbox(db=str(tmp_path_factory.mktemp("scale") / "s.sqlite3"), data=f"scale:{COUNT}") as sandbox:
-        yield sandbox
-
-
-@pytest.fixture(scope="module")
-def alice(sb: Sandbox) -> Iterator[Any]:
-    with sb.client("alice") as client:
-        yield client
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    with Sandbox(db=str(tmp_path_factory.mktemp("scale") / "s.sqlite3"), data=f"scale:{COUNT}") as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -50,14 +44,14 @@ def test_the_data_option_is_checked_before_anything_starts() -> None:
         Sandbox(latency_ms=-1)
 
 
-def test_projects_experiments_and_shares_as_described(sb: Sandbox, alice: Any, project_1: Any) -> None:
+def test_projects_experiments_and_shares_as_described(sandbox: Sandbox, alice: Any, project_1: Any) -> None:
     first = alice.storage.project.list_projects(paging={"page_size": 5})
     assert first.user_project_count == COUNT
     assert list(first["display_name"]) == [f"project {COUNT - i}" for i in range(5)]  # newest first
     assert first["created_time"].is_monotonic_decreasing
     experiments = alice.storage.experiment.count_experiments(project_id=project_1.id).count
     assert experiments == COUNT
-    with sb.client("bob") as bob:
+    with sandbox.client("bob") as bob:
         shared = mlops_nb.list_all(bob.storage.project.list_projects, progress=False)
         assert len(shared) == COUNT // 10 and set(shared["display_name"]) == {f"project {i}" for i in
                                                                              range(10, COUNT + 1, 10)}
@@ -75,9 +69,9 @@ def test_experiments_carry_their_metadata(alice: Any, project_1: Any) -> None:
     assert set(frame["status"]) <= {"FINISHED", "FAILED"}
 
 
-def _stored(sb: Sandbox, kind: str, entity_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def _stored(sandbox: Sandbox, kind: str, entity_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The entity's table columns (without the varying values) and its stored JSON."""
-    row = sb.store.row(kind, entity_id)
+    row = sandbox.store.row(kind, entity_id)
     assert row is not None
     # (a sqlite3.Row iterates over its values: keys() is the way to its column names)
     columns = {k: row[k] is not None for k in row.keys() if k != "data"}  # noqa: SIM118
@@ -89,11 +83,11 @@ def _shape(data: dict[str, Any]) -> dict[str, Any]:
     return {k: _shape(v) if isinstance(v, dict) else type(v).__name__ for k, v in data.items()}
 
 
-def test_generated_rows_are_what_the_api_stores(sb: Sandbox, alice: Any, project_1: Any) -> None:
+def test_generated_rows_are_what_the_api_stores(sandbox: Sandbox, alice: Any, project_1: Any) -> None:
     made = alice.storage.project.create_project(project={"display_name": "made", "description": "by the API"})
     generated = mlops_nb.find_project(alice, "project 3")  # every third has a description
-    made_columns, made_data = _stored(sb, "project", made.project.id)
-    columns, data = _stored(sb, "project", generated.id)
+    made_columns, made_data = _stored(sandbox, "project", made.project.id)
+    columns, data = _stored(sandbox, "project", generated.id)
     assert columns == made_columns and _shape(data) == _shape(made_data)
 
     metadata = {k: {"string_value": "x"} if k == "source" else {"bool_value": True} if k == "tuned"
@@ -102,11 +96,11 @@ def test_generated_rows_are_what_the_api_stores(sb: Sandbox, alice: Any, project
     experiment = alice.storage.experiment.create_experiment(project_id=project_1.id, experiment={
         "display_name": "made", "status": "FINISHED", "metadata": {"values": metadata},
         "parameters": {"target_column": "default_payment"}, "statistics": {"training_duration": "1s"}})
-    made_columns, made_data = _stored(sb, "experiment", experiment.experiment.id)
+    made_columns, made_data = _stored(sandbox, "experiment", experiment.experiment.id)
     listed = alice.storage.experiment.list_experiments(project_id=project_1.id, paging={"page_size": 2},
                                                        sorting={"property": [{"property": {"field": "created_time"},
                                                                               "order": "ASCENDING"}]})
-    columns, data = _stored(sb, "experiment", listed["id"][0])
+    columns, data = _stored(sandbox, "experiment", listed["id"][0])
     assert columns == made_columns and _shape(data) == _shape(made_data)
     alice.storage.experiment.delete_experiment(id=experiment.experiment.id)
     alice.storage.project.delete_project(project_id=made.project.id)
@@ -154,10 +148,10 @@ def test_pages_sorted_two_ways_at_once_still_page_right(alice: Any) -> None:
 # -- the query plans -----------------------------------------------------------------------------------
 
 
-def _plans(sb: Sandbox, call: Callable[[], Any]) -> list[tuple[str, list[str]]]:
+def _plans(sandbox: Sandbox, call: Callable[[], Any]) -> list[tuple[str, list[str]]]:
     """(SQL, its plan) of every page query of rpc.list_page and count of rpc.count_matching ran for ``call``."""
     statements: list[str] = []
-    connection: sqlite3.Connection = sb.store._conn  # the store's one connection: what the handlers query
+    connection: sqlite3.Connection = sandbox.store._conn  # the store's one connection: what the handlers query
     connection.set_trace_callback(statements.append)
     try:
         call()
@@ -166,7 +160,7 @@ def _plans(sb: Sandbox, call: Callable[[], Any]) -> list[tuple[str, list[str]]]:
     found = []
     for sql in statements:
         if sql.startswith(("SELECT e.data, ", "SELECT count(*) FROM entity e ")):
-            with sb.store.reading() as db:
+            with sandbox.store.reading() as db:
                 found.append((sql, [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql)]))
     return found
 
@@ -210,9 +204,9 @@ CASES: dict[str, tuple[Callable[[Any, Any], Callable[[], Any]], str]] = {
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_lists_walk_an_index_in_their_order(sb: Sandbox, alice: Any, project_1: Any, case: str) -> None:
+def test_lists_walk_an_index_in_their_order(sandbox: Sandbox, alice: Any, project_1: Any, case: str) -> None:
     make_call, expected = CASES[case]
-    plans = _plans(sb, make_call(alice, project_1))
+    plans = _plans(sandbox, make_call(alice, project_1))
     print(f"\n{case}:")
     for sql, plan in plans:
         print(f"  {sql[:160]}...\n" + "".join(f"    {step}\n" for step in plan))
