@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 
 from common import REPO, Row, median, ratio, run_python
 from page_server import PageServer
@@ -61,11 +60,6 @@ print(json.dumps({"seconds": time.perf_counter() - begin, "rows": len(frame)}))
 """
 
 
-def _cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "mlops_nb" / "legacy-venv"
-
-
 def _listing(python: str, args: list[str], expected: int) -> float:
     seen = json.loads(run_python(python, args, dict(os.environ)).strip().splitlines()[-1])
     if seen["rows"] != expected:
@@ -75,7 +69,7 @@ def _listing(python: str, args: list[str], expected: int) -> float:
 
 def rows(quick: bool = False) -> list[Row]:
     projects, repeat = (5_000, 1) if quick else (20_000, 5)
-    legacy = legacy_python(_cache_root())
+    legacy = legacy_python()
     script = str(REPO / "benchmarks" / "legacy_list_projects.py")
     floor, ours, theirs = [], [], []
     with PageServer(projects) as server:

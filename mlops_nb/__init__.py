@@ -6,7 +6,7 @@ message and enum by its legacy name, e.g. ``mlops.StorageListProjectsRequest``)
 plus the notebook layer. ``%load_ext mlops_nb`` loads the ``%mlops`` magics.
 
 Importing the package stays quick: the login form (ipywidgets), the magics (IPython,
-yaml), authentication (requests), the deployment and monitoring helpers and the concurrent
+yaml), authentication and retries (requests), the deployment and monitoring helpers and the concurrent
 ones load on first use of their names (``_LAZY``); every name is importable and listed by
 ``dir()`` all the same.
 """
@@ -49,6 +49,7 @@ try:
         DeadlineExceeded,
         FailedPrecondition,
         GatewayError,
+        InsecureTLSWarning,
         Internal,
         InvalidArgument,
         MLOpsError,
@@ -58,6 +59,7 @@ try:
         Unauthenticated,
         Unavailable,
         Unimplemented,
+        WriteOutcomeUnknown,
     )
     from mlops_nb.wire.messages import Message, MessageEnum
 finally:
@@ -83,6 +85,7 @@ _LAZY = {
                      "DeploymentTimeout", "ScoringError"), "mlops_nb.notebook.deploy"),
     **dict.fromkeys(("monitoring", "Monitoring"), "mlops_nb.notebook.monitoring"),
     **dict.fromkeys(("TokenProvider", "DeviceLogin", "OpenIDConfiguration", "discover"), "mlops_nb.wire.auth"),
+    "RetryPolicy": "mlops_nb.wire.retry",
 }
 
 
@@ -137,12 +140,14 @@ __all__ = [
     "DeviceLogin",
     "OpenIDConfiguration",
     "discover",
+    "RetryPolicy",
     "Message",
     "MessageEnum",
     "MLOpsError",
     "ApiError",
     "GatewayError",
     "ConnectionFailed",
+    "WriteOutcomeUnknown",
     "AuthenticationError",
     "InvalidArgument",
     "NotFound",
@@ -155,5 +160,6 @@ __all__ = [
     "DeadlineExceeded",
     "Unimplemented",
     "Internal",
+    "InsecureTLSWarning",
     *_MESSAGE_NAMES,
 ]

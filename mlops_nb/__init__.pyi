@@ -38,12 +38,14 @@ from mlops_nb.wire.auth import TokenProvider as TokenProvider
 from mlops_nb.wire.auth import DeviceLogin as DeviceLogin
 from mlops_nb.wire.auth import OpenIDConfiguration as OpenIDConfiguration
 from mlops_nb.wire.auth import discover as discover
+from mlops_nb.wire.retry import RetryPolicy as RetryPolicy
 from mlops_nb.wire.messages import Message as Message
 from mlops_nb.wire.messages import MessageEnum as MessageEnum
 from mlops_nb.wire.errors import MLOpsError as MLOpsError
 from mlops_nb.wire.errors import ApiError as ApiError
 from mlops_nb.wire.errors import GatewayError as GatewayError
 from mlops_nb.wire.errors import ConnectionFailed as ConnectionFailed
+from mlops_nb.wire.errors import WriteOutcomeUnknown as WriteOutcomeUnknown
 from mlops_nb.wire.errors import AuthenticationError as AuthenticationError
 from mlops_nb.wire.errors import InvalidArgument as InvalidArgument
 from mlops_nb.wire.errors import NotFound as NotFound
@@ -56,6 +58,7 @@ from mlops_nb.wire.errors import Unavailable as Unavailable
 from mlops_nb.wire.errors import DeadlineExceeded as DeadlineExceeded
 from mlops_nb.wire.errors import Unimplemented as Unimplemented
 from mlops_nb.wire.errors import Internal as Internal
+from mlops_nb.wire.errors import InsecureTLSWarning as InsecureTLSWarning
 from mlops_nb.wire.messages import ApiBin as ApiBin
 from mlops_nb.wire.messages import ApiBox as ApiBox
 from mlops_nb.wire.messages import ApiBoxPlot as ApiBoxPlot

@@ -11,11 +11,15 @@ imported or executed, and no prose is carried over. What we keep is facts:
 servers, services, methods (verb, path, request/response, path and query
 parameters), messages (python name, JSON name, type) and enums (values).
 
-Two facts the generated code does not state are recovered here:
+Three facts the generated code does not state are recovered here:
 
 * ``bytes`` fields: the generator validates them with a base64 pattern.
 * ``int64`` fields: they are typed ``str`` like any string, so they are listed
   by name in ``INT64_FIELDS`` (counts, sizes and offsets of the proto files).
+* ``read_only`` methods, which change nothing on the server and so are safe to
+  send again: every REST GET, and the RPCs whose names say they only read
+  (``READ_ONLY_RPC_PREFIXES``, ``READ_ONLY_RPCS``). The client retries these,
+  and only these, after an answer is lost.
 """
 
 from __future__ import annotations
@@ -46,6 +50,25 @@ INT64_FIELDS = {
     "read_offset", "read_limit", "row_count", "col_count", "event_count",
     "total_predictions", "total_deployments",
 }
+
+# Get*, List*, Count*, BatchGet* (a batch of gets), Is* (a yes/no question): reads by the
+# names the MLOps protos use. Everything else (Create, Update, Delete, Link, Tag, Share,
+# Deploy, Write, ...) is a write, and so is anything not named here, to be safe.
+READ_ONLY_RPC_PREFIXES = ("Get", "List", "Count", "BatchGet", "Is")
+READ_ONLY_RPCS = {
+    "WhoAmI",            # the caller's user
+    "Read",              # ByteStream: an artifact's bytes
+    "QueryWriteStatus",  # ByteStream: how much of an upload has arrived
+    "ExportMetric",      # model monitoring: streams metrics out
+}
+
+
+def is_read_only(verb: str, path: str) -> bool:
+    if verb == "GET":
+        return True
+    rpc = path.rsplit("/", 1)[-1]
+    return rpc in READ_ONLY_RPCS or rpc.startswith(READ_ONLY_RPC_PREFIXES)
+
 
 SCALARS = {"str": "string", "int": "int32", "float": "double", "bool": "bool",
            "datetime": "timestamp", "object": "object", "date": "date"}
@@ -153,6 +176,7 @@ def read_api(source: str, server: str) -> list[dict]:
             "request": body.group(1) if body else None,
             "response": response.removeprefix("StreamResultOf"),
             "streaming": streaming,
+            "read_only": is_read_only(verb, path),
             "path_params": path_params,
             "query_params": query_params,
         })

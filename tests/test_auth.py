@@ -13,6 +13,7 @@ import requests
 
 import mlops_nb as mlops
 from mlops_nb.sandbox import Sandbox
+from mlops_nb.sandbox.identity import InvalidToken
 from tests.capture import CaptureServer
 
 
@@ -39,14 +40,18 @@ def test_exchanges_once_and_reuses_the_access_token(sb) -> None:
 
 
 def test_refreshes_before_expiry_and_keeps_the_rotated_refresh_token(rotating) -> None:
-    # Access tokens live 2 s; with a 1.5 s band the provider must refresh after ~0.5 s. Each
-    # refresh token works once, so a second refresh succeeds only if the newest one was kept.
+    # Access tokens live 2 s; a 1.5 s band is capped at half the lifetime, so the provider
+    # refreshes after ~1 s. Each refresh token works once, so a second refresh succeeds only
+    # if the newest one was kept.
     provider = mlops.TokenProvider(rotating.refresh_token("alice"), rotating.client_id, rotating.token_endpoint,
                                    expiry_threshold_band=1.5)
     tokens = [provider()]
+    time.sleep(0.6)
+    assert provider() == tokens[0]  # inside the first half of its life: kept
     for _ in range(2):
-        time.sleep(0.7)
+        time.sleep(0.6)
         tokens.append(provider())
+        time.sleep(0.6)
     assert provider.refresh_count == 3
     assert len(set(tokens)) == 3
 
@@ -189,3 +194,67 @@ def test_device_login_can_be_cancelled(sb) -> None:
     login = mlops.DeviceLogin.from_issuer(sb.issuer, sb.client_id).start()
     calls = iter([False, True])
     assert login.poll(sleep=lambda s: None, cancelled=lambda: next(calls)) is None
+
+
+def test_short_lived_tokens_are_refreshed_once_per_window_not_per_call(tmp_path) -> None:
+    # 2-second tokens and the default 5-second band: a fixed band would refresh on every call
+    # (16 x 200 = 3,200 grants). Scaled to half the lifetime, it is about one per second.
+    with Sandbox(db=str(tmp_path / "storm.sqlite3"), data="empty", token_ttl=2,
+                 revoke_refresh_token_on_use=True) as sandbox:
+        provider = mlops.TokenProvider(sandbox.refresh_token("alice"), sandbox.client_id, sandbox.token_endpoint)
+        client = mlops.Client(sandbox.gateway_url, provider)
+        barrier = threading.Barrier(16)
+        failures: list[BaseException] = []
+
+        def worker() -> None:
+            barrier.wait()
+            for _ in range(200):
+                try:
+                    client.storage.user.who_am_i()
+                except BaseException as e:  # reported below, with the others
+                    failures.append(e)
+
+        started = time.monotonic()
+        threads = [threading.Thread(target=worker) for _ in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        took = time.monotonic() - started
+        grants = sandbox.idp.grants["refresh_token"]
+    assert failures == []
+    assert grants == provider.refresh_count
+    # One per window of half a token's life (1 s), plus the first.
+    assert grants <= took / 1.0 + 2, (grants, took)
+
+
+def test_threads_refused_the_same_token_cause_one_refresh(tmp_path) -> None:
+    # A negative band hands out tokens past their expiry, so every thread sends an expired
+    # token and is refused at once: one of them refreshes, the others use its new token.
+    with Sandbox(db=str(tmp_path / "401.sqlite3"), data="empty", token_ttl=3) as sandbox:
+        provider = mlops.TokenProvider(sandbox.refresh_token("alice"), sandbox.client_id, sandbox.token_endpoint,
+                                       expiry_threshold_band=-30)
+        client = mlops.Client(sandbox.gateway_url, provider)
+        client.storage.user.who_am_i()
+        expired = provider()
+        while True:  # until the gateway refuses it (exp is in whole seconds)
+            try:
+                sandbox.idp.verify_access_token(expired)
+            except InvalidToken:
+                break
+            time.sleep(0.1)
+        before = sandbox.idp.grants["refresh_token"]
+        barrier = threading.Barrier(16)
+        names: list[str] = []
+
+        def worker() -> None:
+            barrier.wait()
+            names.append(client.storage.user.who_am_i().user.username)
+
+        threads = [threading.Thread(target=worker) for _ in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert names == ["alice"] * 16
+        assert sandbox.idp.grants["refresh_token"] - before == 1

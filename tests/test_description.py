@@ -111,3 +111,17 @@ def test_catalogs_hold_the_seed_tables() -> None:
             "artifact_processor_name": "dai_mojo_pipeline_extractor", "model_type": "dai_mojo"} in CATALOGS.artifacts
     assert len(CATALOGS.artifacts) == 7
     assert len(CATALOGS.runtimes) == 21
+
+
+def test_read_only_methods_are_the_reads() -> None:
+    read_only = {m.qualified_name for m in API.methods if m.read_only}
+    assert len(read_only) == 65
+    # Every REST GET, and the reads the client retries by name; nothing that changes state.
+    assert all(m.read_only for m in API.methods if m.verb == "GET")
+    assert {"storage.user.who_am_i", "storage.user.batch_get_users", "storage.version.get_version",
+            "bytestream.bytestream.read", "storage.experiment.is_experiment_registered",
+            "model_monitoring.monitoring_service.export_metric"} <= read_only
+    writes = {"create_", "update_", "delete_", "batch_delete_", "link_", "unlink_", "tag_", "untag_", "share_",
+              "unshare_", "transfer_", "deploy", "undeploy", "write", "recover_", "batch_recover_", "discover_"}
+    for m in API.methods:
+        assert m.read_only != m.python.startswith(tuple(writes)), m.qualified_name

@@ -123,8 +123,8 @@ def test_the_default_comes_from_the_settings(alice: Any, deployments: dict[str, 
         with _InFlight(alice) as watched:
             mlops_nb.all_deployments(alice)
         assert watched.most == 2
-        with pytest.raises(TraitError, match="concurrent_calls must be 1 to 10"):
-            settings.concurrent_calls = 11
+        with pytest.raises(TraitError, match="concurrent_calls must be 1 to 32"):
+            settings.concurrent_calls = 33
     finally:
         settings.concurrent_calls = saved
 
@@ -133,6 +133,13 @@ def test_a_failing_call_raises_its_error(alice: Any, deployments: dict[str, list
     missing = mlops_nb.StorageProject(id="00000000-0000-4000-8000-000000000000", display_name="gone")
     with pytest.raises(mlops_nb.NotFound, match="00000000-0000-4000-8000-000000000000"):
         mlops_nb.all_deployments(alice, ["one", missing, "two"])
+
+
+def test_the_bound_is_what_a_client_keeps_open() -> None:
+    from mlops_nb.notebook.settings import MAX_CONCURRENT_CALLS
+    from mlops_nb.wire.transport import DEFAULT_MAX_CONNECTIONS
+
+    assert MAX_CONCURRENT_CALLS == DEFAULT_MAX_CONNECTIONS
 
 
 def test_results_keep_the_order_of_the_calls_whatever_order_they_end_in() -> None:
@@ -157,5 +164,5 @@ def test_the_first_error_in_call_order_is_raised() -> None:
 
     with pytest.raises(ValueError, match="second"):
         call_concurrently([lambda: 1, fails("second"), fails("third")], concurrent_calls=3)
-    with pytest.raises(ValueError, match="concurrent_calls must be 1 to 10, got 0"):
+    with pytest.raises(ValueError, match="concurrent_calls must be 1 to 32, got 0"):
         call_concurrently([lambda: 1], concurrent_calls=0)

@@ -48,8 +48,8 @@ def alice(sb: Sandbox) -> Iterator[Any]:
 @pytest.fixture(autouse=True)
 def settings_restored(ip: InteractiveShell) -> Iterator[None]:
     """Undo what a test's %config did: to the shell's config (later MLOps instances read it) and the settings."""
-    saved = {name: getattr(settings, name)
-             for name in ("max_rows", "page_size", "timeout", "interactive_tables", "concurrent_calls")}
+    saved = {name: getattr(settings, name) for name in ("max_rows", "page_size", "timeout", "interactive_tables",
+                                                         "retries", "retry_deadline", "concurrent_calls")}
     config = ip.config.copy()
     yield
     ip.config = config
@@ -404,10 +404,29 @@ def test_config_magic_sets_the_shared_settings_both_ways(ip: InteractiveShell,
 def test_concurrent_calls_is_an_option_with_bounds(ip: InteractiveShell, caplog: pytest.LogCaptureFixture) -> None:
     run(ip, "%config MLOps.concurrent_calls = 3")
     assert settings.concurrent_calls == 3
-    for refused in (0, 11):
+    for refused in (0, 33):
         run(ip, f"%config MLOps.concurrent_calls = {refused}")
         assert settings.concurrent_calls == 3
-    assert "concurrent_calls must be 1 to 10" in caplog.text
+    assert "concurrent_calls must be 1 to 32" in caplog.text
+
+
+def test_retry_options_reach_new_clients(ip: InteractiveShell) -> None:
+    run(ip, "%config MLOps.retry_deadline = 5")
+    assert settings.retry_deadline == 5
+    client = mlops_nb.Client("http://127.0.0.1:9", lambda: "token")
+    assert client.retry.enabled and client.retry.deadline == 5
+    run(ip, "%config MLOps.retries = False")
+    assert not mlops_nb.Client("http://127.0.0.1:9", lambda: "token").retry.enabled
+    # An explicit policy wins over the settings.
+    assert mlops_nb.Client("http://127.0.0.1:9", lambda: "t", retry=True).retry.deadline == 30
+
+
+def test_retry_options_from_the_environment(ip: InteractiveShell, fresh_magics: list[MLOps],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLOPS_NB_RETRY_DEADLINE", "9")
+    monkeypatch.setenv("MLOPS_NB_RETRIES", "false")
+    fresh_magics.append(MLOps(ip))
+    assert (settings.retry_deadline, settings.retries) == (9, False)
 
 
 @pytest.fixture
@@ -419,7 +438,8 @@ def fresh_magics(ip: InteractiveShell) -> Iterator[list[MLOps]]:
         magics.close()
         ip.configurables.remove(magics)
     current = next(c for c in ip.configurables if isinstance(c, MLOps))
-    for name in ("max_rows", "page_size", "timeout", "interactive_tables", "concurrent_calls"):
+    for name in ("max_rows", "page_size", "timeout", "interactive_tables", "retries", "retry_deadline",
+                 "concurrent_calls"):
         setattr(current, name, getattr(settings, name))
 
 
@@ -481,3 +501,51 @@ def test_completes_project_names(ip: InteractiveShell, alice: Any) -> None:
 
 def test_other_lines_complete_as_before(ip: InteractiveShell) -> None:
     assert ("print", "pri") in completions(ip, "x = 1; pri")
+
+
+# -- deploying from magics ---------------------------------------------------------------------------------
+
+
+def test_deploy_wait_status_logs_score_monitor(ip: InteractiveShell, alice: Any, capsys: pytest.CaptureFixture[str]
+                                               ) -> None:
+    ip.user_ns["churn_passphrase"] = "not in the notebook"
+    deployed = run(ip, '%mlops deploy scikit-learn pipeline --project "Customer churn" --name churn-live '
+                       "--passphrase-from churn_passphrase --no-wait -o churn").result
+    assert deployed.display_name == "churn-live" and ip.user_ns["churn"] is deployed
+    status = run(ip, "%mlops wait churn-live --timeout 300").result
+    assert status.state.value == "HEALTHY"
+    assert run(ip, "%mlops status churn-live").result.deployment_id == deployed.id
+    ip.user_ns["customers"] = pd.DataFrame({"tenure_months": [2.0, 60.0], "monthly_charges": [80.0, 30.0],
+                                            "support_calls": [6.0, 0.0]}, index=["new", "loyal"])
+    scored = run(ip, "%mlops score churn-live customers --passphrase-from churn_passphrase -o churn_scores").result
+    assert list(scored.index) == ["new", "loyal"] and set(scored["prediction"]) <= {0, 1}
+    assert ip.user_ns["churn_scores"] is scored
+    logs = run(ip, "%mlops logs churn-live --lines 3").result
+    assert len(logs) == 3 and list(logs.columns) == ["time", "source", "message"]
+    watched = run(ip, "%mlops monitor churn-live").result
+    assert watched.summary["rows_scored"] == 2
+    capsys.readouterr()
+    # Usage errors are one line, and the passphrase shows nowhere.
+    for line, words in [("%mlops score churn-live nobody", "no variable 'nobody'"),
+                        ("%mlops score churn-live churn", "is a DeployDeployment, not a DataFrame"),
+                        ("%mlops deploy scikit-learn pipeline --runtime h2o3_mojo_runtime",
+                         "cannot serve python/mlflow artifacts"),
+                        ("%mlops score churn-live customers --passphrase-from missing", "no variable 'missing'"),
+                        ("%mlops status no-such-deployment", "no deployment has the id or name")]:
+        result = run(ip, line)
+        assert result.error_in_exec is not None or result.error_before_exec is not None
+        shown = "\n".join(output_lines(capsys))
+        assert words in shown, (line, shown)
+        assert "not in the notebook" not in shown
+    alice.deployer.deployment.delete_deployment(id=deployed.id)
+
+
+def test_deployment_names_complete(ip: InteractiveShell, alice: Any) -> None:
+    assert [c for c, _ in completions(ip, "%mlops status cre")] == [
+        "credit-default", "credit-default A/B", "credit-default with H2O-3 shadow"]
+    assert ("churn-h2o", "chu") in completions(ip, "%mlops logs chu")
+    assert completions(ip, "%mlops wait fr") == []  # fraud is bob's: alice does not see it
+    assert [c for c, _ in completions(ip, '%mlops score "credit-default A')] == ['"credit-default A/B"']
+    ip.user_ns.update(applicants=pd.DataFrame({"age": [30]}), apples=3)
+    assert [c for c, _ in completions(ip, '%mlops score "credit-default A/B" app')] == ["applicants"]
+    assert [c for c, _ in completions(ip, "%mlops score credit-default app")] == ["applicants"]

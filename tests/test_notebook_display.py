@@ -114,6 +114,13 @@ SAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
             {"deploymentComposition": _COMPOSITION, "weight": 70},
             {"deploymentComposition": {"experimentId": "e-2", "runtimeName": "mojo_runtime_shapley_all"},
              "weight": 30}]}}),
+    "deployment_failed": ("DeployDeployment", {
+        "id": "d-4", "displayName": "protected", "singleDeployment": {"deploymentComposition": _COMPOSITION},
+        "security": {"passphrase": {"hash": "open-sesame-4711", "passphraseHashType": "PASSPHRASE_HASH_TYPE_PLAINTEXT"}},
+        "userInfo": {"ownerId": "u-alice"}}),
+    "status_failed": ("DeployDeploymentStatus", {
+        "deploymentId": "d-4", "state": "FAILED", "lastModifiedTime": "2024-05-04T11:59:30Z",
+        "message": "missing dependency: No module named 'xgboost'"}),
     "status_healthy": ("DeployDeploymentStatus", {
         "deploymentId": "d-1", "state": "HEALTHY", "lastModifiedTime": "2024-05-04T11:55:00Z",
         "scorer": {"score": {"url": "https://model.example.com/d-1/model/score"},
@@ -131,7 +138,8 @@ def sample(name: str) -> Message:
 
 def seen() -> dict[str, Any]:
     """What cards would otherwise take from the live clients."""
-    return {"now": NOW, "usernames": USERNAMES, "statuses": {"d-1": sample("status_healthy")}}
+    return {"now": NOW, "usernames": USERNAMES,
+            "statuses": {"d-1": sample("status_healthy"), "d-4": sample("status_failed")}}
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLES))
@@ -141,6 +149,20 @@ def test_card_golden(name: str) -> None:
     assert html is not None
     check_golden(f"cards/{name}.html", html + "\n")
     check_golden(f"cards/{name}.txt", card_text(message, **seen()) + "\n")
+
+
+def test_deployment_cards_show_state_traffic_and_reason_but_never_the_passphrase() -> None:
+    failed = card_html(sample("deployment_failed"), **seen())
+    text = card_text(sample("deployment_failed"), **seen())
+    assert "open-sesame-4711" not in failed + text + repr(sample("deployment_failed"))
+    assert "scoring needs: passphrase" in text and "failed just now" in text
+    assert "reason: missing dependency: No module named &#x27;xgboost&#x27;" not in text
+    assert "reason: missing dependency: No module named 'xgboost'" in text and "#c62828" in failed
+    healthy = card_text(sample("deployment_single"), **seen())
+    assert "state: healthy for 5 minutes" in healthy and "artifact: dai_mojo_pipeline a-1" in healthy
+    split = card_html(sample("deployment_split"), **seen())
+    assert split.count('width:70%') == 1 and split.count('width:30%') == 1
+    assert "traffic: e-1 answers every request; e-2 scores a copy of each" in card_text(sample("deployment_shadow"))
 
 
 def test_cards_show_the_right_values() -> None:

@@ -38,6 +38,9 @@ EXPECTED_OUTPUT = {
     "explore_projects": ["Credit risk", "GBM tuned", "<svg", "list_all: 3 rows", "HEALTHY"],
     "magics": ["Sandbox gateway at", "Fraud detection", "Churn v2", "dai_mojo_runtime",
                "Stopped the sandbox"],
+    # The live status ended as the healthy card; the scores match the model; the plots are there.
+    "deploy_a_model": ["held-out accuracy", "mlops-nb-card", ">healthy</span>", "same as the local model: 100%",
+                       "image/png", "color_intensity", "wine-classifier", "scorer random forest#0"],
 }
 
 
@@ -62,7 +65,8 @@ def _output_text(notebook: Any) -> str:
 
 
 def test_the_notebooks_are_there() -> None:
-    assert {p.name for p in NOTEBOOKS} >= {"quickstart.ipynb", "explore_projects.ipynb", "magics.ipynb"}
+    assert {p.name for p in NOTEBOOKS} >= {"quickstart.ipynb", "explore_projects.ipynb", "magics.ipynb",
+                                           "deploy_a_model.ipynb"}
 
 
 @pytest.mark.parametrize("committed", NOTEBOOKS, ids=lambda p: p.stem)

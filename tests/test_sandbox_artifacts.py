@@ -344,7 +344,7 @@ def test_a_bad_offset_fails_the_upload_and_a_new_one_can_follow(sandbox: Sandbox
     (lambda a: b"", 3, "carried no message"),
     (lambda a: line(a, 0, b"abc"), 3, "without a message with finishWrite"),
     (lambda a: line(a, 0, b"abc", finish=True) + line(a, 3, b"d"), 3, "after the one with finishWrite"),
-    (lambda a: b"{not json\n", 3, "not JSON"),
+    (lambda a: b"{not json\n", 3, "not valid JSON"),
     (lambda a: b"[1, 2]\n", 3, "must be a JSON object"),
     (lambda a: json.dumps({"resourceName": a, "data": 12}).encode(), 3, "invalid Write message"),
     (lambda a: json.dumps({"resourceName": a, "colour": "red"}).encode(), 3, "no field 'colour'"),

@@ -65,6 +65,9 @@ class Method:
     streaming: bool
     path_params: tuple[Param, ...]
     query_params: tuple[Param, ...]
+    # Changes nothing on the server, so sending it again is safe (the client retries only these
+    # after an answer was lost); see scripts/regen_api_description.py for how it is known.
+    read_only: bool
 
     @property
     def full_path(self) -> str:
@@ -127,6 +130,7 @@ class ApiDescription:
                     request=m["request"],
                     response=m["response"],
                     streaming=m["streaming"],
+                    read_only=m["read_only"],
                     path_params=tuple(Param(**p) for p in m["path_params"]),
                     query_params=tuple(Param(**p) for p in m["query_params"]),
                 )

@@ -19,13 +19,16 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from mlops_nb.api import Method
 from mlops_nb.notebook.frames import list_result
 from mlops_nb.notebook.settings import settings
 from mlops_nb.wire import client as wire
 from mlops_nb.wire.messages import Message, message_class
+
+if TYPE_CHECKING:
+    from mlops_nb.wire.retry import RetryPolicy
 
 __all__ = ["Client", "RecentCache", "known_deployment_status", "known_username"]
 
@@ -45,13 +48,17 @@ _STATUSES = {
 }
 
 class _FromSettings:
-    """The default timeout: ``settings.timeout`` when the client is made (shows so in ``help()``)."""
+    """A default read from ``settings`` when the client is made (shows so in ``help()``)."""
+
+    def __init__(self, names: str) -> None:
+        self.names = names
 
     def __repr__(self) -> str:
-        return "settings.timeout"
+        return self.names
 
 
-_FROM_SETTINGS: Any = _FromSettings()
+_TIMEOUT_FROM_SETTINGS: Any = _FromSettings("settings.timeout")
+_RETRY_FROM_SETTINGS: Any = _FromSettings("settings.retries/retry_deadline")
 
 
 class RecentCache(Generic[V]):
@@ -114,7 +121,9 @@ class Client(wire.Client):
     Calls follow the legacy client (``client.storage.project.list_projects(request)``);
     list calls return DataFrames whose ``.project`` (etc.) still give the typed
     entities. ``timeout`` defaults to ``mlops_nb.notebook.settings.settings.timeout``
-    (seconds per HTTP call); the other arguments are those of the wire client.
+    (seconds per HTTP attempt) and ``retry`` to the default ``RetryPolicy`` with
+    ``settings.retry_deadline`` as its deadline, or none when ``settings.retries`` is
+    False; the other arguments are those of the wire client.
     """
 
     def __init__(
@@ -122,15 +131,21 @@ class Client(wire.Client):
         gateway_url: str,
         token_provider: Callable[[], str],
         *,
-        timeout: float | tuple[float, float] | None = _FROM_SETTINGS,
+        timeout: float | tuple[float, float] | None = _TIMEOUT_FROM_SETTINGS,
         verify: bool = True,
         ca_bundle: str | None = None,
         proxies: dict[str, str] | None = None,
+        retry: RetryPolicy | bool | None = _RETRY_FROM_SETTINGS,
+        max_connections: int | None = None,
     ) -> None:
-        if timeout is _FROM_SETTINGS:
+        if timeout is _TIMEOUT_FROM_SETTINGS:
             timeout = settings.timeout
+        if retry is _RETRY_FROM_SETTINGS:
+            from mlops_nb.wire.retry import RetryPolicy  # with requests, when the first client is made
+
+            retry = RetryPolicy(deadline=settings.retry_deadline) if settings.retries else RetryPolicy.off()
         super().__init__(gateway_url, token_provider, timeout=timeout, verify=verify, ca_bundle=ca_bundle,
-                         proxies=proxies)
+                         proxies=proxies, retry=retry, max_connections=max_connections)
         self.usernames: RecentCache[str] = RecentCache()
         self.deployment_statuses: RecentCache[dict[str, Any]] = RecentCache()
         _CLIENTS.add(self)

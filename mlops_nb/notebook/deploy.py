@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 import pandas as pd
 
 from mlops_nb.api import CATALOGS
-from mlops_nb.notebook.lookup import find_deployment, find_project
+from mlops_nb.notebook.lookup import find_deployment, find_experiment, find_project
 from mlops_nb.notebook.progress import in_kernel, progress
 from mlops_nb.wire.errors import MLOpsError, NotFound
 from mlops_nb.wire.messages import Message
@@ -176,16 +176,33 @@ def _upload(client: Any, artifact_id: str, data: bytes, show: bool) -> None:
             bar.close(sent, f"{sent / 2**20:,.1f} MiB uploaded", sent == len(data))
 
 
+def _training_dataset(client: Any, project_id: str, name: str, frame: pd.DataFrame, show: bool | None) -> str:
+    """The training data as a dataset of the project, with its CSV uploaded; returns the dataset's id."""
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"training_data must be a DataFrame, got {type(frame).__name__}")
+    data = frame.to_csv(index=False).encode()
+    dataset = client.storage.dataset.create_dataset(project_id=project_id, dataset={
+        "display_name": f"{name} training data", "row_count": len(frame), "col_count": len(frame.columns),
+        "size": len(data)}).dataset
+    artifact = client.storage.artifact.create_artifact(artifact={
+        "entity_id": dataset.id, "type": f"{name}.csv", "mime_type": "text/csv"}).artifact
+    _upload(client, artifact.id, data, show if show is not None else len(data) > 2**20)
+    return dataset.id
+
+
 def upload_model(client: Any, project: Message | str, model: Any, name: str | None = None, description: str = "",
-                 *, input_example: pd.DataFrame | None = None, progress: bool | None = None) -> Message:
+                 *, input_example: pd.DataFrame | None = None, training_data: pd.DataFrame | None = None,
+                 progress: bool | None = None) -> Message:
     """Put a model into ``project`` as a new experiment; returns the ``StorageExperiment``.
 
     ``model`` is a path (an MLflow model folder or zip, an H2O-3 MOJO zip, a DAI MOJO pipeline
     zip) or an in-memory scikit-learn estimator or pipeline, which MLflow saves
     (``mlflow.sklearn.save_model``, skops format) with a signature inferred from
     ``input_example`` (a few input rows; without it the model has no signature). ``project``
-    is a project, its id or its display name. The upload shows a progress bar for models
-    over 1 MiB (``progress=True`` always, ``False`` never).
+    is a project, its id or its display name. ``training_data`` (the frame the model was fitted
+    on) becomes a dataset of the project linked as the experiment's training dataset: model
+    monitoring measures drift against it. The upload shows a progress bar for models over 1 MiB
+    (``progress=True`` always, ``False`` never).
     """
     target = _project(client, project)
     data, default_name = _model_bytes(model, input_example)
@@ -194,10 +211,14 @@ def upload_model(client: Any, project: Message | str, model: Any, name: str | No
     _upload(client, artifact.id, data, progress if progress is not None else len(data) > 2**20)
     ingestion = client.ingest.model.create_model_ingestion(artifact_id=artifact.id).ingestion
     target_column = ingestion.model_parameters.target_column if ingestion.model_parameters is not None else ""
+    parameters = {"target_column": target_column}
+    if training_data is not None:
+        parameters["training_dataset_id"] = _training_dataset(client, target.id, name or default_name, training_data,
+                                                              progress)
     experiment = client.storage.experiment.create_experiment(project_id=target.id, experiment={
         "display_name": name or default_name, "description": description,
         "metadata": ingestion.model_metadata.to_dict() if ingestion.model_metadata is not None else {},
-        "parameters": {"target_column": target_column}}).experiment
+        "parameters": parameters}).experiment
     client.storage.artifact.update_artifact(artifact={"id": artifact.id, "entity_id": experiment.id,
                                                       "type": ingestion.artifact_type},
                                             update_mask="type,entityId")
@@ -225,18 +246,30 @@ def _experiment_of(client: Any, experiment_or_version: Message | str) -> Message
     elif kind == "RegisteredVersion":
         experiment_id = experiment_or_version.version.experiment_id  # type: ignore[union-attr]
     elif isinstance(experiment_or_version, str):
-        experiment_id = experiment_or_version
-        try:
-            return client.storage.experiment.get_experiment(id=experiment_id,
-                                                            response_metadata={"pattern": ["%"]}).experiment
-        except NotFound:
-            version = client.storage.registered_model_version.get_model_version(
-                model_version_id=experiment_or_version).registered_model_version
-            experiment_id = version.experiment_id
+        experiment_id = _experiment_id(client, experiment_or_version)
     else:
         raise TypeError("pass an experiment (StorageExperiment), a registered model version, or the id of either; "
                         f"got {kind}")
     return client.storage.experiment.get_experiment(id=experiment_id, response_metadata={"pattern": ["%"]}).experiment
+
+
+def _experiment_id(client: Any, text: str) -> str:
+    """The experiment an id, a registered model version's id, or an experiment's display name names."""
+    with contextlib.suppress(NotFound):
+        return client.storage.experiment.get_experiment(id=text).experiment.id
+    with contextlib.suppress(NotFound):
+        return client.storage.registered_model_version.get_model_version(
+            model_version_id=text).registered_model_version.experiment_id
+    named = []
+    for project in client.storage.project.list_projects().project:
+        with contextlib.suppress(LookupError):
+            named.append(find_experiment(client, project, text).id)
+    if len(named) == 1:
+        return named[0]
+    if named:
+        raise LookupError(f"{len(named)} experiments are named {text!r}; pass an id ({', '.join(named)})")
+    raise LookupError(f"no experiment or registered model version has the id or name {text!r} in the projects you "
+                      "may see")
 
 
 def _home_project(client: Any, experiment: Message) -> str:
@@ -341,7 +374,7 @@ def deploy(client: Any, experiment_or_version: Message | str, name: str | None =
     """Deploy one model; returns the deployer's ``DeployDeployment`` (it starts PREPARING).
 
     ``experiment_or_version`` is an experiment, a registered model version (or what
-    :func:`register_model` returned), or the id of either. ``runtime`` (a runtime name or
+    :func:`register_model` returned), the id of either, or an experiment's display name. ``runtime`` (a runtime name or
     display name) defaults to the catalog's for the experiment's artifact type (for an MLflow
     model, the runtime of the Python it was saved with, else the newest); one that cannot
     serve the artifact raises ``ValueError`` with the choices, before any deployment call.

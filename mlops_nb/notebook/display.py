@@ -355,12 +355,35 @@ _STORAGE_DEPLOYMENT_TYPES = {"SINGLE_MODEL": "single model", "SHADOW_TRAFFIC": "
 
 
 def _status_of(deployment_id: str, ctx: _Context) -> tuple[str, list[_Row | None]]:
-    """The state badge and scoring URL of a deployment, if a client has seen its status."""
+    """The state badge, how long it has been so, the scoring URL and the deployer's word on a
+    deployment, if a client has seen its status. A failed deployment's message is its reason."""
     status = ctx.deployment_status(deployment_id) if deployment_id else None
     if status is None:
         return "", []
-    return _enum_text(status.state), [_link_row("scoring URL", _url(status.scorer, "score")),
-                                      _text_row("status", status.message)]
+    state = _enum_text(status.state)
+    since = None
+    if status.last_modified_time is not None:
+        span = _relative_time(status.last_modified_time, ctx.now).removesuffix(" ago")
+        label = f"{_badge_label(state)} for {span}" if span != "just now" else f"{_badge_label(state)} just now"
+        since = _Row("state", f"{_badge_html(state)} <span style=\"{_MUTED}\">{_e(label)}</span>", label)
+    message = (_Row("reason", f'<span style="color:var(--jp-error-color1, #c62828)">{_e(status.message)}</span>',
+                    status.message) if state == "FAILED" and status.message else _text_row("status", status.message))
+    return state, [since, _link_row("scoring URL", _url(status.scorer, "score")), message]
+
+
+def _traffic_row(shares: list[tuple[str, float, str]]) -> _Row | None:
+    """(label, share 0..1, note) per model, drawn as bars: a split's weights, a shadow's copy."""
+    if len(shares) < 2:
+        return None
+    bars, text = [], []
+    for label, share, note in shares:
+        width = max(share, 0.0) * 100
+        bars.append(f'<div style="display:flex;align-items:center;gap:6px;margin:1px 0">'
+                    f'<div style="width:160px;background:var(--jp-layout-color3, #ddd);border-radius:3px;height:10px">'
+                    f'<div style="width:{width:.0f}%;background:var(--jp-brand-color1, #1976d2);height:10px;'
+                    f'border-radius:3px"></div></div><span>{_e(label)} {_e(note)}</span></div>')
+        text.append(f"{label} {note}")
+    return _Row("traffic", "".join(bars), "; ".join(text))
 
 
 def _storage_deployment(m: Message, ctx: _Context) -> _Card:
@@ -406,7 +429,7 @@ def _deployer_deployment(m: Message, ctx: _Context) -> _Card:
         served += [(f"weight {e.weight}", e.deployment_composition) for e in m.split_deployment.split_elements]
     else:
         kind = ""
-    models, runtimes = [], []
+    models, runtimes, artifacts = [], [], []
     for role, composition in served:
         if composition is None:
             continue
@@ -415,18 +438,51 @@ def _deployer_deployment(m: Message, ctx: _Context) -> _Card:
                        composition.experiment_id + suffix))
         if composition.runtime_name and _runtime_name(composition.runtime_name) not in runtimes:
             runtimes.append(_runtime_name(composition.runtime_name))
+        if composition.deployable_artifact_type_name:
+            artifact = composition.deployable_artifact_type_name + (
+                f" {composition.artifact_id}" if composition.artifact_id else "")
+            artifacts.append((f'{_e(composition.deployable_artifact_type_name)} <code style="{_CODE}">'
+                              f'{_e(composition.artifact_id)}</code>', artifact))
     owner = m.user_info
     state, status_rows = _status_of(m.id, ctx)
+    passphrase = m.security.passphrase if m.security is not None else None
+    protection = ("passphrase" if passphrase is not None and passphrase.hash else
+                  "sandbox or platform access token" if m.security is not None and m.security.token_auth is not None
+                  and _enum_text(m.security.token_auth.authentication_protocol) == "AUTHORIZATION_PROTOCOL_OIDC"
+                  else "")
     return _card("Deployment", m.display_name or m.id, [
         _text_row("type", kind),
         _list_row("models", models),
+        _traffic_row(_shares(m)),
         _list_row("runtime", runtimes),
+        _list_row("artifact", artifacts),
         *status_rows,
+        _text_row("scoring needs", protection),
         _user_row("owner", owner.owner_id if owner else "", ctx, name=owner.owner_name if owner else ""),
         _id_row("project", m.project_id),
         _time_row("created", m.created_time, ctx),
         _time_row("modified", m.last_modified_time, ctx),
     ], ident=m.id, description=m.description, badge=state)
+
+
+def _shares(m: Message) -> list[tuple[str, float, str]]:
+    """Each model's share of a split's traffic, or what a shadow gets."""
+    if m.split_deployment is not None:
+        elements = m.split_deployment.split_elements
+        total = sum(e.weight for e in elements) or 1
+        return [(e.deployment_composition.experiment_id[:8] if e.deployment_composition else "?", e.weight / total,
+                 f"{e.weight / total:.0%}") for e in elements]
+    if m.shadow_deployment is not None:
+        primary, shadow = m.shadow_deployment.primary_element, m.shadow_deployment.secondary_element
+        if primary is None or shadow is None:
+            return []
+        return [(_short_id(primary), 1.0, "answers every request"), (_short_id(shadow), 1.0, "scores a copy of each")]
+    return []
+
+
+def _short_id(element: Message) -> str:
+    composition = element.deployment_composition
+    return composition.experiment_id[:8] if composition is not None else "?"
 
 
 def _url(scorer: Message | None, endpoint: str) -> str:

@@ -15,6 +15,12 @@ Commands (``%mlops COMMAND --help`` for each)::
     %mlops version [-o NAME]
     %mlops sandbox [--user alice|bob] [--db PATH] [--data demo|empty] [--port N] [--stop] [-o NAME]
     %mlops call SERVER.ENTITY.METHOD [FIELD=VALUE ...] [-o NAME]
+    %mlops deploy EXPERIMENT [--project P] [--name N] [--runtime R] [--passphrase-from VAR] [--no-wait] [-o NAME]
+    %mlops status DEPLOYMENT [--project P] [-o NAME]
+    %mlops wait DEPLOYMENT [--project P] [--timeout S] [-o NAME]
+    %mlops logs DEPLOYMENT [--project P] [--lines N] [--filter TEXT] [-o NAME]
+    %mlops score DEPLOYMENT DATAFRAME_VARIABLE [--project P] [--passphrase-from VAR] [-o NAME]
+    %mlops monitor DEPLOYMENT [--project P] [--model EXPERIMENT_ID] [-o NAME]
 
     %%mlops SERVER.ENTITY.METHOD [-o NAME]
     <request body as JSON or YAML>
@@ -29,6 +35,10 @@ or display name (quotes optional). List commands return DataFrames, so
 ``call`` values are parsed as JSON where they parse and taken as strings
 otherwise; dotted keys set nested fields (``paging.page_size=5``).
 
+EXPERIMENT and DEPLOYMENT are ids or display names (``--project`` narrows a name to one
+project). A passphrase is never typed into a magic line, which the notebook keeps: name the
+variable that holds it with ``--passphrase-from``.
+
 Options are traits of the ``MLOps`` configurable: ``%config MLOps.max_rows = 500``,
 ``c.MLOps.max_rows = 500`` in an IPython config file, or environment variables read
 when the extension loads. ``%config`` and config files win over the environment:
@@ -36,6 +46,8 @@ when the extension loads. ``%config`` and config files win over the environment:
 * ``MLOps.max_rows`` (``MLOPS_NB_MAX_ROWS``): rows fetched by default and put in tables
 * ``MLOps.page_size`` (``MLOPS_NB_PAGE_SIZE``): entities asked for per list call
 * ``MLOps.timeout`` (``MLOPS_NB_TIMEOUT``): seconds per HTTP call of new clients
+* ``MLOps.retries`` (``MLOPS_NB_RETRIES``): new clients retry read-only calls (and writes never sent)
+* ``MLOps.retry_deadline`` (``MLOPS_NB_RETRY_DEADLINE``): seconds within which one call is retried
 * ``MLOps.interactive_tables`` (``MLOPS_NB_INTERACTIVE_TABLES``): interactive (itables) or static tables
 * ``MLOps.short_errors`` (``MLOPS_NB_SHORT_ERRORS``): API errors as one line, not a traceback
 * ``MLOps.concurrent_calls`` (``MLOPS_NB_CONCURRENT_CALLS``): calls made at once when a command
@@ -66,9 +78,10 @@ from traitlets import Bool, TraitError, TraitType, link, validate
 
 from mlops_nb.api import API, CATALOGS, Field, Method
 from mlops_nb.notebook import catalogs
+from mlops_nb.notebook import deploy as deploying
 from mlops_nb.notebook.display import install_ipython_formatters
 from mlops_nb.notebook.frames import FRAME_ATTR, entity_field, list_all
-from mlops_nb.notebook.lookup import EntityLookupError, find_project
+from mlops_nb.notebook.lookup import EntityLookupError, find_experiment, find_project
 from mlops_nb.notebook.session import NotLoggedIn, current_client, logout, set_current_client
 from mlops_nb.notebook.settings import Settings, settings
 from mlops_nb.wire.errors import MLOpsError
@@ -80,11 +93,13 @@ ENVIRONMENT = {
     "max_rows": "MLOPS_NB_MAX_ROWS",
     "page_size": "MLOPS_NB_PAGE_SIZE",
     "timeout": "MLOPS_NB_TIMEOUT",
+    "retries": "MLOPS_NB_RETRIES",
+    "retry_deadline": "MLOPS_NB_RETRY_DEADLINE",
     "interactive_tables": "MLOPS_NB_INTERACTIVE_TABLES",
     "short_errors": "MLOPS_NB_SHORT_ERRORS",
     "concurrent_calls": "MLOPS_NB_CONCURRENT_CALLS",
 }
-_MIRRORED = ("interactive_tables", "max_rows", "page_size", "timeout", "concurrent_calls")
+_MIRRORED = ("interactive_tables", "max_rows", "page_size", "timeout", "retries", "retry_deadline", "concurrent_calls")
 
 _TRUNCATED = "The first {limit:,} are listed; --all lists every one, --limit N another number."
 
@@ -138,6 +153,8 @@ class MLOps(Magics):
     max_rows = _mirror("max_rows")
     page_size = _mirror("page_size")
     timeout = _mirror("timeout")
+    retries = _mirror("retries")
+    retry_deadline = _mirror("retry_deadline")
     concurrent_calls = _mirror("concurrent_calls")
     short_errors = Bool(
         True, help="Show API errors (and 'not logged in') of %mlops commands as one line; "
@@ -345,6 +362,74 @@ class MLOps(Magics):
         method = _method(args.method)
         return _call(method, _fields_from_assignments(args.fields))
 
+    # -- deploying --------------------------------------------------------------------------------------
+
+    def _passphrase(self, args: argparse.Namespace) -> str | None:
+        name = args.passphrase_from
+        if not name:
+            return None
+        if name not in self.shell.user_ns:
+            raise UsageError(f"%mlops {args.command}: no variable {name!r} holds the passphrase")
+        value = self.shell.user_ns[name]
+        if not isinstance(value, str) or not value:
+            raise UsageError(f"%mlops {args.command}: {name} must hold the passphrase as a non-empty str")
+        return value
+
+    def _deploy(self, args: argparse.Namespace) -> Message:
+        client = current_client()
+        text = " ".join(args.experiment)
+        experiment = find_experiment(client, args.project, text) if args.project else text
+        try:
+            deployment = deploying.deploy(client, experiment, name=args.name, runtime=args.runtime,
+                                          passphrase=self._passphrase(args))
+        except (ValueError, LookupError) as e:
+            raise UsageError(f"%mlops deploy: {e}") from None
+        if args.no_wait:
+            return deployment
+        deploying.wait_for_healthy(client, deployment)
+        return deployment
+
+    def _deployment(self, args: argparse.Namespace) -> str:
+        try:
+            return deploying.deployment_id(current_client(), " ".join(args.deployment), args.project)
+        except LookupError as e:
+            raise UsageError(f"%mlops {args.command}: {e}") from None
+
+    def _status(self, args: argparse.Namespace) -> Message:
+        return current_client().deployer.deployment_status.get_deployment_status(
+            deployment_id=self._deployment(args)).deployment_status
+
+    def _wait(self, args: argparse.Namespace) -> Message:
+        return deploying.wait_for_healthy(current_client(), self._deployment(args), timeout=args.timeout)
+
+    def _logs(self, args: argparse.Namespace) -> pd.DataFrame:
+        return deploying.deployment_logs(current_client(), self._deployment(args), max_lines=args.lines,
+                                         filter=args.filter or "")
+
+    def _score(self, args: argparse.Namespace) -> pd.DataFrame:
+        *words, variable = args.deployment
+        if not words:
+            raise UsageError("%mlops score: name the deployment, then the variable holding the DataFrame")
+        if variable not in self.shell.user_ns:
+            raise UsageError(f"%mlops score: no variable {variable!r} (the DataFrame to score)")
+        frame = self.shell.user_ns[variable]
+        if not isinstance(frame, pd.DataFrame):
+            raise UsageError(f"%mlops score: {variable} is a {type(frame).__name__}, not a DataFrame")
+        args.deployment = words
+        try:
+            return deploying.score(current_client(), self._deployment(args), frame,
+                                   passphrase=self._passphrase(args))
+        except KeyError as e:
+            raise UsageError(f"%mlops score: {e.args[0]}") from None
+
+    def _monitor(self, args: argparse.Namespace) -> Any:
+        from mlops_nb.notebook.monitoring import monitoring  # matplotlib and friends load only here
+
+        try:
+            return monitoring(current_client(), self._deployment(args), model=args.model)
+        except ValueError as e:
+            raise UsageError(f"%mlops monitor: {e}") from None
+
 
 # -- lists ------------------------------------------------------------------------------------------
 
@@ -435,10 +520,17 @@ COMMANDS: dict[str, tuple[Callable[[MLOps, argparse.Namespace], Any], str]] = {
     "version": (MLOps._version, "the version of each MLOps server"),
     "sandbox": (MLOps._sandbox, "start a local MLOps sandbox in this kernel and log in to it"),
     "call": (MLOps._call_command, "call any method of the API"),
+    "deploy": (MLOps._deploy, "deploy an experiment and wait until it is healthy"),
+    "status": (MLOps._status, "a deployment's state and scoring URL"),
+    "wait": (MLOps._wait, "wait until a deployment is healthy, showing its state live"),
+    "logs": (MLOps._logs, "a deployment's log lines"),
+    "score": (MLOps._score, "score a DataFrame variable on a deployment"),
+    "monitor": (MLOps._monitor, "a deployment's monitoring metrics and plots"),
 }
 
 _LIST_COMMANDS = ("projects", "experiments", "models", "deployments", "users")
 _PROJECT_COMMANDS = ("experiments", "models", "deployments")
+_DEPLOYMENT_COMMANDS = ("status", "wait", "logs", "score", "monitor")
 
 
 @cache
@@ -477,6 +569,25 @@ def _command_parser() -> _Parser:
                          help="what a new database starts with (default: demo)")
     sandbox.add_argument("--port", type=int, default=0, help="port to serve on (default: any free port)")
     sandbox.add_argument("--stop", action="store_true", help="stop the sandbox this kernel runs")
+    deploy = sub["deploy"]
+    deploy.add_argument("experiment", nargs="+", metavar="EXPERIMENT", help="the experiment's id or display name")
+    deploy.add_argument("--name", help="the deployment's name (default: the experiment's)")
+    deploy.add_argument("--runtime", help="a runtime name or display name (default: the catalog's for the artifact)")
+    deploy.add_argument("--no-wait", action="store_true", help="return once it is created, without waiting")
+    for name in ("deploy", *_DEPLOYMENT_COMMANDS):
+        sub[name].add_argument("--project", metavar="PROJECT", help="the project to look the name up in")
+    for name in _DEPLOYMENT_COMMANDS:
+        words = "DEPLOYMENT DATAFRAME_VARIABLE" if name == "score" else "DEPLOYMENT"
+        sub[name].add_argument("deployment", nargs="+", metavar=words, help="the deployment's id or display name"
+                               + (", then the variable holding the DataFrame" if name == "score" else ""))
+    for name in ("deploy", "score"):
+        sub[name].add_argument("--passphrase-from", metavar="VAR",
+                               help="the variable holding the deployment's passphrase")
+    sub["wait"].add_argument("--timeout", type=float, default=300.0, help="seconds to wait (default: 300)")
+    sub["logs"].add_argument("--lines", type=_positive, help="only the last N lines")
+    sub["logs"].add_argument("--filter", metavar="TEXT", help="only lines containing TEXT")
+    sub["monitor"].add_argument("--model", metavar="EXPERIMENT_ID", help="one of the deployment's models "
+                                "(default: its primary)")
     call = sub["call"]
     call.add_argument("method", metavar="SERVER.ENTITY.METHOD", help="e.g. storage.project.list_projects")
     call.add_argument("fields", nargs="*", metavar="FIELD=VALUE",
@@ -736,6 +847,48 @@ def _current_project_names() -> list[str]:
     return names
 
 
+_deployment_names: tuple[Any, float, list[str]] = (None, 0.0, [])
+
+
+def _current_deployment_names() -> list[str]:
+    """Display names of the deployments the current login sees, fetched at most every few seconds."""
+    try:
+        client = current_client()
+    except NotLoggedIn:
+        return []
+    global _deployment_names
+    cached_client, fetched, names = _deployment_names
+    if cached_client is client and time.monotonic() - fetched < _NAME_CACHE_SECONDS:
+        return names
+    try:
+        found: set[str] = set()
+        for project in list_all(client.storage.project.list_projects, limit=settings.max_rows, progress=False).entities:
+            found |= set(list_all(client.deployer.deployment.list_project_deployments, project_id=project.id,
+                                  limit=settings.max_rows, progress=False)["display_name"].dropna())
+    except MLOpsError:
+        return []
+    names = sorted(found)
+    _deployment_names = (client, time.monotonic(), names)
+    return names
+
+
+def _first_argument_done(text: str) -> bool:
+    """Whether the first argument of ``text`` is complete: a closed quote, or a word and a space."""
+    if text[:1] in ("'", '"'):
+        end = text.find(text[0], 1)
+        return end != -1 and text[end + 1:end + 2].isspace()
+    return bool(re.search(r"\s", text))
+
+
+def _frame_variables() -> list[str]:
+    """The names of the DataFrames in the user's namespace (what ``%mlops score`` takes)."""
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    namespace = shell.user_ns if shell is not None else {}
+    return sorted(n for n, v in namespace.items() if isinstance(v, pd.DataFrame) and not n.startswith("_"))
+
+
 def _candidates(magic: str, rest: str) -> tuple[str, list[str]]:
     """(the text being completed, which ends ``rest``; what it may become) for a magic's arguments."""
     words = [(m.start(), m.group()) for m in re.finditer(r"\S+", rest)]
@@ -761,6 +914,12 @@ def _candidates(magic: str, rest: str) -> tuple[str, list[str]]:
     if command == "runtimes" and not arguments:
         types = {a["artifact_type"] for a in CATALOGS.artifacts} | {r["model_type"] for r in CATALOGS.runtimes}
         return typed, sorted(types)
+    if command in _DEPLOYMENT_COMMANDS and not any(a.startswith("-") for a in arguments):
+        after = rest[words[1][0]:] if len(words) > 1 else ""
+        if command == "score" and _first_argument_done(after):
+            return typed, _frame_variables()
+        quote = after[:1] if after[:1] in ("'", '"') else ""
+        return after, [f"{quote}{name}{quote}" for name in _current_deployment_names()]
     if command in _PROJECT_COMMANDS and not any(a.startswith("-") for a in arguments):
         # A display name may hold spaces: complete everything typed after the command.
         typed = rest[words[1][0]:] if len(words) > 1 else ""

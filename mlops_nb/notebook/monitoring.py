@@ -119,6 +119,7 @@ class Monitoring:
             drift.axvline(HIGH_DRIFT, color="#c62828", linestyle="--", linewidth=1)
         drift.set(title="Drift per feature (PSI)", xlabel="population stability index")
         figure.suptitle(f"deployment {self.deployment_id}, model {self.model_id}")
+        _show_figures_in_ipython()
         return figure
 
     def _repr_html_(self) -> str:
@@ -133,6 +134,28 @@ class Monitoring:
     def __repr__(self) -> str:
         figures = ", ".join(f"{k}={_show(v)}" for k, v in self.summary.items())
         return f"<Monitoring of deployment {self.deployment_id}, model {self.model_id}: {figures}>"
+
+
+def _show_figures_in_ipython() -> None:
+    """Let IPython show a matplotlib Figure as a PNG (once), as it does for pyplot's figures.
+
+    The plots are made without pyplot, so that nothing is drawn twice and no global figure is
+    left open; IPython then needs to be told how to show a bare Figure.
+    """
+    try:
+        from IPython import get_ipython
+        from IPython.core.pylabtools import print_figure
+        from matplotlib.figure import Figure
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+    png = shell.display_formatter.formatters["image/png"]
+    try:
+        png.lookup_by_type(Figure)
+    except KeyError:
+        png.for_type(Figure, lambda figure: print_figure(figure, "png", bbox_inches="tight"))
 
 
 def _show(value: Any) -> str:

@@ -14,9 +14,10 @@ from traitlets import Bool, Float, HasTraits, Int, TraitError, validate
 
 __all__ = ["Settings", "settings", "MAX_CONCURRENT_CALLS"]
 
-# A client keeps this many connections to its gateway (requests.adapters.DEFAULT_POOLSIZE, its
-# pool per host); more calls at once than that would open connections only to throw them away.
-MAX_CONCURRENT_CALLS = 10
+# A client keeps this many connections to its gateway by default (wire.transport's
+# DEFAULT_MAX_CONNECTIONS, not imported: it would load requests); more calls at once than a
+# client has connections would open connections only to throw them away.
+MAX_CONCURRENT_CALLS = 32
 
 
 class Settings(HasTraits):
@@ -39,19 +40,28 @@ class Settings(HasTraits):
         60.0,
         help="Seconds an HTTP call of a new mlops_nb.Client may take, when the client is not given one.",
     ).tag(config=True)
+    retries = Bool(
+        True,
+        help="New mlops_nb.Client objects send read-only calls again after 429/502/503/504 answers and "
+        "lost connections (writes only when nothing was sent); False sends every call once.",
+    ).tag(config=True)
+    retry_deadline = Float(
+        30.0,
+        help="Seconds within which a new mlops_nb.Client retries one call (waits and attempts together).",
+    ).tag(config=True)
 
     concurrent_calls = Int(
         8,
         help="Calls helpers that fan out over projects (mlops_nb.all_deployments, %mlops deployments) "
         f"make at once, over the client's connections; 1 makes them one after another, at most "
-        f"{MAX_CONCURRENT_CALLS}.",
+        f"{MAX_CONCURRENT_CALLS} (and no more than a client's max_connections).",
     ).tag(config=True)
 
     @validate("concurrent_calls")
     def _bounded_calls(self, proposal: Any) -> int:
         if not 1 <= proposal["value"] <= MAX_CONCURRENT_CALLS:
             raise TraitError(f"concurrent_calls must be 1 to {MAX_CONCURRENT_CALLS} (the connections a client "
-                             f"keeps to its gateway), got {proposal['value']}")
+                             f"keeps to its gateway by default), got {proposal['value']}")
         return proposal["value"]
 
     @validate("max_rows", "page_size")
@@ -60,10 +70,10 @@ class Settings(HasTraits):
             raise TraitError(f"{proposal['trait'].name} must be at least 1, got {proposal['value']}")
         return proposal["value"]
 
-    @validate("timeout")
-    def _positive_timeout(self, proposal: Any) -> float:
+    @validate("timeout", "retry_deadline")
+    def _positive_seconds(self, proposal: Any) -> float:
         if proposal["value"] <= 0:
-            raise TraitError(f"timeout must be positive (seconds), got {proposal['value']}")
+            raise TraitError(f"{proposal['trait'].name} must be positive (seconds), got {proposal['value']}")
         return proposal["value"]
 
 

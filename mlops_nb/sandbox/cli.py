@@ -4,6 +4,8 @@ Usage (``python -m mlops_nb.sandbox`` takes exactly the same arguments)::
 
     mlops-nb sandbox [--host 127.0.0.1] [--port 8731] [--db PATH] [--data demo|empty|scale:N]
                      [--token-ttl SECONDS] [--revoke-refresh-tokens] [--latency MS]
+                     [--faults RATE [--fault-seed N]] [--tls-cert PEM --tls-key PEM [--tls-ca PEM]]
+                     [--durable]
 
 It prints the gateway's URL, the issuer, and the four constants of the seed's
 ``connection.py`` for alice as ``export NAME=value`` lines (bob's refresh token and the
@@ -63,6 +65,13 @@ def _latency(text: str) -> float:
     return value
 
 
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a share of calls from 0 to 1 (0.2: one in five), got {text}")
+    return value
+
+
 def add_command(commands: Any) -> argparse.ArgumentParser:
     """Add ``sandbox`` to the ``mlops-nb`` command's subcommands (see :mod:`mlops_nb.cli`)."""
     sandbox = commands.add_parser(
@@ -87,6 +96,18 @@ def add_command(commands: Any) -> argparse.ArgumentParser:
                               "'Revoke Refresh Token')")
     sandbox.add_argument("--latency", type=_latency, default=0, metavar="MS",
                          help="add MS milliseconds to every gateway call, to feel a remote gateway (default: 0)")
+    sandbox.add_argument("--faults", type=_share, default=0.0, metavar="RATE",
+                         help="fail this share of API calls as a flaky network does: 503, 429 with Retry-After, "
+                              "connection dropped before or after the call is handled (default: 0, none)")
+    sandbox.add_argument("--fault-seed", type=int, default=None, metavar="N",
+                         help="seed for --faults, for a repeatable sequence of failures")
+    sandbox.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate (and its chain)")
+    sandbox.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
+    sandbox.add_argument("--tls-ca", metavar="PEM",
+                         help="the CA file clients should trust (default: the --tls-cert file)")
+    sandbox.add_argument("--durable", action="store_true",
+                         help="sync every write to disk, so acknowledged writes survive an OS crash or power "
+                              "loss too (SQLite synchronous=FULL; slower writes)")
     sandbox.set_defaults(run=run)
     return sandbox
 
@@ -116,6 +137,9 @@ def _banner(sandbox: Sandbox, data: str) -> str:
         "# " + " ".join([_export("CLIENT_ID", CONFIDENTIAL_CLIENT_ID), f"CLIENT_SECRET={shlex.quote(secret)}",
                          f"REFRESH_TOKEN={shlex.quote(confidential_token)}"]),
         "",
+        *([f"# HTTPS: trust {sandbox.tls_ca} (ca_bundle={sandbox.tls_ca!r}, or export "
+           f"MLOPS_AUTH_CA_FILE_OVERRIDE={shlex.quote(str(sandbox.tls_ca))})"] if sandbox.tls_cert else []),
+        *([f"# faults: {sandbox.fault_rate:g} of API calls fail (seed {sandbox.fault_seed})"] if sandbox.faults else []),
         "# Or sign in with a browser (device login), as alice/alice or bob/bob:",
         "#   import mlops_nb",
         f"#   login = mlops_nb.DeviceLogin.from_issuer({issuer!r}, {sandbox.client_id!r}).start()",
@@ -128,8 +152,15 @@ def _banner(sandbox: Sandbox, data: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    sandbox = Sandbox(host=args.host, port=args.port, db=args.db, data=args.data, token_ttl=args.token_ttl,
-                      revoke_refresh_token_on_use=args.revoke_refresh_tokens, latency_ms=args.latency)
+    try:
+        sandbox = Sandbox(host=args.host, port=args.port, db=args.db, data=args.data, token_ttl=args.token_ttl,
+                          revoke_refresh_token_on_use=args.revoke_refresh_tokens, faults=args.faults,
+                          fault_seed=args.fault_seed, tls_cert=args.tls_cert, tls_key=args.tls_key,
+                          tls_ca=args.tls_ca, durable=args.durable,
+                          latency_ms=args.latency)
+    except ValueError as e:
+        print(f"mlops-nb sandbox: {e}", file=sys.stderr)
+        return 2
     stop = threading.Event()
 
     def request_stop(signum: int, frame: Any) -> None:

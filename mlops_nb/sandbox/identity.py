@@ -32,6 +32,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, NamedTuple
@@ -177,6 +178,8 @@ class IdentityProvider:
         self.revoke_refresh_token_on_use = revoke_refresh_token_on_use
         self.device_code_ttl = device_code_ttl
         self.device_poll_interval = device_poll_interval
+        # Tokens issued, by grant type: tests and benchmarks count refreshes here.
+        self.grants: Counter[str] = Counter()
         self._base_url: str | None = None
         # One connection for every thread: uvicorn's loop and the sandbox's own threads both call
         # in, and ":memory:" would otherwise give each connection a database of its own.
@@ -361,6 +364,7 @@ class IdentityProvider:
                 body = self._device_code_grant(client_id, _required(form, "device_code"))
         except _OAuthError as error:
             return error.response()
+        self.grants[grant_type] += 1
         return _no_store_json(body)
 
     async def _device_authorization(self, request: Request) -> Response:

@@ -53,6 +53,8 @@ __all__ = [
     "HANDLERS",
     "STREAM_HANDLERS",
     "invalid_argument",
+    "parse_json",
+    "MAX_NESTING",
     "not_found",
     "already_exists",
     "permission_denied",
@@ -101,6 +103,40 @@ class RpcError(Exception):
 
 def invalid_argument(message: str) -> RpcError:
     return RpcError(3, message)
+
+
+# protobuf's JSON parser refuses deeper nesting too.
+MAX_NESTING = 100
+
+
+def parse_json(raw: bytes, what: str) -> Any:
+    """``raw`` as JSON; INVALID_ARGUMENT, naming ``what``, for bad JSON or nesting past ``MAX_NESTING``
+    (hostile input must not reach the decoder's recursion limit, nor anything recursive after it)."""
+    too_deep = invalid_argument(f"{what} is nested more than {MAX_NESTING} levels deep")
+    try:
+        value = json.loads(raw)
+    except ValueError as e:
+        raise invalid_argument(f"{what} is not valid JSON ({e})") from None
+    except RecursionError:
+        raise too_deep from None
+    if _nesting(value) > MAX_NESTING:
+        raise too_deep
+    return value
+
+
+def _nesting(value: Any) -> int:
+    """How deeply ``value`` nests lists and objects (iteratively: the body may be hostile)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > MAX_NESTING:
+            return deepest
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def not_found(what: str, entity_id: str) -> RpcError:

@@ -40,7 +40,7 @@ from mlops_nb.sandbox.runtime import Route as ScorerRoute
 from mlops_nb.sandbox.runtime import Supervisor
 from mlops_nb.sandbox.services.deployments import DEPLOYER_KIND, STATUS_KIND, security_of
 from mlops_nb.sandbox.services.endpoints import endpoint_by_path
-from mlops_nb.sandbox.services.monitoring import record_scoring
+from mlops_nb.sandbox.services.monitoring import Scored, record_scoring
 from mlops_nb.sandbox.store import Store
 
 __all__ = ["ScoringGateway"]
@@ -132,18 +132,20 @@ class ScoringGateway:
         if rest != "model/score":
             answer = self._forward(method, self.supervisor.pick_port(model), rest, body)
             return self._relay(answer, answer.data, started)
-        request = _json(body)
-        hide_fields = isinstance(request, dict) and bool(request.get("noFieldNamesInOutput"))
+        # Only a request with options is parsed here: the rows are parsed when a metric wants them.
+        options = _json(body) if any(o in body for o in _OPTIONS) else {}
+        hide_fields = bool(options and options.get("noFieldNamesInOutput"))
         if hide_fields:
             # Monitoring needs the output names: the scorer is asked for them, the caller is not given them.
-            body = json.dumps({k: v for k, v in request.items() if k != "noFieldNamesInOutput"}).encode()
+            body = json.dumps({k: v for k, v in options.items() if k != "noFieldNamesInOutput"}).encode()
+        copied = _copied(options)
         port = self.supervisor.pick_port(model)
         answer = self._forward(method, port, rest, body)
         response = _json(answer.data) if 200 <= answer.status < 300 else None
         latency = (time.perf_counter() - started) * 1000
-        self._record(deployer, model.experiment_id, latency, answer, self._model_inputs(port, request), response)
+        self._record(deployer, model.experiment_id, latency, answer, response, port, body, copied)
         if route.mode == "shadow" and len(route.models) > 1 and route.models[1].ports:
-            self.shadows.submit(self._shadow, deployer, route, body, request)
+            self.shadows.submit(self._shadow, deployer, route, body, copied)
         data = answer.data
         if hide_fields and response is not None:
             data = json.dumps({k: v for k, v in response.items() if k != "fields"}).encode()
@@ -192,46 +194,48 @@ class ScoringGateway:
                                                                     "try again shortly"}).encode(),
                                         status=503, headers={"content-type": "application/json"})
 
-    def _record(self, deployer: dict[str, Any], experiment_id: str, latency: float, answer: Any,
-                request: Any, response: Any) -> None:
-        error = "" if response is not None else (_json(answer.data) or {}).get("message", "")
+    def _record(self, deployer: dict[str, Any], experiment_id: str, latency: float, answer: Any, response: Any,
+                port: int, body: bytes, copied: int) -> None:
+        if response is not None:
+            rows = len(response.get("score", []))
+            scored = (Scored(body, answer.data, rows, self._model_inputs(port), copied)
+                      if deployer.get("monitor", {}).get("enable") else None)
+            record_scoring(self.store, deployer["id"], experiment_id, latency_ms=latency, status=answer.status,
+                           rows=rows, scored=scored)
+            return
+        request = _json(body) or {}
+        rows = request.get("rows")
         record_scoring(self.store, deployer["id"], experiment_id, latency_ms=latency, status=answer.status,
-                       request=request, response=_model_outputs(request, response), error=error,
-                       keep_rows=bool(deployer.get("monitor", {}).get("enable")))
+                       rows=len(rows) if isinstance(rows, list) else 0,
+                       error=(_json(answer.data) or {}).get("message", ""))
 
-    def _shadow(self, deployer: dict[str, Any], route: ScorerRoute, body: bytes, request: Any) -> None:
+    def _shadow(self, deployer: dict[str, Any], route: ScorerRoute, body: bytes, copied: int) -> None:
         shadow = route.models[1]
         started = time.perf_counter()
         port = self.supervisor.pick_port(shadow)
         answer = self._forward("POST", port, "model/score", body)
         response = _json(answer.data) if 200 <= answer.status < 300 else None
-        self._record(deployer, shadow.experiment_id, (time.perf_counter() - started) * 1000, answer,
-                     self._model_inputs(port, request), response)
+        self._record(deployer, shadow.experiment_id, (time.perf_counter() - started) * 1000, answer, response,
+                     port, body, copied)
 
-    def _model_inputs(self, port: int, request: Any) -> Any:
-        """The request as monitoring keeps it: only the fields the model takes (not ids sent along)."""
+    def _model_inputs(self, port: int) -> list[str] | None:
+        """The input fields of the model a scorer serves (asked once per scorer process)."""
         if port not in self._inputs:
             schema = _json(self._forward("GET", port, "model/schema", b"").data) or {}
             fields = schema.get("schema", {}).get("inputFields")
             self._inputs[port] = [f.get("name") for f in fields] if isinstance(fields, list) and fields else None
-        wanted = self._inputs[port]
-        if wanted is None or not isinstance(request, dict) or not isinstance(request.get("fields"), list):
-            return request
-        if any(not isinstance(row, list) or len(row) != len(request["fields"]) for row in request.get("rows", [])):
-            return request  # refused by the scorer; only its row count is recorded
-        fields = request["fields"]
-        keep = [i for i, f in enumerate(fields) if f in wanted]
-        rows = [[row[i] for i in keep] for row in request.get("rows", []) if isinstance(row, list)]
-        return {**request, "fields": [fields[i] for i in keep], "rows": rows}
+        return self._inputs[port]
 
 
-def _model_outputs(request: Any, response: Any) -> dict[str, Any] | None:
-    """The response without the fields the scorer copied from the request: the model's outputs alone."""
-    if not isinstance(response, dict) or not isinstance(request, dict):
-        return response
-    copied = len(request.get("includeFieldsInOutput") or []) + (1 if request.get("idField") else 0)
-    return {"fields": list(response.get("fields", []))[copied:],
-            "score": [row[copied:] for row in response.get("score", []) if isinstance(row, list)]}
+_OPTIONS = (b"noFieldNamesInOutput", b"includeFieldsInOutput", b"idField")
+
+
+def _copied(options: Any) -> int:
+    """How many leading output columns the scorer copies from the input, by the request's options."""
+    if not isinstance(options, dict):
+        return 0
+    include = options.get("includeFieldsInOutput")
+    return (len(include) if isinstance(include, list) else 0) + (1 if options.get("idField") else 0)
 
 
 def _json(data: bytes) -> Any:

@@ -4,7 +4,10 @@ Every method of the description is routed at its real path. Each call is
 authenticated (bearer access token from the sandbox's own OpenID provider),
 decoded into its request message by the wire layer, handed to the registered
 handler (``mlops_nb.sandbox.services``) and answered in the gateway's JSON; a
-method without a handler answers 501 UNIMPLEMENTED.
+method without a handler answers 501 UNIMPLEMENTED. Every error, an unknown path or a
+wrong verb included, is an RpcStatus JSON body; bodies nested deeper than protobuf's
+JSON parser allows (100 levels) or larger than gRPC's default message limit (4 MiB)
+are INVALID_ARGUMENT.
 """
 
 from __future__ import annotations
@@ -22,14 +25,16 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from mlops_nb.api import API, Method, Param
 from mlops_nb.sandbox import services
+from mlops_nb.sandbox.faults import FaultInjector
 from mlops_nb.sandbox.identity import IdentityProvider, InvalidToken
-from mlops_nb.sandbox.rpc import HANDLERS, STREAM_HANDLERS, Call, RpcError, new_id, now
+from mlops_nb.sandbox.rpc import HANDLERS, STREAM_HANDLERS, Call, RpcError, new_id, now, parse_json
 from mlops_nb.sandbox.runtime import Supervisor
 from mlops_nb.sandbox.scoring import ScoringGateway
 from mlops_nb.sandbox.services import deployments
@@ -49,9 +54,27 @@ _CODE_NAMES = {
 }
 
 
-def rpc_status(code: int, message: str) -> JSONResponse:
+# gRPC's default limit on a received message.
+MAX_BODY_BYTES = 4 * 1024 * 1024
+
+
+def rpc_status(code: int, message: str, *, http_status: int | None = None,
+               headers: dict[str, str] | None = None) -> JSONResponse:
     """An error answer as the gateway sends it: HTTP status from the gRPC code, RpcStatus body."""
-    return JSONResponse({"code": code, "message": message, "details": []}, status_code=GRPC_TO_HTTP.get(code, 500))
+    return JSONResponse({"code": code, "message": message, "details": []},
+                        status_code=http_status or GRPC_TO_HTTP.get(code, 500), headers=headers)
+
+
+async def _routing_error(request: Request, exc: Exception) -> Response:
+    """Unknown paths and wrong verbs, as grpc-gateway answers them: RpcStatus bodies."""
+    assert isinstance(exc, HTTPException)
+    where = f"{request.method} {request.url.path}"
+    if exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "another method")
+        return rpc_status(12, f"{where}: this route takes {allowed}", http_status=405, headers=exc.headers)
+    if exc.status_code == 404:
+        return rpc_status(5, f"{where}: no such route; GET / lists the gateway's routes")
+    return rpc_status(2, f"{where}: {exc.detail}", http_status=exc.status_code)
 
 
 def parse_data(data: str) -> tuple[str, int]:
@@ -158,11 +181,7 @@ class Gateway:
             if unknown:
                 raise RpcError(3, f"{method.rpc} has no parameter {unknown[0]!r}; it takes {', '.join(params)}")
             return {params[k].name: _param(params[k], v) for k, v in values.items()}
-        raw = await request.body()
-        try:
-            body = json.loads(raw or b"{}")
-        except ValueError as e:
-            raise RpcError(3, f"the request body is not valid JSON ({e})") from None
+        body = parse_json(await _bounded_body(request) or b"{}", "the request body")
         if not isinstance(body, dict):
             raise RpcError(3, f"the request body must be a JSON object, got {type(body).__name__}")
         if method.request_message is None:
@@ -176,6 +195,18 @@ class Gateway:
             raise RpcError(3, f"invalid request: {e}") from None
         _reject_unknown(decoded, cls.__name__)
         return decoded
+
+
+async def _bounded_body(request: Request) -> bytes:
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise RpcError(3, f"the request body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB, "
+                              "the most a gateway call takes; upload large data as an artifact")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
 
 
 def _param(param: Param, text: str) -> Any:
@@ -252,7 +283,8 @@ def build_app(store: Store, idp: IdentityProvider, supervisor: Supervisor | None
     scoring = ScoringGateway(store, idp, supervisor) if supervisor is not None else None
     routes = [Route("/", _index, methods=["GET"]), Mount(idp.mount_path, routes=idp.routes()), *gateway.routes(),
               *(scoring.routes() if scoring is not None else [])]
-    return Starlette(routes=routes), gateway, scoring
+    handlers = {404: _routing_error, 405: _routing_error}
+    return Starlette(routes=routes, exception_handlers=handlers), gateway, scoring  # type: ignore[arg-type]
 
 
 class Sandbox:
@@ -260,6 +292,13 @@ class Sandbox:
 
     Use :func:`mlops_nb.sandbox.start` or ``with Sandbox(...) as sb:``; ``sb.client("alice")``
     gives a ready client for a demo user.
+
+    ``faults`` (0 to 1) fails that share of API calls the ways a flaky network does, with
+    ``fault_seed`` for a repeatable sequence (see :mod:`mlops_nb.sandbox.faults`;
+    ``sb.faults.injected`` counts them). ``tls_cert`` and ``tls_key`` (PEM files) serve
+    HTTPS; the sandbox's own clients trust ``tls_ca`` (default: the certificate file, which
+    may carry its chain). ``durable=True`` makes each acknowledged write survive an OS crash
+    or power loss too, not only the sandbox process dying (SQLite ``synchronous=FULL``).
     """
 
     def __init__(
@@ -275,10 +314,21 @@ class Sandbox:
         realm: str = "mlops",
         warm_scorers: int = 1,
         latency_ms: float = 0,
+        faults: float = 0.0,
+        fault_seed: int | None = None,
+        tls_cert: str | Path | None = None,
+        tls_key: str | Path | None = None,
+        tls_ca: str | Path | None = None,
+        durable: bool = False,
     ) -> None:
         parse_data(data)  # a bad value fails here, before anything starts
         if latency_ms < 0:
             raise ValueError(f"latency_ms must be 0 or more milliseconds, got {latency_ms!r}")
+        if (tls_cert is None) != (tls_key is None):
+            raise ValueError("serving HTTPS needs both tls_cert and tls_key (PEM files)")
+        for name, path in (("tls_cert", tls_cert), ("tls_key", tls_key), ("tls_ca", tls_ca)):
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"{name} names {str(path)!r}, which is not a file")
         self.host = host
         self.port = port
         self.db = str(db) if db is not None else str(default_db_path())
@@ -289,6 +339,13 @@ class Sandbox:
         self.realm = realm
         self.warm_scorers = warm_scorers
         self.latency_ms = latency_ms
+        self.fault_rate = faults
+        self.fault_seed = fault_seed
+        self.faults: FaultInjector | None = None
+        self.tls_cert = str(tls_cert) if tls_cert is not None else None
+        self.tls_key = str(tls_key) if tls_key is not None else None
+        self.tls_ca = str(tls_ca) if tls_ca is not None else self.tls_cert
+        self.durable = durable
         self.store: Store | None = None
         self.idp: IdentityProvider | None = None
         self.supervisor: Supervisor | None = None
@@ -303,7 +360,7 @@ class Sandbox:
     def start(self, timeout: float = 20.0) -> Sandbox:
         if self._server is not None:
             return self
-        self.store = Store(self.db, services.migrations())
+        self.store = Store(self.db, services.migrations(), durable=self.durable)
         self.idp = IdentityProvider(
             self.db, realm=self.realm, access_token_ttl=self.token_ttl,
             revoke_refresh_token_on_use=self.revoke_refresh_token_on_use,
@@ -312,11 +369,13 @@ class Sandbox:
         self.supervisor = Supervisor(self._deployments_dir(), deployments.StoreEvents(self.store),
                                      deployments.supervisor_artifacts(self.store), warm_spares=self.warm_scorers)
         app, gateway, self._scoring = build_app(self.store, self.idp, self.supervisor, latency_ms=self.latency_ms)
+        if self.fault_rate:
+            app = self.faults = FaultInjector(app, self.fault_rate, self.fault_seed)  # type: ignore[assignment]
         # A keep-alive longer than any poll interval: uvicorn's default (5 s) equals the device
         # grant's default interval, so a poll could race the server closing its connection.
         config = uvicorn.Config(app, host=self.host, port=self.port, log_level="warning", lifespan="off",
                                 timeout_keep_alive=75,
-                                access_log=False)
+                                access_log=False, ssl_certfile=self.tls_cert, ssl_keyfile=self.tls_key)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name=f"mlops-nb-sandbox-{self.port}", daemon=True)
         self._thread.start()
@@ -329,7 +388,8 @@ class Sandbox:
             time.sleep(0.01)
         bound_port = self._server.servers[0].sockets[0].getsockname()[1]
         self.port = bound_port
-        self.gateway_url = f"http://{_url_host(self.host)}:{bound_port}"
+        scheme = "https" if self.tls_cert else "http"
+        self.gateway_url = f"{scheme}://{_url_host(self.host)}:{bound_port}"
         gateway.base_url = self.gateway_url
         self.idp.set_base_url(self.gateway_url)
         self.supervisor.start()
@@ -343,6 +403,8 @@ class Sandbox:
             from mlops_nb.sandbox.scale import seed_scale_data
 
             seed_scale_data(self, count)
+        if self.faults is not None:
+            self.faults.active = True
         return self
 
     def _deployments_dir(self) -> Path:
@@ -428,15 +490,18 @@ class Sandbox:
         """A new refresh token for a sandbox account (demo users: alice, bob)."""
         return self._idp().issue_refresh_token(username)
 
-    def token_provider(self, username: str = "alice") -> Any:
+    def token_provider(self, username: str = "alice", **kwargs: Any) -> Any:
+        """A ``TokenProvider`` for ``username`` (keywords go to it; over HTTPS it trusts ``tls_ca``)."""
         from mlops_nb.wire.auth import TokenProvider
 
-        return TokenProvider(self.refresh_token(username), self.client_id, self.token_endpoint)
+        kwargs.setdefault("ca_bundle", self.tls_ca)
+        return TokenProvider(self.refresh_token(username), self.client_id, self.token_endpoint, **kwargs)
 
     def client(self, username: str = "alice", **kwargs: Any) -> Any:
-        """A ready ``mlops_nb.Client`` logged in as ``username``."""
+        """A ready ``mlops_nb.Client`` logged in as ``username`` (keywords go to the client)."""
         import mlops_nb
 
+        kwargs.setdefault("ca_bundle", self.tls_ca)
         return mlops_nb.Client(self.gateway_url, self.token_provider(username), **kwargs)
 
     def connection_constants(self, username: str = "alice") -> dict[str, str]:

@@ -1,5 +1,12 @@
 """The sandbox's SQLite store: one file (WAL), migrations, one transaction per write.
 
+Durability: a write is committed before its call is answered. With WAL and
+``synchronous=NORMAL`` (the default) a committed write survives the sandbox process
+being killed, since it is in the WAL file; an OS crash or power loss may lose the last
+commits (never the file's consistency), because the WAL is synced to disk only at
+checkpoints. ``durable=True`` (``synchronous=FULL``) syncs the WAL at every commit, so
+acknowledged writes survive those too; ``benchmarks/bench_durability.py`` measures the cost.
+
 Entities are kept in one table, ``entity``, as their wire JSON (``data``) next to
 the columns that lists filter and sort on most (kind, project, parent, owner,
 creation time); indexes on an expression over ``data`` serve the display name as well. Relations (sharing, links, tags) have small tables of their own,
@@ -80,8 +87,10 @@ def default_db_path() -> Path:
 class Store:
     """A SQLite database shared by the sandbox's request handlers (one connection, one lock)."""
 
-    def __init__(self, path: str | os.PathLike[str], migrations: Sequence[tuple[str, str]] = ()) -> None:
+    def __init__(self, path: str | os.PathLike[str], migrations: Sequence[tuple[str, str]] = (), *,
+                 durable: bool = False) -> None:
         self.path = str(path)
+        self.durable = durable
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -91,7 +100,7 @@ class Store:
             if self.path != ":memory:":
                 self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA foreign_keys=ON")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         self.migrate([*CORE_MIGRATIONS, *migrations])
 
     # -- migrations -----------------------------------------------------------------------

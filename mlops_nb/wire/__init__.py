@@ -1,7 +1,7 @@
 """The wire layer: messages, transport, authentication and the client.
 
 It depends on :mod:`mlops_nb.api` only; nothing here knows about notebooks. The
-authentication names load on first use, with ``requests``, so that importing the
+authentication and retry names load on first use, with ``requests``, so that importing the
 package does not pay for an HTTP library before anything is sent.
 """
 
@@ -13,7 +13,10 @@ from mlops_nb.wire.errors import *  # noqa: F403
 from mlops_nb.wire.errors import __all__ as _error_names
 from mlops_nb.wire.messages import Message, MessageEnum, enum_class, message_class
 
-_LAZY = {name: "mlops_nb.wire.auth" for name in ("DeviceLogin", "OpenIDConfiguration", "TokenProvider", "discover")}
+_LAZY = {
+    **dict.fromkeys(("DeviceLogin", "OpenIDConfiguration", "TokenProvider", "discover"), "mlops_nb.wire.auth"),
+    "RetryPolicy": "mlops_nb.wire.retry",
+}
 
 
 def __getattr__(name: str) -> _Any:

@@ -17,7 +17,7 @@ from typing import Any
 import requests
 
 from mlops_nb.wire.errors import AuthenticationError, ConnectionFailed
-from mlops_nb.wire.transport import USER_AGENT, validate_gateway_url
+from mlops_nb.wire.transport import TLS_ADVICE, USER_AGENT, tls_verify, validate_gateway_url
 
 __all__ = [
     "TokenProvider",
@@ -47,12 +47,16 @@ _ADVICE = {
 }
 
 
-def _session(verify: bool | str, session: requests.Session | None) -> requests.Session:
+def _session(verify: bool | str, session: requests.Session | None, url: str,
+             proxies: dict[str, str] | None = None) -> requests.Session:
+    """A session for the identity provider. ``verify`` and ``proxies`` are kept on it and passed
+    with each request, since requests lets the environment override a session's own."""
     if session is not None:
         return session
     s = requests.Session()
     s.headers["User-Agent"] = USER_AGENT
-    s.verify = verify
+    s.verify = tls_verify(verify is not False, verify if isinstance(verify, str) else None, url)
+    s.proxies = dict(proxies or {})
     return s
 
 
@@ -60,14 +64,10 @@ def _post_form(session: requests.Session, url: str, data: dict[str, str], timeou
                ) -> tuple[int, dict[str, Any]]:
     """POST a form to the identity provider; return (status, JSON body). Never echoes ``data``."""
     try:
-        # ``verify`` again per request: requests lets REQUESTS_CA_BUNDLE override the session's.
         response = session.post(url, data=data, timeout=timeout, headers={"Accept": "application/json"},
-                                verify=session.verify)
+                                verify=session.verify, proxies=session.proxies)
     except requests.exceptions.SSLError:
-        raise ConnectionFailed(
-            f"TLS verification failed for the identity provider at {url}; "
-            "if it uses a private certificate authority, pass ca_bundle='/path/to/ca.pem'"
-        ) from None
+        raise ConnectionFailed(f"TLS verification failed for the identity provider at {url}; {TLS_ADVICE}") from None
     except requests.exceptions.Timeout:
         raise ConnectionFailed(f"the identity provider at {url} did not answer within {timeout} s") from None
     except requests.exceptions.RequestException as e:
@@ -78,7 +78,9 @@ def _post_form(session: requests.Session, url: str, data: dict[str, str], timeou
         body = response.json()
     except ValueError:
         body = None
-    if not isinstance(body, dict):
+    # An OAuth answer is a token, a device code or an RFC 6749 error; other JSON (a gateway's
+    # RpcStatus 404, say) means the URL is something else.
+    if not (isinstance(body, dict) and {"access_token", "device_code", "error"} & set(body)):
         raise AuthenticationError(
             f"{url} answered HTTP {response.status_code} with something that is not an OpenID Connect "
             f"JSON response; check that it is the {what} of your identity provider "
@@ -114,7 +116,7 @@ def discover(url: str, *, verify: bool | str = True, timeout: float = 30.0,
     it is; its issuer is then tried for discovery, to learn the device endpoint.
     """
     url = validate_gateway_url(url, "issuer or token endpoint")
-    s = _session(verify, session)
+    s = _session(verify, session, url)
     if url.endswith(KEYCLOAK_TOKEN_PATH):
         issuer = url[: -len(KEYCLOAK_TOKEN_PATH)]
         try:
@@ -131,9 +133,9 @@ def _discover_issuer(issuer: str, session: requests.Session, timeout: float) -> 
     well_known = issuer.rstrip("/") + "/.well-known/openid-configuration"
     try:
         response = session.get(well_known, timeout=timeout, headers={"Accept": "application/json"},
-                               verify=session.verify)
+                               verify=session.verify, proxies=session.proxies)
     except requests.exceptions.SSLError:
-        raise ConnectionFailed(f"TLS verification failed for the identity provider at {issuer}") from None
+        raise ConnectionFailed(f"TLS verification failed for the identity provider at {issuer}; {TLS_ADVICE}") from None
     except requests.exceptions.RequestException as e:
         raise ConnectionFailed(f"could not reach the identity provider at {issuer} ({type(e).__name__})") from None
     try:
@@ -156,8 +158,13 @@ class TokenProvider:
 
     Call it to get an access token: it exchanges the refresh token when there is
     no access token yet or the current one expires within ``expiry_threshold_band``,
-    and keeps the newest refresh token when the provider rotates it. Many threads
-    calling at once cause one exchange.
+    and keeps the newest refresh token when the provider rotates it. The band never
+    exceeds half a token's lifetime, so however short-lived the tokens, each is used
+    for half its life at least: one exchange per token window. Many threads calling at
+    once, or refused the same token by the gateway at once, cause one exchange.
+
+    ``ca_bundle`` (a PEM file) is trusted for the token endpoint; a client given one
+    shares it with a provider that has none. ``proxies`` works as the client's does.
     """
 
     def __init__(
@@ -172,6 +179,7 @@ class TokenProvider:
         ca_bundle: str | None = None,
         timeout: float = 30.0,
         session: requests.Session | None = None,
+        proxies: dict[str, str] | None = None,
     ) -> None:
         if not isinstance(refresh_token, str) or not refresh_token.strip():
             raise ValueError("refresh_token is empty: paste the refresh token from your MLOps profile, "
@@ -187,9 +195,12 @@ class TokenProvider:
             expiry_threshold_band = expiry_threshold_band.total_seconds()
         self._threshold = float(expiry_threshold_band)
         self._timeout = timeout
-        self._session = _session(ca_bundle if (ca_bundle and verify) else verify, session)
+        self._session = _session(ca_bundle if (ca_bundle and verify) else verify, session, self._token_endpoint,
+                                 proxies)
+        self._ca_bundle = self._session.verify if isinstance(self._session.verify, str) else None
         self._access_token: str | None = None
         self._expires_at = 0.0  # time.monotonic() deadline
+        self._lifetime = 0.0
         self._lock = threading.Lock()
         self.refresh_count = 0
 
@@ -220,6 +231,17 @@ class TokenProvider:
         return self._token_endpoint
 
     @property
+    def ca_bundle(self) -> str | None:
+        """The CA file trusted for the token endpoint (None: the system's, or TLS checks off)."""
+        return self._ca_bundle
+
+    @ca_bundle.setter
+    def ca_bundle(self, path: str) -> None:
+        if self._session.verify is False:
+            return  # verify=False was chosen for this provider; a client's bundle does not undo it
+        self._session.verify = self._ca_bundle = tls_verify(True, path, self._token_endpoint)  # type: ignore[assignment]
+
+    @property
     def expires_in(self) -> float:
         """Seconds until the current access token expires (0 when there is none)."""
         return max(0.0, self._expires_at - time.monotonic()) if self._access_token else 0.0
@@ -239,9 +261,16 @@ class TokenProvider:
             return self._access_token  # type: ignore[return-value]
 
     def force_refresh(self) -> None:
-        """Exchange the refresh token now (the gateway rejected the current access token)."""
+        """Exchange the refresh token now."""
         with self._lock:
             self._refresh()
+
+    def token_rejected(self, token: str) -> None:
+        """The gateway refused ``token``: exchange the refresh token, unless another thread
+        already replaced that token (then the new one is used, with no second exchange)."""
+        with self._lock:
+            if self._access_token is None or self._access_token == token:
+                self._refresh()
 
     def __repr__(self) -> str:
         state = f"access token valid for {self.expires_in:.0f} s" if self._access_token else "no access token yet"
@@ -256,7 +285,9 @@ class TokenProvider:
     # -- internals ------------------------------------------------------------------------
 
     def _needs_refresh(self) -> bool:
-        return time.monotonic() >= self._expires_at - self._threshold
+        # A fixed band as long as the token's life would refresh on every call.
+        band = min(self._threshold, self._lifetime / 2)
+        return time.monotonic() >= self._expires_at - band
 
     def _refresh(self) -> None:
         data = {"grant_type": "refresh_token", "client_id": self._client_id, "refresh_token": self._refresh_token}
@@ -276,6 +307,7 @@ class TokenProvider:
         except (TypeError, ValueError):
             lifetime = 60.0
         self._expires_at = time.monotonic() + lifetime
+        self._lifetime = max(lifetime, 0.0)
         if body.get("refresh_token"):
             self._refresh_token = str(body["refresh_token"])
 
@@ -318,7 +350,7 @@ class DeviceLogin:
 
     def _http(self) -> requests.Session:
         if self._session is None:
-            self._session = _session(self.verify, None)
+            self._session = _session(self.verify, None, self.token_endpoint)
         return self._session
 
     def start(self) -> DeviceLogin:

@@ -13,10 +13,13 @@ import inspect
 import json
 import sys
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from mlops_nb.api import API, Method, Service
 from mlops_nb.wire.messages import Message, format_timestamp, message_class
+
+if TYPE_CHECKING:
+    from mlops_nb.wire.retry import RetryPolicy
 
 __all__ = ["Client", "EntityClient", "ServerClient", "entity_class", "server_class"]
 
@@ -31,9 +34,21 @@ class Client:
     :class:`mlops_nb.TokenProvider`, or your own function. Calls follow the
     legacy client: ``client.storage.project.list_projects(request)``.
 
-    ``timeout`` is in seconds per HTTP call (or a ``(connect, read)`` pair);
-    ``verify=False`` turns TLS verification off; ``ca_bundle`` names a PEM file
-    of extra certificate authorities; ``proxies`` is passed to ``requests``.
+    ``timeout`` is in seconds per HTTP attempt (or a ``(connect, read)`` pair).
+
+    ``retry`` says when a call is sent again: a :class:`~mlops_nb.wire.retry.RetryPolicy`,
+    ``True`` for the default one (read-only calls retried on 429/502/503/504 and lost
+    connections, with backoff, jitter and ``Retry-After``, within 30 s per call) or
+    ``False`` for none. Writes are sent again only when the connection could not be
+    made; a write whose answer was lost raises ``WriteOutcomeUnknown``.
+
+    ``verify=False`` turns TLS verification off (with a warning, once); ``ca_bundle``
+    names a PEM file of certificate authorities to trust, for the gateway and, when it
+    has none of its own, the token provider (``MLOPS_AUTH_CA_FILE_OVERRIDE`` and
+    ``REQUESTS_CA_BUNDLE`` are read when it is not given). ``proxies`` (``{"https":
+    "http://proxy:3128"}``) wins over the ``HTTP(S)_PROXY`` variables, which apply
+    otherwise. ``max_connections``: connections kept open to the gateway, at least the
+    number of threads calling at once (default: ``transport.DEFAULT_MAX_CONNECTIONS``, 32).
     """
 
     def __init__(
@@ -45,12 +60,16 @@ class Client:
         verify: bool = True,
         ca_bundle: str | None = None,
         proxies: dict[str, str] | None = None,
+        retry: RetryPolicy | bool | None = True,
+        max_connections: int | None = None,
     ) -> None:
         # requests loads with the first client, not with the package (mlops_nb's import stays quick).
-        from mlops_nb.wire.transport import Transport
+        from mlops_nb.wire.transport import DEFAULT_MAX_CONNECTIONS, Transport
 
         self._transport = Transport(gateway_url, token_provider, timeout=timeout, verify=verify,
-                                    ca_bundle=ca_bundle, proxies=proxies)
+                                    ca_bundle=ca_bundle, proxies=proxies, retry=retry,
+                                    max_connections=DEFAULT_MAX_CONNECTIONS if max_connections is None
+                                    else max_connections)
         for server in API.servers:
             setattr(self, server, server_class(server)(self))
 
@@ -61,6 +80,11 @@ class Client:
     @property
     def token_provider(self) -> Callable[[], str]:
         return self._transport.token_provider
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """The retry policy of this client's calls."""
+        return self._transport.retry
 
     def close(self) -> None:
         """Close the pooled HTTP connections."""
@@ -86,10 +110,11 @@ class Client:
         body = request.to_wire() if request is not None else ({} if method.verb == "POST" else None)
         if method.streaming:
             stream = self._transport.stream_json(method.verb, method.full_path, rpc=rpc, json_body=body,
-                                                 path_params=path_params, query=query)
+                                                 path_params=path_params, query=query,
+                                                 read_only=method.read_only)
             return self._stream_result(method, stream)
         payload = self._transport.call_json(method.verb, method.full_path, rpc=rpc, json_body=body,
-                                            path_params=path_params, query=query)
+                                            path_params=path_params, query=query, read_only=method.read_only)
         return self._result(method, payload)
 
     def _result(self, method: Method, payload: dict[str, Any]) -> Any:
@@ -315,6 +340,7 @@ def download_artifact(self: EntityClient, artifact_id: str, file: BinaryIO, *,
     written = 0
     for message in self._client._transport.stream_json(method.verb, method.full_path,
                                                        rpc="storage.artifact.download_artifact",
+                                                       read_only=method.read_only,
                                                        json_body={"resourceName": artifact_id}):
         data = base64.b64decode(message.get("data", ""))
         file.write(data)

@@ -22,7 +22,10 @@
     │   └── Unauthenticated         gRPC 16  (HTTP 401)
     ├── GatewayError                the gateway's answer was not an RpcStatus (a proxy's HTML 502, ...)
     ├── ConnectionFailed            the gateway or identity provider could not be reached or timed out
+    │   └── WriteOutcomeUnknown     a write was sent but its answer was lost: it may have been applied
     └── AuthenticationError         the identity provider refused to issue a token
+
+    InsecureTLSWarning              (a warning) TLS certificate checking was turned off
 
 Every class is defined here at module level, so errors pickle and can be caught
 by name. Messages never contain access or refresh tokens.
@@ -37,7 +40,9 @@ __all__ = [
     "ApiError",
     "GatewayError",
     "ConnectionFailed",
+    "WriteOutcomeUnknown",
     "AuthenticationError",
+    "InsecureTLSWarning",
     "Cancelled",
     "Unknown",
     "InvalidArgument",
@@ -122,6 +127,36 @@ def _rebuild_gateway_error(message: str, http_status: int | None, rpc: str | Non
 
 class ConnectionFailed(MLOpsError):
     """A server could not be reached, refused the TLS handshake, or did not answer in time."""
+
+
+class WriteOutcomeUnknown(ConnectionFailed):
+    """A call that changes something was sent, but its answer never came (the connection dropped, or
+    the gateway did not answer in time): the change may or may not have been applied.
+
+    The client does not send it again by itself, since a second create or update could apply
+    it twice. Look first (the message names the read calls to use, ``check_with``), then
+    send it again if it is not there. ``rpc`` is the call (``server.entity.method``).
+    """
+
+    def __init__(self, message: str, *, rpc: str | None = None, check_with: tuple[str, ...] = ()) -> None:
+        self.rpc = rpc
+        self.check_with = tuple(check_with)
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_outcome_unknown, (str(self), self.rpc, self.check_with))
+
+
+def _rebuild_outcome_unknown(message: str, rpc: str | None, check_with: tuple[str, ...]) -> WriteOutcomeUnknown:
+    return WriteOutcomeUnknown(message, rpc=rpc, check_with=check_with)
+
+
+class InsecureTLSWarning(UserWarning):
+    """A client or token provider was made with ``verify=False``: certificates are not checked.
+
+    Shown once per server per process (urllib3's per-request warning for that host is
+    silenced then, so a notebook is not flooded).
+    """
 
 
 class AuthenticationError(MLOpsError):

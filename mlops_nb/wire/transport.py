@@ -1,23 +1,83 @@
-"""HTTP transport: one pooled ``requests`` session per client, bearer auth, error mapping.
+"""HTTP transport: one pooled ``requests`` session per client, bearer auth, retries, error mapping.
 
 The transport knows URLs, headers and status codes; it deals in plain JSON
-(dicts) and leaves messages to the client.
+(dicts) and leaves messages to the client. Which calls are sent again, and when,
+is :mod:`mlops_nb.wire.retry`'s business.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import threading
+import warnings
 from collections.abc import Callable, Iterable, Iterator
+from functools import cache
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
+from urllib3.exceptions import InsecureRequestWarning
 
-from mlops_nb.wire.errors import ConnectionFailed, GatewayError, Unauthenticated, error_for_status
+from mlops_nb.api import API
+from mlops_nb.wire.errors import (
+    ConnectionFailed,
+    GatewayError,
+    InsecureTLSWarning,
+    Unauthenticated,
+    WriteOutcomeUnknown,
+    error_for_status,
+)
+from mlops_nb.wire.retry import PerCallRetryAdapter, RetryPolicy, causes, never_sent
 
-__all__ = ["Transport", "validate_gateway_url"]
+__all__ = ["Transport", "validate_gateway_url", "tls_verify", "DEFAULT_MAX_CONNECTIONS"]
 
 USER_AGENT = "mlops-nb/0.1"
+# Connections kept open to the gateway: enough for the thread pools notebooks use (requests'
+# default of 10 makes 16 threads open and throw away connections all the time).
+DEFAULT_MAX_CONNECTIONS = 32
+# The legacy client's variable: one CA file for the gateway and the identity provider.
+CA_FILE_VARIABLE = "MLOPS_AUTH_CA_FILE_OVERRIDE"
+TLS_ADVICE = ("if it uses a private certificate authority, pass ca_bundle='/path/to/ca.pem' "
+              f"(or set REQUESTS_CA_BUNDLE or {CA_FILE_VARIABLE} to that file)")
+
+_warned_insecure: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def tls_verify(verify: bool, ca_bundle: str | None, url: str) -> bool | str:
+    """What requests' ``verify`` gets for ``url``: False, a CA file, or True (system and
+    ``REQUESTS_CA_BUNDLE``). An explicit ``ca_bundle`` wins over ``MLOPS_AUTH_CA_FILE_OVERRIDE``.
+
+    ``verify=False`` warns once per server and process (:class:`InsecureTLSWarning`).
+    """
+    if not verify:
+        if url.startswith("https:"):  # plain http has no certificate to skip
+            _warn_insecure(url)
+        return False
+    chosen, where = (ca_bundle, "ca_bundle") if ca_bundle else (os.environ.get(CA_FILE_VARIABLE), CA_FILE_VARIABLE)
+    if not chosen:
+        return True
+    if not os.path.isfile(chosen):
+        raise ValueError(f"{where} names {chosen!r}, which is not a file; give the path of a PEM file "
+                         "with the certificate authorities to trust")
+    return chosen
+
+
+def _warn_insecure(url: str) -> None:
+    host = urlsplit(url).hostname or url
+    with _warned_lock:
+        if url in _warned_insecure:
+            return
+        _warned_insecure.add(url)
+    warnings.warn(
+        f"TLS certificate verification is off for {url} (verify=False): anyone on the network path "
+        f"can read and change the traffic, tokens included. Prefer ca_bundle='/path/to/ca.pem'. "
+        "This warning shows once.", InsecureTLSWarning, stacklevel=4)
+    # urllib3 would repeat its own warning on every request to that host.
+    warnings.filterwarnings("ignore", message=f"Unverified HTTPS request is being made to host '{re.escape(host)}'",
+                            category=InsecureRequestWarning)
 
 
 def validate_gateway_url(url: str, what: str = "gateway_url") -> str:
@@ -46,22 +106,34 @@ class Transport:
         verify: bool = True,
         ca_bundle: str | None = None,
         proxies: dict[str, str] | None = None,
+        retry: RetryPolicy | bool | None = True,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         if not callable(token_provider):
             raise TypeError(
                 "token_provider must be callable and return an access token "
                 "(an mlops_nb.TokenProvider, or any function returning a str)"
             )
+        if not (isinstance(max_connections, int) and max_connections >= 1):
+            raise ValueError(f"max_connections must be a positive integer, got {max_connections!r}")
         self.gateway_url = validate_gateway_url(gateway_url)
         self.token_provider = token_provider
         self.timeout = timeout
+        self.retry = RetryPolicy.from_option(retry)
         self.session = requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
-        # Passed on every request, not set on the session: requests lets REQUESTS_CA_BUNDLE
-        # override a session's ``verify``, which would silently drop the caller's ca_bundle.
-        self.verify: bool | str = ca_bundle if (ca_bundle and verify) else verify
-        if proxies:
-            self.session.proxies.update(proxies)
+        self._adapter = PerCallRetryAdapter(pool_connections=4, pool_maxsize=max_connections)
+        for scheme in ("http://", "https://"):
+            self.session.mount(scheme, self._adapter)
+        # A CA bundle given to either the client or its token provider serves both.
+        ca_bundle = ca_bundle or getattr(token_provider, "ca_bundle", None)
+        # ``verify`` and ``proxies`` go with every request, not on the session: requests lets
+        # REQUESTS_CA_BUNDLE and HTTP(S)_PROXY override a session's own, which would silently
+        # drop what the caller chose. Without them, those variables apply.
+        self.verify: bool | str = tls_verify(verify, ca_bundle, self.gateway_url)
+        if isinstance(self.verify, str) and getattr(token_provider, "ca_bundle", "") is None:
+            token_provider.ca_bundle = self.verify  # type: ignore[attr-defined]
+        self.proxies = dict(proxies or {})
 
     def close(self) -> None:
         self.session.close()
@@ -79,20 +151,24 @@ class Transport:
         path: str,
         *,
         rpc: str,
+        read_only: bool = False,
         json_body: Any = None,
         data: Iterable[bytes] | None = None,
         path_params: dict[str, Any] | None = None,
         query: list[tuple[str, str]] | None = None,
         stream: bool = False,
     ) -> requests.Response:
-        """Send one call; raise the package's errors for anything but a 2xx answer."""
+        """Send one call (again, as the retry policy allows); raise the package's errors for
+        anything but a 2xx answer. ``read_only`` calls may be sent more than once."""
         url = self.url(path, path_params)
-        response = self._send(verb, url, rpc=rpc, json_body=json_body, data=data, query=query, stream=stream)
+        send = dict(rpc=rpc, read_only=read_only, json_body=json_body, data=data, query=query, stream=stream)
+        response, token = self._send(verb, url, **send)
         if response.status_code == 401 and data is None and _can_refresh(self.token_provider):
-            # The token may have been revoked or expired early: refresh once and retry.
+            # The token may have been revoked or expired early: refresh (once, however many
+            # threads were refused the same token) and try again.
             response.close()
-            self.token_provider.force_refresh()  # type: ignore[attr-defined]
-            response = self._send(verb, url, rpc=rpc, json_body=json_body, data=data, query=query, stream=stream)
+            _refresh_after_rejection(self.token_provider, token)
+            response, _ = self._send(verb, url, **send)
         if not 200 <= response.status_code < 300:
             raise self._error(response, rpc)
         return response
@@ -118,7 +194,7 @@ class Transport:
         """Newline-delimited ``{"result": ...}`` messages of a server-streaming call."""
         response = self.request(verb, path, rpc=rpc, stream=True, **kwargs)
         with response:
-            for line in response.iter_lines():
+            for line in _lines(response, rpc, self.gateway_url):
                 if not line.strip():
                     continue
                 try:
@@ -133,29 +209,44 @@ class Transport:
 
     # -- internals -------------------------------------------------------------------------
 
-    def _send(self, verb: str, url: str, *, rpc: str, json_body: Any, data: Any, query: Any,
-              stream: bool) -> requests.Response:
-        headers = {"Authorization": f"Bearer {self._token(rpc)}", "Accept": "application/json"}
+    def _send(self, verb: str, url: str, *, rpc: str, read_only: bool, json_body: Any, data: Any, query: Any,
+              stream: bool) -> tuple[requests.Response, str]:
+        token = self._token(rpc)
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         if json_body is not None or data is not None:
             headers["Content-Type"] = "application/json"
         body = json.dumps(json_body, separators=(",", ":")).encode() if json_body is not None else data
         try:
-            return self.session.request(verb, url, data=body, params=query, headers=headers,
-                                        timeout=self.timeout, stream=stream, verify=self.verify)
-        except requests.exceptions.SSLError as e:
-            raise ConnectionFailed(
-                f"TLS verification failed for the MLOps gateway at {self.gateway_url} ({_reason(e)}). "
-                "If it uses a private certificate authority, pass ca_bundle='/path/to/ca.pem'."
-            ) from None
-        except requests.exceptions.Timeout:
-            raise ConnectionFailed(
-                f"{rpc}: the MLOps gateway at {self.gateway_url} did not answer within {self.timeout} s"
-            ) from None
-        except requests.exceptions.ConnectionError as e:
-            raise ConnectionFailed(
-                f"could not reach the MLOps gateway at {self.gateway_url} ({_reason(e)}); "
-                "check the URL and your network"
-            ) from None
+            with self._adapter.retrying(self.retry.for_call(read_only)):
+                response = self.session.request(verb, url, data=body, params=query, headers=headers,
+                                                timeout=self.timeout, stream=stream, verify=self.verify,
+                                                proxies=self.proxies)
+            if not stream:
+                response.content  # noqa: B018 - read the body here, where a lost connection is mapped
+        except requests.exceptions.RequestException as e:
+            raise self._network_error(e, rpc, read_only) from None
+        return response, token
+
+    def _network_error(self, error: requests.exceptions.RequestException, rpc: str, read_only: bool) -> Exception:
+        where = f"the MLOps gateway at {self.gateway_url}"
+        if isinstance(error, requests.exceptions.SSLError):
+            return ConnectionFailed(f"TLS verification failed for {where} ({_reason(error)}); {TLS_ADVICE}")
+        retried = f", retried for up to {self.retry.deadline:g} s" if self.retry.enabled else ""
+        if never_sent(error):
+            return ConnectionFailed(f"{rpc}: could not reach {where} ({_reason(error)}{retried}); "
+                                    "check the URL, your network and any proxy settings")
+        timed_out = isinstance(error, requests.exceptions.Timeout) or "timed out" in _reason(error).lower()
+        lost = f"did not answer within {self.timeout} s" if timed_out else f"dropped the connection ({_reason(error)})"
+        if read_only:
+            return ConnectionFailed(f"{rpc}: {where} {lost}{retried}")
+        checks = _reads_to_check(rpc)
+        how = (f"check first, e.g. with {' or '.join(f'client.{c}(...)' for c in checks)}, "
+               if checks else "check first ")
+        return WriteOutcomeUnknown(
+            f"{rpc}: the request was sent, but {where} {lost} before answering, so the change may or may "
+            f"not have been applied. It was not sent again, since repeating a write could apply it twice: "
+            f"{how}and send it again only if the change is not there.",
+            rpc=rpc, check_with=checks)
 
     def _token(self, rpc: str) -> str:
         token = self.token_provider()
@@ -189,11 +280,37 @@ def _can_refresh(provider: Any) -> bool:
     return callable(getattr(provider, "force_refresh", None))
 
 
+def _refresh_after_rejection(provider: Any, rejected_token: str) -> None:
+    # mlops_nb's TokenProvider refreshes only if no other thread has replaced that token yet;
+    # other providers with a force_refresh() (no argument) just refresh.
+    if callable(getattr(provider, "token_rejected", None)):
+        provider.token_rejected(rejected_token)
+    else:
+        provider.force_refresh()
+
+
+def _lines(response: requests.Response, rpc: str, gateway_url: str) -> Iterator[bytes]:
+    try:
+        yield from response.iter_lines()
+    except requests.exceptions.RequestException as e:
+        raise ConnectionFailed(f"{rpc}: the stream from the MLOps gateway at {gateway_url} broke off "
+                               f"({_reason(e)}); start the call again") from None
+
+
+@cache
+def _reads_to_check(rpc: str) -> tuple[str, ...]:
+    """The read calls of the entity ``rpc`` belongs to (``server.entity.method``), gets first."""
+    server, entity, _ = rpc.split(".", 2) if rpc.count(".") >= 2 else ("", "", "")
+    reads = [m.qualified_name for m in API.methods
+             if m.read_only and (m.service.server, m.service.entity) == (server, entity)]
+    # A get and the shortest list (list_projects rather than list_all_projects).
+    return tuple(sorted(reads, key=lambda name: (not name.split(".")[-1].startswith("get_"), len(name)))[:2])
+
+
 def _reason(error: Exception) -> str:
-    text = str(error.args[0]) if error.args else type(error).__name__
-    reason = getattr(error.args[0], "reason", None) if error.args else None
-    if reason is not None:
-        text = str(reason)
+    """The innermost cause's words (the socket's, say), not requests' and urllib3's wrappers."""
+    *_, innermost = causes(error)
+    text = str(innermost) or type(innermost).__name__
     return text[:300]
 
 

@@ -1,7 +1,7 @@
 """The isolated virtual environment with the official legacy client (h2o-mlops==1.0.1).
 
 Its hard pins must not touch ours, so it lives apart and its scripts run with its own
-python. tests/test_legacy_client.py and benchmarks/bench_legacy.py both make it here.
+python. The legacy-client tests and the benchmarks that compare with it all make it here.
 """
 
 from __future__ import annotations
@@ -12,9 +12,11 @@ import venv
 from pathlib import Path
 
 LEGACY_REQUIREMENT = "h2o-mlops==1.0.1"
+# Where the benchmarks keep it between runs (tests make theirs in a temporary folder).
+CACHED_ROOT = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mlops_nb" / "legacy-venv"
 
 
-def legacy_python(default_root: Path) -> str:
+def legacy_python(default_root: Path = CACHED_ROOT) -> str:
     """The legacy venv's python: ``$MLOPS_NB_LEGACY_VENV`` if set, else ``default_root``; made when missing."""
     where = os.environ.get("MLOPS_NB_LEGACY_VENV")
     root = Path(where) if where else default_root

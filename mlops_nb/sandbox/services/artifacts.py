@@ -64,6 +64,7 @@ from mlops_nb.sandbox.rpc import (
     not_found,
     now,
     page_response,
+    parse_json,
 )
 from mlops_nb.sandbox.services.access import require_via_project
 from mlops_nb.sandbox.services.entities import apply_update, find_dataset, find_experiment, replace_data
@@ -193,7 +194,7 @@ class _Blobs:
         if self.directory is None:
             return _TableWriter(self.store, artifact_id)
         self.directory.mkdir(parents=True, exist_ok=True)
-        return _FileWriter(self.directory / artifact_id)
+        return _FileWriter(self.directory / artifact_id, durable=self.store.durable)
 
     def chunks(self, artifact_id: str, offset: int, limit: int) -> Iterator[bytes]:
         """The bytes from ``offset``, at most ``limit`` of them (0: all), in pieces of READ_CHUNK."""
@@ -227,8 +228,9 @@ def _blobs(store: Store) -> _Blobs:
 
 
 class _FileWriter:
-    def __init__(self, final: Path) -> None:
+    def __init__(self, final: Path, *, durable: bool) -> None:
         self.final = final
+        self.durable = durable
         self.partial = final.with_name(f"{final.name}.{new_id()}.part")
         self.file = open(self.partial, "wb")  # noqa: SIM115 - closed by publish() or discard()
 
@@ -236,8 +238,17 @@ class _FileWriter:
         self.file.write(data)
 
     def publish(self) -> None:
+        if self.durable:  # the bytes reach the disk before the database says AVAILABLE
+            self.file.flush()
+            os.fsync(self.file.fileno())
         self.file.close()
         os.replace(self.partial, self.final)
+        if self.durable:  # and so does the rename
+            directory = os.open(self.final.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
 
     def discard(self) -> None:
         self.file.close()
@@ -500,10 +511,7 @@ async def _write_messages(body: Any) -> Any:
 
 
 def _decode_line(cls: type[Message], line: bytes) -> Message:
-    try:
-        raw = json.loads(line)
-    except ValueError as e:
-        raise invalid_argument(f"a Write message is not JSON ({e})") from None
+    raw = parse_json(line, "a Write message")
     if not isinstance(raw, dict):
         raise invalid_argument(f"a Write message must be a JSON object, got {type(raw).__name__}")
     try:
@@ -554,8 +562,8 @@ async def _drain(body: Any) -> None:
 
 def _read_request(raw: bytes) -> Message:
     cls = message_class(API.method("bytestream.bytestream.read").request)
+    body = parse_json(raw or b"{}", "the Read request")
     try:
-        body = json.loads(raw or b"{}")
         if not isinstance(body, dict):
             raise ValueError(f"expected a JSON object, got {type(body).__name__}")
         message = cls.from_wire(body)

@@ -23,7 +23,9 @@ its bucket's start (RFC 3339) and its ``value`` the figure, both strings as on t
   ``predictionValues`` (a box per bucket: minimum, quartiles, maximum of a numeric output).
 * ``drift``: for each input feature the population stability index (PSI) of the range's rows
   against the baseline: the experiment's training dataset when it links one with an uploaded
-  CSV artifact, else the first rows the model scored (the description says which). PSI of at
+  CSV artifact, else the first rows the model scored (the first 1,000, or the first half of
+  what it scored while that is less; the range's later rows are then compared with them; the
+  description says which). PSI of at
   least 0.25 counts as high drift, 0.1 as medium, below as low; ``featureDrift`` has the PSI
   per bucket, ``featureFrequency`` the range's distribution. A feature's ``importance`` is the
   absolute correlation of its values with the first output, over the range (the sandbox does
@@ -41,6 +43,7 @@ import io
 import json
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -62,7 +65,7 @@ from mlops_nb.sandbox.services.deployments import DEPLOYMENT_REMOVE_HOOKS, deplo
 from mlops_nb.sandbox.store import Store
 from mlops_nb.wire.messages import parse_timestamp
 
-__all__ = ["MIGRATIONS", "record_scoring"]
+__all__ = ["MIGRATIONS", "Scored", "record_scoring"]
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -87,10 +90,10 @@ MIGRATIONS: list[tuple[str, str]] = [
             time TEXT NOT NULL,
             baseline INTEGER NOT NULL,
             row_count INTEGER NOT NULL,
-            fields TEXT NOT NULL,
-            rows TEXT NOT NULL,
-            output_fields TEXT NOT NULL,
-            outputs TEXT NOT NULL
+            inputs TEXT NOT NULL,
+            copied INTEGER NOT NULL,
+            request BLOB NOT NULL,
+            response BLOB NOT NULL
         );
         CREATE INDEX scoring_rows_by_model ON scoring_rows (deployment_id, experiment_id, baseline, time);
         """,
@@ -115,33 +118,40 @@ DEPLOYMENT_REMOVE_HOOKS.append(_forget)
 # -- recording ---------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Scored:
+    """One answered score request as the gateway saw it, kept as the raw bodies (parsed when read)."""
+
+    request: bytes  # the request body as sent to the scorer
+    response: bytes  # the scorer's answer, with its field names
+    rows: int  # how many rows it scored
+    inputs: Sequence[str] | None  # the model's input fields (others sent along are left out when read)
+    copied: int  # leading output columns the scorer copied from the input (includeFieldsInOutput, idField)
+
+
 def record_scoring(store: Store, deployment_id: str, experiment_id: str, *, latency_ms: float, status: int,
-                   request: dict[str, Any] | None, response: dict[str, Any] | None, error: str = "",
-                   keep_rows: bool = True) -> None:
-    """Record one scoring request (the gateway calls this after each ``/model/score``)."""
-    rows = request.get("rows", []) if isinstance(request, dict) else []
-    ok = 200 <= status < 300 and isinstance(response, dict)
+                   rows: int, scored: Scored | None = None, error: str = "") -> None:
+    """Record one scoring request (the gateway calls this after each ``/model/score``).
+
+    ``scored`` (kept for monitored deployments) holds the bodies; they are stored as they are
+    and parsed only when a metric is asked for, so recording costs a request little.
+    """
+    ok = 200 <= status < 300
     when = now()
     with store.transaction() as db:
         cursor = db.execute("INSERT INTO scoring_request (deployment_id, experiment_id, time, latency_ms, row_count, "
                             "ok, status, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                            (deployment_id, experiment_id, when, latency_ms, len(rows), int(ok), status, error[:500]))
+                            (deployment_id, experiment_id, when, latency_ms, rows, int(ok), status, error[:500]))
         request_id = cursor.lastrowid
-        if ok and rows and keep_rows:
-            assert isinstance(request, dict) and isinstance(response, dict)
+        if ok and rows and scored is not None:
             kept = db.execute("SELECT coalesce(sum(row_count), 0) FROM scoring_rows WHERE deployment_id = ? AND "
                               "experiment_id = ? AND baseline = 1", (deployment_id, experiment_id)).fetchone()[0]
             db.execute("INSERT INTO scoring_rows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                       (request_id, deployment_id, experiment_id, when, int(kept < BASELINE_ROWS), len(rows),
-                        json.dumps(request.get("fields", [])), json.dumps(rows),
-                        json.dumps(_output_fields(response)), json.dumps(response.get("score", []))))
+                       (request_id, deployment_id, experiment_id, when, int(kept < BASELINE_ROWS), scored.rows,
+                        json.dumps(list(scored.inputs) if scored.inputs is not None else None), scored.copied,
+                        scored.request, scored.response))
         if request_id % 200 == 0:
             _trim(db, deployment_id, experiment_id)
-
-
-def _output_fields(response: dict[str, Any]) -> list[str]:
-    fields = response.get("fields")
-    return fields if isinstance(fields, list) else []
 
 
 def _trim(db: sqlite3.Connection, deployment_id: str, experiment_id: str) -> None:
@@ -257,25 +267,32 @@ def _requests(call: Call, deployment_id: str, experiment_id: str, span: _Range) 
     return pd.DataFrame([dict(r) for r in rows], columns=["time", "latency_ms", "row_count", "ok"])
 
 
-def _scored(call: Call, deployment_id: str, experiment_id: str, span: _Range | None,
-            baseline: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(inputs, outputs) of the recorded rows in the range (or the baseline rows), each with a ``_time`` column."""
-    where, params = "deployment_id = ? AND experiment_id = ?", [deployment_id, experiment_id]
-    if baseline:
-        where += " AND baseline = 1"
+def _scored(call: Call, deployment_id: str, experiment_id: str, span: _Range | None, *,
+            after: int = 0, until: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(inputs, outputs) of the recorded rows in the range (all when ``span`` is None) whose request
+    ids are past ``after`` (and at most ``until``), each with a ``_time`` column."""
+    where, params = "deployment_id = ? AND experiment_id = ? AND request_id > ?", [deployment_id, experiment_id, after]
+    if until is not None:
+        where += " AND request_id <= ?"
+        params.append(until)
     if span is not None:
         where += " AND time >= ? AND time < ?"
         params += [span.start_text, span.end_text]
     with call.store.reading() as db:
-        rows = db.execute(f"SELECT time, fields, rows, output_fields, outputs FROM scoring_rows WHERE {where} "
+        rows = db.execute(f"SELECT time, inputs, copied, request, response FROM scoring_rows WHERE {where} "
                           "ORDER BY request_id", params).fetchall()
     inputs, outputs = [], []
     for r in rows:
-        frame = pd.DataFrame(json.loads(r["rows"]), columns=json.loads(r["fields"]), dtype=object)
+        request, response = json.loads(r["request"]), json.loads(r["response"])
+        frame = pd.DataFrame(request["rows"], columns=request["fields"], dtype=object)
+        wanted = json.loads(r["inputs"])
+        if wanted is not None:  # the model's fields only, not the ids sent along
+            frame = frame[[f for f in frame.columns if f in wanted]]
         frame["_time"] = r["time"]
         inputs.append(frame)
-        out_fields = json.loads(r["output_fields"])
-        out = pd.DataFrame(json.loads(r["outputs"]), dtype=object)
+        copied = r["copied"]
+        out = pd.DataFrame([row[copied:] for row in response["score"]], dtype=object)
+        out_fields = list(response.get("fields", []))[copied:]
         if out_fields and len(out.columns) == len(out_fields):
             out.columns = out_fields
         out["_time"] = r["time"]
@@ -460,13 +477,31 @@ def _psi(expected: np.ndarray, actual: np.ndarray) -> float:
     return float(np.sum((a - e) * np.log(a / e)))
 
 
+def _first_rows(call: Call, deployment_id: str, experiment_id: str) -> int:
+    """The request id up to which the model's first scored rows make the baseline: the first
+    BASELINE_ROWS rows, or the first half of what was scored while that is less (0: none yet)."""
+    with call.store.reading() as db:
+        rows = db.execute("SELECT request_id, row_count, baseline FROM scoring_rows WHERE deployment_id = ? AND "
+                          "experiment_id = ? ORDER BY request_id", (deployment_id, experiment_id)).fetchall()
+    wanted = min(BASELINE_ROWS, sum(r["row_count"] for r in rows) // 2)
+    counted, last = 0, 0
+    for row in rows:
+        if counted >= wanted or not row["baseline"]:
+            break
+        counted, last = counted + row["row_count"], row["request_id"]
+    return last
+
+
 def _drift_report(call: Call, deployer: dict[str, Any], experiment_id: str, span: _Range) -> dict[str, Any]:
-    inputs, outputs = _scored(call, deployer["id"], experiment_id, span)
     training = _training_baseline(call, experiment_id)
     if training is not None:
         baseline, source = training
+        inputs, outputs = _scored(call, deployer["id"], experiment_id, span)
     else:
-        baseline, _ = _scored(call, deployer["id"], experiment_id, None, baseline=True)
+        # The model's first traffic is the baseline; the range's rows after it are compared with it.
+        last = _first_rows(call, deployer["id"], experiment_id)
+        baseline, _ = _scored(call, deployer["id"], experiment_id, None, until=last)
+        inputs, outputs = _scored(call, deployer["id"], experiment_id, span, after=last)
         source = f"the first {len(baseline)} rows the model scored"
     prediction = _numeric(_prediction_column(outputs)) if not outputs.empty else None
     features = []
