@@ -139,6 +139,13 @@ def run(rounds: int = 3, request_count: int = 50) -> list[dict[str, Any]]:
     return rows
 
 
+def rows(quick: bool = False) -> list[dict[str, Any]]:
+    """For benchmarks/run.py: ``run()``'s rows, with whether the time to HEALTHY met its target."""
+    found = run(rounds=1 if quick else 3, request_count=10 if quick else 50)
+    found[0]["met"] = found[0]["value"] < TARGET_HEALTHY_SECONDS
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="deployments timed for each of warm and cold")

@@ -22,7 +22,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import venv
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ sys.path[:0] = [str(ROOT), str(HERE)]
 import fault_workload  # noqa: E402  (beside this file; the legacy venv imports it the same way)
 
 from mlops_nb.sandbox import Sandbox  # noqa: E402
+from tests.legacy.environment import legacy_python  # noqa: E402
 
 SEED = 3
 METRICS = [
@@ -45,19 +45,6 @@ METRICS = [
     ("acknowledged writes lost", "acknowledged writes lost", "writes", 0),
     ("time taken", "seconds", "s", None),
 ]
-
-
-def legacy_python() -> str:
-    """The Python of a virtual environment with h2o-mlops==1.0.1, made once."""
-    where = os.environ.get("MLOPS_NB_LEGACY_VENV")
-    root = Path(where) if where else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / \
-        "mlops_nb" / "legacy-venv"
-    python = root / "bin" / "python"
-    if not python.exists():
-        venv.create(root, with_pip=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "h2o-mlops==1.0.1"],
-                       check=True, timeout=900)
-    return str(python)
 
 
 def run_client(which: str, python: str, *, calls: int, faults: float) -> dict[str, Any]:

@@ -4,68 +4,67 @@
 gave (``mlops.Client``, ``mlops.TokenProvider`` and every request/response
 message and enum by its legacy name, e.g. ``mlops.StorageListProjectsRequest``)
 plus the notebook layer. ``%load_ext mlops_nb`` loads the ``%mlops`` magics.
+
+Importing the package stays quick: the login form (ipywidgets), the magics (IPython,
+yaml), authentication and retries (requests), the deployment and monitoring helpers and the concurrent
+ones load on first use of their names (``_LAZY``); every name is importable and listed by
+``dir()`` all the same.
 """
 
-from mlops_nb.notebook.catalogs import (
-    artifact_compositions,
-    artifact_types,
-    deployable_artifact,
-    runtimes,
-    runtimes_for,
-)
-from mlops_nb.notebook.client import Client
-from mlops_nb.notebook.deploy import (
-    DeploymentFailed,
-    DeploymentTimeout,
-    RegisteredVersion,
-    ScoringError,
-    deploy,
-    deploy_shadow,
-    deploy_split,
-    deployment_logs,
-    register_model,
-    score,
-    upload_model,
-    wait_for_healthy,
-)
-from mlops_nb.notebook.display import show_table
-from mlops_nb.notebook.frames import list_all
-from mlops_nb.notebook.login import login
-from mlops_nb.notebook.lookup import (
-    AmbiguousName,
-    NameNotFound,
-    find_deployment,
-    find_experiment,
-    find_project,
-    find_registered_model,
-)
-from mlops_nb.notebook.magics import load_ipython_extension, unload_ipython_extension
-from mlops_nb.notebook.monitoring import Monitoring, monitoring
-from mlops_nb.notebook.session import current_client, set_current_client
-from mlops_nb.wire import messages as _messages
-from mlops_nb.wire.auth import DeviceLogin, OpenIDConfiguration, TokenProvider, discover
-from mlops_nb.wire.errors import (
-    AlreadyExists,
-    ApiError,
-    AuthenticationError,
-    ConnectionFailed,
-    DeadlineExceeded,
-    FailedPrecondition,
-    GatewayError,
-    InsecureTLSWarning,
-    Internal,
-    InvalidArgument,
-    MLOpsError,
-    NotFound,
-    PermissionDenied,
-    ResourceExhausted,
-    Unauthenticated,
-    Unavailable,
-    Unimplemented,
-    WriteOutcomeUnknown,
-)
-from mlops_nb.wire.messages import Message, MessageEnum
-from mlops_nb.wire.retry import RetryPolicy
+import gc as _gc
+import importlib as _importlib
+from typing import Any as _Any
+
+# Building the API's classes at import makes many long-lived objects. A garbage collection every
+# few hundred of them walks every object of the process (in a Jupyter kernel, several hundred
+# thousand), which would cost the import as much again as the building: collections wait until
+# it is done.
+_collecting = _gc.isenabled()
+_gc.disable()
+try:
+    from mlops_nb.notebook.catalogs import (
+        artifact_compositions,
+        artifact_types,
+        deployable_artifact,
+        runtimes,
+        runtimes_for,
+    )
+    from mlops_nb.notebook.client import Client
+    from mlops_nb.notebook.frames import list_all
+    from mlops_nb.notebook.lookup import (
+        AmbiguousName,
+        NameNotFound,
+        find_deployment,
+        find_experiment,
+        find_project,
+        find_registered_model,
+    )
+    from mlops_nb.notebook.session import current_client, set_current_client
+    from mlops_nb.wire import messages as _messages
+    from mlops_nb.wire.errors import (
+        AlreadyExists,
+        ApiError,
+        AuthenticationError,
+        ConnectionFailed,
+        DeadlineExceeded,
+        FailedPrecondition,
+        GatewayError,
+        InsecureTLSWarning,
+        Internal,
+        InvalidArgument,
+        MLOpsError,
+        NotFound,
+        PermissionDenied,
+        ResourceExhausted,
+        Unauthenticated,
+        Unavailable,
+        Unimplemented,
+        WriteOutcomeUnknown,
+    )
+    from mlops_nb.wire.messages import Message, MessageEnum
+finally:
+    if _collecting:
+        _gc.enable()
 
 __version__ = "0.1.0"
 
@@ -74,6 +73,34 @@ client = Client
 
 _MESSAGE_NAMES = sorted(_messages.all_message_classes()) + sorted(_messages.all_enum_classes())
 globals().update({name: getattr(_messages, name) for name in _MESSAGE_NAMES})
+
+# Public names whose modules load on first use: name -> module that defines it.
+_LAZY = {
+    "login": "mlops_nb.notebook.login",
+    "load_ipython_extension": "mlops_nb.notebook.magics",
+    "unload_ipython_extension": "mlops_nb.notebook.magics",
+    "all_deployments": "mlops_nb.notebook.fanout",
+    "show_table": "mlops_nb.notebook.display",
+    **dict.fromkeys(("upload_model", "register_model", "RegisteredVersion", "deploy", "deploy_split",
+                     "deploy_shadow", "wait_for_healthy", "score", "deployment_logs", "DeploymentFailed",
+                     "DeploymentTimeout", "ScoringError"), "mlops_nb.notebook.deploy"),
+    **dict.fromkeys(("monitoring", "Monitoring"), "mlops_nb.notebook.monitoring"),
+    **dict.fromkeys(("TokenProvider", "DeviceLogin", "OpenIDConfiguration", "discover"), "mlops_nb.wire.auth"),
+    "RetryPolicy": "mlops_nb.wire.retry",
+}
+
+
+def __getattr__(name: str) -> _Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mlops_nb' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
 
 __all__ = [
     "Client",
@@ -85,6 +112,7 @@ __all__ = [
     "unload_ipython_extension",
     "list_all",
     "show_table",
+    "all_deployments",
     "find_project",
     "find_experiment",
     "find_registered_model",

@@ -9,6 +9,7 @@ from mlops_nb.notebook.magics import load_ipython_extension as load_ipython_exte
 from mlops_nb.notebook.magics import unload_ipython_extension as unload_ipython_extension
 from mlops_nb.notebook.frames import list_all as list_all
 from mlops_nb.notebook.display import show_table as show_table
+from mlops_nb.notebook.fanout import all_deployments as all_deployments
 from mlops_nb.notebook.lookup import find_project as find_project
 from mlops_nb.notebook.lookup import find_experiment as find_experiment
 from mlops_nb.notebook.lookup import find_registered_model as find_registered_model

@@ -10,7 +10,6 @@ import base64
 import json
 import os
 import subprocess
-import venv
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 
 import mlops_nb as mlops
 from tests.capture import CaptureServer
+from tests.legacy import environment
 
 pytestmark = pytest.mark.legacy
 
@@ -26,14 +26,7 @@ HERE = Path(__file__).parent / "legacy"
 
 @pytest.fixture(scope="session")
 def legacy_python(tmp_path_factory) -> str:
-    where = os.environ.get("MLOPS_NB_LEGACY_VENV")
-    root = Path(where) if where else tmp_path_factory.mktemp("legacy") / "venv"
-    python = root / "bin" / "python"
-    if not python.exists():
-        venv.create(root, with_pip=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                        "h2o-mlops==1.0.1"], check=True, timeout=600)
-    return str(python)
+    return environment.legacy_python(tmp_path_factory.mktemp("legacy") / "venv")
 
 
 def _canned(server: CaptureServer) -> None:

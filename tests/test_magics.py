@@ -401,6 +401,15 @@ def test_config_magic_sets_the_shared_settings_both_ways(ip: InteractiveShell,
     assert "max_rows must be at least 1" in caplog.text  # %config logs what it rejects
 
 
+def test_concurrent_calls_is_an_option_with_bounds(ip: InteractiveShell, caplog: pytest.LogCaptureFixture) -> None:
+    run(ip, "%config MLOps.concurrent_calls = 3")
+    assert settings.concurrent_calls == 3
+    for refused in (0, 33):
+        run(ip, f"%config MLOps.concurrent_calls = {refused}")
+        assert settings.concurrent_calls == 3
+    assert "concurrent_calls must be 1 to 32" in caplog.text
+
+
 def test_retry_options_reach_new_clients(ip: InteractiveShell) -> None:
     run(ip, "%config MLOps.retry_deadline = 5")
     assert settings.retry_deadline == 5
@@ -440,10 +449,12 @@ def test_options_from_the_environment(ip: InteractiveShell, monkeypatch: pytest.
     monkeypatch.setenv("MLOPS_NB_SHORT_ERRORS", "0")
     monkeypatch.setenv("MLOPS_NB_PAGE_SIZE", "zero")
     monkeypatch.setenv("MLOPS_NB_MAX_COLUMNS", "0")
+    monkeypatch.setenv("MLOPS_NB_CONCURRENT_CALLS", "2")
     magics = MLOps(ip)
     fresh_magics.append(magics)
     assert magics.max_rows == 77 and settings.max_rows == 77
     assert magics.max_columns == 0 and settings.max_columns == 0
+    assert magics.concurrent_calls == 2 and settings.concurrent_calls == 2
     assert magics.interactive_tables is False and settings.interactive_tables is False
     assert magics.short_errors is False
     assert magics.page_size == settings.page_size

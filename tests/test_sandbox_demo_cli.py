@@ -248,6 +248,24 @@ def test_sigterm_stops_it_cleanly_too(tmp_path: Path) -> None:
     assert (code, rest) == (0, ["mlops_nb sandbox stopped."])
 
 
+def test_generated_data_and_latency_from_the_command_line(tmp_path: Path) -> None:
+    running = Running("sandbox", "--port", "0", "--db", str(tmp_path / "scale.sqlite3"), "--data", "scale:30",
+                      "--latency", "20")
+    try:
+        banner = running.until(READY)
+        constants = {k: v for line in banner if line.startswith("export ") for k, v in _assignments(line).items()}
+        provider = mlops_nb.TokenProvider(constants["REFRESH_TOKEN"], constants["CLIENT_ID"],
+                                          constants["TOKEN_ENDPOINT"])
+        with mlops_nb.Client(constants["H2O_MLOPS_GATEWAY"], provider) as alice:
+            listed = alice.storage.project.list_projects()
+    finally:
+        code, _ = running.stop(signal.SIGTERM)
+    assert banner[1].endswith("scale.sqlite3 (--data scale:30)")
+    assert "  latency:  20 ms added to every gateway call" in banner
+    assert listed.user_project_count == 30 and listed.project[0].display_name == "project 30"
+    assert code == 0
+
+
 def test_module_and_console_script_take_the_same_arguments(capsys: pytest.CaptureFixture[str],
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "100")
@@ -264,7 +282,9 @@ def test_module_and_console_script_take_the_same_arguments(capsys: pytest.Captur
 def test_bad_command_lines(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert main([]) == 2
     assert "sandbox" in capsys.readouterr().err
-    for argv in (["sandbox", "--port", "70000"], ["sandbox", "--token-ttl", "0"], ["sandbox", "--data", "lots"]):
+    for argv in (["sandbox", "--port", "70000"], ["sandbox", "--token-ttl", "0"], ["sandbox", "--data", "lots"],
+                 ["sandbox", "--data", "scale:0"], ["sandbox", "--data", "scale:many"], ["sandbox", "--latency", "-1"],
+                 ["sandbox", "--latency", "nan"], ["sandbox", "--latency", "soon"]):
         with pytest.raises(SystemExit) as exited:
             main(argv)
         assert exited.value.code == 2

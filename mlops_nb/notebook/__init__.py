@@ -1,7 +1,26 @@
 """The notebook layer: list calls as DataFrames, cards and tables, lookups, catalogs.
 
-Importing the package registers the cards with the wire layer's message classes
-(and, inside IPython, the table and text displays).
+Cards and tables are the display module's. Outside IPython it loads on the first card
+shown (a message's ``_repr_html_``), so that importing the package stays quick; inside
+IPython it loads with the package and installs the table and text displays in the shell.
 """
 
-from mlops_nb.notebook import display as _display  # noqa: F401  (registers the displays)
+import sys as _sys
+
+from mlops_nb.wire import messages as _messages
+
+
+def _card_html(message: _messages.Message) -> str | None:
+    # Registered for every message until the display module replaces the carded ones with
+    # its own renderer; for the others card_html gives None, as no renderer would.
+    from mlops_nb.notebook.display import card_html
+
+    return card_html(message)
+
+
+for _name in _messages.all_message_classes():
+    _messages.register_html_renderer(_name, _card_html)
+
+_ipython = _sys.modules.get("IPython")
+if _ipython is not None and _ipython.get_ipython() is not None:
+    from mlops_nb.notebook import display as _display  # noqa: F401  (installs the displays in the shell)

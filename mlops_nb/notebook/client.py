@@ -15,18 +15,20 @@ in two ways:
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from mlops_nb.api import Method
 from mlops_nb.notebook.frames import list_result
 from mlops_nb.notebook.settings import settings
 from mlops_nb.wire import client as wire
 from mlops_nb.wire.messages import Message, message_class
-from mlops_nb.wire.retry import RetryPolicy
-from mlops_nb.wire.transport import DEFAULT_MAX_CONNECTIONS
+
+if TYPE_CHECKING:
+    from mlops_nb.wire.retry import RetryPolicy
 
 __all__ = ["Client", "RecentCache", "known_deployment_status", "known_username"]
 
@@ -65,18 +67,22 @@ class RecentCache(Generic[V]):
     def __init__(self, capacity: int = 10_000) -> None:
         self.capacity = capacity
         self._values: OrderedDict[str, V] = OrderedDict()
+        # Concurrent calls of one client (mlops_nb.all_deployments) record from several threads.
+        self._lock = threading.Lock()
 
     def record(self, key: str | None, value: V | None) -> None:
         """Remember ``value`` under ``key``; empty keys and values are ignored."""
         if not key or not value:
             return
-        self._values[key] = value
-        self._values.move_to_end(key)
-        if len(self._values) > self.capacity:
-            self._values.popitem(last=False)
+        with self._lock:
+            self._values[key] = value
+            self._values.move_to_end(key)
+            if len(self._values) > self.capacity:
+                self._values.popitem(last=False)
 
     def get(self, key: str) -> V | None:
-        return self._values.get(key)
+        with self._lock:
+            return self._values.get(key)
 
     def __len__(self) -> int:
         return len(self._values)
@@ -130,11 +136,13 @@ class Client(wire.Client):
         ca_bundle: str | None = None,
         proxies: dict[str, str] | None = None,
         retry: RetryPolicy | bool | None = _RETRY_FROM_SETTINGS,
-        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_connections: int | None = None,
     ) -> None:
         if timeout is _TIMEOUT_FROM_SETTINGS:
             timeout = settings.timeout
         if retry is _RETRY_FROM_SETTINGS:
+            from mlops_nb.wire.retry import RetryPolicy  # with requests, when the first client is made
+
             retry = RetryPolicy(deadline=settings.retry_deadline) if settings.retries else RetryPolicy.off()
         super().__init__(gateway_url, token_provider, timeout=timeout, verify=verify, ca_bundle=ca_bundle,
                          proxies=proxies, retry=retry, max_connections=max_connections)

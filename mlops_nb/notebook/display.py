@@ -31,6 +31,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import sys
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -889,11 +890,9 @@ def install_ipython_formatters(shell: Any = None) -> bool:
     Runs on import inside IPython; returns False where there is no IPython shell.
     """
     if shell is None:
-        try:
-            from IPython import get_ipython
-        except ImportError:
-            return False
-        shell = get_ipython()
+        # Without IPython loaded there is no shell, and loading it would cost the import its speed.
+        ipython = sys.modules.get("IPython")
+        shell = ipython.get_ipython() if ipython is not None else None
     if shell is None:
         return False
     formatters = shell.display_formatter.formatters

@@ -77,6 +77,7 @@ __all__ = [
     "frame_columns",
     "frame_from_wire",
     "list_all",
+    "list_all_json",
     "list_result",
 ]
 
@@ -496,6 +497,24 @@ def list_all(
     The frame's typed view (``.project``, ``.response``) holds every fetched entity
     and the last page's other fields.
     """
+    received = list_all_json(list_method, request, limit=limit, page_size=page_size, progress=progress, **fields)
+    return frame_from_wire(received.method, received.payload)
+
+
+def list_all_json(
+    list_method: Callable[..., Any],
+    request: Message | Mapping[str, Any] | None = None,
+    *,
+    limit: int | None = None,
+    page_size: int | None = None,
+    progress: bool | None = None,
+    **fields: Any,
+) -> ListPage:
+    """Every page of a list call as one response's JSON: what :func:`list_all` makes its frame of.
+
+    Takes the arguments of :func:`list_all`. For combining several lists into one frame, which
+    costs much less than a frame per list (``mlops_nb.all_deployments``).
+    """
     method, call = _list_method(list_method)
     if limit is not None and limit < 0:
         raise ValueError(f"limit must not be negative, got {limit}")
@@ -536,13 +555,13 @@ def list_all(
         done = True
     except KeyboardInterrupt:
         warnings.warn(f"list_all({method.qualified_name}) interrupted after {len(rows):,} rows "
-                      f"({pages} pages); returning those", RuntimeWarning, stacklevel=2)
+                      f"({pages} pages); returning those", RuntimeWarning, stacklevel=3)
     finally:
         if bar is not None:
             bar.close(len(rows), _describe(len(rows), None, pages), done)
     if limit is not None:
         del rows[limit:]
-    return frame_from_wire(method, {**last, entity.json: rows})
+    return ListPage(method.qualified_name, {**last, entity.json: rows})
 
 
 def _page_fetcher(method: Method, call: Callable[..., Any], paging: _Paging,

@@ -51,14 +51,15 @@ when the extension loads. ``%config`` and config files win over the environment:
 * ``MLOps.retry_deadline`` (``MLOPS_NB_RETRY_DEADLINE``): seconds within which one call is retried
 * ``MLOps.interactive_tables`` (``MLOPS_NB_INTERACTIVE_TABLES``): interactive (itables) or static tables
 * ``MLOps.short_errors`` (``MLOPS_NB_SHORT_ERRORS``): API errors as one line, not a traceback
+* ``MLOps.concurrent_calls`` (``MLOPS_NB_CONCURRENT_CALLS``): calls made at once when a command
+  fans out over projects (``%mlops deployments`` without a project)
 
-All but the last are linked both ways to :data:`mlops_nb.notebook.settings.settings`.
+All but ``short_errors`` are linked both ways to :data:`mlops_nb.notebook.settings.settings`.
 """
 
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import os
 import re
@@ -70,7 +71,6 @@ from functools import cache
 from typing import Any
 
 import pandas as pd
-import yaml
 from IPython.core.completer import CompletionContext, SimpleCompletion, context_matcher
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
@@ -81,8 +81,7 @@ from mlops_nb.api import API, CATALOGS, Field, Method
 from mlops_nb.notebook import catalogs
 from mlops_nb.notebook import deploy as deploying
 from mlops_nb.notebook.display import install_ipython_formatters
-from mlops_nb.notebook.frames import FRAME_ATTR, entity_field, frame_from_wire, list_all
-from mlops_nb.notebook.login import LoginForm
+from mlops_nb.notebook.frames import FRAME_ATTR, entity_field, list_all
 from mlops_nb.notebook.lookup import EntityLookupError, find_experiment, find_project
 from mlops_nb.notebook.session import NotLoggedIn, current_client, logout, set_current_client
 from mlops_nb.notebook.settings import Settings, settings
@@ -100,8 +99,10 @@ ENVIRONMENT = {
     "retry_deadline": "MLOPS_NB_RETRY_DEADLINE",
     "interactive_tables": "MLOPS_NB_INTERACTIVE_TABLES",
     "short_errors": "MLOPS_NB_SHORT_ERRORS",
+    "concurrent_calls": "MLOPS_NB_CONCURRENT_CALLS",
 }
-_MIRRORED = ("interactive_tables", "max_rows", "max_columns", "page_size", "timeout", "retries", "retry_deadline")
+_MIRRORED = ("interactive_tables", "max_rows", "max_columns", "page_size", "timeout", "retries", "retry_deadline",
+             "concurrent_calls")
 
 _TRUNCATED = "The first {limit:,} are listed; --all lists every one, --limit N another number."
 
@@ -158,6 +159,7 @@ class MLOps(Magics):
     timeout = _mirror("timeout")
     retries = _mirror("retries")
     retry_deadline = _mirror("retry_deadline")
+    concurrent_calls = _mirror("concurrent_calls")
     short_errors = Bool(
         True, help="Show API errors (and 'not logged in') of %mlops commands as one line; "
                    "False shows the full traceback.",
@@ -222,7 +224,7 @@ class MLOps(Magics):
             return None
         command = argv[0]
         if not command.startswith("-") and command not in COMMANDS:
-            close = difflib.get_close_matches(command, COMMANDS, n=1)
+            close = _close_matches(command, COMMANDS, 1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise UsageError(f"%mlops: no command {command!r}{hint} (%mlops --help lists them)")
         args = _command_parser().parse_args(_attach_negative_sort(argv))
@@ -243,6 +245,8 @@ class MLOps(Magics):
     # -- commands -------------------------------------------------------------------------------------
 
     def _login(self, args: argparse.Namespace) -> None:
+        from mlops_nb.notebook.login import LoginForm  # ipywidgets: loaded when a form is shown
+
         display(LoginForm(args.gateway, args.token_endpoint, args.client_id, ca_bundle=args.ca_bundle,
                           verify_tls=False if args.no_verify_tls else None))
 
@@ -273,39 +277,23 @@ class MLOps(Magics):
         # state, state_message and project are added here, not fields the deployer can filter on.
         local = [spec for spec in args.filter if _filter_field(spec) in _DEPLOYMENT_EXTRA_COLUMNS]
         args.filter = [spec for spec in args.filter if spec not in local]
-        if args.project:
-            projects = [find_project(client, " ".join(args.project))]
-        else:
-            # Only projects holding a deployment are asked for theirs (and their states).
-            holding = set(list_all(client.storage.deployment.list_all_deployments, progress=False)["project_id"])
-            everything = list_all(client.storage.project.list_projects, progress=False)
-            projects = [p for p in everything.entities if p.id in holding]
+        projects = [find_project(client, " ".join(args.project))] if args.project else None
         method = API.method("deployer.deployment.list_project_deployments")
-        frames = [self._project_deployments(client, project, args) for project in projects]
-        if frames:
-            result = pd.concat(frames, ignore_index=True)
-        else:
-            result = _with_states(frame_from_wire(method, {}), {}, "")
+        limit = _limit(args)
+        # One row past the limit tells whether the combined list was cut.
+        from mlops_nb.notebook.fanout import all_deployments  # its thread pool loads with the first use
+
+        result = all_deployments(client, projects, limit_per_project=None if limit is None else limit + 1,
+                                 **_request_fields(method, args))
         for spec in local:
             result = _filter_locally(result, spec)
-        if args.sort and len(frames) > 1:
+        if args.sort and result["project_id"].nunique() > 1:
             result = _sort_locally(result, args.sort)
-        limit = _limit(args)
         if limit is not None and len(result) > limit:
             result = result.iloc[:limit]
             print(_TRUNCATED.format(limit=limit))
         result.attrs[FRAME_ATTR] = entity_field(method).type
         return result
-
-    def _project_deployments(self, client: Any, project: Message, args: argparse.Namespace) -> pd.DataFrame:
-        # One row past the limit tells whether the combined list was cut.
-        limit = _limit(args)
-        deployments = _fetch(client, "deployer.deployment.list_project_deployments", args,
-                             None if limit is None else limit + 1, project_id=project.id)
-        statuses = list_all(client.deployer.deployment_status.list_deployment_statuses, project_id=project.id,
-                            progress=False)
-        states = {s.deployment_id: s for s in statuses.entities}
-        return _with_states(deployments, states, project.display_name)
 
     def _artifact_types(self, args: argparse.Namespace) -> pd.DataFrame:
         return _as_list_table(catalogs.artifact_types(), "artifact types")
@@ -463,7 +451,13 @@ def _fetch(client: Any, method_name: str, args: argparse.Namespace, limit: int |
            **fields: Any) -> pd.DataFrame:
     """Every page (up to ``limit`` rows) of a list call, with the command's --filter and --sort."""
     method = API.method(method_name)
+    return list_all(_bound(client, method), limit=limit, **fields, **_request_fields(method, args))
+
+
+def _request_fields(method: Method, args: argparse.Namespace) -> dict[str, Any]:
+    """The list request's filter and sorting fields for the command's --filter and --sort."""
     request_fields = {f.name: f for f in API.messages[method.request_message or ""]}
+    fields: dict[str, Any] = {}
     if args.filter:
         if "filter" not in request_fields:
             raise UsageError(f"%mlops: {method.qualified_name} cannot filter")
@@ -473,7 +467,7 @@ def _fetch(client: Any, method_name: str, args: argparse.Namespace, limit: int |
         if sort_field is None:
             raise UsageError(f"%mlops: {method.qualified_name} cannot sort")
         fields[sort_field] = _sorting(args.sort)
-    return list_all(_bound(client, method), limit=limit, **fields)
+    return fields
 
 
 # -- parsing ------------------------------------------------------------------------------------------
@@ -639,10 +633,17 @@ def _method(qualified_name: str) -> Method:
         return API.method(qualified_name)
     except KeyError:
         names = [m.qualified_name for m in API.methods]
-        close = difflib.get_close_matches(qualified_name, names, n=3)
+        close = _close_matches(qualified_name, names, 3)
         hint = (f"; did you mean {', '.join(close)}?" if close
                 else "; names look like storage.project.list_projects")
         raise UsageError(f"%mlops: no API method {qualified_name!r}{hint}") from None
+
+
+def _close_matches(word: str, choices: Iterable[str], count: int) -> list[str]:
+    """Suggestions for a mistyped name (difflib loads only when someone mistypes)."""
+    import difflib
+
+    return difflib.get_close_matches(word, list(choices), n=count)
 
 
 def _bound(client: Any, method: Method) -> Callable[..., Any]:
@@ -679,6 +680,8 @@ def _parse_body(cell: str) -> dict[str, Any]:
     try:
         body = json.loads(cell)
     except ValueError:
+        import yaml  # only cells that are not JSON need it
+
         try:
             body = yaml.safe_load(cell)
         except yaml.YAMLError as e:
@@ -818,19 +821,6 @@ def _as_list_table(frame: pd.DataFrame, label: str) -> pd.DataFrame:
     """Mark a frame (not from a list call) so that it displays as list results do."""
     frame.attrs[FRAME_ATTR] = label
     return frame
-
-
-def _with_states(deployments: pd.DataFrame, states: dict[str, Message], project_name: str) -> pd.DataFrame:
-    """The deployer's deployments with their state, state message and project name up front."""
-    ids = deployments["id"]
-    extra = pd.DataFrame({
-        "state": pd.Series([str(states[i].state) if i in states else None for i in ids], dtype="string"),
-        "state_message": pd.Series([states[i].message if i in states else None for i in ids], dtype="string"),
-        "project": pd.Series([project_name] * len(ids), dtype="string"),
-    }, index=deployments.index)
-    first = ["id", "display_name"]
-    rest = [c for c in deployments.columns if c not in first]
-    return pd.concat([deployments[first], extra, deployments[rest]], axis=1)
 
 
 # -- completion -------------------------------------------------------------------------------------------

@@ -12,7 +12,12 @@ from typing import Any
 
 from traitlets import Bool, Float, HasTraits, Int, TraitError, validate
 
-__all__ = ["Settings", "settings"]
+__all__ = ["Settings", "settings", "MAX_CONCURRENT_CALLS"]
+
+# A client keeps this many connections to its gateway by default (wire.transport's
+# DEFAULT_MAX_CONNECTIONS, not imported: it would load requests); more calls at once than a
+# client has connections would open connections only to throw them away.
+MAX_CONCURRENT_CALLS = 32
 
 
 class Settings(HasTraits):
@@ -50,6 +55,20 @@ class Settings(HasTraits):
         30.0,
         help="Seconds within which a new mlops_nb.Client retries one call (waits and attempts together).",
     ).tag(config=True)
+
+    concurrent_calls = Int(
+        8,
+        help="Calls helpers that fan out over projects (mlops_nb.all_deployments, %mlops deployments) "
+        f"make at once, over the client's connections; 1 makes them one after another, at most "
+        f"{MAX_CONCURRENT_CALLS} (and no more than a client's max_connections).",
+    ).tag(config=True)
+
+    @validate("concurrent_calls")
+    def _bounded_calls(self, proposal: Any) -> int:
+        if not 1 <= proposal["value"] <= MAX_CONCURRENT_CALLS:
+            raise TraitError(f"concurrent_calls must be 1 to {MAX_CONCURRENT_CALLS} (the connections a client "
+                             f"keeps to its gateway by default), got {proposal['value']}")
+        return proposal["value"]
 
     @validate("max_rows", "page_size")
     def _positive(self, proposal: Any) -> int:

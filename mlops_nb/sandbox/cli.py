@@ -2,8 +2,8 @@
 
 Usage (``python -m mlops_nb.sandbox`` takes exactly the same arguments)::
 
-    mlops-nb sandbox [--host 127.0.0.1] [--port 8731] [--db PATH] [--data demo|empty]
-                     [--token-ttl SECONDS] [--revoke-refresh-tokens]
+    mlops-nb sandbox [--host 127.0.0.1] [--port 8731] [--db PATH] [--data demo|empty|scale:N]
+                     [--token-ttl SECONDS] [--revoke-refresh-tokens] [--latency MS]
                      [--faults RATE [--fault-seed N]] [--tls-cert PEM --tls-key PEM [--tls-ca PEM]]
                      [--durable]
 
@@ -25,7 +25,7 @@ import threading
 from typing import Any
 
 from mlops_nb.sandbox.identity import CONFIDENTIAL_CLIENT_ID
-from mlops_nb.sandbox.server import Sandbox
+from mlops_nb.sandbox.server import Sandbox, parse_data
 from mlops_nb.sandbox.store import default_db_path
 
 __all__ = ["add_command", "run", "DEFAULT_PORT"]
@@ -44,6 +44,24 @@ def _port(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"must be 0 (any free port) to 65535, got {text}")
+    return value
+
+
+def _data(text: str) -> str:
+    try:
+        parse_data(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def _latency(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also refuses NaN
+        raise argparse.ArgumentTypeError(f"must be 0 or more milliseconds, got {text}")
     return value
 
 
@@ -67,14 +85,17 @@ def add_command(commands: Any) -> argparse.ArgumentParser:
     sandbox.add_argument("--db", default=str(default_db_path()),
                          help="SQLite file for data, accounts and keys; ':memory:' keeps nothing "
                               "(default: %(default)s)")
-    sandbox.add_argument("--data", choices=("demo", "empty"), default="demo",
-                         help="'demo' fills a new database with example projects, models and deployments "
+    sandbox.add_argument("--data", type=_data, default="demo", metavar="demo|empty|scale:N",
+                         help="'demo' fills a new database with example projects, models and deployments; "
+                              "'scale:N' with N generated projects and N experiments, written in bulk "
                               "(default: demo)")
     sandbox.add_argument("--token-ttl", type=_positive, default=300, metavar="SECONDS",
                          help="lifetime of access tokens (default: 300)")
     sandbox.add_argument("--revoke-refresh-tokens", action="store_true",
                          help="a refresh token works once: each refresh returns the next one (like Keycloak's "
                               "'Revoke Refresh Token')")
+    sandbox.add_argument("--latency", type=_latency, default=0, metavar="MS",
+                         help="add MS milliseconds to every gateway call, to feel a remote gateway (default: 0)")
     sandbox.add_argument("--faults", type=_share, default=0.0, metavar="RATE",
                          help="fail this share of API calls as a flaky network does: 503, 429 with Retry-After, "
                               "connection dropped before or after the call is handled (default: 0, none)")
@@ -105,6 +126,7 @@ def _banner(sandbox: Sandbox, data: str) -> str:
         f"mlops_nb sandbox: gateway at {sandbox.gateway_url} (open it for the list of routes)",
         f"  database: {sandbox.db} (--data {data})",
         f"  issuer:   {issuer}",
+        *([f"  latency:  {sandbox.latency_ms:g} ms added to every gateway call"] if sandbox.latency_ms else []),
         "",
         "# alice (password: alice), the four constants of connection.py:",
         *(_export(name, value) for name, value in alice.items()),
@@ -134,7 +156,8 @@ def run(args: argparse.Namespace) -> int:
         sandbox = Sandbox(host=args.host, port=args.port, db=args.db, data=args.data, token_ttl=args.token_ttl,
                           revoke_refresh_token_on_use=args.revoke_refresh_tokens, faults=args.faults,
                           fault_seed=args.fault_seed, tls_cert=args.tls_cert, tls_key=args.tls_key,
-                          tls_ca=args.tls_ca, durable=args.durable)
+                          tls_ca=args.tls_ca, durable=args.durable,
+                          latency_ms=args.latency)
     except ValueError as e:
         print(f"mlops-nb sandbox: {e}", file=sys.stderr)
         return 2

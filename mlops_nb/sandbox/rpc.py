@@ -301,8 +301,8 @@ def _filter_sql(query: ListQuery, filter_: Any) -> tuple[str, list[Any]]:
                 ands.append(f"instr(lower(CAST({expr} AS TEXT)), lower(?)) > 0")
                 params.append(str(value))
             elif op in _OPERATORS:
-                ands.append(f"COALESCE({expr}, ?) {_OPERATORS[op]} ?")
-                params += [_zero(type_name), value]
+                ands.append(f"{_or_zero(expr, type_name)} {_OPERATORS[op]} ?")
+                params.append(value)
             else:
                 raise invalid_argument(
                     f"operator {op!r} on {prop.field!r}: use one of {', '.join([*_OPERATORS, 'CONTAINS'])}"
@@ -321,6 +321,17 @@ def _zero(type_name: str) -> Any:
     return {"bool": 0, "int32": 0, "int64": 0, "double": 0.0}.get(type_name, "")
 
 
+# Columns of the entity table that are never NULL: compared as they are, so their indexes serve.
+_NOT_NULL = ("e.id", "e.created_time")
+
+
+def _or_zero(expr: str, type_name: str) -> str:
+    """The field, or its zero value where absent (as proto3 reads it), spelt as the store's indexes are."""
+    if expr in _NOT_NULL:
+        return expr
+    return f"COALESCE({expr}, {_sql_literal(_zero(type_name))})"
+
+
 def _sort_keys(query: ListQuery, sorting: Any) -> list[tuple[str, bool]]:
     """[(SQL expression, descending)], ending with the id as tie-breaker."""
     props = list(sorting._property) if sorting is not None else []
@@ -329,7 +340,7 @@ def _sort_keys(query: ListQuery, sorting: Any) -> list[tuple[str, bool]]:
         if p._property is None or not p._property.field:
             raise invalid_argument("a sort property needs property.field (e.g. 'display_name')")
         expr, type_name = _field_expr(query, p._property.field)
-        keys.append((f"COALESCE({expr}, {_sql_literal(_zero(type_name))})", str(p.order) == "DESCENDING"))
+        keys.append((_or_zero(expr, type_name), str(p.order) == "DESCENDING"))
     if not keys:
         keys = [("e.created_time", True)]
     keys.append(("e.id", keys[-1][1]))
@@ -341,6 +352,15 @@ def _sql_literal(value: Any) -> str:
 
 
 def _keyset_sql(keys: list[tuple[str, bool]], last: list[Any]) -> tuple[str, list[Any]]:
+    """The rows after ``last`` in the order of ``keys``."""
+    if len({desc for _, desc in keys}) == 1:
+        # One direction (always so with one sort field): a row value, which SQLite reads as a range
+        # of the index it walks, so that a deep page starts where the last one ended. An index on an
+        # expression (the display name) takes a range only from a comparison of its first key.
+        columns = ", ".join(expr for expr, _ in keys)
+        marks = ", ".join("?" for _ in keys)
+        op = "<" if keys[0][1] else ">"
+        return f"({keys[0][0]} {op}= ? AND ({columns}) {op} ({marks}))", [last[0], *last]
     ors, params = [], []
     for i, (expr, desc) in enumerate(keys):
         parts = [f"{keys[j][0]} = ?" for j in range(i)]

@@ -12,6 +12,7 @@ are INVALID_ARGUMENT.
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 import logging
@@ -41,7 +42,7 @@ from mlops_nb.sandbox.store import Store, default_db_path
 from mlops_nb.wire.errors import GRPC_TO_HTTP
 from mlops_nb.wire.messages import Message, message_class, parse_timestamp
 
-__all__ = ["Sandbox", "build_app", "rpc_status"]
+__all__ = ["Sandbox", "build_app", "parse_data", "rpc_status"]
 
 log = logging.getLogger("mlops_nb.sandbox")
 
@@ -76,6 +77,17 @@ async def _routing_error(request: Request, exc: Exception) -> Response:
     return rpc_status(2, f"{where}: {exc.detail}", http_status=exc.status_code)
 
 
+def parse_data(data: str) -> tuple[str, int]:
+    """``demo``, ``empty`` or ``scale:N`` as (kind, N); N is 0 but for scale. Raises ValueError otherwise."""
+    kind, _, count = data.partition(":") if isinstance(data, str) else ("", "", "")
+    if kind in ("demo", "empty") and not count:
+        return kind, 0
+    if kind == "scale" and count.replace("_", "").isdigit() and int(count) > 0:
+        return kind, int(count)
+    raise ValueError(f"data must be 'demo', 'empty' or 'scale:N' (N projects and experiments of generated "
+                     f"data, e.g. scale:100000), got {data!r}")
+
+
 def implemented(method: Method) -> bool:
     return method.qualified_name in HANDLERS or method.qualified_name in STREAM_HANDLERS
 
@@ -83,11 +95,14 @@ def implemented(method: Method) -> bool:
 class Gateway:
     """Turns HTTP requests into handler calls."""
 
-    def __init__(self, store: Store, idp: IdentityProvider, supervisor: Supervisor | None = None) -> None:
+    def __init__(self, store: Store, idp: IdentityProvider, supervisor: Supervisor | None = None, *,
+                 latency_ms: float = 0) -> None:
         self.store = store
         self.idp = idp
         self.supervisor = supervisor
         self.base_url = ""
+        # Added to every gateway call (not the identity provider's), as a remote gateway's round trip.
+        self.latency_ms = latency_ms
 
     def routes(self) -> list[Route]:
         return [Route(m.full_path, self._endpoint(m), methods=[m.verb]) for m in API.methods]
@@ -101,6 +116,8 @@ class Gateway:
 
     async def dispatch(self, method: Method, request: Request) -> Response:
         rpc = f"{method.service.proto}/{method.rpc}"
+        if self.latency_ms:
+            await asyncio.sleep(self.latency_ms / 1000)
         try:
             claims = self._authenticate(request)
             user = await run_in_threadpool(self._enroll, claims)
@@ -258,11 +275,11 @@ def _index(request: Request) -> Response:
     )
 
 
-def build_app(store: Store, idp: IdentityProvider,
-              supervisor: Supervisor | None = None) -> tuple[Starlette, Gateway, ScoringGateway | None]:
+def build_app(store: Store, idp: IdentityProvider, supervisor: Supervisor | None = None, *,
+              latency_ms: float = 0) -> tuple[Starlette, Gateway, ScoringGateway | None]:
     """The sandbox's web app: the route index, the identity provider, the gateway and, with a
     supervisor, the deployments' scoring URLs."""
-    gateway = Gateway(store, idp, supervisor)
+    gateway = Gateway(store, idp, supervisor, latency_ms=latency_ms)
     scoring = ScoringGateway(store, idp, supervisor) if supervisor is not None else None
     routes = [Route("/", _index, methods=["GET"]), Mount(idp.mount_path, routes=idp.routes()), *gateway.routes(),
               *(scoring.routes() if scoring is not None else [])]
@@ -296,6 +313,7 @@ class Sandbox:
         device_poll_interval: int = 5,
         realm: str = "mlops",
         warm_scorers: int = 1,
+        latency_ms: float = 0,
         faults: float = 0.0,
         fault_seed: int | None = None,
         tls_cert: str | Path | None = None,
@@ -303,8 +321,9 @@ class Sandbox:
         tls_ca: str | Path | None = None,
         durable: bool = False,
     ) -> None:
-        if data not in ("demo", "empty"):
-            raise ValueError(f"data must be 'demo' or 'empty', got {data!r}")
+        parse_data(data)  # a bad value fails here, before anything starts
+        if latency_ms < 0:
+            raise ValueError(f"latency_ms must be 0 or more milliseconds, got {latency_ms!r}")
         if (tls_cert is None) != (tls_key is None):
             raise ValueError("serving HTTPS needs both tls_cert and tls_key (PEM files)")
         for name, path in (("tls_cert", tls_cert), ("tls_key", tls_key), ("tls_ca", tls_ca)):
@@ -319,6 +338,7 @@ class Sandbox:
         self.device_poll_interval = device_poll_interval
         self.realm = realm
         self.warm_scorers = warm_scorers
+        self.latency_ms = latency_ms
         self.fault_rate = faults
         self.fault_seed = fault_seed
         self.faults: FaultInjector | None = None
@@ -348,7 +368,7 @@ class Sandbox:
         )
         self.supervisor = Supervisor(self._deployments_dir(), deployments.StoreEvents(self.store),
                                      deployments.supervisor_artifacts(self.store), warm_spares=self.warm_scorers)
-        app, gateway, self._scoring = build_app(self.store, self.idp, self.supervisor)
+        app, gateway, self._scoring = build_app(self.store, self.idp, self.supervisor, latency_ms=self.latency_ms)
         if self.fault_rate:
             app = self.faults = FaultInjector(app, self.fault_rate, self.fault_seed)  # type: ignore[assignment]
         # A keep-alive longer than any poll interval: uvicorn's default (5 s) equals the device
@@ -374,10 +394,15 @@ class Sandbox:
         self.idp.set_base_url(self.gateway_url)
         self.supervisor.start()
         deployments.restore(self.store, self.supervisor)
-        if self.data == "demo":
+        kind, count = parse_data(self.data)
+        if kind == "demo":
             from mlops_nb.sandbox.demo import seed_demo_data
 
             seed_demo_data(self)
+        elif kind == "scale":
+            from mlops_nb.sandbox.scale import seed_scale_data
+
+            seed_scale_data(self, count)
         if self.faults is not None:
             self.faults.active = True
         return self

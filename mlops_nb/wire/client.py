@@ -13,12 +13,13 @@ import inspect
 import json
 import sys
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from mlops_nb.api import API, Method, Service
 from mlops_nb.wire.messages import Message, format_timestamp, message_class
-from mlops_nb.wire.retry import RetryPolicy
-from mlops_nb.wire.transport import DEFAULT_MAX_CONNECTIONS, Transport
+
+if TYPE_CHECKING:
+    from mlops_nb.wire.retry import RetryPolicy
 
 __all__ = ["Client", "EntityClient", "ServerClient", "entity_class", "server_class"]
 
@@ -47,7 +48,7 @@ class Client:
     ``REQUESTS_CA_BUNDLE`` are read when it is not given). ``proxies`` (``{"https":
     "http://proxy:3128"}``) wins over the ``HTTP(S)_PROXY`` variables, which apply
     otherwise. ``max_connections``: connections kept open to the gateway, at least the
-    number of threads calling at once.
+    number of threads calling at once (default: ``transport.DEFAULT_MAX_CONNECTIONS``, 32).
     """
 
     def __init__(
@@ -60,11 +61,15 @@ class Client:
         ca_bundle: str | None = None,
         proxies: dict[str, str] | None = None,
         retry: RetryPolicy | bool | None = True,
-        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_connections: int | None = None,
     ) -> None:
+        # requests loads with the first client, not with the package (mlops_nb's import stays quick).
+        from mlops_nb.wire.transport import DEFAULT_MAX_CONNECTIONS, Transport
+
         self._transport = Transport(gateway_url, token_provider, timeout=timeout, verify=verify,
                                     ca_bundle=ca_bundle, proxies=proxies, retry=retry,
-                                    max_connections=max_connections)
+                                    max_connections=DEFAULT_MAX_CONNECTIONS if max_connections is None
+                                    else max_connections)
         for server in API.servers:
             setattr(self, server, server_class(server)(self))
 

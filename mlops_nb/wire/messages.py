@@ -608,6 +608,37 @@ def _message_doc(name: str, specs: dict[str, _FieldSpec]) -> str:
     return "\n".join(lines)
 
 
+class _OnFirstUse:
+    """A class attribute made from its class when first read, then kept (replacing this).
+
+    The message classes' docstrings and signatures: written for the few that ``help()``,
+    IDEs and ``inspect.signature`` look at, not for every class at import. Python reads a
+    class's ``__doc__`` through such a descriptor too, for the class and its instances.
+    """
+
+    __slots__ = ("make", "name")
+
+    def __init__(self, make: Callable[[type[Message]], Any]) -> None:
+        self.make = make
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: Any, owner: type[Message]) -> Any:
+        value = self.make(owner)
+        type.__setattr__(owner, self.name, value)
+        return value
+
+
+def _signature(cls: type[Message]) -> inspect.Signature:
+    return inspect.Signature([
+        inspect.Parameter(s.name if s.name.isidentifier() and not s.name.startswith("_") else s.json,
+                          inspect.Parameter.KEYWORD_ONLY, default=None, annotation=f"{s.annotation()} | None")
+        for s in cls._specs.values()
+    ])
+
+
 def _build() -> None:
     for name, values in API.enums.items():
         cls = MessageEnum(name, [(v, v) for v in values], module=__name__, qualname=name)  # type: ignore[call-overload]
@@ -616,18 +647,12 @@ def _build() -> None:
         setattr(_MODULE, name, cls)
     for name, fields in API.messages.items():
         specs = {f.name: _FieldSpec(f) for f in fields}
-        params = [
-            inspect.Parameter(s.name if s.name.isidentifier() and not s.name.startswith("_") else s.json,
-                              inspect.Parameter.KEYWORD_ONLY, default=None,
-                              annotation=f"{s.annotation()} | None")
-            for s in specs.values()
-        ]
         namespace = {
             "__slots__": (),
             "__module__": __name__,
             "__qualname__": name,
-            "__doc__": _message_doc(name, specs),
-            "__signature__": inspect.Signature(params),
+            "__doc__": _OnFirstUse(lambda cls: _message_doc(cls.__name__, cls._specs)),
+            "__signature__": _OnFirstUse(_signature),
             "_specs": specs,
             "_by_json": {s.json: s for s in specs.values()},
         }

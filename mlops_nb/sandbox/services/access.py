@@ -43,10 +43,17 @@ MIGRATIONS: list[tuple[str, str]] = [
 
 
 def readable_projects_sql(call: Call, column: str = "e.project_id") -> tuple[str, list[Any]]:
-    """A SQL condition (and its parameters) true where ``column`` names a project the caller may read."""
+    """A SQL condition (and its parameters) true where ``column`` names a project the caller may read.
+
+    ``column`` must be qualified by its table's alias (``e.project_id``): the condition looks the
+    project up row by row (two index lookups), rather than gathering every readable project
+    first, which would cost each query as much as the caller has projects.
+    """
     return (
-        f"{column} IN (SELECT id FROM entity WHERE kind = 'project' AND owner_id = ? "
-        f"UNION SELECT project_id FROM project_sharing WHERE user_id = ?)",
+        f"(EXISTS (SELECT 1 FROM entity readable_p WHERE readable_p.kind = 'project' "
+        f"AND readable_p.id = {column} AND readable_p.owner_id = ?) "
+        f"OR EXISTS (SELECT 1 FROM project_sharing readable_s WHERE readable_s.project_id = {column} "
+        f"AND readable_s.user_id = ?))",
         [call.user_id, call.user_id],
     )
 

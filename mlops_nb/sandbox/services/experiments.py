@@ -194,14 +194,14 @@ def get_experiment(call: Call, request: Any) -> dict[str, Any]:
 @handles("storage.experiment.list_experiments")
 def list_experiments(call: Call, request: Any) -> dict[str, Any]:
     project = require_project(call, request.project_id)
-    items, token = list_page(call, experiments_in(project["id"]), request)
+    items, token = list_page(call, experiments_in(call, project["id"]), request)
     return page_response("experiment", shaped(call, items, request.response_metadata), token)
 
 
 @handles("storage.experiment.count_experiments")
 def count_experiments(call: Call, request: Any) -> dict[str, Any]:
     project = require_project(call, request.project_id)
-    return {"count": str(count_matching(call, experiments_in(project["id"]), filter=request.filter))}
+    return {"count": str(count_matching(call, experiments_in(call, project["id"]), filter=request.filter))}
 
 
 @handles("storage.experiment.update_experiment")

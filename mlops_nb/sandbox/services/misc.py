@@ -157,7 +157,7 @@ def _project_info(call: Call, project: dict[str, Any]) -> dict[str, Any]:
         shared_with = [json.loads(r["data"]) for r in db.execute(
             "SELECT u.data FROM project_sharing s JOIN entity u ON u.kind = 'user' AND u.id = s.user_id "
             "WHERE s.project_id = ? ORDER BY s.created_time, s.id", (project_id,))]
-    experiments = count_matching(call, experiments_in(project_id))
+    experiments = count_matching(call, experiments_in(call, project_id))
     return {"project": project, "registeredModelCount": models, "shareCount": len(shared_with),
             "experimentCount": str(experiments), "sharedUser": shared_with,
             "registeredModelVersionCount": versions}
@@ -189,7 +189,7 @@ def _model_info(db: sqlite3.Connection, version: dict[str, Any]) -> dict[str, An
 @handles("storage.gateway_aggregator.list_experiments_with_model_info")
 def list_experiments_with_model_info(call: Call, request: Any) -> dict[str, Any]:
     project = require_project(call, request.project_id)
-    query = experiments_in(project["id"])
+    query = experiments_in(call, project["id"])
     items, token = list_page(call, query, request)
     with call.store.reading() as db:
         versions = registered_versions(db, [e["id"] for e in items])

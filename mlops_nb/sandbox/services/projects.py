@@ -56,7 +56,6 @@ from mlops_nb.sandbox.services.access import (
     ROLE_OWNER,
     ROLE_VIEWER,
     ROLES,
-    readable_projects_sql,
     require_project,
 )
 from mlops_nb.sandbox.services.artifacts import delete_artifact_rows, remove_blobs
@@ -116,9 +115,12 @@ def changed_fields(before: dict[str, Any], after: dict[str, Any]) -> str:
 
 def projects_query(call: Call, where: str = "1", params: Sequence[Any] = ()) -> ListQuery:
     """Projects the caller may read, narrowed by ``where``."""
-    readable, readable_params = readable_projects_sql(call, "e.id")
+    # readable_projects_sql() for the project rows themselves: the owner is in the row (and in the
+    # entity_by_owner index), so counting every project the caller owns looks nothing up.
+    readable = ("(e.owner_id = ? OR EXISTS (SELECT 1 FROM project_sharing s "
+                "WHERE s.project_id = e.id AND s.user_id = ?))")
     return ListQuery(kind="project", message="StorageProject", where=f"{readable} AND ({where})",
-                     params=[*readable_params, *params])
+                     params=[call.user_id, call.user_id, *params])
 
 
 # -- create, read, update ----------------------------------------------------------------------

@@ -1,0 +1,115 @@
+"""The same calls for many projects, made concurrently.
+
+``all_deployments(client)`` is "every deployment I can see, with its state": the
+deployer's deployments and their statuses, two list calls per project. Those calls run
+on a bounded pool of threads (``settings.concurrent_calls``, default 8; ``%config
+MLOps.concurrent_calls``) that share the client, and with it the token and the pooled
+connections to the gateway. The rows and their order are those of a loop making the
+calls one after another (projects in the order ``list_projects`` gives them, each
+project's deployments in the server's order), whatever order the answers arrive in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any, TypeVar
+
+import pandas as pd
+
+from mlops_nb.api import API
+from mlops_nb.notebook.frames import FRAME_ATTR, entity_field, frame_from_wire, list_all, list_all_json
+from mlops_nb.notebook.lookup import find_project
+from mlops_nb.notebook.settings import MAX_CONCURRENT_CALLS, settings
+from mlops_nb.wire.messages import Message
+
+__all__ = ["all_deployments", "call_concurrently", "with_states"]
+
+T = TypeVar("T")
+
+
+def call_concurrently(calls: Sequence[Callable[[], T]], concurrent_calls: int | None = None) -> list[T]:
+    """Each call's result, in the order of ``calls``, making at most ``concurrent_calls`` at once.
+
+    The default is ``settings.concurrent_calls``; with 1 (or a single call) they run one after
+    another in this thread. The first call to fail (in the order of ``calls``) raises its error
+    once the calls already running have ended; calls not started by then are not made.
+    """
+    workers = settings.concurrent_calls if concurrent_calls is None else concurrent_calls
+    if not 1 <= workers <= MAX_CONCURRENT_CALLS:
+        raise ValueError(f"concurrent_calls must be 1 to {MAX_CONCURRENT_CALLS}, got {workers}")
+    if workers == 1 or len(calls) <= 1:
+        return [call() for call in calls]
+    pool = ThreadPoolExecutor(max_workers=min(workers, len(calls)), thread_name_prefix="mlops-nb-call")
+    try:
+        futures = [pool.submit(call) for call in calls]
+        return [future.result() for future in futures]
+    finally:
+        # On an error or Ctrl-C the calls not started yet are dropped; running ones end by their timeout.
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def with_states(deployments: pd.DataFrame, states: dict[str, Message], project_names: Sequence[str]) -> pd.DataFrame:
+    """The deployer's deployments with their state, state message and project name (one per row) up front."""
+    ids = deployments["id"]
+    extra = pd.DataFrame({
+        "state": pd.Series([str(states[i].state) if i in states else None for i in ids], dtype="string"),
+        "state_message": pd.Series([states[i].message if i in states else None for i in ids], dtype="string"),
+        "project": pd.Series(list(project_names), dtype="string"),
+    }, index=deployments.index)
+    first = ["id", "display_name"]
+    rest = [c for c in deployments.columns if c not in first]
+    return pd.concat([deployments[first], extra, deployments[rest]], axis=1)
+
+
+def _projects_holding_deployments(client: Any, concurrent_calls: int | None) -> list[Message]:
+    """The projects the caller may read that hold a deployment, in ``list_projects`` order."""
+    holding, everything = call_concurrently([
+        partial(list_all, client.storage.deployment.list_all_deployments, progress=False),
+        partial(list_all, client.storage.project.list_projects, progress=False),
+    ], concurrent_calls)
+    ids = set(holding["project_id"])
+    return [p for p in everything.entities if p.id in ids]
+
+
+def all_deployments(
+    client: Any,
+    projects: Iterable[Message | str] | None = None,
+    *,
+    concurrent_calls: int | None = None,
+    limit_per_project: int | None = None,
+    **fields: Any,
+) -> pd.DataFrame:
+    """Every deployment of ``projects`` as one frame, with its state, state message and project name.
+
+    ``projects`` are ``StorageProject`` messages, ids or display names; by default every
+    project the caller may read that holds a deployment. Each project costs two calls (its
+    deployments, their statuses), made ``concurrent_calls`` at once (default:
+    ``settings.concurrent_calls``). ``limit_per_project`` caps each project's rows; ``fields``
+    go into each ``list_project_deployments`` request (``filter=...``, ``sort=...``).
+    """
+    if projects is None:
+        chosen = _projects_holding_deployments(client, concurrent_calls)
+    else:
+        chosen = [p if isinstance(p, Message) else find_project(client, p) for p in projects]
+    # The answers stay JSON until the end: one frame of every row costs far less than a frame per project.
+    list_deployments = partial(list_all_json, client.deployer.deployment.list_project_deployments,
+                               limit=limit_per_project, progress=False, **fields)
+    list_statuses = partial(list_all_json, client.deployer.deployment_status.list_deployment_statuses,
+                            progress=False)
+    calls = [partial(each, project_id=p.id) for p in chosen for each in (list_deployments, list_statuses)]
+    answers = call_concurrently(calls, concurrent_calls)
+    method = API.method("deployer.deployment.list_project_deployments")
+    entity = entity_field(method).json
+    rows: list[dict[str, Any]] = []
+    names: list[str] = []
+    states: dict[str, Message] = {}
+    for project, deployments, statuses in zip(chosen, answers[::2], answers[1::2], strict=True):
+        found = deployments.payload.get(entity) or []
+        rows += found
+        names += [project.display_name] * len(found)
+        states.update((s.deployment_id, s) for s in statuses.response.deployment_status)
+    result = with_states(frame_from_wire(method, {entity: rows}), states, names)
+    result.attrs[FRAME_ATTR] = entity_field(method).type
+    return result
