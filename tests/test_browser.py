@@ -8,7 +8,8 @@ sees and use the page as they would: the login form (a pasted refresh token, the
 the interactive projects table and a deployment card.
 
 Screenshots go to ``test-artifacts/browser/``. ``MLOPS_NB_UPDATE_SCREENSHOT=1`` also
-writes the README's ``notebooks/images/jupyterlab-quickstart.png``.
+writes the README's ``notebooks/images/jupyterlab-quickstart.png`` and
+``notebooks/images/jupyterlab-deploy.png`` (the deployment notebook's monitoring plots).
 
 Needs ``/usr/bin/chromium`` (``apt-get install -y chromium``; ``scripts/test.sh`` installs
 it). Playwright's own browser downloads are never used.
@@ -286,7 +287,7 @@ def _wait_for_kernel_idle(page: Any, timeout: int = PAGE_TIMEOUT_MS) -> None:
     page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(timeout=timeout)
 
 
-def _wait_for_all_cells_run(page: Any) -> None:
+def _wait_for_all_cells_run(page: Any, timeout_ms: int = RUN_ALL_TIMEOUT_MS) -> None:
     """Every code cell has an execution count and the kernel is idle; fails on any error output."""
     try:
         page.wait_for_function(
@@ -297,14 +298,14 @@ def _wait_for_all_cells_run(page: Any) -> None:
                 // Run All stops at a failing cell and leaves the rest unnumbered: stop waiting too.
                 return (prompts.length > 0 && prompts.every(counted)) || document.querySelector(failed) !== null;
             }""",
-            timeout=RUN_ALL_TIMEOUT_MS,
+            timeout=timeout_ms,
         )
     except playwright_api.TimeoutError:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "run-all-timeout.png"))
         prompts = page.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()
         status = page.locator(".jp-Notebook-ExecutionIndicator").get_attribute("data-status")
-        pytest.fail(f"Run All Cells did not finish in {RUN_ALL_TIMEOUT_MS / 1000:.0f} s: prompts {prompts}, "
+        pytest.fail(f"Run All Cells did not finish in {timeout_ms / 1000:.0f} s: prompts {prompts}, "
                     f"kernel {status}; see {ARTIFACTS / 'run-all-timeout.png'}")
     errors = page.locator('[data-mime-type="application/vnd.jupyter.error"]')
     assert errors.count() == 0, "a cell failed:\n" + "\n".join(errors.all_inner_texts())
@@ -734,3 +735,89 @@ def test_notebook_7_tables_are_interactive_and_stay_so_after_a_reload(
             console.assert_clean()
         finally:
             context.close()
+
+
+# -- the deployment notebook -------------------------------------------------------------------------
+
+DEPLOY_NOTEBOOK = "deploy_a_model.ipynb"
+DEPLOY_SCREENSHOT = NOTEBOOKS / "images" / "jupyterlab-deploy.png"
+# Training, saving with MLflow, a scorer process loading the model, 600 scoring requests and
+# the plots: a few minutes on a loaded 2-core machine.
+DEPLOY_RUN_ALL_TIMEOUT_MS = 420_000
+
+# Records every text the wait cell's live display shows, as the page shows it: JupyterLab swaps
+# the output's DOM on each update, so each swap is one snapshot.
+WATCH_LIVE_DISPLAY = """() => {
+    window.mlopsNbLive = [];
+    const seen = node => {
+        if (!(node instanceof Element)) return;
+        for (const shown of [node, ...node.querySelectorAll('.mlops-nb-wait')]) {
+            if (shown.matches('.mlops-nb-wait')) window.mlopsNbLive.push(shown.textContent);
+        }
+    };
+    new MutationObserver(changes => changes.forEach(c => c.addedNodes.forEach(seen)))
+        .observe(document.body, {childList: true, subtree: true});
+}"""
+
+
+def test_the_deploy_notebook_waits_live_scores_and_plots(lab: Lab, browser: Any) -> None:
+    context = browser.new_context(viewport=VIEWPORT)
+    context.set_default_timeout(PAGE_TIMEOUT_MS)
+    console = Console()
+    page = context.new_page()
+    console.watch(page)
+    notebook = Quickstart(page, context, console)
+    try:
+        page.goto(f"{lab.url}/lab/tree/{DEPLOY_NOTEBOOK}")
+        console.prove(page)
+        page.locator(".jp-Notebook .jp-Cell").first.wait_for()
+        _wait_for_kernel_idle(page)
+        open_panel = page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab.lm-mod-current")
+        if open_panel.count():
+            open_panel.click()
+        page.evaluate(WATCH_LIVE_DISPLAY)
+        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+        _wait_for_all_cells_run(page, DEPLOY_RUN_ALL_TIMEOUT_MS)
+
+        # The wait: while it lasted, one output showed the states as they came; it ends as the card.
+        live = page.evaluate("() => window.mlopsNbLive")
+        assert live and all("deployment " in text and "waiting" in text for text in live), live
+        # Badges name the states in lower case; at least one went by before the card replaced them.
+        assert any(state in text for text in live for state in ("preparing", "launching", "healthy")), live
+        wait = notebook.cell("status = mlops_nb.wait_for_healthy(client, deployment)")
+        outputs = wait.locator(".jp-OutputArea-output")
+        playwright_api.expect(outputs).to_have_count(1)
+        playwright_api.expect(outputs.locator(".mlops-nb-wait")).to_have_count(0)
+        card = outputs.locator(".mlops-nb-card")
+        playwright_api.expect(card).to_contain_text("wine")
+        playwright_api.expect(card.locator("span[title='HEALTHY']").first).to_have_text("healthy")
+
+        # Scoring: the model's own predictions, on the frame's index.
+        scored = notebook.cell("mlops_nb.score(client, deployment, X_test)")
+        playwright_api.expect(scored).to_contain_text("same as the local model: 100%")
+        playwright_api.expect(scored.locator("table")).to_contain_text("prediction")
+        playwright_api.expect(scored.locator("table tbody tr")).to_have_count(5)
+
+        # Monitoring: figures drawn as images, and drift led by the features the "new lab" moved.
+        plots = notebook.cell("watch.plot()").locator(".jp-OutputArea-output img")
+        assert plots.count() >= 1
+        for i in range(plots.count()):
+            assert plots.nth(i).evaluate("img => img.complete && img.naturalWidth > 200")
+        drift = notebook.cell('watch.drift.sort_values("drift"').locator("table tbody tr")
+        leading = " ".join(drift.nth(i).inner_text() for i in range(2))
+        assert "alcohol" in leading and "color_intensity" in leading, leading
+
+        wait.scroll_into_view_if_needed()
+        notebook.screenshot("deploy-wait-and-score")
+        notebook.cell("watch.plot()").scroll_into_view_if_needed()
+        notebook.screenshot("deploy-monitoring")
+        if os.environ.get("MLOPS_NB_UPDATE_SCREENSHOT") == "1":
+            notebook.cell("watch.plot()").evaluate("element => element.scrollIntoView({block: 'start'})")
+            DEPLOY_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(DEPLOY_SCREENSHOT))
+        console.assert_clean()
+    finally:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "deploy-final.png"))
+        context.close()
