@@ -259,22 +259,31 @@ def quickstart(lab: Lab, browser: Any) -> Iterator[Quickstart]:
     # Other tabs (the verification page) are watched as well.
     context.on("page", console.watch)
     try:
-        page.goto(f"{lab.url}/lab/tree/quickstart.ipynb")
-        console.prove(page)
-        page.locator(".jp-Notebook .jp-Cell").first.wait_for()
-        _wait_for_kernel_idle(page)
-        # More room for the notebook, as a person reading it would make (close the file browser).
-        open_panel = page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab.lm-mod-current")
-        if open_panel.count():
-            open_panel.click()
-        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
-        _wait_for_all_cells_run(page)
+        _open_and_run_all(page, console, f"{lab.url}/lab/tree/quickstart.ipynb")
         yield Quickstart(page, context, console)
     finally:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "quickstart-final.png"))
         context.close()
+
+
+def _open_and_run_all(page: Any, console: Console, url: str, timeout_ms: int = RUN_ALL_TIMEOUT_MS,
+                      before_run: str | None = None) -> None:
+    """Open the notebook at ``url`` in JupyterLab, then Run > Run All Cells, and wait until all ran;
+    ``before_run`` is a script evaluated in the page just before."""
+    page.goto(url)
+    console.prove(page)
+    page.locator(".jp-Notebook .jp-Cell").first.wait_for()
+    _wait_for_kernel_idle(page)
+    # More room for the notebook, as a person reading it would make (close the file browser).
+    open_panel = page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab.lm-mod-current")
+    if open_panel.count():
+        open_panel.click()
+    if before_run:
+        page.evaluate(before_run)
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+    page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+    _wait_for_all_cells_run(page, timeout_ms)
 
 
 def _wait_for_kernel_idle(page: Any, timeout: int = PAGE_TIMEOUT_MS) -> None:
@@ -768,17 +777,10 @@ def test_the_deploy_notebook_waits_live_scores_and_plots(lab: Lab, browser: Any)
     console.watch(page)
     notebook = Quickstart(page, context, console)
     try:
-        page.goto(f"{lab.url}/lab/tree/{DEPLOY_NOTEBOOK}")
-        console.prove(page)
-        page.locator(".jp-Notebook .jp-Cell").first.wait_for()
-        _wait_for_kernel_idle(page)
-        open_panel = page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab.lm-mod-current")
-        if open_panel.count():
-            open_panel.click()
-        page.evaluate(WATCH_LIVE_DISPLAY)
-        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
-        _wait_for_all_cells_run(page, DEPLOY_RUN_ALL_TIMEOUT_MS)
+        # A workspace of its own: the default one reopens the notebooks the other tests had open.
+        _open_and_run_all(page, console, f"{lab.url}/lab/workspaces/deploy/tree/{DEPLOY_NOTEBOOK}?reset",
+                          DEPLOY_RUN_ALL_TIMEOUT_MS,
+                          before_run=WATCH_LIVE_DISPLAY)
 
         # The wait: while it lasted, one output showed the states as they came; it ends as the card.
         live = page.evaluate("() => window.mlopsNbLive")
