@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
+import pickle
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -267,6 +270,17 @@ def test_metadata_comes_out_as_typed_columns_to_sort_by(alice: Any) -> None:
     assert columns[columns.index("metadata_values") + 1:][:5] == [
         "metadata.auc", "metadata.rows", "metadata.source", "metadata.trained", "metadata.tuned"]
     assert by_name.loc["glm", "metadata_values"]["auc"] == {"double_value": 0.78}
+    # The raw map is a read-only view of the received JSON, equal to the decoded dict, and
+    # exports, pickles and shows as one.
+    raw = by_name.loc["rf", "metadata_values"]
+    decoded = next(e for e in listed.experiment if e.display_name == "rf").metadata.to_dict()["values"]
+    assert isinstance(raw, Mapping) and raw == decoded and dict(raw) == decoded and repr(raw) == repr(decoded)
+    assert raw["rows"] == {"int64_value": 12000}  # int64 decoded from its JSON string
+    with pytest.raises(TypeError):
+        raw["auc"] = {"double_value": 1.0}  # type: ignore[index]
+    assert json.loads(listed[["display_name", "metadata_values"]].to_json(orient="records"))[
+        list(listed["display_name"]).index("rf")]["metadata_values"]["rows"] == {"int64_value": 12000}
+    assert pickle.loads(pickle.dumps(listed))["metadata_values"].tolist() == listed["metadata_values"].tolist()
     assert {e.display_name: e.metadata.values["auc"].double_value
             for e in listed.experiment if "auc" in e.metadata.values} == scored
 

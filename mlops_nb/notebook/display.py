@@ -594,11 +594,16 @@ _CHANGED = ("last_modified_time", "updated_time")
 _ID = ("id", "deployment_id")
 
 
+def _json_default(value: Any) -> Any:
+    # Mappings that are no dicts (a metadata_values cell, StorageValues) as JSON objects; the rest as text.
+    return dict(value) if isinstance(value, Mapping) else str(value)
+
+
 def _cell_text(value: Any) -> str:
     if isinstance(value, bytes):
         text = base64.b64encode(value).decode("ascii")
     else:
-        text = json.dumps(value, default=str, ensure_ascii=False)
+        text = json.dumps(value, default=_json_default, ensure_ascii=False)
     return text if len(text) <= _CELL_TEXT_LIMIT else text[: _CELL_TEXT_LIMIT - 1] + "…"
 
 

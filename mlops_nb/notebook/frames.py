@@ -27,7 +27,10 @@ Columns
 * A map of ``StorageValue`` messages (an experiment's or a dataset's ``metadata.values``)
   also comes out as one typed column per key the response carries, named
   ``<map>.<key>`` the way MLflow names ``metrics.auc``: ``metadata.auc`` beside
-  the raw ``metadata_values``. The column's dtype follows the values' kind:
+  the raw ``metadata_values``, whose cells are :class:`StorageValues`: read-only
+  mappings over the received JSON that decode a value when it is read (equal to
+  the ``dict`` ``Message.to_dict()`` gives, at a fraction of its memory). The
+  column's dtype follows the values' kind:
   ``double_value`` -> ``float64`` (with ``int64_value`` mixed in, too),
   ``int64_value`` -> ``Int64``, ``string_value``/``id_value``/``json_value`` ->
   ``string``, ``bool_value`` -> ``boolean``, ``timestamp_value`` ->
@@ -73,6 +76,7 @@ __all__ = [
     "FRAME_ATTR",
     "ListFrame",
     "ListPage",
+    "StorageValues",
     "entity_field",
     "frame_columns",
     "frame_from_wire",
@@ -196,15 +200,58 @@ _SCALAR_CONVERSIONS: dict[str, Callable[[pd.Series], pd.Series]] = {
 _SCALAR_DEFAULTS: dict[str, Any] = {"string": "", "int32": 0, "int64": 0, "double": 0.0, "bool": False}
 
 
+class StorageValues(Mapping[str, dict[str, Any]]):
+    """A map of ``StorageValue`` messages as received (a ``metadata_values`` cell), read-only.
+
+    ``values["auc"]`` decodes that entry when read: ``{"double_value": 0.91}``, as
+    ``Message.to_dict()`` gives it; it compares equal to that ``dict`` of every entry
+    (``dict(values)`` makes one). Holding the wire JSON rather than decoded dicts keeps a
+    large frame's map column at about 50 bytes a row.
+    """
+
+    __slots__ = ("_wire",)
+
+    def __init__(self, wire: Mapping[str, Any]) -> None:
+        self._wire = wire
+
+    def __getitem__(self, key: str) -> dict[str, Any]:
+        return _storage_value(self._wire[key])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._wire)
+
+    def __len__(self) -> int:
+        return len(self._wire)
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (StorageValues, (dict(self._wire),))
+
+    # camelCase: the name pandas' to_json looks for on an object it does not know.
+    def toDict(self) -> dict[str, dict[str, Any]]:  # noqa: N802
+        """A plain ``dict`` of every entry, decoded (what ``DataFrame.to_json`` writes)."""
+        return dict(self)
+
+
+def _storage_value(wire: Any) -> dict[str, Any]:
+    return message_class("StorageValue").from_wire(wire).to_dict()
+
+
 def _python_objects(values: list[Any], present: np.ndarray | None, f: Field, owner: str) -> pd.Series:
-    """Repeated, map, bytes and ``object`` columns: decoded value by value by the wire layer."""
+    """Repeated, map, bytes and ``object`` columns: decoded value by value by the wire layer
+    (maps of StorageValues as :class:`StorageValues` over the wire JSON)."""
     cls = message_class(owner)
+    lazy = f.map and f.type == "StorageValue"
     out: list[Any] = []
     for i, value in enumerate(values):
-        if value is not None:
+        if value is not None and lazy and isinstance(value, Mapping):
+            out.append(StorageValues(value))
+        elif value is not None:
             out.append(cls.from_wire({f.json: value}).to_dict().get(f.name))
         elif present is None or present[i]:
-            out.append(_object_default(f))
+            out.append(StorageValues({}) if lazy else _object_default(f))
         else:
             out.append(None)
     return pd.Series(out, dtype=object)
