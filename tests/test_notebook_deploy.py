@@ -139,6 +139,7 @@ def test_monitoring_shows_the_traffic_and_plots_it(alice: Any, deployed: dict[st
     drift_axes = figure.axes[3]
     assert {label.get_text() for label in drift_axes.get_yticklabels()} == set(X.columns)
     assert len(figure.axes[1].patches) >= 2  # bars of scored and failed rows
+    assert figure.axes[1].get_xlabel() == "time (UTC)"
     assert "data:image/png;base64," in watched._repr_html_()
     with pytest.raises(ValueError, match="serves the models"):
         mlops_nb.monitoring(alice, deployed["deployment"], model="someone-else")

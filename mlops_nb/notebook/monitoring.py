@@ -95,7 +95,7 @@ class Monitoring:
             rows.bar(op.index, op["failed_rows"], width=width, bottom=op["successful_rows"], color="#c62828",
                      label="failed")
             rows.legend(loc="upper left")
-        rows.set(title="Rows scored", ylabel="rows")
+        rows.set(title="Rows scored", ylabel="rows", xlabel="time (UTC)")
         for axes in (latency, rows):
             axes.grid(alpha=0.3)
             locator = mdates.AutoDateLocator()
