@@ -24,7 +24,7 @@ import re
 import tempfile
 import time
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -253,6 +253,19 @@ def _experiment_of(client: Any, experiment_or_version: Message | str) -> Message
     return client.storage.experiment.get_experiment(id=experiment_id, response_metadata={"pattern": ["%"]}).experiment
 
 
+def _named_in_any_project(client: Any, find: Callable[[Any, Message, str], Message], name: str, kind: str,
+                          instead: str) -> str | None:
+    """The id of the one entity ``find(client, project, name)`` finds among the projects the user may
+    see; None if none has that name; LookupError (saying to pass ``instead``) if several have."""
+    named = []
+    for project in client.storage.project.list_projects().project:
+        with contextlib.suppress(LookupError):
+            named.append(find(client, project, name).id)
+    if len(named) > 1:
+        raise LookupError(f"{len(named)} {kind} are named {name!r}; pass {instead} ({', '.join(named)})")
+    return named[0] if named else None
+
+
 def _experiment_id(client: Any, text: str) -> str:
     """The experiment an id, a registered model version's id, or an experiment's display name names."""
     with contextlib.suppress(NotFound):
@@ -260,14 +273,9 @@ def _experiment_id(client: Any, text: str) -> str:
     with contextlib.suppress(NotFound):
         return client.storage.registered_model_version.get_model_version(
             model_version_id=text).registered_model_version.experiment_id
-    named = []
-    for project in client.storage.project.list_projects().project:
-        with contextlib.suppress(LookupError):
-            named.append(find_experiment(client, project, text).id)
-    if len(named) == 1:
-        return named[0]
-    if named:
-        raise LookupError(f"{len(named)} experiments are named {text!r}; pass an id ({', '.join(named)})")
+    named = _named_in_any_project(client, find_experiment, text, "experiments", "an id")
+    if named is not None:
+        return named
     raise LookupError(f"no experiment or registered model version has the id or name {text!r} in the projects you "
                       "may see")
 
@@ -437,15 +445,9 @@ def deployment_id(client: Any, deployment: Message | str, project: Message | str
         return deployment
     except NotFound:
         pass
-    named = []
-    for found in client.storage.project.list_projects().project:
-        with contextlib.suppress(LookupError):
-            named.append(find_deployment(client, found, deployment).id)
-    if len(named) == 1:
-        return named[0]
-    if named:
-        raise LookupError(f"{len(named)} deployments are named {deployment!r}; pass project= or an id "
-                          f"({', '.join(named)})")
+    named = _named_in_any_project(client, find_deployment, deployment, "deployments", "project= or an id")
+    if named is not None:
+        return named
     raise LookupError(f"no deployment has the id or name {deployment!r} in the projects you may see")
 
 

@@ -66,7 +66,7 @@ import re
 import shlex
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import cache
 from typing import Any
 
@@ -825,55 +825,46 @@ def _as_list_table(frame: pd.DataFrame, label: str) -> pd.DataFrame:
 
 # -- completion -------------------------------------------------------------------------------------------
 
-# (client, when fetched, names): project names for completion, per login.
-_project_names: tuple[Any, float, list[str]] = (None, 0.0, [])
-
 # A line that runs the magic, maybe assigning its result: "%mlops ...", "df = %mlops ...", "%%mlops ...".
 _MAGIC_LINE = re.compile(r"^\s*(?:[A-Za-z_]\w*\s*=\s*)?(?P<magic>%%?mlops)(?P<rest>\s.*)?$")
 
 
-def _current_project_names() -> list[str]:
-    """Display names of the current login's projects, fetched at most every few seconds; [] if not logged in."""
-    try:
-        client = current_client()
-    except NotLoggedIn:
-        return []
-    global _project_names
-    cached_client, fetched, names = _project_names
-    if cached_client is client and time.monotonic() - fetched < _NAME_CACHE_SECONDS:
+class _NamesOfLogin:
+    """Display names for completion, of the current login: fetched at most every
+    ``_NAME_CACHE_SECONDS``; [] when nobody is logged in or the fetch fails."""
+
+    def __init__(self, fetch: Callable[[Any], Iterable[str]]) -> None:
+        self._fetch = fetch
+        self._cached: tuple[Any, float, list[str]] = (None, 0.0, [])  # (client, when fetched, names)
+
+    def __call__(self) -> list[str]:
+        try:
+            client = current_client()
+        except NotLoggedIn:
+            return []
+        cached_client, fetched, names = self._cached
+        if cached_client is client and time.monotonic() - fetched < _NAME_CACHE_SECONDS:
+            return names
+        try:
+            names = sorted(set(self._fetch(client)))
+        except MLOpsError:
+            return []
+        self._cached = (client, time.monotonic(), names)
         return names
-    try:
-        frame = list_all(client.storage.project.list_projects, limit=settings.max_rows, progress=False)
-    except MLOpsError:
-        return []
-    names = sorted(set(frame["display_name"].dropna()))
-    _project_names = (client, time.monotonic(), names)
-    return names
 
 
-_deployment_names: tuple[Any, float, list[str]] = (None, 0.0, [])
+def _project_names(client: Any) -> Iterable[str]:
+    return list_all(client.storage.project.list_projects, limit=settings.max_rows, progress=False)["display_name"].dropna()
 
 
-def _current_deployment_names() -> list[str]:
-    """Display names of the deployments the current login sees, fetched at most every few seconds."""
-    try:
-        client = current_client()
-    except NotLoggedIn:
-        return []
-    global _deployment_names
-    cached_client, fetched, names = _deployment_names
-    if cached_client is client and time.monotonic() - fetched < _NAME_CACHE_SECONDS:
-        return names
-    try:
-        found: set[str] = set()
-        for project in list_all(client.storage.project.list_projects, limit=settings.max_rows, progress=False).entities:
-            found |= set(list_all(client.deployer.deployment.list_project_deployments, project_id=project.id,
-                                  limit=settings.max_rows, progress=False)["display_name"].dropna())
-    except MLOpsError:
-        return []
-    names = sorted(found)
-    _deployment_names = (client, time.monotonic(), names)
-    return names
+def _deployment_names(client: Any) -> Iterator[str]:
+    for project in list_all(client.storage.project.list_projects, limit=settings.max_rows, progress=False).entities:
+        yield from list_all(client.deployer.deployment.list_project_deployments, project_id=project.id,
+                            limit=settings.max_rows, progress=False)["display_name"].dropna()
+
+
+_current_project_names = _NamesOfLogin(_project_names)
+_current_deployment_names = _NamesOfLogin(_deployment_names)
 
 
 def _first_argument_done(text: str) -> bool:
