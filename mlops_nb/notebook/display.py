@@ -472,8 +472,7 @@ def _shares(m: Message) -> list[tuple[str, float, str]]:
     if m.split_deployment is not None:
         elements = m.split_deployment.split_elements
         total = sum(e.weight for e in elements) or 1
-        return [(e.deployment_composition.experiment_id[:8] if e.deployment_composition else "?", e.weight / total,
-                 f"{e.weight / total:.0%}") for e in elements]
+        return [(_short_id(e), e.weight / total, f"{e.weight / total:.0%}") for e in elements]
     if m.shadow_deployment is not None:
         primary, shadow = m.shadow_deployment.primary_element, m.shadow_deployment.secondary_element
         if primary is None or shadow is None:
@@ -483,6 +482,7 @@ def _shares(m: Message) -> list[tuple[str, float, str]]:
 
 
 def _short_id(element: Message) -> str:
+    """The start of the experiment id a split or shadow element serves."""
     composition = element.deployment_composition
     return composition.experiment_id[:8] if composition is not None else "?"
 
