@@ -34,7 +34,7 @@ CELL_TIMEOUT = 180
 EXPECTED_OUTPUT = {
     "quickstart": ["application/vnd.jupyter.widget-view+json", "mlops-nb-card", "alice@example.com",
                    "mlops-nb-interactive", "Credit risk", "Customer churn", "HEALTHY", ">healthy</span>",
-                   "cannot run H2O.ai MOJO scorer"],
+                   "genmodel could not load the H2O-3 MOJO"],
     "explore_projects": ["Credit risk", "GBM tuned", "<svg", "list_all: 3 rows", "HEALTHY", "metadata.auc"],
     "magics": ["Sandbox gateway at", "Fraud detection", "Churn v2", "dai_mojo_runtime",
                "Stopped the sandbox"],

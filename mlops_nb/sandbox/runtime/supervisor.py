@@ -44,13 +44,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Protocol
 
-from mlops_nb.sandbox.runtime.runtimes import UnpackError, cannot_run, runtime_display_name, unpack
+from mlops_nb.sandbox.runtime.runtimes import (
+           MLFLOW_SCORER,
+           UnpackError,
+           cannot_run,
+           runtime_display_name,
+           scorer_program,
+           unpack,
+)
 
 __all__ = ["Supervisor", "DeploymentSpec", "ModelSpec", "Events", "Route", "RoutedModel"]
 
 log = logging.getLogger("mlops_nb.sandbox.runtime")
 
-SCORER = Path(__file__).with_name("scorer.py")
 LOAD_TIMEOUT = 300.0
 READY_TIMEOUT = 15.0
 PROBE_INTERVAL = 5.0
@@ -124,11 +130,12 @@ class _LoadFailed(Exception):
 class _Process:
     """One scorer process, from spawn to exit; spares are processes not yet given a model."""
 
-    def __init__(self, python: str, on_stop: Callable[[_Process], None]) -> None:
+    def __init__(self, python: str, on_stop: Callable[[_Process], None], program: Path = MLFLOW_SCORER) -> None:
         self._on_stop = on_stop
+        self.program = program
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
         self.popen = subprocess.Popen(
-            [python, str(SCORER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            [python, str(program)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, env=env, start_new_session=True,  # a terminal's Ctrl-C is for the sandbox, not its scorers
         )
         self.pid = self.popen.pid
@@ -241,7 +248,7 @@ class _Replica:
 
     def start(self, supervisor: Supervisor) -> None:
         """Start a process and load the model; raises _LoadFailed with the reason."""
-        process = supervisor.take_process()
+        process = supervisor.take_process(scorer_program(self.model.runtime))
         self.process = process
         deployment_id = self.revision.spec.deployment_id
         process.log_to(lambda line: supervisor.events.log(deployment_id, self.source, line))
@@ -362,11 +369,11 @@ class Supervisor:
         for thread in stoppers:
             thread.join()
 
-    def _new_process(self) -> _Process:
+    def _new_process(self, program: Path = MLFLOW_SCORER) -> _Process:
         with self._lock:
             if self._closed.is_set():
                 raise _LoadFailed("the sandbox is stopping")
-            process = _Process(self.python, on_stop=self._forget)
+            process = _Process(self.python, on_stop=self._forget, program=program)
             self._processes.add(process)
             return process
 
@@ -380,8 +387,13 @@ class Supervisor:
 
     # -- spares ---------------------------------------------------------------------------------
 
-    def take_process(self) -> _Process:
-        """A warm spare if there is one (the pool is refilled behind it), else a new process."""
+    def take_process(self, program: Path = MLFLOW_SCORER) -> _Process:
+        """A warm spare if there is one (the pool is refilled behind it), else a new process.
+
+        Spares run the MLflow scorer; other programs (the MOJO scorer) start a process of their own.
+        """
+        if program != MLFLOW_SCORER:
+            return self._new_process(program)
         with self._lock:
             while self._spares:
                 process = self._spares.pop(0)

@@ -379,8 +379,9 @@ def get_model_operational_summary_metrics(call: Call, request: dict[str, Any]) -
 
 
 def _prediction_column(outputs: pd.DataFrame) -> pd.Series | None:
+    """The first output: the prediction (an H2O-3 MOJO's label comes before its class probabilities)."""
     columns = [c for c in outputs.columns if c != "_time"]
-    return outputs[columns[-1]] if columns else None
+    return outputs[columns[0]] if columns else None
 
 
 def _histogram(values: pd.Series, name: str) -> dict[str, Any]:
