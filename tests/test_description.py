@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 
 import pytest
 
@@ -10,8 +11,16 @@ import mlops_nb as mlops
 from mlops_nb.api import API, CATALOGS
 from mlops_nb.wire import client as wire_client
 from mlops_nb.wire import messages
+from tests.wheels import download_wheel, regenerate
 
 SCALARS = {"string", "int32", "int64", "double", "bool", "bytes", "timestamp", "object"}
+
+
+def test_the_generator_reproduces_the_committed_description(tmp_path: Path) -> None:
+    wheel = download_wheel("h2o-mlops==1.0.1", tmp_path / "wheel")
+    produced = regenerate("regen_api_description.py", [wheel], tmp_path / "out.json")
+    committed = Path(__file__).resolve().parent.parent / "mlops_nb" / "api" / "description.json"
+    assert produced == committed.read_text(encoding="utf-8")
 
 
 def test_counts_match_the_legacy_package() -> None:
