@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from mlops_nb.api import API, ApiDescription, description
+from tests.test_description import assert_every_referenced_type_exists
 from tests.test_startup import fresh
 from tests.wheels import download_wheel, regenerate
 
 WS = description("workspaces")
-SCALARS = {"string", "int32", "int64", "double", "bool", "bytes", "timestamp", "object", "date"}
 COMMITTED = Path(__file__).resolve().parent.parent / "mlops_nb" / "api" / "description_workspaces.json"
 
 
@@ -143,12 +143,8 @@ def test_storage_keeps_the_legacy_rpc_paths_and_adds_presigned_uploads() -> None
 
 
 def test_every_referenced_type_exists_and_path_params_are_in_their_paths() -> None:
-    for name, fields in WS.messages.items():
-        for f in fields:
-            assert f.type in SCALARS or f.type in WS.messages or f.type in WS.enums, (name, f)
+    assert_every_referenced_type_exists(WS)
     for m in WS.methods:
-        assert m.request in (None, "object") or m.request in WS.messages, m
-        assert m.response == "object" or m.response in WS.messages, m
         assert (m.request is None) == (m.body_field is None), m
         if m.verb in ("GET", "DELETE"):
             assert m.request is None, m
