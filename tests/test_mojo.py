@@ -220,3 +220,21 @@ def test_dai_mojo_runtimes_stay_failed_with_the_reason(alice: Any, deployed: dic
                             "FAILED", "HEALTHY")
     assert failed.message.startswith("the sandbox cannot run H2O.ai MOJO scorer (dai_mojo_runtime): it needs "
                                      "Driverless AI's MOJO pipeline runtime and a Driverless AI license")
+
+
+def test_upload_model_takes_an_h2o_model_and_deploy_picks_the_mojo_runtime(
+        alice: Any, deployed: dict[str, Any], h2o_models: dict[str, TrainedModel]) -> None:
+    trained = h2o_models["binomial"]
+    experiment = mlops_nb.upload_model(alice, deployed["project"], trained.model, training_data=trained.train)
+    assert experiment.display_name == trained.model.model_id
+    assert experiment.parameters.target_column == "label" and experiment.parameters.training_dataset_id
+    deployment = mlops_nb.deploy(alice, experiment, name="from the notebook")
+    assert deployment.single_deployment.deployment_composition.runtime_name == "h2o3_mojo_runtime"
+    mlops_nb.wait_for_healthy(alice, deployment)
+    _assert_matches("binomial", mlops_nb.score(alice, deployment, trained.rows), trained.expected)
+    watched = mlops_nb.monitoring(alice, deployment)
+    assert set(watched.drift.index) == set(FEATURES)  # against the training data: no first rows needed
+    with pytest.raises(ValueError, match="has not been trained yet"):
+        from h2o.estimators import H2OGradientBoostingEstimator
+
+        mlops_nb.upload_model(alice, deployed["project"], H2OGradientBoostingEstimator())
