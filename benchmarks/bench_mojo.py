@@ -77,10 +77,12 @@ def mojo_healthy_times(mojo: bytes, rounds: int) -> list[float]:
     return times
 
 
+# As the supervisor starts it: by path, so that only the scorer's own files are imported.
 _LOAD_STEPS = """
 import json, sys, time
 started = time.perf_counter()
-from mlops_nb.sandbox.runtime import mojo_scorer
+sys.path.insert(0, sys.argv[2])
+import mojo_scorer
 imported = time.perf_counter()
 mojo_scorer._warm_up()
 warm = time.perf_counter()
@@ -91,8 +93,9 @@ print(json.dumps({"import": imported - started, "jvm": warm - imported, "load": 
 
 def load_steps(model_dir: Path) -> dict[str, float]:
     """Seconds a fresh scorer process spends importing, starting the JVM with genmodel, loading the MOJO."""
-    done = subprocess.run([sys.executable, "-c", _LOAD_STEPS, str(model_dir)], capture_output=True, text=True,
-                          timeout=300, cwd=ROOT, check=True)
+    runtime = ROOT / "mlops_nb" / "sandbox" / "runtime"
+    done = subprocess.run([sys.executable, "-c", _LOAD_STEPS, str(model_dir), str(runtime)], capture_output=True,
+                          text=True, timeout=300, cwd=model_dir, check=True)
     import json
 
     return json.loads(done.stdout.strip().splitlines()[-1])
