@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -202,12 +203,15 @@ def test_a_damaged_mojo_fails_with_the_reason(alice: Any, deployed: dict[str, An
     assert "d000.txt" in failed.message  # genmodel's own words: the domain file it looked for
 
 
-def test_without_genmodel_the_deployment_says_what_to_install(alice: Any, deployed: dict[str, Any],
+def test_without_genmodel_the_deployment_says_what_to_install(tmp_path: Path, h2o_models: dict[str, TrainedModel],
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    # The scorer processes inherit the sandbox's environment: this one points genmodel nowhere.
+    # Scorer processes inherit the sandbox's environment: in this one, genmodel's jar is nowhere.
+    # A sandbox of its own, whose first MOJO scorer starts here (no spare made before).
     monkeypatch.setenv("MLOPS_NB_H2O_GENMODEL_JAR", "/nonexistent/h2o-genmodel.jar")
-    failed = wait_for_state(alice, deploy(alice, deployed["project"], deployed["experiments"]["binomial"],
-                                          "h2o3/mojo").id, "FAILED", "HEALTHY")
+    with Sandbox(db=str(tmp_path / "s.sqlite3"), data="empty", warm_scorers=0) as sb, sb.client("alice") as alice:
+        project = new_project(alice, "no genmodel")
+        experiment = ingest_like_the_official_client(alice, project, h2o_models["binomial"].mojo, "gbm")
+        failed = wait_for_state(alice, deploy(alice, project, experiment, "h2o3/mojo").id, "FAILED", "HEALTHY")
     assert failed.state.value == "FAILED"
     assert ("the H2O-3 MOJO scorer needs H2O's genmodel jar: MLOPS_NB_H2O_GENMODEL_JAR names "
             "/nonexistent/h2o-genmodel.jar, which is not a file") in failed.message

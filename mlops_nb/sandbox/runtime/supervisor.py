@@ -22,7 +22,8 @@ it fails, the previous revision keeps serving. Other updates need no process.
 
 A scorer watches its stdin, whose other end only the sandbox holds: when the sandbox exits,
 however it exits, the scorers exit too. One or more warm spares (processes that have
-imported MLflow and wait for a model) make a new deployment wait only for its model to load.
+imported MLflow and wait for a model) make a new deployment wait only for its model to load;
+once an H2O-3 MOJO has been deployed, a MOJO scorer with its JVM started waits too.
 """
 
 from __future__ import annotations
@@ -341,6 +342,9 @@ class Supervisor:
         self._lock = threading.RLock()
         self._deployments: dict[str, _Deployment] = {}
         self._spares: list[_Process] = []
+        # One warm spare of each other program (the MOJO scorer, its JVM started), kept from the
+        # first time that program is asked for: most sandboxes never run one.
+        self._program_spares: dict[Path, _Process] = {}
         self._processes: set[_Process] = set()  # every process started and not yet stopped
         self._closed = threading.Event()
         self._rr = itertools.count()
@@ -362,6 +366,7 @@ class Supervisor:
                         revision.cancelled = True
             self._deployments.clear()
             self._spares = []
+            self._program_spares = {}
             processes = list(self._processes)
         stoppers = [threading.Thread(target=p.stop) for p in processes]
         for thread in stoppers:
@@ -390,10 +395,15 @@ class Supervisor:
     def take_process(self, program: Path = MLFLOW_SCORER) -> _Process:
         """A warm spare if there is one (the pool is refilled behind it), else a new process.
 
-        Spares run the MLflow scorer; other programs (the MOJO scorer) start a process of their own.
+        ``warm_spares`` run the MLflow scorer; another program (the MOJO scorer) has one spare once
+        it has been asked for, and when ``warm_spares`` is not 0.
         """
         if program != MLFLOW_SCORER:
-            return self._new_process(program)
+            with self._lock:
+                spare = self._program_spares.pop(program, None)
+            if self.warm_spares and not self._closed.is_set():
+                self._spawn(self._refill_program_spare, "supervisor-spares", program)
+            return spare if spare is not None and spare.alive() else self._new_process(program)
         with self._lock:
             while self._spares:
                 process = self._spares.pop(0)
@@ -410,6 +420,13 @@ class Supervisor:
         with self._lock:
             spares = list(self._spares)
         return len(spares) >= self.warm_spares and all(p.warm() and p.alive() for p in spares)
+
+    def _refill_program_spare(self, program: Path) -> None:
+        with self._lock:
+            spare = self._program_spares.get(program)
+            if self._closed.is_set() or (spare is not None and spare.alive()):
+                return
+            self._program_spares[program] = self._new_process(program)
 
     def _refill_spares(self) -> None:
         with self._lock:
