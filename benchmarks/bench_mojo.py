@@ -4,9 +4,11 @@ A binomial GBM with a categorical input is trained in a local h2o cluster (tests
 cluster is shut down before anything is timed), then:
 
 1. CreateDeployment -> HEALTHY on ``h2o3_mojo_runtime``: the first deployment of a new sandbox
-   (cold: the JVM's files not yet in the page cache) and the median of later ones (warm),
-   against an MLflow model's scorer started cold in the same run. Where the time goes: starting
-   the JVM with genmodel (the scorer's warm-up) and loading the MOJO, timed in a fresh process.
+   (cold: its scorer starts a JVM) and the median of later ones (warm: the supervisor's MOJO
+   spare, started while the previous deployment launched, has its JVM up), against an MLflow
+   model's scorer started cold in the same run. Where the time goes: starting the JVM with
+   genmodel (the scorer's warm-up, what the spare saves) and loading the MOJO, timed in a fresh
+   process.
 2. Scoring 1,000-row requests through the scoring URL (client -> gateway -> MOJO scorer and back),
    against genmodel called in-process on the same rows (this process starts a JVM through JPype
    and runs the scorer's own ``predict_rows``: EasyPredictModelWrapper, row by row), and against
