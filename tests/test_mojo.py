@@ -172,8 +172,9 @@ def test_monitoring_watches_mojo_traffic(alice: Any, deployed: dict[str, Any],
     watched = mlops_nb.monitoring(alice, deployed["deployments"]["multinomial"])
     assert watched.model_id == deployed["experiments"]["multinomial"]
     assert watched.operational["successful_rows"].sum() >= 2 * len(rows)
-    assert set(watched.predictions["value"]) <= {"low", "mid", "high"}
+    assert set(watched.predictions["value"]) <= {"low", "mid", "high"}  # the label, H2O's first output
     assert set(watched.drift.index) == set(FEATURES)
+    assert (watched.drift["importance"] > 0).any()  # against a class probability, the first numeric output
 
 
 def test_a_killed_mojo_scorer_comes_back(sandbox: Sandbox, alice: Any, deployed: dict[str, Any]) -> None:
