@@ -16,7 +16,8 @@ import mlops_nb
 from mlops_nb.api import CATALOGS
 from mlops_nb.sandbox import Sandbox
 from mlops_nb.sandbox.services.access import ROLE_VIEWER
-from mlops_nb.sandbox.services.deployments import MODEL_TYPE_OF_ARTIFACT, environment_id
+from mlops_nb.sandbox.services.deployments import MODEL_TYPE_OF_ARTIFACT
+from mlops_nb.sandbox.services.environments import default_environment_id
 from tests.deploying import composition, deploy, wait_for_state
 from tests.test_sandbox_artifacts import new_experiment, new_project, share, uploaded_artifact
 
@@ -66,9 +67,10 @@ def _ids(items: list[Any], attribute: str = "id") -> set[str]:
 def test_storage_deployment_service(alice: Any, world: World) -> None:
     one = alice.storage.deployment.get_deployment(deployment_id=world.deployments["split"]).deployment
     assert (one.project_id, one.type.value, one.deployment_environment_id) == (
-        world.project, "SPLIT_TRAFFIC", environment_id(world.project))
+        world.project, "SPLIT_TRAFFIC", default_environment_id(world.project))
     environments = alice.storage.deployment_environment.list_deployment_environments(project_id=world.project)
-    assert list(environments["id"]) == [one.deployment_environment_id]
+    assert list(environments["display_name"]) == ["DEV", "PROD"]
+    assert environments["id"].iloc[0] == one.deployment_environment_id
     environment = alice.storage.deployment_environment.get_deployment_environment(
         deployment_environment_id=one.deployment_environment_id).deployment_environment
     assert (environment.project_id, environment.deployment_target_name) == (world.project, "sandbox")
