@@ -113,11 +113,10 @@ def test_empty_request_methods_refuse_fields(sandbox: Sandbox, token: str) -> No
 
 def test_unimplemented_methods_answer_501_code_12(sandbox: Sandbox, alice) -> None:
     with pytest.raises(mlops.Unimplemented) as e:
-        alice.storage.deployment.undeploy(deployment_id="d1")
-    assert e.value.http_status == 501 and e.value.code == 12
-    assert "sandbox does not implement ai.h2o.storage.DeploymentService/Undeploy" in e.value.message
-    with pytest.raises(mlops.Unimplemented):
         list(alice.model_monitoring.monitoring_service.export_metric(deployment_id="d1", model_id="m1"))
+    assert e.value.http_status == 501 and e.value.code == 12
+    assert "sandbox does not implement ai.h2o.mlops.monitoring.api.ModelMonitoringService/ExportMetric" \
+        in e.value.message
 
 
 def test_several_sandboxes_run_at_once(tmp_path) -> None:
