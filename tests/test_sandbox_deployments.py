@@ -326,3 +326,66 @@ def test_nested_empty_lists_and_maps_go_out_as_the_gateway_sends_them(sandbox: S
     element = split["splitDeployment"]["splitElements"][0]
     assert "deploymentEnvironmentVariables" not in element  # an unset message stays out; only lists and maps
     assert split["security"]["passphrase"] == {"hash": "", "passphraseHashType": "PASSPHRASE_HASH_TYPE_UNSPECIFIED"}
+
+
+def _environments(client: Any, project: str, **request: Any) -> list[Any]:
+    return client.storage.deployment_environment.list_deployment_environments(
+        project_id=project, **request).deployment_environment
+
+
+def test_every_project_has_dev_and_prod_and_may_have_more(alice: Any, bob: Any, world: World) -> None:
+    project = new_project(alice, "environments")
+    experiment = _experiment(alice, project, "h2o3/mojo")
+    dev, prod = _environments(alice, project)  # newest first: DEV is made after PROD
+    assert (dev.display_name, prod.display_name) == ("DEV", "PROD")
+    assert (dev.id, prod.id) == (default_environment_id(project), default_environment_id(project, "PROD"))
+    assert {dev.deployment_target_name, prod.deployment_target_name} == {"sandbox"}
+
+    in_prod = deploy(alice, project, experiment, "h2o3/mojo", deployment_environment_id=prod.id).id
+    assert alice.storage.deployment.get_deployment(deployment_id=in_prod).deployment.deployment_environment_id == prod.id
+    in_dev = deploy(alice, project, experiment, "h2o3/mojo").id  # no environment named: DEV
+    assert alice.storage.deployment.get_deployment(deployment_id=in_dev).deployment.deployment_environment_id == dev.id
+    with pytest.raises(mlops_nb.InvalidArgument, match="is not an environment of project .* its environments: DEV"):
+        deploy(alice, project, experiment, "h2o3/mojo", deployment_environment_id=default_environment_id(
+            world.bobs_project))
+
+    manage = alice.storage.deployment_environment
+    staging = manage.create_deployment_environment(
+        deployment_environment={"project_id": project, "display_name": "STAGING"}).deployment_environment
+    named = {"filter": {"query": {"clause": [{"property_constraint": [{
+        "property": {"field": "display_name"}, "operator": "EQUAL_TO", "value": {"string_value": "STAGING"}}]}]}}}
+    assert [e.id for e in _environments(alice, project, **named)] == [staging.id]
+    with pytest.raises(mlops_nb.AlreadyExists, match="already has an environment named 'DEV'"):
+        manage.create_deployment_environment(deployment_environment={"project_id": project, "display_name": "DEV"})
+    renamed = manage.update_deployment_environment(deployment_environment={"id": staging.id, "display_name": "QA"},
+                                                   update_mask="display_name").deployment_environment
+    assert renamed.display_name == "QA" and renamed.created_time == staging.created_time
+    with pytest.raises(mlops_nb.FailedPrecondition, match="'PROD' still has 1 deployment"):
+        manage.delete_deployment_environment(deployment_environment_id=prod.id)
+    with pytest.raises(mlops_nb.NotFound):
+        bob.storage.deployment_environment.get_deployment_environment(deployment_environment_id=staging.id)
+    with pytest.raises(mlops_nb.NotFound):
+        bob.storage.deployment_environment.delete_deployment_environment(deployment_environment_id=staging.id)
+    manage.delete_deployment_environment(deployment_environment_id=staging.id)
+    assert [e.display_name for e in _environments(alice, project)] == ["DEV", "PROD"]
+
+
+def test_older_databases_get_dev_and_prod_by_migration(tmp_path: Any) -> None:
+    import json
+
+    from mlops_nb.sandbox import services
+    from mlops_nb.sandbox.store import Store
+
+    path = tmp_path / "older.sqlite3"
+    older = Store(path, [m for m in services.migrations() if m[0] != "0610_deployment_environments"])
+    older.put("project", {"id": "p-old", "displayName": "old", "createdTime": "2024-01-01T00:00:00.000000Z"},
+              owner_id="u-old")
+    older.close()
+    store = Store(path, services.migrations())
+    with store.reading() as db:
+        rows = [json.loads(r["data"]) for r in db.execute(
+            "SELECT data FROM entity WHERE kind = 'deployment_environment' AND project_id = 'p-old'")]
+    store.close()
+    # DEV keeps the id the old single environment had, which its deployments and endpoints carry.
+    assert {e["displayName"]: e["id"] for e in rows} == {"DEV": default_environment_id("p-old"),
+                                                         "PROD": default_environment_id("p-old", "PROD")}
