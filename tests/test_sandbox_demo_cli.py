@@ -79,6 +79,9 @@ def test_alice_and_bob_see_what_they_should(demo: Sandbox) -> None:
         assert sorted(v.version for v in versions.model_versions) == [1, 2]
         datasets = alice.storage.dataset.list_datasets(project_id=credit).dataset
         assert [(d.display_name, d.row_count) for d in datasets] == [("credit-train.csv", 2000)]
+        for project_id in _projects(alice).values():
+            environments = alice.storage.deployment_environment.list_deployment_environments(project_id=project_id)
+            assert list(environments["display_name"]) == ["DEV", "PROD"]
 
 
 def test_experiments_carry_metadata_parameters_and_artifacts(demo: Sandbox) -> None:

@@ -625,11 +625,17 @@ def _models(call: Call, deployer: dict[str, Any], *, with_status: bool) -> list[
     return models
 
 
+def _environment_name(call: Call, deployer: dict[str, Any]) -> str:
+    """The display name (DEV, PROD, ...) of the storage environment the deployment is in."""
+    return (call.store.get("deployment_environment", deployer.get("deploymentEnvironmentId", "")) or {}).get(
+        "displayName", "")
+
+
 def _api_deployment(call: Call, deployer: dict[str, Any], *, with_status: bool = False) -> dict[str, Any]:
     mode, kind = next(v for k, v in _MODES.items() if deployer.get(k))
     monitor = deployer.get("monitor", {})
     return {"id": deployer["id"], "name": deployer.get("displayName", ""), "description": deployer.get("description", ""),
-            "mode": mode, "environment": "sandbox", "type": kind, "problemType": "",
+            "mode": mode, "environment": _environment_name(call, deployer), "type": kind, "problemType": "",
             "models": _models(call, deployer, with_status=with_status), "deploymentDate": deployer["createdTime"],
             "projectId": deployer["projectId"], "monitoringEnabled": bool(monitor.get("enable")),
             "storeScoringData": bool(monitor.get("storeScoringTransactionEnable"))}
