@@ -389,3 +389,58 @@ def test_older_databases_get_dev_and_prod_by_migration(tmp_path: Any) -> None:
     # DEV keeps the id the old single environment had, which its deployments and endpoints carry.
     assert {e["displayName"]: e["id"] for e in rows} == {"DEV": default_environment_id("p-old"),
                                                          "PROD": default_environment_id("p-old", "PROD")}
+
+
+def test_storage_deploy_shapes_and_refusals(alice: Any, bob: Any) -> None:
+    project = new_project(alice, "storage deploy shapes")
+    first, second = (_experiment(alice, project, "h2o3/mojo") for _ in range(2))
+    dev = default_environment_id(project)
+    storage_deploy = alice.storage.deployment_environment.deploy
+
+    split = storage_deploy(deployment_environment_id=dev, experiment_id=first, type="SPLIT_TRAFFIC",
+                           secondary_scorer=[{"experiment_id": second, "fraction": 0.25}]).deployment
+    assert (split.type.value, [(s.experiment_id, s.fraction) for s in split.secondary_scorer]) == (
+        "SPLIT_TRAFFIC", [(second, 0.25)])
+    deployer = {d.id: d for d in alice.deployer.deployment.list_project_deployments(project_id=project).deployment}
+    elements = deployer[split.id].split_deployment.split_elements
+    assert [(e.weight, e.deployment_composition.experiment_id) for e in elements] == [(75, first), (25, second)]
+    # profiling's first suggestion serves each experiment
+    suggested = alice.deployer.profiling.list_suggested_scoring_compositions(experiment_id=first)
+    assert elements[0].deployment_composition.runtime_name == suggested.deployment_compositions[0].runtime_name
+
+    shadow = storage_deploy(deployment_environment_id=dev, experiment_id=first, type="SHADOW_TRAFFIC",
+                            secondary_scorer=[{"experiment_id": second}]).deployment
+    assert [(s.experiment_id, s.fraction) for s in shadow.secondary_scorer] == [(second, 1.0)]
+    single = alice.storage.deployment.update_deployment(
+        deployment={"id": shadow.id, "type": "SINGLE_MODEL"}, update_mask="type,secondary_scorer").deployment
+    assert (single.type.value, single.secondary_scorer, single.experiment_id) == ("SINGLE_MODEL", [], first)
+    assert alice.deployer.deployment_status.get_deployment_status(deployment_id=single.id).deployment_status
+
+    with pytest.raises(mlops_nb.InvalidArgument, match="SINGLE_MODEL deployment takes no secondary_scorer"):
+        storage_deploy(deployment_environment_id=dev, experiment_id=first,
+                       secondary_scorer=[{"experiment_id": second, "fraction": 0.5}])
+    with pytest.raises(mlops_nb.InvalidArgument, match="together below 1"):
+        storage_deploy(deployment_environment_id=dev, experiment_id=first, type="SPLIT_TRAFFIC",
+                       secondary_scorer=[{"experiment_id": second, "fraction": 1.0}])
+    with pytest.raises(mlops_nb.InvalidArgument, match="experiment_id is required"):
+        storage_deploy(deployment_environment_id=dev)
+    with pytest.raises(mlops_nb.NotFound):
+        bob.storage.deployment_environment.deploy(deployment_environment_id=dev, experiment_id=first)
+    with pytest.raises(mlops_nb.InvalidArgument, match="cannot be updated here.*UpdateModelDeployment"):
+        alice.storage.deployment.update_deployment(deployment={"id": split.id}, update_mask="owner_id")
+
+    alice.storage.deployment.undeploy(deployment_id=split.id)
+    assert wait_for_gone(alice, split.id)
+
+
+def wait_for_gone(client: Any, deployment_id: str, timeout: float = 30.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            client.storage.deployment.get_deployment(deployment_id=deployment_id)
+        except mlops_nb.NotFound:
+            return True
+        time.sleep(0.1)
+    return False
