@@ -9,6 +9,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from mlops_nb.notebook.upload import zip_folder
+
 RUNNABLE = "python-scorer_mlflow_39"
 DEPLOYABLE = {  # storage artifact type -> (deployable artifact type, processor, a runtime)
     "python/mlflow": ("python/mlflow.zip", "unzip_processor", RUNNABLE),
@@ -81,15 +83,6 @@ def typed_models() -> dict[str, tuple[bytes, Any, Any]]:
     return {name: (mlflow_zip(model, X), X, model) for name, model, X in (
         ("strings", string_model, strings), ("integers", integer_model, integers), ("floats", float_model, floats),
         ("mixed", mixed_model, mixed))}
-
-
-def zip_folder(folder: Path) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                archive.write(path, path.relative_to(folder).as_posix())
-    return buffer.getvalue()
 
 
 def zip_of(files: dict[str, bytes | str]) -> bytes:
