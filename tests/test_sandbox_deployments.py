@@ -366,6 +366,11 @@ def test_every_project_has_dev_and_prod_and_may_have_more(alice: Any, bob: Any, 
         bob.storage.deployment_environment.get_deployment_environment(deployment_environment_id=staging.id)
     with pytest.raises(mlops_nb.NotFound):
         bob.storage.deployment_environment.delete_deployment_environment(deployment_environment_id=staging.id)
+    endpoint = alice.deployer.endpoint.create_endpoint(parent=f"projects/{project}/environments/{staging.id}",
+                                                       endpoint={"path": "qa-endpoint"}).endpoint
+    with pytest.raises(mlops_nb.FailedPrecondition, match="'QA' still has 1 endpoint"):
+        manage.delete_deployment_environment(deployment_environment_id=staging.id)
+    alice.deployer.endpoint.delete_endpoint(name=endpoint.name)
     manage.delete_deployment_environment(deployment_environment_id=staging.id)
     assert [e.display_name for e in _environments(alice, project)] == ["DEV", "PROD"]
 

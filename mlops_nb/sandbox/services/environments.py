@@ -12,8 +12,8 @@ Environments are stored entities (kind ``deployment_environment``): listed with 
 filters and sorting (newest first by default, and ``DEV`` is made after ``PROD``, so it comes
 first), created, renamed (``display_name``) and deleted by the project's writers. Every
 environment deploys to the sandbox's one deployer target, ``sandbox``. An environment that
-still has deployments cannot be deleted (FAILED_PRECONDITION says which); deleting a project
-deletes its environments.
+still has deployments or endpoints cannot be deleted (FAILED_PRECONDITION says which);
+deleting a project deletes its environments.
 """
 
 from __future__ import annotations
@@ -173,7 +173,10 @@ def delete_deployment_environment(call: Call, request: Any) -> None:
         if deployments:
             raise failed_precondition(f"environment {environment['displayName']!r} still has {len(deployments)} "
                                       f"deployment(s) ({', '.join(deployments[:3])}); delete or undeploy them first")
-        db.execute("DELETE FROM entity WHERE kind = 'endpoint' AND project_id = ? AND "
-                   "json_extract(data, '$.name') LIKE ?", (environment["projectId"],
-                                                          f"projects/%/environments/{environment['id']}/endpoints/%"))
+        endpoints = [json.loads(r["data"])["name"] for r in db.execute(
+            "SELECT data FROM entity WHERE kind = 'endpoint' AND json_extract(data, '$.name') LIKE ?",
+            (f"projects/{environment['projectId']}/environments/{environment['id']}/endpoints/%",))]
+        if endpoints:
+            raise failed_precondition(f"environment {environment['displayName']!r} still has {len(endpoints)} "
+                                      f"endpoint(s) ({', '.join(endpoints[:3])}); delete them first")
         db.execute("DELETE FROM entity WHERE kind = ? AND id = ?", (KIND, environment["id"]))
