@@ -679,7 +679,8 @@ def _element_for(call: Call, experiment_id: str, field: str, keep: dict[str, dic
 
 def _shape(call: Call, storage: dict[str, Any], keep: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The deployer's single/shadow/split field for a storage deployment's experiment, type and secondary scorers."""
-    kind = storage.get("type") or "SINGLE_MODEL"
+    kind = storage.get("type") or "DEPLOYMENT_TYPE_UNSPECIFIED"
+    kind = "SINGLE_MODEL" if kind == "DEPLOYMENT_TYPE_UNSPECIFIED" else kind
     mode = _MODE_OF_TYPE.get(kind)
     if mode is None:
         raise invalid_argument(f"type must be one of {', '.join(_MODE_OF_TYPE)}, not {kind!r}")
