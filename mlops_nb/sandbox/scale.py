@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from mlops_nb.sandbox.rpc import timestamp_text
+from mlops_nb.sandbox.rpc import now, timestamp_text
 from mlops_nb.sandbox.services.access import ROLE_VIEWER
 from mlops_nb.sandbox.services.environments import KIND as ENVIRONMENT_KIND
 from mlops_nb.sandbox.services.environments import default_environments
@@ -105,8 +105,9 @@ def seed_scale_data(sandbox: Sandbox, count: int) -> None:
              for sharing_id, i in zip(_ids(count, seed=7), range(9, count, 10), strict=False)],
         )
         store.put_many("experiment", experiments)
+        environment_times = (now(), now())
         store.put_many(ENVIRONMENT_KIND, ((environment, project_id, None, None) for project_id in project_ids
-                                          for environment in default_environments(project_id)))
+                                          for environment in default_environments(project_id, environment_times)))
     with store.transaction() as db:
         # Statistics for the query planner, which otherwise cannot tell a selective index (a display
         # name) from one that merely matches the list's order.

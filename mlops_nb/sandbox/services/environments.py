@@ -40,12 +40,11 @@ from mlops_nb.sandbox.services.access import require_project, require_via_projec
 from mlops_nb.sandbox.services.entities import apply_update
 from mlops_nb.sandbox.store import Migration
 
-__all__ = ["MIGRATIONS", "KIND", "TARGET_NAME", "DEFAULT_NAMES", "default_environment_id", "default_environments",
+__all__ = ["MIGRATIONS", "KIND", "TARGET_NAME", "default_environment_id", "default_environments",
            "environment_in_project", "stored_environment"]
 
 KIND = "deployment_environment"
 TARGET_NAME = "sandbox"  # the deployer's one environment (deployer.environment.list_environments)
-DEFAULT_NAMES = ("DEV", "PROD")
 # The namespace the single environment of older sandboxes took its id from (uuid5 of the project's id).
 _NAMESPACE = uuid.UUID("5a2dbe0c-0000-4000-8000-000000000001")
 
@@ -60,10 +59,15 @@ def _environment(project_id: str, environment_id: str, name: str, created: str) 
             "createdTime": created, "lastModifiedTime": created}
 
 
-def default_environments(project_id: str) -> list[dict[str, Any]]:
-    """A project's PROD and DEV environments (wire JSON), made in that order so that DEV lists first."""
-    return [_environment(project_id, default_environment_id(project_id, name), name, now())
-            for name in reversed(DEFAULT_NAMES)]
+def default_environments(project_id: str, created: tuple[str, str] | None = None) -> list[dict[str, Any]]:
+    """A project's PROD and DEV environments (wire JSON), made in that order so that DEV lists first.
+
+    ``created``: their creation times (PROD's, then DEV's, the later), now by default; generated
+    data gives every project the same two, so as not to read the clock twice per project.
+    """
+    prod_time, dev_time = created or (now(), now())
+    return [_environment(project_id, default_environment_id(project_id, "PROD"), "PROD", prod_time),
+            _environment(project_id, default_environment_id(project_id, "DEV"), "DEV", dev_time)]
 
 
 def add_default_environments(db: sqlite3.Connection, project_id: str) -> None:
