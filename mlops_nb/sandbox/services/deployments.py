@@ -93,8 +93,8 @@ from mlops_nb.sandbox.store import Store
 if TYPE_CHECKING:
     from mlops_nb.sandbox.runtime import Supervisor
 
-__all__ = ["MIGRATIONS", "deployments_serving", "MODEL_TYPE_OF_ARTIFACT", "StoreEvents", "restore", "deployment_view", "resource_name",
-           "DEPLOYMENT_REMOVE_HOOKS", "security_of"]
+__all__ = ["MIGRATIONS", "deployments_serving", "MODEL_TYPE_OF_ARTIFACT", "StoreEvents", "restore", "deployment_view",
+           "resource_name", "DEPLOYMENT_REMOVE_HOOKS", "security_of"]
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -700,10 +700,10 @@ def _shape(call: Call, storage: dict[str, Any], keep: dict[str, dict[str, Any]])
     if mode == "shadow":
         return {"shadowDeployment": {"primaryElement": primary, "secondaryElement": others[0]}}
     fractions = [float(s.get("fraction", 0)) for s in secondary]
-    if any(f <= 0 for f in fractions) or sum(fractions) >= 1:
+    weights = [max(1, round(100 * f)) for f in fractions]  # hundredths: a sliver still gets some traffic
+    if any(f <= 0 for f in fractions) or sum(weights) >= 100:
         raise invalid_argument("secondary_scorer fractions must each be above 0 and together below 1 (the primary "
-                               f"experiment takes the rest); got {fractions}")
-    weights = [round(100 * f) for f in fractions]
+                               f"experiment takes the rest, at least 0.01); got {fractions}")
     return {"splitDeployment": {"splitElements": [{**primary, "weight": 100 - sum(weights)},
                                                   *({**e, "weight": w} for e, w in zip(others, weights, strict=True))]}}
 
