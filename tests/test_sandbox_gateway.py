@@ -38,7 +38,8 @@ def test_index_lists_every_route_as_html_and_json(sandbox: Sandbox) -> None:
     assert by_method["storage.project.list_projects"] == {
         "verb": "POST", "path": "/storage/ai.h2o.storage.ProjectService/ListProjects",
         "method": "storage.project.list_projects", "implemented": True}
-    assert by_method["storage.deployment.undeploy"]["implemented"] is False
+    assert by_method["storage.deployment.undeploy"]["implemented"] is True
+    assert by_method["model_monitoring.monitoring_service.export_metric"]["implemented"] is False
     page = requests.get(sandbox.gateway_url + "/", timeout=10)
     assert page.headers["content-type"].startswith("text/html")
     assert "/deployer/ai.h2o.deploy.DeploymentStatusService/ListDeploymentStatuses" in page.text
