@@ -29,6 +29,14 @@ def bob(sandbox: Sandbox) -> Any:
 
 
 @pytest.fixture(scope="session")
+def legacy_python(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The python of a virtual environment with the official clients (h2o-mlops==1.0.1), made once."""
+    from tests.legacy import environment
+
+    return environment.legacy_python(tmp_path_factory.mktemp("legacy") / "venv")
+
+
+@pytest.fixture(scope="session")
 def h2o_models() -> Iterator[dict[str, Any]]:
     """A binomial, a multinomial and a regression H2O-3 model (tests/h2o3.py), trained in one h2o
     cluster for the whole session, which is shut down at its end."""

@@ -154,8 +154,10 @@ class MojoModel(scorer.Model):
         self._keys = [jpype.JString(n) for n, _ in self.inputs]
         self._labels = (None if self.category == "Regression"
                         else [str(level) for level in self._wrapper.getResponseDomainValues()])
-        # One trial prediction (every input missing) proves the model answers before it is called ready.
-        self.predict_rows([], [[]])
+        # H2O's sample request (typed placeholders; "text" is a level no model knows, so missing),
+        # scored once: it proves the model answers before it is called ready.
+        self.sample = scorer.placeholder_request(self.inputs)
+        self.score(self.sample)
 
     def scoring_type(self) -> str:
         return CATEGORIES[self.category]
@@ -164,12 +166,6 @@ class MojoModel(scorer.Model):
         schema = super().schema()
         schema["description"] = f"H2O-3 MOJO {self.name} ({self.algorithm}, {self.category}, response {self.response})"
         return schema
-
-    def sample_request(self) -> dict[str, Any]:
-        """A row that scores: a categorical field's first level, 0 for a number."""
-        return {"fields": [n for n, _ in self.inputs],
-                "rows": [[self.domains[n][0] if n in self.domains and self.domains[n] else "0"
-                          for n, _ in self.inputs]]}
 
     def predict_rows(self, fields: list[str], rows: list[list[Any]]) -> tuple[list[list[str]], dict[str, float]]:
         started = time.perf_counter()
