@@ -3,9 +3,11 @@
 The seed's runtime table names every runtime a real MLOps offers. The sandbox runs the MLflow
 ones (``python-scorer_mlflow_*``) as scorer processes with its own Python and MLflow's own
 loader, whatever Python version the runtime's name says (a real MLOps would pull an image with
-that version). The others need what the sandbox does not have: H2O's Java MOJO scorers (H2O-3
-and Driverless AI MOJOs) and Driverless AI's Python scoring pipelines. Deploying onto them is
-accepted, as on a real MLOps, and ends FAILED with that reason.
+that version), and the H2O-3 MOJO one (``h2o3_mojo_runtime``) with H2O's genmodel in a JVM
+(``mojo_scorer.py``; where Java or genmodel is missing, the scorer's FAILED reason says what to
+install). The others need what the sandbox cannot have: Driverless AI's MOJO runtimes and Python
+scoring pipelines need Driverless AI's artifacts and license. Deploying onto them is accepted, as
+on a real MLOps, and ends FAILED with that reason.
 
 An artifact processor (the seed's third column) turns the uploaded artifact into what the
 runtime loads: here every processor unpacks the zip into the revision's directory, safely (no
@@ -21,9 +23,13 @@ from pathlib import Path, PurePosixPath
 
 from mlops_nb.api import CATALOGS
 
-__all__ = ["cannot_run", "runnable_runtimes", "unpack", "UnpackError", "MLFLOW_RUNTIME_PREFIX", "runtime_display_name"]
+__all__ = ["cannot_run", "runnable_runtimes", "unpack", "UnpackError", "MLFLOW_RUNTIME_PREFIX", "runtime_display_name",
+           "scorer_program", "H2O3_MOJO_RUNTIME"]
 
 MLFLOW_RUNTIME_PREFIX = "python-scorer_mlflow_"
+H2O3_MOJO_RUNTIME = "h2o3_mojo_runtime"
+MLFLOW_SCORER = Path(__file__).with_name("scorer.py")
+MOJO_SCORER = Path(__file__).with_name("mojo_scorer.py")
 MAX_UNPACKED_BYTES = 8 * 1024**3  # a zip that claims more is refused, not filled in
 
 
@@ -40,23 +46,30 @@ def runtime_display_name(runtime_name: str) -> str:
 
 def runnable_runtimes() -> list[str]:
     """The runtime names the sandbox starts scorer processes for."""
-    return [r["runtime_name"] for r in CATALOGS.runtimes if r["runtime_name"].startswith(MLFLOW_RUNTIME_PREFIX)]
+    return [r["runtime_name"] for r in CATALOGS.runtimes
+            if r["runtime_name"].startswith(MLFLOW_RUNTIME_PREFIX) or r["runtime_name"] == H2O3_MOJO_RUNTIME]
+
+
+def scorer_program(runtime_name: str) -> Path:
+    """The program a runnable runtime's scorer processes run."""
+    return MOJO_SCORER if runtime_name == H2O3_MOJO_RUNTIME else MLFLOW_SCORER
 
 
 def cannot_run(runtime_name: str) -> str | None:
     """Why the sandbox cannot run this runtime, or None when it can."""
-    if runtime_name.startswith(MLFLOW_RUNTIME_PREFIX):
+    if runtime_name in runnable_runtimes():
         return None
     display = f"{runtime_display_name(runtime_name)} ({runtime_name})"
     model_type = next((r["model_type"] for r in CATALOGS.runtimes if r["runtime_name"] == runtime_name), None)
     if model_type == "dai_python_scoring_pipeline":
-        needs = "Driverless AI's Python scoring pipeline runtime"
-    elif model_type in ("h2o3_mojo", "dai_mojo"):
-        needs = "Java and H2O's own MOJO scoring runtime"
+        needs = "Driverless AI's Python scoring pipeline runtime and a Driverless AI license"
+    elif model_type == "dai_mojo":
+        needs = "Driverless AI's MOJO pipeline runtime and a Driverless AI license"
     else:
         needs = "a runtime the sandbox does not know"
-    return (f"the sandbox cannot run {display} yet: it needs {needs}. The sandbox runs the MLflow runtimes "
-            f"({', '.join(runnable_runtimes())}); deploy this model on a real MLOps")
+    return (f"the sandbox cannot run {display}: it needs {needs}, which it cannot have. The sandbox runs the "
+            f"MLflow runtimes and the H2O-3 MOJO runtime ({', '.join(runnable_runtimes())}); deploy this model "
+            f"on a real MLOps")
 
 
 # What each processor's output must contain, and where the runtime finds the model.

@@ -32,6 +32,7 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -50,6 +51,10 @@ NUMPY_TYPES = {"float64": "Float64", "float32": "Float32", "int64": "Int64", "in
 
 class BadRequest(Exception):
     """The request cannot be scored; the message says what to change."""
+
+
+class MissingRuntime(ImportError):
+    """Something the runtime needs is not installed; the message says what to install."""
 
 
 def emit(stream: Any, event: str, **fields: Any) -> None:
@@ -197,6 +202,23 @@ class Model:
         id_field = request.get("idField") or ""
         if not isinstance(id_field, str):
             raise BadRequest("idField must be a field name")
+        scored, timing = self.predict_rows(fields, rows)
+        copied = [[row[fields.index(f)] for f in include] for row in rows] if include else [[] for _ in rows]
+        if id_field:
+            ids = ([row[fields.index(id_field)] for row in rows] if id_field in fields
+                   else [str(uuid.uuid4()) for _ in rows])
+            copied = [c + [i] for c, i in zip(copied, ids, strict=True)]
+        out_fields = [*include, *([id_field] if id_field else []), *(n for n, _ in self.outputs)]
+        body: dict[str, Any] = {"id": self.experiment_id,
+                                "score": [c + [str(v) for v in s] for c, s in zip(copied, scored, strict=True)]}
+        if not request.get("noFieldNamesInOutput"):
+            body["fields"] = out_fields
+        body["_timing"] = timing
+        return body
+
+    def predict_rows(self, fields: list[str], rows: list[list[Any]]) -> tuple[list[list[str]], dict[str, float]]:
+        """The model's outputs for the request's rows, as text in the order of ``outputs``, and the
+        seconds spent parsing and predicting. Another runtime's model overrides this alone."""
         started = time.perf_counter()
         frame = self.frame(fields, rows)
         parsed = time.perf_counter()
@@ -211,19 +233,7 @@ class Model:
             scored = [[_text(v) for v in row] for row in output.itertuples(index=False, name=None)]
         else:
             scored = []
-        predicted = time.perf_counter()
-        copied = [[row[fields.index(f)] for f in include] for row in rows] if include else [[] for _ in rows]
-        if id_field:
-            ids = ([row[fields.index(id_field)] for row in rows] if id_field in fields
-                   else [str(uuid.uuid4()) for _ in rows])
-            copied = [c + [i] for c, i in zip(copied, ids, strict=True)]
-        out_fields = [*include, *([id_field] if id_field else []), *(n for n, _ in self.outputs)]
-        body: dict[str, Any] = {"id": self.experiment_id,
-                                "score": [c + [str(v) for v in s] for c, s in zip(copied, scored, strict=True)]}
-        if not request.get("noFieldNamesInOutput"):
-            body["fields"] = out_fields
-        body["_timing"] = {"parse": parsed - started, "predict": predicted - parsed}
-        return body
+        return scored, {"parse": parsed - started, "predict": time.perf_counter() - parsed}
 
 
 # What H2O's own runtimes put in a sample request for each data type (their SampleRequestBuilder):
@@ -429,6 +439,8 @@ class Handler(BaseHTTPRequestHandler):
 
 def _failure(error: BaseException) -> tuple[str, str]:
     """(kind, reason) for a model that could not be loaded."""
+    if isinstance(error, MissingRuntime):
+        return "missing_dependency", str(error)
     if isinstance(error, ModuleNotFoundError):
         return "missing_dependency", (f"missing dependency: {error} (install it into the sandbox's Python, "
                                       f"{sys.executable})")
@@ -471,7 +483,18 @@ def _warm_up() -> None:
     getattr(requirements_utils, "_init_packages_to_modules_map", lambda: None)()
 
 
+def _load_mlflow(order: dict[str, Any]) -> Model:
+    log(f"loading the MLflow model in {order['model_dir']} with Python {sys.version.split()[0]}")
+    return Model(order["model_dir"], order.get("experiment_id", ""), order.get("name", ""))
+
+
 def main() -> None:
+    serve(_warm_up, _load_mlflow)
+
+
+def serve(warm_up: Callable[[], None], load: Callable[[dict[str, Any]], Model]) -> None:
+    """Run a scorer process: ``warm_up`` before any model comes, then ``load`` the supervisor's order
+    and serve the model. Each runtime's program (this file's :func:`main`, ``mojo_scorer.py``) calls it."""
     parent = os.getppid()
     # Events go to the original stdout; everything else written to fd 1 (the model's prints,
     # C libraries) goes to stderr, the log.
@@ -480,7 +503,7 @@ def main() -> None:
     sys.stdout = sys.stderr
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     try:
-        _warm_up()
+        warm_up()
     except ImportError as e:
         kind, reason = _failure(e)
         emit(events, "failed", kind=kind, reason=reason)
@@ -493,9 +516,8 @@ def main() -> None:
     _watch_parent(sys.stdin, parent)
     os.environ.update(order.get("env") or {})
     os.chdir(order["model_dir"])
-    log(f"loading the MLflow model in {order['model_dir']} with Python {sys.version.split()[0]}")
     try:
-        model = Model(order["model_dir"], order.get("experiment_id", ""), order.get("name", ""))
+        model = load(order)
     except BaseException as e:  # noqa: BLE001 - whatever the model's code raises is the reason
         log(traceback.format_exc().rstrip())
         kind, reason = _failure(e)

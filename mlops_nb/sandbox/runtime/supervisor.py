@@ -22,7 +22,8 @@ it fails, the previous revision keeps serving. Other updates need no process.
 
 A scorer watches its stdin, whose other end only the sandbox holds: when the sandbox exits,
 however it exits, the scorers exit too. One or more warm spares (processes that have
-imported MLflow and wait for a model) make a new deployment wait only for its model to load.
+imported MLflow and wait for a model) make a new deployment wait only for its model to load;
+once an H2O-3 MOJO has been deployed, a MOJO scorer with its JVM started waits too.
 """
 
 from __future__ import annotations
@@ -44,13 +45,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Protocol
 
-from mlops_nb.sandbox.runtime.runtimes import UnpackError, cannot_run, runtime_display_name, unpack
+from mlops_nb.sandbox.runtime.runtimes import (
+           MLFLOW_SCORER,
+           UnpackError,
+           cannot_run,
+           runtime_display_name,
+           scorer_program,
+           unpack,
+)
 
 __all__ = ["Supervisor", "DeploymentSpec", "ModelSpec", "Events", "Route", "RoutedModel"]
 
 log = logging.getLogger("mlops_nb.sandbox.runtime")
 
-SCORER = Path(__file__).with_name("scorer.py")
 LOAD_TIMEOUT = 300.0
 READY_TIMEOUT = 15.0
 PROBE_INTERVAL = 5.0
@@ -124,11 +131,12 @@ class _LoadFailed(Exception):
 class _Process:
     """One scorer process, from spawn to exit; spares are processes not yet given a model."""
 
-    def __init__(self, python: str, on_stop: Callable[[_Process], None]) -> None:
+    def __init__(self, python: str, on_stop: Callable[[_Process], None], program: Path = MLFLOW_SCORER) -> None:
         self._on_stop = on_stop
+        self.program = program
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
         self.popen = subprocess.Popen(
-            [python, str(SCORER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            [python, str(program)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, env=env, start_new_session=True,  # a terminal's Ctrl-C is for the sandbox, not its scorers
         )
         self.pid = self.popen.pid
@@ -241,7 +249,7 @@ class _Replica:
 
     def start(self, supervisor: Supervisor) -> None:
         """Start a process and load the model; raises _LoadFailed with the reason."""
-        process = supervisor.take_process()
+        process = supervisor.take_process(scorer_program(self.model.runtime))
         self.process = process
         deployment_id = self.revision.spec.deployment_id
         process.log_to(lambda line: supervisor.events.log(deployment_id, self.source, line))
@@ -334,6 +342,9 @@ class Supervisor:
         self._lock = threading.RLock()
         self._deployments: dict[str, _Deployment] = {}
         self._spares: list[_Process] = []
+        # One warm spare of each other program (the MOJO scorer, its JVM started), kept from the
+        # first time that program is asked for: most sandboxes never run one.
+        self._program_spares: dict[Path, _Process] = {}
         self._processes: set[_Process] = set()  # every process started and not yet stopped
         self._closed = threading.Event()
         self._rr = itertools.count()
@@ -355,6 +366,7 @@ class Supervisor:
                         revision.cancelled = True
             self._deployments.clear()
             self._spares = []
+            self._program_spares = {}
             processes = list(self._processes)
         stoppers = [threading.Thread(target=p.stop) for p in processes]
         for thread in stoppers:
@@ -362,11 +374,11 @@ class Supervisor:
         for thread in stoppers:
             thread.join()
 
-    def _new_process(self) -> _Process:
+    def _new_process(self, program: Path = MLFLOW_SCORER) -> _Process:
         with self._lock:
             if self._closed.is_set():
                 raise _LoadFailed("the sandbox is stopping")
-            process = _Process(self.python, on_stop=self._forget)
+            process = _Process(self.python, on_stop=self._forget, program=program)
             self._processes.add(process)
             return process
 
@@ -380,8 +392,18 @@ class Supervisor:
 
     # -- spares ---------------------------------------------------------------------------------
 
-    def take_process(self) -> _Process:
-        """A warm spare if there is one (the pool is refilled behind it), else a new process."""
+    def take_process(self, program: Path = MLFLOW_SCORER) -> _Process:
+        """A warm spare if there is one (the pool is refilled behind it), else a new process.
+
+        ``warm_spares`` run the MLflow scorer; another program (the MOJO scorer) has one spare once
+        it has been asked for, and when ``warm_spares`` is not 0.
+        """
+        if program != MLFLOW_SCORER:
+            with self._lock:
+                spare = self._program_spares.pop(program, None)
+            if self.warm_spares and not self._closed.is_set():
+                self._spawn(self._refill_program_spare, "supervisor-spares", program)
+            return spare if spare is not None and spare.alive() else self._new_process(program)
         with self._lock:
             while self._spares:
                 process = self._spares.pop(0)
@@ -398,6 +420,13 @@ class Supervisor:
         with self._lock:
             spares = list(self._spares)
         return len(spares) >= self.warm_spares and all(p.warm() and p.alive() for p in spares)
+
+    def _refill_program_spare(self, program: Path) -> None:
+        with self._lock:
+            spare = self._program_spares.get(program)
+            if self._closed.is_set() or (spare is not None and spare.alive()):
+                return
+            self._program_spares[program] = self._new_process(program)
 
     def _refill_spares(self) -> None:
         with self._lock:

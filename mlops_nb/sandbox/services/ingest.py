@@ -11,8 +11,10 @@ client then stores them on the experiment it creates. It recognises three kinds 
   flavor other than python_function, e.g. ``sklearn``). MLflow does not record a target
   column.
 * an **H2O-3 MOJO** (``model.ini`` at the root): ``h2o3/mojo``, with ``h2o3/<key>`` for each
-  value of its ``[info]`` section, ``h2o3/columns``, ``tool`` (H2O-3), ``tool_version``,
-  ``model_type`` (the algorithm); the target column is the last column of a supervised model.
+  value of its ``[info]`` section (``h2o3/algorithm``, ``h2o3/category``, ...), ``h2o3/columns``,
+  ``h2o3/response_column`` and ``h2o3/domains`` (each categorical column's levels, from the
+  MOJO's domain files), ``tool`` (H2O-3), ``tool_version``, ``model_type`` (the algorithm); the
+  target column is the last column of a supervised model.
 * a **DAI MOJO pipeline** (``mojo-pipeline/pipeline.mojo``): ``dai/mojo_pipeline``, with
   ``tool`` (Driverless AI) and, when the zip has its ``example.csv``, ``dai/input_columns``.
   The pipeline itself is a protobuf the sandbox does not read: no target column.
@@ -92,7 +94,34 @@ def _h2o3(archive: zipfile.ZipFile) -> dict[str, Any]:
     values.update(tool="H2O-3", tool_version=info.get("h2o_version", ""),
                   model_type=info.get("algorithm") or info.get("algo", ""))
     supervised = info.get("supervised", "true").lower() == "true"
-    return {"artifactType": "h2o3/mojo", "values": values, "target": columns[-1] if supervised and columns else ""}
+    target = columns[-1] if supervised and columns else ""
+    if target:
+        values["h2o3/response_column"] = target
+    domains = _h2o3_domains(archive, parser, columns)
+    if domains:
+        values["h2o3/domains"] = domains
+    return {"artifactType": "h2o3/mojo", "values": values, "target": target}
+
+
+def _h2o3_domains(archive: zipfile.ZipFile, parser: configparser.ConfigParser, columns: list[str]) -> dict[str, list[str]]:
+    """Column name -> its levels, from the ``[domains]`` lines (``index: count file``) and their files.
+
+    Lines or files that are not there as H2O-3 writes them are left out: ingest describes the
+    model; whether it loads is the runtime's to say (a damaged MOJO's deployment FAILS, saying why).
+    """
+    if not parser.has_section("domains"):
+        return {}
+    names = set(archive.namelist())
+    domains = {}
+    for line in parser["domains"]:
+        index, _, rest = line.partition(":")
+        parts = rest.split()
+        if not index.strip().isdigit() or int(index) >= len(columns) or len(parts) != 2 \
+                or f"domains/{parts[1]}" not in names:
+            continue
+        levels = archive.read(f"domains/{parts[1]}").decode("utf-8", "replace").splitlines()
+        domains[columns[int(index)]] = levels[:int(parts[0])] if parts[0].isdigit() else levels
+    return domains
 
 
 def _dai(archive: zipfile.ZipFile, names: list[str]) -> dict[str, Any]:

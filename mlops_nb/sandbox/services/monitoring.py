@@ -30,8 +30,8 @@ its bucket's start (RFC 3339) and its ``value`` the figure, both strings as on t
   description says which). PSI of at
   least 0.25 counts as high drift, 0.1 as medium, below as low; ``featureDrift`` has the PSI
   per bucket, ``featureFrequency`` the range's distribution. A feature's ``importance`` is the
-  absolute correlation of its values with the first output, over the range (the sandbox does
-  not know the model's own importances) and ``impact`` is importance times drift.
+  absolute correlation of its values with the first numeric output, over the range (the sandbox
+  does not know the model's own importances) and ``impact`` is importance times drift.
 
 ``ListMonitoredDeployments`` lists the monitored deployments the caller may read;
 ``GetMonitoredModels`` gives each model's drift status (HEALTHY, AT_RISK with medium drift,
@@ -385,8 +385,9 @@ def get_model_operational_summary_metrics(call: Call, request: dict[str, Any]) -
 
 
 def _prediction_column(outputs: pd.DataFrame) -> pd.Series | None:
+    """The first output: the prediction (an H2O-3 MOJO's label comes before its class probabilities)."""
     columns = [c for c in outputs.columns if c != "_time"]
-    return outputs[columns[-1]] if columns else None
+    return outputs[columns[0]] if columns else None
 
 
 def _histogram(values: pd.Series, name: str) -> dict[str, Any]:
@@ -509,7 +510,10 @@ def _drift_report(call: Call, deployer: dict[str, Any], experiment_id: str, span
         baseline, _ = _scored(call, deployer["id"], experiment_id, None, until=last)
         inputs, outputs = _scored(call, deployer["id"], experiment_id, span, after=last)
         source = f"the first {len(baseline)} rows the model scored"
-    prediction = _numeric(_prediction_column(outputs)) if not outputs.empty else None
+    # Importance needs numbers: the first numeric output (a classifier's first probability when its
+    # prediction is a label).
+    numeric_outputs = (_numeric(outputs[c]) for c in outputs.columns if c != "_time")
+    prediction = next((n for n in numeric_outputs if n is not None), None) if not outputs.empty else None
     features = []
     for name in [c for c in inputs.columns if c != "_time"]:
         if name not in baseline.columns or baseline[name].empty or inputs[name].empty:
