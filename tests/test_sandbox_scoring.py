@@ -305,7 +305,7 @@ def test_security_passphrase_and_token(sandbox: Sandbox, alice: Any, served: dic
     alice.deployer.deployment.update_model_deployment(deployment={"id": deployment_id, "security": {
         "token_auth": {"authentication_protocol": "AUTHORIZATION_PROTOCOL_OIDC"}}}, update_mask="security")
     assert "access token" in score(url, fields, rows).json()["message"]
-    token = sandbox.token_provider("bob")()
+    token = sandbox.token_provider("alice")()
     assert requests.post(url, json={"fields": fields, "rows": rows}, timeout=10,
                          headers={"Authorization": f"Bearer {token}"}).status_code == 200
     alice.deployer.deployment.update_model_deployment(deployment={"id": deployment_id, "security": {}},

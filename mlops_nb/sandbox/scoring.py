@@ -6,12 +6,15 @@ endpoint's target) serve the MLOps scoring API: ``score``, ``schema``, ``sample_
 sandbox's ingress, as a real MLOps has one before its scorer pods:
 
 * it checks the deployment's security: a passphrase as ``Authorization: Bearer <passphrase>``,
-  or a sandbox access token (401 otherwise); a deployment with neither is open;
+  or a sandbox access token of a user who may read the deployment's project (401 otherwise,
+  403 for a user who may not); a deployment with neither is open;
 * it picks the model: a split deployment by its weights, the others their primary; among a
   model's replicas, round robin. A shadow deployment answers from its primary and sends a
   copy of each score request to its shadow model, whose answer is only recorded;
-* it forwards the request to the scorer process (on 127.0.0.1) and relays its answer, adding
-  its own share to the ``Server-Timing`` header;
+* it forwards the request to the scorer process (on 127.0.0.1, with that scorer's secret) and
+  relays its answer, adding its own share to the ``Server-Timing`` header. A scorer that does
+  not answer within the supervisor's ``score_deadline`` gets the request a 504, and is reported
+  to the supervisor, which kills and restarts it;
 * it records every score request for model monitoring.
 
 A deployment that is not serving answers 503 with its state and why (a freshly created one
@@ -38,6 +41,8 @@ from starlette.routing import Route
 from mlops_nb.sandbox.identity import IdentityProvider, InvalidToken
 from mlops_nb.sandbox.runtime import Route as ScorerRoute
 from mlops_nb.sandbox.runtime import Supervisor
+from mlops_nb.sandbox.runtime.supervisor import SECRET_HEADER
+from mlops_nb.sandbox.services.access import user_role
 from mlops_nb.sandbox.services.deployments import DEPLOYER_KIND, STATUS_KIND, security_of
 from mlops_nb.sandbox.services.endpoints import endpoint_by_path
 from mlops_nb.sandbox.services.monitoring import Scored, record_scoring
@@ -177,17 +182,35 @@ class ScoringGateway:
                 return _error(401, "this deployment needs an access token: send 'Authorization: Bearer "
                                    "<access token>' from the sandbox's token endpoint", **challenge)
             try:
-                self.idp.verify_access_token(credential)
+                claims = self.idp.verify_access_token(credential)
             except InvalidToken as e:
                 return _error(401, f"access token rejected ({e}); get a new one from the token endpoint",
                               **challenge)
+            if not self._may_read_project(str(claims.get("sub", "")), deployer.get("projectId", "")):
+                return _error(403, "this access token's user may not read the deployment's project; ask its "
+                                   "owner to share the project with you")
         return None
 
+    def _may_read_project(self, subject: str, project_id: str) -> bool:
+        with self.store.reading() as db:
+            account = db.execute("SELECT user_id FROM user_account WHERE idp_id = ?", (subject,)).fetchone()
+        project = self.store.get("project", project_id)
+        return account is not None and project is not None and user_role(self.store, account["user_id"],
+                                                                          project) is not None
+
     def _forward(self, method: str, port: int, rest: str, body: bytes) -> Any:
+        secret = self.supervisor.secret_of(port)
+        deadline = self.supervisor.score_deadline
         try:
             return self.http.request(method, f"http://127.0.0.1:{port}/{rest}", body=body or None,
-                                     headers={"Content-Type": "application/json"}, timeout=urllib3.Timeout(
-                                         connect=2.0, read=120.0))
+                                     headers={"Content-Type": "application/json", SECRET_HEADER: secret},
+                                     timeout=urllib3.Timeout(connect=2.0, read=deadline))
+        except urllib3.exceptions.ReadTimeoutError:
+            self.supervisor.unresponsive(port, secret, f"did not answer {rest} within {deadline:g} s")
+            return urllib3.HTTPResponse(body=json.dumps({"message": f"the model did not answer within {deadline:g} s "
+                                                                    "(the scoring deadline); its scorer is being "
+                                                                    "replaced, try again shortly"}).encode(),
+                                        status=504, headers={"content-type": "application/json"})
         except urllib3.exceptions.HTTPError as e:
             # The scorer died between the route and the request; the supervisor restarts it.
             return urllib3.HTTPResponse(body=json.dumps({"message": f"the scorer did not answer ({e}); "

@@ -8,9 +8,15 @@ a real MLOps). It talks to the supervisor over its standard streams:
   imported, then ``{"event": "listening", "port": N}`` once the model is loaded and served,
   or ``{"event": "failed", "reason": ..., "kind": ...}``. Anything else the process or the
   model prints goes to stderr, which the sandbox keeps as the deployment's log.
-* stdin carries one JSON line, the model to load (``model_dir``, ``experiment_id``, ``env``),
-  and then stays open: when it closes, the sandbox has gone, and the scorer exits. That is
-  how no scorer outlives its sandbox, even one killed with SIGKILL.
+* stdin carries one JSON line, the model to load (``model_dir``, ``experiment_id``, ``env``)
+  and how to serve it (``secret``, ``deadline_seconds``), and then stays open: when it closes,
+  the sandbox has gone, and the scorer exits. That is how no scorer outlives its sandbox, even
+  one killed with SIGKILL.
+
+Only the sandbox may call a scorer: every request must carry the order's ``secret`` in the
+``X-Scorer-Secret`` header (compared in constant time; 401 otherwise), so a local process
+that finds the port gets nowhere. ``GET /readyz`` answers 503 while a prediction has run
+longer than ``deadline_seconds``: a stuck model is then seen as unhealthy and replaced.
 
 Loading a model runs its code (MLflow's loader unpickles it), as a runtime does on a real
 MLOps: deploy only models you trust.
@@ -23,6 +29,7 @@ Routes (H2O MLOps scoring API): ``GET /model/id`` (text), ``/model/schema``,
 from __future__ import annotations
 
 import contextlib
+import hmac
 import json
 import math
 import os
@@ -40,6 +47,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 
 MAX_BODY = 64 * 1024 * 1024
+SECRET_HEADER = "X-Scorer-Secret"
 MISSING = {"", "na", "nan", "null", "none"}
 # MLflow column types -> the scoring API's data types.
 DATA_TYPES = {"double": "Float64", "float": "Float32", "long": "Int64", "integer": "Int32", "boolean": "Bool",
@@ -75,6 +83,7 @@ class Model:
         self.name = name
         self.pyfunc = mlflow.pyfunc.load_model(model_dir)
         self.lock = threading.Lock()  # a pyfunc model is not promised to be thread-safe
+        self.predicting_since = 0.0  # monotonic start of the prediction running now (0: none)
         signature = self.pyfunc.metadata.signature
         self.inputs = self._columns(signature.inputs if signature else None)
         example = self.pyfunc.input_example
@@ -138,7 +147,16 @@ class Model:
 
     def _predict(self, frame: Any) -> Any:
         with self.lock:
-            return self.pyfunc.predict(frame)
+            self.predicting_since = time.monotonic()
+            try:
+                return self.pyfunc.predict(frame)
+            finally:
+                self.predicting_since = 0.0
+
+    def stuck_for(self, deadline: float) -> float:
+        """How long the running prediction has overrun ``deadline`` seconds (0 when it has not)."""
+        since = self.predicting_since
+        return max(0.0, time.monotonic() - since - deadline) if since else 0.0
 
     @staticmethod
     def _output_frame(prediction: Any) -> Any:
@@ -306,7 +324,9 @@ def _refuse(name: str, data_type: str, text: Any, bad: Any) -> None:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    model: Model  # set on the class before serving
+    model: Model  # set on the class before serving, with the two below
+    secret: str
+    deadline: float
     server_version = "mlops-nb-scorer"
     # Headers and body leave in one write, without Nagle's algorithm: written apart, the body
     # would wait for the peer's delayed acknowledgement of the headers (40 ms on Linux).
@@ -329,11 +349,31 @@ class Handler(BaseHTTPRequestHandler):
     def _error(self, status: int, message: str) -> None:
         self._send(status, {"message": message})
 
+    def _allowed(self) -> bool:
+        """Whether the caller holds this scorer's secret; answers 401 when not."""
+        given = self.headers.get(SECRET_HEADER, "")
+        if hmac.compare_digest(given.encode(), self.secret.encode()):
+            return True
+        self._error(401, "only the sandbox that started this scorer may call it; score through the "
+                         "deployment's URL")
+        self.close_connection = True
+        return False
+
+    def _readiness(self) -> None:
+        overrun = self.model.stuck_for(self.deadline)
+        if overrun:
+            self._send(503, f"stuck: a prediction has run {self.deadline + overrun:.0f} s, longer than the "
+                            f"{self.deadline:.0f} s deadline", text=True)
+        else:
+            self._send(200, "ready", text=True)
+
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        if not self._allowed():
+            return
         path = self.path.split("?", 1)[0].rstrip("/")
         model = self.model
         routes = {
-            "/readyz": lambda: self._send(200, "ready", text=True),
+            "/readyz": self._readiness,
             "/model/id": lambda: self._send(200, model.experiment_id, text=True),
             "/model/schema": lambda: self._send(200, model.schema()),
             "/model/sample_request": lambda: self._send(200, model.sample_request()),
@@ -348,6 +388,8 @@ class Handler(BaseHTTPRequestHandler):
                              "/model/sample_request, /model/capabilities, /model/id and /readyz")
 
     def do_POST(self) -> None:  # noqa: N802
+        if not self._allowed():
+            return
         path = self.path.split("?", 1)[0].rstrip("/")
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY:
@@ -394,8 +436,7 @@ class Handler(BaseHTTPRequestHandler):
 def _failure(error: BaseException) -> tuple[str, str]:
     """(kind, reason) for a model that could not be loaded."""
     if isinstance(error, ModuleNotFoundError):
-        return "missing_dependency", (f"missing dependency: {error} (install it into the sandbox's Python, "
-                                      f"{sys.executable})")
+        return "missing_dependency", f"missing dependency: {error} (install it into the Python the sandbox runs with)"
     return "load_error", f"the model could not be loaded: {type(error).__name__}: {error}"
 
 
@@ -457,7 +498,7 @@ def main() -> None:
     _watch_parent(sys.stdin, parent)
     os.environ.update(order.get("env") or {})
     os.chdir(order["model_dir"])
-    log(f"loading the MLflow model in {order['model_dir']} with Python {sys.version.split()[0]}")
+    log(f"loading the MLflow model with Python {sys.version.split()[0]}")
     try:
         model = Model(order["model_dir"], order.get("experiment_id", ""), order.get("name", ""))
     except BaseException as e:  # noqa: BLE001 - whatever the model's code raises is the reason
@@ -466,6 +507,8 @@ def main() -> None:
         emit(events, "failed", kind=kind, reason=reason)
         sys.exit(3)
     Handler.model = model
+    Handler.secret = order["secret"]
+    Handler.deadline = float(order.get("deadline_seconds") or 60.0)
     server = ThreadingHTTPServer(("127.0.0.1", int(order.get("port", 0))), Handler)
     server.daemon_threads = True
     log(f"serving {len(model.inputs)} input fields -> {', '.join(n for n, _ in model.outputs)} "

@@ -1,0 +1,189 @@
+"""The deployment and scoring surface under attack and misbehaviour (issue 19), with real scorer processes.
+
+Side doors (a scorer's port, another user's token, a VIEWER reading secrets, server paths in
+statuses), a model that hangs in ``predict`` or never finishes loading, hostile artifacts and
+scoring bodies, and bounded monitoring storage. Everything runs against a real sandbox on
+127.0.0.1 with small deadlines, so that each test takes seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+
+from mlops_nb.sandbox import Sandbox
+from mlops_nb.sandbox.services.access import ROLE_VIEWER
+from tests.deploying import deploy, experiment_with, iris_model, python_model_zip, status, wait_for_state
+from tests.test_sandbox_artifacts import new_project
+from tests.test_sandbox_projects import me
+
+DEADLINE = 2.0  # seconds a scoring request may take here
+LOAD_TIMEOUT = 20.0  # seconds a scorer may take to load its model here (a cold one imports MLflow first)
+
+DOUBLING = '''
+import time
+
+
+class Doubling:
+    def predict(self, frame, params=None):
+        if (frame["x"] == 99).any():  # a model that hangs on this input
+            time.sleep(3600)
+        return frame[["x"]] * 2
+
+
+def _load_pyfunc(path):
+    return Doubling()
+'''
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    with Sandbox(db=str(tmp_path_factory.mktemp("hardening") / "h.sqlite3"), data="empty",
+                 score_deadline=DEADLINE, model_load_timeout=LOAD_TIMEOUT) as sb:
+        yield sb
+
+
+@pytest.fixture(scope="module")
+def served(sandbox: Sandbox, alice: Any) -> dict[str, Any]:
+    """A healthy deployment of the iris classifier, and one of the doubling model, shared by the tests below."""
+    project = new_project(alice, "hardening")
+    data, X, _ = iris_model()
+    iris = deploy(alice, project, experiment_with(alice, project, data), display_name="iris").id
+    doubling = deploy(alice, project, experiment_with(alice, project, python_model_zip(DOUBLING)),
+                      display_name="doubling").id
+    for deployment in (iris, doubling):
+        healthy = wait_for_state(alice, deployment, "HEALTHY", "FAILED")
+        assert healthy.state.value == "HEALTHY", healthy.message
+    return {"project": project, "iris": iris, "doubling": doubling, "X": X,
+            "url": status(alice, iris).scorer.score.url, "doubling_url": status(alice, doubling).scorer.score.url}
+
+
+def iris_request(served: dict[str, Any]) -> dict[str, Any]:
+    X = served["X"]
+    return {"fields": list(X.columns), "rows": [[str(v) for v in row] for row in X.head(2).itertuples(index=False)]}
+
+
+def scorer_port(sandbox: Sandbox, deployment_id: str) -> int:
+    assert sandbox.supervisor is not None
+    route = sandbox.supervisor.route(deployment_id)
+    assert route is not None
+    return route.models[0].ports[0]
+
+
+# -- side doors ------------------------------------------------------------------------------------
+
+
+def test_a_scorer_answers_only_its_sandbox(sandbox: Sandbox, alice: Any, served: dict[str, Any]) -> None:
+    port = scorer_port(sandbox, served["iris"])
+    direct = f"http://127.0.0.1:{port}"
+    for headers in ({}, {"X-Scorer-Secret": "guess"}):
+        answer = requests.post(f"{direct}/model/score", json=iris_request(served), headers=headers, timeout=10)
+        assert answer.status_code == 401 and "only the sandbox" in answer.json()["message"]
+        assert requests.get(f"{direct}/model/schema", headers=headers, timeout=10).status_code == 401
+        assert requests.get(f"{direct}/readyz", headers=headers, timeout=10).status_code == 401
+    through_the_gateway = requests.post(served["url"], json=iris_request(served), timeout=30)
+    assert through_the_gateway.status_code == 200 and len(through_the_gateway.json()["score"]) == 2
+    logs = "\n".join(e.text_payload for e in
+                     alice.deployer.log.list_log_entries(parent=served["iris"]).log_entries)
+    assert sandbox.supervisor is not None
+    assert sandbox.supervisor.secret_of(port) and sandbox.supervisor.secret_of(port) not in logs
+
+
+def test_token_auth_takes_only_users_who_may_read_the_project(sandbox: Sandbox, alice: Any, bob: Any,
+                                                               served: dict[str, Any]) -> None:
+    deployment = served["iris"]
+    alice.deployer.deployment.update_model_deployment(deployment={"id": deployment, "security": {
+        "token_auth": {"authentication_protocol": "AUTHORIZATION_PROTOCOL_OIDC"}}}, update_mask="security")
+    try:
+        def score_as(username: str) -> requests.Response:
+            token = sandbox.token_provider(username)()
+            return requests.post(served["url"], json=iris_request(served), timeout=30,
+                                 headers={"Authorization": f"Bearer {token}"})
+
+        refused = score_as("bob")
+        assert refused.status_code == 403 and "may not read the deployment's project" in refused.json()["message"]
+        assert score_as("alice").status_code == 200
+        alice.storage.project.share_project(project_id=served["project"], user_id=me(bob),
+                                            restriction_role_id=ROLE_VIEWER)
+        assert score_as("bob").status_code == 200
+    finally:
+        alice.deployer.deployment.update_model_deployment(deployment={"id": deployment, "security": {}},
+                                                          update_mask="security")
+
+
+def test_viewers_read_passphrases_and_environment_values_redacted(alice: Any, bob: Any) -> None:
+    project = new_project(alice, "secrets")
+    alice.storage.project.share_project(project_id=project, user_id=me(bob), restriction_role_id=ROLE_VIEWER)
+    deployment = deploy(alice, project, experiment_with(alice, project, iris_model()[0]),
+                        security={"passphrase": {"hash": "open sesame",
+                                                 "passphrase_hash_type": "PASSPHRASE_HASH_TYPE_PLAINTEXT"}},
+                        element={"kubernetes_resource_spec": {"replicas": 0},  # no process needed here
+                                 "deployment_environment_variables": {"runtime_variables": {"API_KEY": "k-123"}}}).id
+
+    def seen_by(client: Any) -> Any:
+        return next(d for d in client.deployer.deployment.list_project_deployments(project_id=project).deployment
+                    if d.id == deployment)
+
+    owner, viewer = seen_by(alice), seen_by(bob)
+    assert owner.security.passphrase.hash == "open sesame"
+    assert owner.single_deployment.deployment_environment_variables.runtime_variables == {"API_KEY": "k-123"}
+    assert viewer.security.passphrase.hash == "<redacted>"
+    assert viewer.security.passphrase.passphrase_hash_type.value == "PASSPHRASE_HASH_TYPE_PLAINTEXT"
+    assert viewer.single_deployment.deployment_environment_variables.runtime_variables == {"API_KEY": "<redacted>"}
+    alice.deployer.deployment.delete_deployment(id=deployment)
+
+
+def test_failed_messages_name_no_server_paths(sandbox: Sandbox, alice: Any) -> None:
+    project = new_project(alice, "paths")
+    source = "import os\n\n\ndef _load_pyfunc(path):\n    return open(os.path.join(path, 'weights.bin'))\n"
+    deployment = deploy(alice, project, experiment_with(alice, project, python_model_zip(source))).id
+    failed = wait_for_state(alice, deployment, "FAILED", "HEALTHY")
+    assert failed.state.value == "FAILED"
+    assert "No such file or directory: 'weights.bin'" in failed.message, failed.message
+    assert sandbox.supervisor is not None and str(sandbox.supervisor.workdir) not in failed.message
+    assert "/" not in failed.message.split("FileNotFoundError")[1]
+
+
+# -- a model that hangs ------------------------------------------------------------------------------
+
+
+def test_a_model_stuck_in_predict_is_seen_killed_and_replaced(sandbox: Sandbox, alice: Any,
+                                                               served: dict[str, Any]) -> None:
+    deployment, url = served["doubling"], served["doubling_url"]
+    assert sandbox.supervisor is not None
+    [stuck_pid] = sandbox.supervisor.pids(deployment)
+    started = time.monotonic()
+    answer = requests.post(url, json={"fields": ["x"], "rows": [["99"]]}, timeout=30)
+    assert answer.status_code == 504 and "did not answer within 2 s" in answer.json()["message"]
+    assert time.monotonic() - started < DEADLINE + 5
+    unhealthy = wait_for_state(alice, deployment, "UNHEALTY", timeout=10)
+    assert f"(pid {stuck_pid}) did not answer model/score within 2 s" in unhealthy.message
+    healthy = wait_for_state(alice, deployment, "HEALTHY", timeout=60)
+    assert "restarted" in healthy.message
+    assert sandbox.supervisor.pids(deployment) != [stuck_pid]
+    again = requests.post(url, json={"fields": ["x"], "rows": [["1.5"]]}, timeout=30)
+    assert again.status_code == 200 and again.json()["score"] == [["3.0"]]
+    logs = "\n".join(e.text_payload for e in alice.deployer.log.list_log_entries(parent=deployment).log_entries)
+    assert "did not answer model/score within 2 s; killing it" in logs
+
+
+def test_a_model_that_never_finishes_loading_fails_with_the_reason(tmp_path: Any) -> None:
+    source = "import time\n\n\ndef _load_pyfunc(path):\n    time.sleep(3600)\n"
+    with Sandbox(db=str(tmp_path / "slow.sqlite3"), data="empty", warm_scorers=1, model_load_timeout=LOAD_TIMEOUT
+                 ) as sb, sb.client("alice") as alice:
+        deadline = time.monotonic() + 60
+        assert sb.supervisor is not None
+        while not sb.supervisor.spares_warm():  # the load is timed, not the spare's imports
+            assert time.monotonic() < deadline, "no warm spare scorer within a minute"
+            time.sleep(0.1)
+        project = new_project(alice, "slow")
+        deployment = deploy(alice, project, experiment_with(alice, project, python_model_zip(source))).id
+        started = time.monotonic()
+        failed = wait_for_state(alice, deployment, "FAILED", "HEALTHY", timeout=LOAD_TIMEOUT + 30)
+        assert failed.state.value == "FAILED"
+        assert f"did not load the model within {LOAD_TIMEOUT:g} s (the model load timeout)" in failed.message
+        assert time.monotonic() - started < LOAD_TIMEOUT + 15
