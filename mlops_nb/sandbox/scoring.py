@@ -81,7 +81,9 @@ class ScoringGateway:
         self.rng = random.Random()
         self._rng_lock = threading.Lock()
         self.shadows = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sandbox-shadow")
-        self._inputs: dict[int, list[str] | None] = {}  # scorer port -> the model's input fields
+        # A scorer's secret -> its model's input fields: a secret names one scorer process, where a
+        # port may be another deployment's scorer after a restart.
+        self._inputs: dict[str, list[str] | None] = {}
 
     def routes(self) -> list[Route]:
         return [
@@ -110,8 +112,8 @@ class ScoringGateway:
         if rest not in _SCORER_PATHS:
             return _error(404, f"no route {rest!r}; the scoring API serves model/score, model/schema, "
                                "model/sample_request, model/capabilities, model/id and readyz")
-        body = await request.body() if request.method == "POST" else b""
-        if len(body) > MAX_BODY:
+        body = await read_at_most(request, MAX_BODY) if request.method == "POST" else b""
+        if body is None:
             return _error(413, f"the request is larger than {MAX_BODY} bytes; send fewer rows per request")
         return await run_in_threadpool(self._answer, request.method, request.headers.get("authorization", ""),
                                        deployment_id, rest, body)
@@ -243,11 +245,14 @@ class ScoringGateway:
 
     def _model_inputs(self, port: int) -> list[str] | None:
         """The input fields of the model a scorer serves (asked once per scorer process)."""
-        if port not in self._inputs:
+        scorer = self.supervisor.secret_of(port)
+        if scorer not in self._inputs:
             schema = _json(self._forward("GET", port, "model/schema", b"").data) or {}
             fields = schema.get("schema", {}).get("inputFields")
-            self._inputs[port] = [f.get("name") for f in fields] if isinstance(fields, list) and fields else None
-        return self._inputs[port]
+            if len(self._inputs) >= 1024:  # scorers come and go; forget the oldest
+                del self._inputs[next(iter(self._inputs))]
+            self._inputs[scorer] = [f.get("name") for f in fields] if isinstance(fields, list) and fields else None
+        return self._inputs[scorer]
 
 
 _OPTIONS = (b"noFieldNamesInOutput", b"includeFieldsInOutput", b"idField")
@@ -261,9 +266,24 @@ def _copied(options: Any) -> int:
     return (len(include) if isinstance(include, list) else 0) + (1 if options.get("idField") else 0)
 
 
+async def read_at_most(request: Request, limit: int) -> bytes | None:
+    """The request's body, or None as soon as it is known to be larger than ``limit`` bytes: from its
+    declared length before reading, else while reading (so an oversized body is never held whole)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _json(data: bytes) -> Any:
     try:
         value = json.loads(data or b"null")
-    except ValueError:
+    except (ValueError, RecursionError):  # a body nested too deeply is as unreadable as a malformed one
         return None
     return value if isinstance(value, dict) else None

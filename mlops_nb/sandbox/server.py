@@ -37,7 +37,7 @@ from mlops_nb.sandbox.identity import IdentityProvider, InvalidToken
 from mlops_nb.sandbox.rpc import HANDLERS, STREAM_HANDLERS, Call, RpcError, new_id, now, parse_json
 from mlops_nb.sandbox.runtime import Supervisor
 from mlops_nb.sandbox.runtime.supervisor import LOAD_TIMEOUT, SCORE_DEADLINE
-from mlops_nb.sandbox.scoring import ScoringGateway
+from mlops_nb.sandbox.scoring import ScoringGateway, read_at_most
 from mlops_nb.sandbox.services import deployments
 from mlops_nb.sandbox.store import Store, default_db_path
 from mlops_nb.wire.errors import GRPC_TO_HTTP
@@ -199,14 +199,11 @@ class Gateway:
 
 
 async def _bounded_body(request: Request) -> bytes:
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise RpcError(3, f"the request body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB, "
-                              "the most a gateway call takes; upload large data as an artifact")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    body = await read_at_most(request, MAX_BODY_BYTES)
+    if body is None:
+        raise RpcError(3, f"the request body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB, "
+                          "the most a gateway call takes; upload large data as an artifact")
+    return body
 
 
 

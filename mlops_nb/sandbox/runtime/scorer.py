@@ -410,6 +410,10 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError as e:
             self._error(400, f"the request body is not valid JSON ({e})")
             return
+        except RecursionError:
+            self._error(400, "the request body is nested too deeply; send 'fields' and 'rows' (a list of lists "
+                             "of values)")
+            return
         try:
             started = time.perf_counter()
             body = self.model.score(request)
