@@ -8,8 +8,10 @@ scoring bodies, and bounded monitoring storage. Everything runs against a real s
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +27,7 @@ DEADLINE = 2.0  # seconds a scoring request may take here
 LOAD_TIMEOUT = 20.0  # seconds a scorer may take to load its model here (a cold one imports MLflow first)
 
 DOUBLING = '''
+import json
 import time
 
 
@@ -187,3 +190,129 @@ def test_a_model_that_never_finishes_loading_fails_with_the_reason(tmp_path: Any
         assert failed.state.value == "FAILED"
         assert f"did not load the model within {LOAD_TIMEOUT:g} s (the model load timeout)" in failed.message
         assert time.monotonic() - started < LOAD_TIMEOUT + 15
+
+
+# -- bounded monitoring storage ----------------------------------------------------------------------
+
+
+def stored(store: Any, experiment_id: str) -> dict[str, int]:
+    """What the record holds of a model, counted from its tables (not from the running totals)."""
+    with store.reading() as db:
+        requests_kept = db.execute("SELECT count(*) FROM scoring_request WHERE experiment_id = ?",
+                                   (experiment_id,)).fetchone()[0]
+        figures = {"requests": requests_kept}
+        for baseline, name in ((0, "recent"), (1, "baseline")):
+            rows, size = db.execute("SELECT coalesce(sum(row_count), 0), coalesce(sum(length(request) + "
+                                    "length(response)), 0) FROM scoring_rows WHERE experiment_id = ? AND baseline = ?",
+                                    (experiment_id, baseline)).fetchone()
+            figures[f"{name}_rows"], figures[f"{name}_bytes"] = rows, size
+    return figures
+
+
+def test_monitoring_keeps_rows_and_bytes_within_bounds_after_every_request(tmp_path: Any, monkeypatch: Any) -> None:
+    """record_scoring on a real SQLite store, with bounds made small so that a few hundred requests cross
+    them: mixed one-row and 100-row requests, some with a large unused field, a primary and its shadow."""
+    import random
+
+    from mlops_nb.sandbox import services
+    from mlops_nb.sandbox.services import monitoring
+    from mlops_nb.sandbox.store import Store
+
+    bounds = {"REQUESTS_KEPT": 150, "ROWS_KEPT": 400, "BYTES_KEPT": 40_000, "BASELINE_ROWS": 60,
+              "BASELINE_BYTES": 5_000}
+    for name, value in bounds.items():
+        monkeypatch.setattr(monitoring, name, value)
+    store = Store(str(tmp_path / "monitoring.sqlite3"), services.migrations())
+    rng = random.Random(19)
+    for n in range(300):
+        count = rng.choice([1, 1, 1, 100])
+        unused = "u" * rng.choice([0, 0, 50_000])
+        request = {"fields": ["x", "unused", "long"],
+                   "rows": [[str(n + i), unused, "L" * 1000] for i in range(count)]}
+        response = {"fields": ["id", "y"], "score": [[str(i), str(2 * (n + i))] for i in range(count)]}
+        scored = monitoring.Scored(json.dumps(request).encode(), json.dumps(response).encode(), count,
+                                   ["x", "long"], copied=1)
+        for model in ("primary", "shadow"):
+            monitoring.record_scoring(store, "d", model, latency_ms=1.0, status=200, rows=count, scored=scored)
+            kept = stored(store, model)
+            assert kept["requests"] <= bounds["REQUESTS_KEPT"], (n, kept)
+            assert kept["recent_rows"] <= bounds["ROWS_KEPT"] and kept["recent_bytes"] <= bounds["BYTES_KEPT"], (n, kept)
+            assert kept["baseline_rows"] <= bounds["BASELINE_ROWS"], (n, kept)
+            assert kept["baseline_bytes"] <= bounds["BASELINE_BYTES"], (n, kept)
+    # trimmed, not emptied: the latest rows fill at least half of the tighter bound
+    assert kept["recent_rows"] > bounds["ROWS_KEPT"] // 2 or kept["recent_bytes"] > bounds["BYTES_KEPT"] // 2
+    with store.reading() as db:
+        request, response = db.execute("SELECT request, response FROM scoring_rows ORDER BY request_id DESC").fetchone()
+    request, response = json.loads(request), json.loads(response)
+    assert request["fields"] == ["x", "long"] and len(request["rows"][0][1]) == monitoring.VALUE_CHARS
+    assert response["fields"] == ["y"] and all(len(row) == 1 for row in response["score"])
+
+
+def test_a_large_unused_field_costs_the_record_nothing_and_drift_reads_quickly(
+        sandbox: Sandbox, alice: Any, served: dict[str, Any]) -> None:
+    assert sandbox.store is not None
+    X, deployment = served["X"], served["iris"]
+    fields = [*X.columns, "notes"]
+    before = Path(sandbox.db).stat().st_size
+    for _ in range(4):
+        rows = [[*(str(v) for v in row), "n" * 8_000_000] for row in X.head(1).itertuples(index=False)]
+        assert requests.post(served["url"], json={"fields": fields, "rows": rows}, timeout=60).status_code == 200
+    assert Path(sandbox.db).stat().st_size - before < 4_000_000  # the 32 MB sent were not kept
+    with sandbox.store.reading() as db:
+        largest = db.execute("SELECT max(length(request)) FROM scoring_rows WHERE deployment_id = ?",
+                             (deployment,)).fetchone()[0]
+    assert largest < 2_000
+    started = time.monotonic()
+    alice.model_monitoring.monitoring_service.get_model_drift_metrics(deployment, served_experiment(alice, served))
+    assert time.monotonic() - started < 30
+
+
+def served_experiment(alice: Any, served: dict[str, Any]) -> str:
+    view = next(d for d in alice.deployer.deployment.list_project_deployments(project_id=served["project"]).deployment
+                if d.id == served["iris"])
+    return view.single_deployment.deployment_composition.experiment_id
+
+
+def test_oversized_and_deeply_nested_bodies_are_400s_and_413s(sandbox: Sandbox, alice: Any,
+                                                             served: dict[str, Any]) -> None:
+    nested = ("[" * 10_000) + ("]" * 10_000)
+    for body in ('{"fields": ["x"], "rows": ' + nested + "}", '{"idField": ' + nested + "}"):
+        answer = requests.post(served["url"], data=body, headers={"Content-Type": "application/json"}, timeout=30)
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["message"]
+    with sandbox.store.reading() as db:  # type: ignore[union-attr]
+        statuses = [r[0] for r in db.execute("SELECT status FROM scoring_request WHERE deployment_id = ? "
+                                             "ORDER BY id DESC LIMIT 2", (served["iris"],))]
+    assert statuses == [400, 400]  # both are in the monitoring record
+    # A body declared larger than the bound is refused before it is read: only the headers are sent.
+    import socket
+
+    host, port = sandbox.gateway_url.rsplit("/", 1)[-1].split(":")
+    path = served["url"].split(str(port), 1)[1]
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                           f"Content-Length: {200 * 2**20}\r\n\r\n".encode())
+        reply = ""
+        while "larger than" not in reply and (chunk := connection.recv(4096)):
+            reply += chunk.decode()
+    assert reply.startswith("HTTP/1.1 413") and "larger than" in reply
+
+
+def test_drift_reads_every_missing_value_token_of_the_scorer_as_missing() -> None:
+    import numpy as np
+    import pandas as pd
+
+    from mlops_nb.sandbox.runtime.scorer import MISSING
+    from mlops_nb.sandbox.services.monitoring import _bins, _psi, _shares
+
+    rng = np.random.default_rng(19)
+    baseline = pd.Series([f"{v:.3f}" for v in rng.normal(size=1000)], dtype=object)
+    later = pd.Series([f"{v:.3f}" for v in rng.normal(size=1000)], dtype=object)
+    kind, bins = _bins(baseline)
+    assert kind == "numeric"
+    clean = _psi(_shares(baseline, kind, bins), _shares(later, kind, bins))
+    for token in sorted(MISSING) + ["NULL", " None "]:
+        with_token = later.copy()
+        with_token.iloc[0] = token
+        assert abs(_psi(_shares(baseline, kind, bins), _shares(with_token, kind, bins)) - clean) < 0.01, token
+    assert clean < 0.1
