@@ -36,6 +36,7 @@ from mlops_nb.sandbox.faults import FaultInjector
 from mlops_nb.sandbox.identity import IdentityProvider, InvalidToken
 from mlops_nb.sandbox.rpc import HANDLERS, STREAM_HANDLERS, Call, RpcError, new_id, now, parse_json
 from mlops_nb.sandbox.runtime import Supervisor
+from mlops_nb.sandbox.runtime.runtimes import MAX_UNPACKED_BYTES
 from mlops_nb.sandbox.runtime.supervisor import LOAD_TIMEOUT, SCORE_DEADLINE
 from mlops_nb.sandbox.scoring import ScoringGateway, read_at_most
 from mlops_nb.sandbox.services import deployments
@@ -298,7 +299,7 @@ class Sandbox:
     may carry its chain). ``score_deadline`` (seconds, default 60) is how long a scoring
     request may take before its scorer counts as stuck and is replaced; ``model_load_timeout``
     (seconds, default 300) how long a scorer may take to load its model before the deployment
-    is FAILED. ``durable=True`` makes each acknowledged write survive an OS crash
+    is FAILED; ``max_unpacked_bytes`` (default 2 GiB) the most an artifact may unpack to. ``durable=True`` makes each acknowledged write survive an OS crash
     or power loss too, not only the sandbox process dying (SQLite ``synchronous=FULL``).
     """
 
@@ -323,6 +324,7 @@ class Sandbox:
         durable: bool = False,
         score_deadline: float = SCORE_DEADLINE,
         model_load_timeout: float = LOAD_TIMEOUT,
+        max_unpacked_bytes: int = MAX_UNPACKED_BYTES,
     ) -> None:
         parse_data(data)  # a bad value fails here, before anything starts
         if latency_ms < 0:
@@ -343,6 +345,7 @@ class Sandbox:
         self.warm_scorers = warm_scorers
         self.score_deadline = score_deadline
         self.model_load_timeout = model_load_timeout
+        self.max_unpacked_bytes = max_unpacked_bytes
         self.latency_ms = latency_ms
         self.fault_rate = faults
         self.fault_seed = fault_seed
@@ -373,7 +376,8 @@ class Sandbox:
         )
         self.supervisor = Supervisor(self._deployments_dir(), deployments.StoreEvents(self.store),
                                      deployments.supervisor_artifacts(self.store), warm_spares=self.warm_scorers,
-                                     score_deadline=self.score_deadline, load_timeout=self.model_load_timeout)
+                                     score_deadline=self.score_deadline, load_timeout=self.model_load_timeout,
+                                     max_unpacked_bytes=self.max_unpacked_bytes)
         app, gateway, self._scoring = build_app(self.store, self.idp, self.supervisor, latency_ms=self.latency_ms)
         if self.fault_rate:
             app = self.faults = FaultInjector(app, self.fault_rate, self.fault_seed)  # type: ignore[assignment]

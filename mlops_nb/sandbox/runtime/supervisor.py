@@ -51,7 +51,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Protocol
 
-from mlops_nb.sandbox.runtime.runtimes import UnpackError, cannot_run, runtime_display_name, unpack
+from mlops_nb.sandbox.runtime.runtimes import (
+    MAX_UNPACKED_BYTES,
+    UnpackError,
+    cannot_run,
+    runtime_display_name,
+    unpack,
+)
 
 __all__ = ["Supervisor", "DeploymentSpec", "ModelSpec", "Events", "Route", "RoutedModel"]
 
@@ -67,6 +73,7 @@ STABLE_AFTER = 60.0  # a scorer up this long has its backoff reset
 STOP_GRACE = 5.0
 SCORE_DEADLINE = 60.0
 SECRET_HEADER = "X-Scorer-Secret"
+ARTIFACTS = "artifacts"  # the folder under the working directory where artifacts are unpacked
 
 
 @dataclass(frozen=True)
@@ -301,18 +308,32 @@ def _probe(port: int, secret: str, timeout: float = 2.0) -> bool:
         return False
 
 
+class _Unpacked:
+    """One artifact unpacked for one processor, shared by every revision that runs it."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.lock = threading.Lock()  # held while unpacking: a second revision waits, then shares
+        self.model_dir: Path | None = None
+        self.users = 0
+
+
 class _Revision:
-    def __init__(self, spec: DeploymentSpec, directory: Path) -> None:
+    def __init__(self, spec: DeploymentSpec, directory: Path, release: Callable[[list[str]], None]) -> None:
         self.spec = spec
         self.directory = directory
         self.replicas: list[_Replica] = []
         self.cancelled = False
+        self.artifacts: list[str] = []  # keys of the unpacked artifacts it uses
+        self._release = release
 
     def stop(self) -> None:
         self.cancelled = True
         for replica in self.replicas:
             replica.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
+        used, self.artifacts = self.artifacts, []
+        self._release(used)
 
     def route(self) -> Route:
         models = []
@@ -339,13 +360,15 @@ class Supervisor:
 
     def __init__(self, workdir: Path, events: Events, artifact_bytes: ArtifactBytes, *, warm_spares: int = 1,
                  python: str = sys.executable, score_deadline: float = SCORE_DEADLINE,
-                 load_timeout: float = LOAD_TIMEOUT) -> None:
+                 load_timeout: float = LOAD_TIMEOUT, max_unpacked_bytes: int = MAX_UNPACKED_BYTES) -> None:
         for name, seconds in (("score_deadline", score_deadline), ("load_timeout", load_timeout)):
             if seconds <= 0:
                 raise ValueError(f"{name} must be a positive number of seconds, got {seconds!r}")
         self.workdir = workdir
         self.score_deadline = score_deadline
         self.load_timeout = load_timeout
+        self.max_unpacked_bytes = max_unpacked_bytes
+        self._artifacts: dict[str, _Unpacked] = {}  # artifact id and processor -> where it is unpacked
         self.events = events
         self.artifact_bytes = artifact_bytes
         self.warm_spares = warm_spares
@@ -360,6 +383,8 @@ class Supervisor:
     # -- lifecycle of the supervisor --------------------------------------------------------
 
     def start(self) -> None:
+        # What an earlier run left unpacked may be half done (it may have been killed): unpack again.
+        shutil.rmtree(self.workdir / ARTIFACTS, ignore_errors=True)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._refill_spares()
         self._spawn(self._watch, "supervisor-watch")
@@ -445,7 +470,7 @@ class Supervisor:
                 deployment.rolling.cancelled = True
                 stale, deployment.rolling = deployment.rolling, None
                 self._spawn(stale.stop, "supervisor-cancel")
-            revision = _Revision(spec, self.workdir / spec.deployment_id / spec.revision_id)
+            revision = _Revision(spec, self.workdir / spec.deployment_id / spec.revision_id, self._release)
             deployment.rolling = revision
         self._spawn(self._roll_out, f"rollout-{spec.deployment_id[:8]}", deployment, revision)
 
@@ -532,15 +557,12 @@ class Supervisor:
         try:
             self._status(deployment, revision, "PREPARING", f"unpacking the artifacts of revision {spec.revision_id}")
             directories = []
-            for i, model in enumerate(spec.models):
+            for model in spec.models:
                 reason = cannot_run(model.runtime)
                 if reason:
                     raise _LoadFailed(reason)
-                target = revision.directory / f"model-{i}"
-                self._note(deployment.id, f"{model.processor}: unpacking artifact {model.artifact_id} "
-                                          f"of {model.name or model.experiment_id}")
                 try:
-                    directories.append(unpack(model.processor, self.artifact_bytes(model.artifact_id), target))
+                    directories.append(self._unpacked(deployment, revision, model))
                 except UnpackError as e:
                     raise _LoadFailed(f"{model.name or model.experiment_id}: {e}") from None
                 if revision.cancelled:
@@ -590,10 +612,41 @@ class Supervisor:
                 deployment.rolling = None
         revision.stop()
 
+    def _unpacked(self, deployment: _Deployment, revision: _Revision, model: ModelSpec) -> Path:
+        """Where ``model``'s artifact is unpacked for its processor: once for all revisions that use it."""
+        key = f"{model.artifact_id}-{model.processor}"
+        with self._lock:
+            entry = self._artifacts.setdefault(key, _Unpacked(self.workdir / ARTIFACTS / key))
+            entry.users += 1
+            revision.artifacts.append(key)
+        with entry.lock:
+            if entry.model_dir is None:
+                self._note(deployment.id, f"{model.processor}: unpacking artifact {model.artifact_id} "
+                                          f"of {model.name or model.experiment_id}")
+                entry.model_dir = unpack(model.processor, self.artifact_bytes(model.artifact_id), entry.directory,
+                                         self.max_unpacked_bytes)
+            else:
+                self._note(deployment.id, f"{model.processor}: artifact {model.artifact_id} is unpacked already")
+            return entry.model_dir
+
+    def _release(self, keys: list[str]) -> None:
+        """A revision no longer uses these unpacked artifacts; the last user's going removes them."""
+        for key in keys:
+            with self._lock:
+                entry = self._artifacts.get(key)
+                if entry is None:
+                    continue
+                entry.users -= 1
+                if entry.users > 0:
+                    continue
+                del self._artifacts[key]
+            with entry.lock:
+                shutil.rmtree(entry.directory, ignore_errors=True)
+
     def _without_paths(self, reason: str) -> str:
         """``reason`` without the server's paths: those inside a revision's folder relative to the model,
         others by their file name (a status is read by every project member, not the sandbox's admin)."""
-        inside = re.escape(str(self.workdir)) + r"/[^/\s'\"]+/[^/\s'\"]+/model-\d+/(?:model/)?"
+        inside = re.escape(str(self.workdir / ARTIFACTS)) + r"/[^/\s'\"]+/(?:model/)?"
         return re.sub(r"(?<![\w.])/(?:[^/\s'\"]+/)+([^/\s'\"]+)", r"\1", re.sub(inside, "", reason))
 
     def _switch(self, deployment: _Deployment, revision: _Revision) -> None:
