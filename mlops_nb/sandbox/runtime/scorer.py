@@ -444,21 +444,27 @@ def _failure(error: BaseException) -> tuple[str, str]:
     return "load_error", f"the model could not be loaded: {type(error).__name__}: {error}"
 
 
-def _watch_parent(control: Any, parent: int) -> None:
-    """Exit when the sandbox goes away: its end of stdin closes, or this process is re-parented."""
+def _exit_when_orphaned(parent: int) -> None:
+    """Exit soon after the sandbox goes away, however it goes: this process is then re-parented. Started
+    first thing, so that a spare still importing MLflow does not outlive a killed sandbox either."""
+
+    def until_orphaned() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(0)
+
+    threading.Thread(target=until_orphaned, daemon=True).start()
+
+
+def _exit_at_eof(control: Any) -> None:
+    """Exit when the sandbox's end of stdin closes (it stopped, or stopped this scorer)."""
 
     def until_eof() -> None:
         for _ in control:
             pass
         os._exit(0)
 
-    def until_orphaned() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(0)
-
     threading.Thread(target=until_eof, daemon=True).start()
-    threading.Thread(target=until_orphaned, daemon=True).start()
 
 
 def _warm_up() -> None:
@@ -481,7 +487,7 @@ def _warm_up() -> None:
 
 
 def main() -> None:
-    parent = os.getppid()
+    _exit_when_orphaned(os.getppid())
     # Events go to the original stdout; everything else written to fd 1 (the model's prints,
     # C libraries) goes to stderr, the log.
     events = os.fdopen(os.dup(1), "w", buffering=1)
@@ -499,7 +505,7 @@ def main() -> None:
     if not line:
         return  # the sandbox went away before it needed this spare
     order = json.loads(line)
-    _watch_parent(sys.stdin, parent)
+    _exit_at_eof(sys.stdin)
     os.environ.update(order.get("env") or {})
     os.chdir(order["model_dir"])
     log(f"loading the MLflow model with Python {sys.version.split()[0]}")
