@@ -24,7 +24,9 @@ from tests.test_sandbox_artifacts import new_project
 from tests.test_sandbox_projects import me
 
 DEADLINE = 2.0  # seconds a scoring request may take here
-LOAD_TIMEOUT = 20.0  # seconds a scorer may take to load its model here (a cold one imports MLflow first)
+MAX_UNPACKED = 32 * 2**20  # bytes an artifact may unpack to here
+LOAD_TIMEOUT = 120.0  # seconds a scorer may take to load its model here (a cold one imports MLflow first)
+SHORT_LOAD_TIMEOUT = 8.0  # ... in the test of a model that never finishes loading (on a warm spare)
 
 DOUBLING = '''
 import json
@@ -46,7 +48,7 @@ def _load_pyfunc(path):
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     with Sandbox(db=str(tmp_path_factory.mktemp("hardening") / "h.sqlite3"), data="empty",
-                 score_deadline=DEADLINE, model_load_timeout=LOAD_TIMEOUT) as sb:
+                 score_deadline=DEADLINE, model_load_timeout=LOAD_TIMEOUT, max_unpacked_bytes=MAX_UNPACKED) as sb:
         yield sb
 
 
@@ -176,7 +178,7 @@ def test_a_model_stuck_in_predict_is_seen_killed_and_replaced(sandbox: Sandbox, 
 
 def test_a_model_that_never_finishes_loading_fails_with_the_reason(tmp_path: Any) -> None:
     source = "import time\n\n\ndef _load_pyfunc(path):\n    time.sleep(3600)\n"
-    with Sandbox(db=str(tmp_path / "slow.sqlite3"), data="empty", warm_scorers=1, model_load_timeout=LOAD_TIMEOUT
+    with Sandbox(db=str(tmp_path / "slow.sqlite3"), data="empty", warm_scorers=1, model_load_timeout=SHORT_LOAD_TIMEOUT
                  ) as sb, sb.client("alice") as alice:
         deadline = time.monotonic() + 60
         assert sb.supervisor is not None
@@ -186,10 +188,10 @@ def test_a_model_that_never_finishes_loading_fails_with_the_reason(tmp_path: Any
         project = new_project(alice, "slow")
         deployment = deploy(alice, project, experiment_with(alice, project, python_model_zip(source))).id
         started = time.monotonic()
-        failed = wait_for_state(alice, deployment, "FAILED", "HEALTHY", timeout=LOAD_TIMEOUT + 30)
+        failed = wait_for_state(alice, deployment, "FAILED", "HEALTHY", timeout=SHORT_LOAD_TIMEOUT + 30)
         assert failed.state.value == "FAILED"
-        assert f"did not load the model within {LOAD_TIMEOUT:g} s (the model load timeout)" in failed.message
-        assert time.monotonic() - started < LOAD_TIMEOUT + 15
+        assert f"did not load the model within {SHORT_LOAD_TIMEOUT:g} s (the model load timeout)" in failed.message
+        assert time.monotonic() - started < SHORT_LOAD_TIMEOUT + 15
 
 
 # -- bounded monitoring storage ----------------------------------------------------------------------
@@ -316,3 +318,103 @@ def test_drift_reads_every_missing_value_token_of_the_scorer_as_missing() -> Non
         with_token.iloc[0] = token
         assert abs(_psi(_shares(baseline, kind, bins), _shares(with_token, kind, bins)) - clean) < 0.01, token
     assert clean < 0.1
+
+
+# -- hostile artifacts ------------------------------------------------------------------------------
+
+MLMODEL = "flavors:\n  python_function:\n    loader_module: test_model\n    code: code\n"
+ALIASES = "a: &a [" + ",".join(["x"] * 9) + "]\n" + "".join(
+    f"{chr(c)}: &{chr(c)} [" + ",".join([f"*{chr(c - 1)}"] * 9) + "]\n" for c in range(ord("b"), ord("j")))
+
+
+def damaged(kind: str) -> bytes:
+    """A small MLflow-like zip with its MLmodel damaged: 'crc' (stored bytes changed) or 'deflate' (a broken
+    stream)."""
+    import io
+    import zipfile
+
+    mlmodel = MLMODEL + "# " + "".join(f"{n:x}" for n in range(4000)) + "\n"
+    buffer = io.BytesIO()
+    compression = zipfile.ZIP_STORED if kind == "crc" else zipfile.ZIP_DEFLATED
+    with zipfile.ZipFile(buffer, "w", compression) as archive:
+        archive.writestr("MLmodel", mlmodel)
+    data = bytearray(buffer.getvalue())
+    start = data.index(b"MLmodel") + len("MLmodel")  # the member's data follows its local header's name
+    if kind == "crc":
+        at = data.index(b"# ", start) + 100  # inside the comment: still YAML, but not the bytes the CRC is of
+        data[at] = ord("z")
+    else:
+        data[start + 20:start + 36] = b"\xff" * 16
+    return bytes(data)
+
+
+@pytest.mark.parametrize("kind", ["crc", "deflate"])
+def test_a_damaged_zip_is_a_400_at_ingest_and_failed_at_deploy(alice: Any, kind: str) -> None:
+    import mlops_nb
+
+    project = new_project(alice, f"damaged {kind}")
+    experiment = experiment_with(alice, project, damaged(kind))
+    artifact = alice.storage.artifact.list_entity_artifacts(entity_id=experiment).artifact[0].id
+    with pytest.raises(mlops_nb.InvalidArgument, match="is a damaged zip archive"):
+        alice.ingest.model.create_model_ingestion(artifact_id=artifact)
+    failed = wait_for_state(alice, deploy(alice, project, experiment).id, "FAILED", "HEALTHY", timeout=60)
+    assert failed.state.value == "FAILED" and "the artifact is a damaged zip archive" in failed.message
+
+
+@pytest.mark.parametrize("metadata, reason", [
+    (ALIASES, "YAML aliases (*name) are not accepted in model metadata"),
+    (MLMODEL + "# " + "c" * (2 * 2**20) + "\n", "larger than 1048576 bytes"),
+])
+def test_hostile_mlmodel_files_are_refused_quickly(alice: Any, metadata: str, reason: str) -> None:
+    import mlops_nb
+    from tests.deploying import zip_of
+
+    project = new_project(alice, "hostile metadata")
+    experiment = experiment_with(alice, project, zip_of({"MLmodel": metadata}))
+    artifact = alice.storage.artifact.list_entity_artifacts(entity_id=experiment).artifact[0].id
+    started = time.monotonic()
+    with pytest.raises(mlops_nb.InvalidArgument, match=reason.replace("(", r"\(").replace(")", r"\)").replace(
+            "*", r"\*")):
+        alice.ingest.model.create_model_ingestion(artifact_id=artifact)
+    assert time.monotonic() - started < 10
+    failed = wait_for_state(alice, deploy(alice, project, experiment).id, "FAILED", "HEALTHY", timeout=60)
+    assert failed.state.value == "FAILED" and reason.split(" (")[0] in failed.message, failed.message
+
+
+def test_an_artifact_that_unpacks_past_the_bound_fails_counting_real_bytes(sandbox: Sandbox, alice: Any) -> None:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("MLmodel", MLMODEL)
+        archive.writestr("weights.bin", bytes(2 * MAX_UNPACKED))  # zeros: a few hundred kilobytes deflated
+    assert len(buffer.getvalue()) < MAX_UNPACKED // 32
+    project = new_project(alice, "bomb")
+    deployment = deploy(alice, project, experiment_with(alice, project, buffer.getvalue())).id
+    failed = wait_for_state(alice, deployment, "FAILED", "HEALTHY", timeout=60)
+    assert failed.state.value == "FAILED"
+    assert f"the artifact unpacks to more than {MAX_UNPACKED} bytes" in failed.message
+    assert sandbox.supervisor is not None
+    leftovers = [p for p in (sandbox.supervisor.workdir / "artifacts").rglob("weights.bin")]
+    assert not leftovers
+
+
+def test_an_artifact_is_unpacked_once_for_every_revision_that_runs_it(sandbox: Sandbox, alice: Any,
+                                                                     served: dict[str, Any]) -> None:
+    assert sandbox.supervisor is not None
+    experiment = served_experiment(alice, served)
+    artifacts = sandbox.supervisor.workdir / "artifacts"
+    before = sorted(p.name for p in artifacts.iterdir())
+    again = deploy(alice, served["project"], experiment, element={"kubernetes_resource_spec": {"replicas": 0}}).id
+    assert wait_for_state(alice, again, "PENDING", "FAILED", timeout=60).state.value == "PENDING"
+    logs = "\n".join(e.text_payload for e in alice.deployer.log.list_log_entries(parent=again).log_entries)
+    assert "is unpacked already" in logs and "unpacking artifact" not in logs
+    assert sorted(p.name for p in artifacts.iterdir()) == before
+    alice.deployer.deployment.delete_deployment(id=again)
+    deadline = time.monotonic() + 30
+    while any(d.id == again for d in alice.deployer.deployment.list_project_deployments(
+            project_id=served["project"]).deployment):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert sorted(p.name for p in artifacts.iterdir()) == before  # the serving deployment still uses it
