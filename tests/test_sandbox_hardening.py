@@ -418,3 +418,63 @@ def test_an_artifact_is_unpacked_once_for_every_revision_that_runs_it(sandbox: S
         assert time.monotonic() < deadline
         time.sleep(0.1)
     assert sorted(p.name for p in artifacts.iterdir()) == before  # the serving deployment still uses it
+
+
+# -- smaller faults ----------------------------------------------------------------------------------
+
+
+def test_identity_endpoints_do_their_blocking_work_off_the_event_loop(sandbox: Sandbox, monkeypatch: Any) -> None:
+    """The device grant and the refresh grant, end to end; the password check (PBKDF2) and the grants
+    (SQLite) are observed (wrapped, then called as they are) to run outside the server's event loop thread."""
+    import threading
+
+    idp = sandbox._idp()
+    threads: dict[str, str] = {}
+
+    def observed(name: str) -> None:
+        original = getattr(idp, name)
+
+        def record(*args: Any, **kwargs: Any) -> Any:
+            threads[name] = threading.current_thread().name
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(idp, name, record)
+
+    for name in ("_password_matches", "_refresh_grant", "_device_code_grant", "_authenticate_client"):
+        observed(name)
+    client_id = sandbox.client_id
+    started = requests.post(idp.device_authorization_endpoint, data={"client_id": client_id}, timeout=10).json()
+    approved = requests.post(idp.verification_uri, timeout=10, data={
+        "user_code": started["user_code"], "username": "alice", "password": "alice", "action": "approve"})
+    assert approved.status_code == 200 and "Device approved" in approved.text
+    tokens = requests.post(idp.token_endpoint, timeout=10, data={
+        "grant_type": "urn:ietf:params:oauth:grant-type:device_code", "client_id": client_id,
+        "device_code": started["device_code"]}).json()
+    refreshed = requests.post(idp.token_endpoint, timeout=10, data={
+        "grant_type": "refresh_token", "client_id": client_id, "refresh_token": tokens["refresh_token"]})
+    assert refreshed.status_code == 200 and refreshed.json()["access_token"]
+    assert set(threads) == {"_password_matches", "_refresh_grant", "_device_code_grant", "_authenticate_client"}
+    event_loop_thread = f"mlops-nb-sandbox-{sandbox.port}"
+    assert all(name != event_loop_thread for name in threads.values()), threads
+
+
+def test_the_input_fields_are_asked_again_of_a_restarted_scorer(sandbox: Sandbox, alice: Any,
+                                                                served: dict[str, Any]) -> None:
+    """The gateway's cache of the models' input fields is keyed by scorer process (its secret), not by
+    port: a restarted scorer, on whatever port, is asked again."""
+    import os
+    import signal
+
+    gateway, supervisor = sandbox._scoring, sandbox.supervisor
+    assert gateway is not None and supervisor is not None
+    port = scorer_port(sandbox, served["iris"])
+    old = supervisor.secret_of(port)
+    assert gateway._model_inputs(port) == list(served["X"].columns) and old in gateway._inputs
+    [pid] = supervisor.pids(served["iris"])
+    os.kill(pid, signal.SIGKILL)
+    wait_for_state(alice, served["iris"], "UNHEALTY", timeout=30)
+    assert wait_for_state(alice, served["iris"], "HEALTHY", timeout=60).state.value == "HEALTHY"
+    new_port = scorer_port(sandbox, served["iris"])
+    new = supervisor.secret_of(new_port)
+    assert new != old and new not in gateway._inputs
+    assert gateway._model_inputs(new_port) == list(served["X"].columns) and new in gateway._inputs
