@@ -2,7 +2,9 @@
 
 The sandbox's supervisor starts this file with the sandbox's own Python (by path, so that
 it imports nothing of ``mlops_nb``: a scorer is a separate program, as a runtime image is on
-a real MLOps). It talks to the supervisor over its standard streams:
+a real MLOps), with the sandbox's process id as its one argument: once its parent is another
+process (the sandbox has gone, however), it exits within 0.2 s, even while still importing.
+It talks to the supervisor over its standard streams:
 
 * stdout carries events, one JSON object per line: ``{"event": "warm"}`` once MLflow is
   imported, then ``{"event": "listening", "port": N}`` once the model is loaded and served,
@@ -487,7 +489,8 @@ def _warm_up() -> None:
 
 
 def main() -> None:
-    _exit_when_orphaned(os.getppid())
+    # The sandbox names itself: had it gone before this line ran, getppid() would already be init's.
+    _exit_when_orphaned(int(sys.argv[1]) if len(sys.argv) > 1 else os.getppid())
     # Events go to the original stdout; everything else written to fd 1 (the model's prints,
     # C libraries) goes to stderr, the log.
     events = os.fdopen(os.dup(1), "w", buffering=1)

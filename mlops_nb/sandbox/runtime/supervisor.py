@@ -144,7 +144,7 @@ class _Process:
         self._on_stop = on_stop
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
         self.popen = subprocess.Popen(
-            [python, str(SCORER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            [python, str(SCORER), str(os.getpid())], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, env=env, start_new_session=True,  # a terminal's Ctrl-C is for the sandbox, not its scorers
         )
         self.pid = self.popen.pid
