@@ -153,6 +153,25 @@ def test_failed_messages_name_no_server_paths(sandbox: Sandbox, alice: Any) -> N
     assert "/" not in failed.message.split("FileNotFoundError")[1]
 
 
+def test_an_endpoint_path_in_use_by_another_user_is_refused_without_saying_whose(alice: Any, bob: Any) -> None:
+    import mlops_nb
+
+    def parent_of(client: Any, project: str) -> str:
+        environment = client.storage.deployment_environment.list_deployment_environments(
+            project_id=project).deployment_environment[0].id
+        return f"projects/{project}/environments/{environment}"
+
+    alices = parent_of(alice, new_project(alice, "paths of alice"))
+    endpoint = alice.deployer.endpoint.create_endpoint(parent=alices, endpoint={"path": "alice-credit"}).endpoint
+    with pytest.raises(mlops_nb.AlreadyExists, match=f"taken by endpoint '{endpoint.name}'"):
+        alice.deployer.endpoint.create_endpoint(parent=alices, endpoint={"path": "alice-credit"})
+    bobs = parent_of(bob, new_project(bob, "paths of bob"))
+    with pytest.raises(mlops_nb.AlreadyExists) as refused:
+        bob.deployer.endpoint.create_endpoint(parent=bobs, endpoint={"path": "alice-credit"})
+    assert "'alice-credit' is not available; choose another" in str(refused.value)
+    assert "endpoint" not in str(refused.value).split("not available")[1] and alices not in str(refused.value)
+
+
 # -- a model that hangs ------------------------------------------------------------------------------
 
 
