@@ -41,6 +41,8 @@ BENCHMARKS: list[tuple[str, str]] = [
     ("bench_faults", "the fault workload through a sandbox failing 20% of calls, against the legacy client"),
     ("bench_durability", "store commits and CreateProject with synchronous=FULL against NORMAL"),
     ("bench_deploy", "CreateDeployment to HEALTHY and scoring throughput (sandbox deployments)"),
+    ("bench_hardening", "monitoring storage against its bounds, a stuck model replaced, hostile artifacts, "
+                        "scorers after SIGKILL (issue 19)"),
 ]
 
 
