@@ -203,6 +203,8 @@ class ScoringGateway:
     def _forward(self, method: str, port: int, rest: str, body: bytes) -> Any:
         secret = self.supervisor.secret_of(port)
         deadline = self.supervisor.score_deadline
+        if not secret:  # the scorer stopped being ready since the route was read
+            return _unavailable("the scorer is restarting; try again shortly")
         try:
             return self.http.request(method, f"http://127.0.0.1:{port}/{rest}", body=body or None,
                                      headers={"Content-Type": "application/json", SECRET_HEADER: secret},
@@ -215,9 +217,7 @@ class ScoringGateway:
                                         status=504, headers={"content-type": "application/json"})
         except urllib3.exceptions.HTTPError as e:
             # The scorer died between the route and the request; the supervisor restarts it.
-            return urllib3.HTTPResponse(body=json.dumps({"message": f"the scorer did not answer ({e}); "
-                                                                    "try again shortly"}).encode(),
-                                        status=503, headers={"content-type": "application/json"})
+            return _unavailable(f"the scorer did not answer ({e}); try again shortly")
 
     def _record(self, deployer: dict[str, Any], experiment_id: str, latency: float, answer: Any, response: Any,
                 port: int, body: bytes, copied: int) -> None:
@@ -264,6 +264,11 @@ def _copied(options: Any) -> int:
         return 0
     include = options.get("includeFieldsInOutput")
     return (len(include) if isinstance(include, list) else 0) + (1 if options.get("idField") else 0)
+
+
+def _unavailable(message: str) -> Any:
+    return urllib3.HTTPResponse(body=json.dumps({"message": message}).encode(), status=503,
+                                headers={"content-type": "application/json"})
 
 
 async def read_at_most(request: Request, limit: int) -> bytes | None:
