@@ -446,9 +446,21 @@ def _failure(error: BaseException) -> tuple[str, str]:
     return "load_error", f"the model could not be loaded: {type(error).__name__}: {error}"
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to kill this process when the sandbox's thread that started it ends (the sandbox
+    starts scorers from one thread that lives as long as it does): no Python needs to run for that,
+    so a scorer busy in C code (importing, predicting) goes too."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+
+
 def _exit_when_orphaned(parent: int) -> None:
     """Exit soon after the sandbox goes away, however it goes: this process is then re-parented. Started
-    first thing, so that a spare still importing MLflow does not outlive a killed sandbox either."""
+    first thing (and checked at once: the sandbox may have gone before this process asked to die with
+    it), so that a spare still importing MLflow does not outlive a killed sandbox either."""
 
     def until_orphaned() -> None:
         while os.getppid() == parent:
@@ -489,6 +501,7 @@ def _warm_up() -> None:
 
 
 def main() -> None:
+    _die_with_parent()
     # The sandbox names itself: had it gone before this line ran, getppid() would already be init's.
     _exit_when_orphaned(int(sys.argv[1]) if len(sys.argv) > 1 else os.getppid())
     # Events go to the original stdout; everything else written to fd 1 (the model's prints,

@@ -47,6 +47,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Protocol
@@ -378,6 +379,7 @@ class Supervisor:
         self._spares: list[_Process] = []
         self._processes: set[_Process] = set()  # every process started and not yet stopped
         self._closed = threading.Event()
+        self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="supervisor-spawner")
         self._rr = itertools.count()
 
     # -- lifecycle of the supervisor --------------------------------------------------------
@@ -405,12 +407,15 @@ class Supervisor:
             thread.start()
         for thread in stoppers:
             thread.join()
+        self._spawner.shutdown(wait=False)
 
     def _new_process(self) -> _Process:
         with self._lock:
             if self._closed.is_set():
                 raise _LoadFailed("the sandbox is stopping")
-            process = _Process(self.python, on_stop=self._forget)
+            # Started from one long-lived thread: a scorer asks Linux to kill it when the thread that
+            # started it ends (PR_SET_PDEATHSIG), which must then be the sandbox ending.
+            process = self._spawner.submit(_Process, self.python, self._forget).result()
             self._processes.add(process)
             return process
 
