@@ -42,6 +42,8 @@ BENCHMARKS: list[tuple[str, str]] = [
     ("bench_durability", "store commits and CreateProject with synchronous=FULL against NORMAL"),
     ("bench_deploy", "CreateDeployment to HEALTHY and scoring throughput (sandbox deployments)"),
     ("bench_mojo", "H2O-3 MOJO deployments: to HEALTHY, scoring via the URL against genmodel in-process and the CLI"),
+    ("bench_hardening", "monitoring storage against its bounds, a stuck model replaced, hostile artifacts, "
+                        "scorers after SIGKILL (issue 19)"),
 ]
 
 

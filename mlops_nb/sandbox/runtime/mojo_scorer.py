@@ -199,7 +199,7 @@ class MojoModel(scorer.Model):
 def _load(order: dict[str, Any]) -> MojoModel:
     import jpype
 
-    scorer.log(f"loading the H2O-3 MOJO in {order['model_dir']} with genmodel on Java "
+    scorer.log(f"loading the H2O-3 MOJO with genmodel on Java "
                f"{jpype.java.lang.System.getProperty('java.version')}")
     return MojoModel(order["model_dir"], order.get("experiment_id", ""), order.get("name", ""))
 

@@ -19,7 +19,10 @@ client then stores them on the experiment it creates. It recognises three kinds 
   ``tool`` (Driverless AI) and, when the zip has its ``example.csv``, ``dai/input_columns``.
   The pipeline itself is a protobuf the sandbox does not read: no target column.
 
-Anything else is INVALID_ARGUMENT saying what the sandbox looked for and what it found.
+Anything else is INVALID_ARGUMENT saying what the sandbox looked for and what it found; so
+is a damaged zip (bad CRC, broken deflate data) and metadata the sandbox will not parse: an
+``MLmodel`` or ``model.ini`` over 1 MiB, YAML with aliases or nested too deeply (see
+``runtime.runtimes.read_yaml``). Only the header line of ``example.csv`` is read.
 """
 
 from __future__ import annotations
@@ -30,13 +33,13 @@ import tempfile
 import zipfile
 from typing import Any
 
-import yaml
-
 from mlops_nb.sandbox.rpc import Call, handles, invalid_argument
+from mlops_nb.sandbox.runtime.runtimes import BAD_ZIP, read_member, read_yaml
 from mlops_nb.sandbox.services.artifacts import artifact_chunks, readable_artifact
 
 __all__: list[str] = []
 
+MAX_HEADER_BYTES = 64 * 1024
 LOOKED_FOR = ("an MLflow model (an MLmodel file at the zip's root), an H2O-3 MOJO (model.ini at the root) or "
               "a DAI MOJO pipeline (mojo-pipeline/pipeline.mojo)")
 
@@ -64,9 +67,9 @@ def _flatten(prefix: str, data: Any, out: dict[str, Any]) -> None:
 
 def _mlflow(archive: zipfile.ZipFile, mlmodel: str) -> dict[str, Any]:
     try:
-        spec = yaml.safe_load(archive.read(mlmodel))
-    except yaml.YAMLError as e:
-        raise invalid_argument(f"the artifact's {mlmodel} is not valid YAML ({e})") from None
+        spec = read_yaml(read_member(archive, mlmodel), f"the artifact's {mlmodel}")
+    except ValueError as e:
+        raise invalid_argument(str(e)) from None
     if not isinstance(spec, dict) or not isinstance(spec.get("flavors"), dict):
         raise invalid_argument(f"the artifact's {mlmodel} names no flavors; it is not an MLflow model")
     values: dict[str, Any] = {}
@@ -78,7 +81,10 @@ def _mlflow(archive: zipfile.ZipFile, mlmodel: str) -> dict[str, Any]:
 
 
 def _h2o3(archive: zipfile.ZipFile) -> dict[str, Any]:
-    text = archive.read("model.ini").decode("utf-8", "replace")
+    try:
+        text = read_member(archive, "model.ini").decode("utf-8", "replace")
+    except ValueError as e:
+        raise invalid_argument(f"the artifact's {e}") from None
     # [columns] and [domains] list bare lines, not key = value pairs.
     parser = configparser.ConfigParser(allow_no_value=True, delimiters=("=",), interpolation=None)
     parser.optionxform = str  # type: ignore[assignment,method-assign]  # keep the keys' case
@@ -128,7 +134,8 @@ def _dai(archive: zipfile.ZipFile, names: list[str]) -> dict[str, Any]:
     values: dict[str, Any] = {"tool": "Driverless AI", "model_type": "mojo_pipeline"}
     example = next((n for n in names if n.endswith("mojo-pipeline/example.csv")), None)
     if example:
-        header = archive.read(example).decode("utf-8", "replace").splitlines()[:1]
+        with archive.open(example) as csv:
+            header = csv.readline(MAX_HEADER_BYTES).decode("utf-8", "replace").splitlines()[:1]
         if header:
             values["dai/input_columns"] = [c.strip().strip('"') for c in header[0].split(",")]
     return {"artifactType": "dai/mojo_pipeline", "values": values, "target": ""}
@@ -162,8 +169,12 @@ def create_model_ingestion(call: Call, request: Any) -> dict[str, Any]:
         if not zipfile.is_zipfile(file):
             raise invalid_argument(f"the sandbox cannot ingest artifact {artifact['id']!r}: it is not a zip "
                                    f"archive (it looked for {LOOKED_FOR})")
-        with zipfile.ZipFile(file) as archive:
-            found = _inspect(archive)
+        try:
+            with zipfile.ZipFile(file) as archive:
+                found = _inspect(archive)
+        except BAD_ZIP as e:
+            raise invalid_argument(f"artifact {artifact['id']!r} is a damaged zip archive ({e}); upload it "
+                                   "again") from None
     return {"ingestion": {
         "artifactId": artifact["id"], "artifactType": found["artifactType"],
         "modelMetadata": {"values": {k: _value(v) for k, v in found["values"].items()}},
