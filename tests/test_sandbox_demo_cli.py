@@ -118,16 +118,17 @@ def test_demo_data_is_seeded_once(tmp_path: Path) -> None:
 
 
 def _my_methods() -> list[Method]:
-    """The API methods served by the artifact, model, dataset, deployment, ingest, endpoint and monitoring modules."""
-    modules = {f"mlops_nb.sandbox.services.{name}" for name in ("artifacts", "models", "datasets", "deployments",
-                                                                  "ingest", "endpoints", "monitoring")}
+    """The API methods served by the artifact, model, dataset, environment, deployment, ingest, endpoint and
+    monitoring modules."""
+    modules = {f"mlops_nb.sandbox.services.{name}" for name in ("artifacts", "models", "datasets", "environments",
+                                                                  "deployments", "ingest", "endpoints", "monitoring")}
     handlers = {**HANDLERS, **STREAM_HANDLERS}
     return [m for m in API.methods if getattr(handlers.get(m.qualified_name), "__module__", None) in modules]
 
 
 def test_odd_requests_never_make_a_server_error(demo: Sandbox) -> None:
     methods = [m for m in _my_methods() if m.verb == "POST"]
-    assert len(methods) == 58
+    assert len(methods) == 64
     token = demo.idp.issue_access_token("alice")
     with demo.client("alice") as alice:
         project = _projects(alice)["Credit risk"]
