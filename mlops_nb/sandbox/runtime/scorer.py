@@ -83,6 +83,10 @@ def log(text: str) -> None:
 class Model:
     """A loaded MLflow model with its scoring schema."""
 
+    # Monotonic start of the prediction running now (0: none); a class default, so that a runtime's
+    # subclass (the MOJO model) that sets up its own fields has it too.
+    predicting_since = 0.0
+
     def __init__(self, model_dir: str, experiment_id: str, name: str) -> None:
         import mlflow.pyfunc
 
@@ -90,7 +94,6 @@ class Model:
         self.name = name
         self.pyfunc = mlflow.pyfunc.load_model(model_dir)
         self.lock = threading.Lock()  # a pyfunc model is not promised to be thread-safe
-        self.predicting_since = 0.0  # monotonic start of the prediction running now (0: none)
         signature = self.pyfunc.metadata.signature
         self.inputs = self._columns(signature.inputs if signature else None)
         example = self.pyfunc.input_example
