@@ -41,6 +41,7 @@ BENCHMARKS: list[tuple[str, str]] = [
     ("bench_faults", "the fault workload through a sandbox failing 20% of calls, against the legacy client"),
     ("bench_durability", "store commits and CreateProject with synchronous=FULL against NORMAL"),
     ("bench_deploy", "CreateDeployment to HEALTHY and scoring throughput (sandbox deployments)"),
+    ("bench_scoring", "scoring: our URL and score against MLflow's own server, in-process predict and the JSON floor"),
 ]
 
 
