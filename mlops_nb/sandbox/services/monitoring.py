@@ -1,7 +1,8 @@
 """Model monitoring: what the deployments' scoring traffic shows, over a time range.
 
 Every request to a deployment's (or endpoint's) ``/model/score`` is recorded by the gateway
-(:func:`record_scoring`): time, model, latency, rows, outcome, and for a monitored deployment
+(:func:`record_scoring`, on a thread of the store's own through :func:`record_later`, so that
+a request does not wait for the store; every metric first waits for what is queued): time, model, latency, rows, outcome, and for a monitored deployment
 (``monitor.enable``, the official client's default) its input and output rows. Retention is
 bounded: the latest 100,000 requests and 20,000 scored rows per model are kept, and the
 first 1,000 rows a model scored stay as its drift baseline. A shadow model's answers are
@@ -41,8 +42,12 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import queue
 import sqlite3
-from collections.abc import Sequence
+import threading
+import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -65,7 +70,9 @@ from mlops_nb.sandbox.services.deployments import DEPLOYMENT_REMOVE_HOOKS, deplo
 from mlops_nb.sandbox.store import Store
 from mlops_nb.wire.messages import parse_timestamp
 
-__all__ = ["MIGRATIONS", "Scored", "record_scoring"]
+__all__ = ["MIGRATIONS", "Scored", "record_later", "record_scoring", "settle", "stop_recording"]
+
+log = logging.getLogger("mlops_nb.sandbox")
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -154,6 +161,55 @@ def record_scoring(store: Store, deployment_id: str, experiment_id: str, *, late
             _trim(db, deployment_id, experiment_id)
 
 
+class _Recorder:
+    """One thread that runs a store's recordings in the order they came."""
+
+    def __init__(self) -> None:
+        self.pending: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        threading.Thread(target=self._run, name="sandbox-monitoring", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            record = self.pending.get()
+            try:
+                if record is None:
+                    return
+                record()
+            except Exception:  # a recording lost must not stop the ones after it
+                log.exception("recording a scoring request for monitoring failed")
+            finally:
+                self.pending.task_done()
+
+
+_recorders: weakref.WeakKeyDictionary[Store, _Recorder] = weakref.WeakKeyDictionary()
+_recorders_lock = threading.Lock()
+
+
+def record_later(store: Store, record: Callable[[], None]) -> None:
+    """Run ``record`` (a call of :func:`record_scoring` on ``store``) on the store's recording thread."""
+    with _recorders_lock:
+        recorder = _recorders.get(store)
+        if recorder is None:
+            recorder = _recorders[store] = _Recorder()
+    recorder.pending.put(record)
+
+
+def settle(store: Store) -> None:
+    """Wait until every recording queued for ``store`` is written (metrics read after this)."""
+    recorder = _recorders.get(store)
+    if recorder is not None:
+        recorder.pending.join()
+
+
+def stop_recording(store: Store) -> None:
+    """Write what is queued for ``store`` and end its recording thread (before the store closes)."""
+    with _recorders_lock:
+        recorder = _recorders.pop(store, None)
+    if recorder is not None:
+        recorder.pending.put(None)
+        recorder.pending.join()
+
+
 def _trim(db: sqlite3.Connection, deployment_id: str, experiment_id: str) -> None:
     db.execute("DELETE FROM scoring_request WHERE deployment_id = ? AND experiment_id = ? AND id <= "
                "(SELECT id FROM scoring_request WHERE deployment_id = ? AND experiment_id = ? ORDER BY id DESC "
@@ -227,6 +283,7 @@ def _range(deployer: dict[str, Any], request: dict[str, Any]) -> _Range:
 
 
 def _monitored(call: Call, deployment_id: str) -> dict[str, Any]:
+    settle(call.store)
     deployer = deployment_view(call, deployment_id)
     if not deployer.get("monitor", {}).get("enable"):
         raise failed_precondition(f"monitoring is off for deployment {deployment_id!r}; turn it on with "
@@ -598,6 +655,7 @@ def _drift_status(call: Call, deployer: dict[str, Any], experiment_id: str) -> s
 
 
 def _models(call: Call, deployer: dict[str, Any], *, with_status: bool) -> list[dict[str, Any]]:
+    settle(call.store)
     models = []
     hours = max((datetime.now(timezone.utc) - parse_timestamp(deployer["createdTime"])).total_seconds() / 3600,
                 1 / 60)
