@@ -292,12 +292,15 @@ def _float_matrix(rows: list[Any], width: int) -> Any:
 
 def _numeric_frame(matrix: Any, wanted: list[tuple[int, str, str]]) -> Any:
     """The input frame from the parsed matrix: (position in the request, name, data type) per column."""
+    import numpy
     import pandas
 
     positions = [p for p, _, _ in wanted]
-    if positions != list(range(matrix.shape[1])):
-        matrix = matrix[:, positions]
-    frame = pandas.DataFrame(matrix, columns=[n for _, n, _ in wanted], copy=False)
+    # Column after column in memory, as a frame built from one array per column is: the model
+    # sees the very layout it saw before, so its arithmetic (and last digits) cannot change.
+    by_column = numpy.ascontiguousarray(matrix.T if positions == list(range(matrix.shape[1]))
+                                        else matrix[:, positions].T)
+    frame = pandas.DataFrame(by_column.T, columns=[n for _, n, _ in wanted], copy=False)
     narrow = [n for _, n, t in wanted if t == "Float32"]
     return frame.astype(dict.fromkeys(narrow, "float32")) if narrow else frame
 
