@@ -229,7 +229,10 @@ def score(client: Any, deployment: Message | str, frame: pd.DataFrame, passphras
         stale = isinstance(e, KeyError) or e.status in _STALE
         if not (cached and stale and not scored.batches):
             raise
+        was = kept
         kept, cached = _target(client, deployment, project, headers, fresh=True)
+        if kept == was:  # nothing changed: the refusal stands
+            raise
         _score_batches(client, kept, frame, batch_size, headers, progress, concurrent_calls, scored)
     if cached and scored.models - {kept.model}:  # answered by another model: type by its schema
         kept, _ = _target(client, deployment, project, headers, fresh=True)
