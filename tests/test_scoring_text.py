@@ -7,13 +7,15 @@ and reading value by value gives (the predictions may not change in the last dig
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlops_nb.notebook.scoring import _as_text, _floats
+from mlops_nb.notebook.scoring import _as_text, _Batches, _floats
 
 
 def _value_by_value(column: pd.Series) -> list[str]:
@@ -62,3 +64,18 @@ def test_float_answers_read_to_the_very_floats(values: list[float]) -> None:
 def test_missing_float_answers_are_nan() -> None:
     got = _floats(["1.5", "", "NaN", "2"], "float32")
     assert got.dtype == "float32" and np.isnan(got[1]) and np.isnan(got[2]) and got[[0, 3]].tolist() == [1.5, 2.0]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.floats(), st.floats(width=32)), min_size=1, max_size=30), st.integers(1, 7))
+def test_float_frames_are_sent_as_their_columns_would_be(rows: list[tuple[float, float]], size: int) -> None:
+    frame = pd.DataFrame({"a": pd.Series([a for a, _ in rows], dtype="float64"),
+                          "b": pd.Series([b for _, b in rows], dtype="float32")})
+    straight = _Batches(frame, ["b", "a"], size)
+    by_column = _Batches(frame.assign(c="x"), ["b", "a", "c"], size)  # a text column: the general path
+    assert straight.matrix is not None and by_column.matrix is None
+    for start in range(0, len(frame), size):
+        sent = json.loads(straight.body(start))
+        general = json.loads(by_column.body(start))
+        assert sent["fields"] == ["b", "a"]
+        assert sent["rows"] == [row[:2] for row in general["rows"]]
