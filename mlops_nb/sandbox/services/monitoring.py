@@ -728,6 +728,7 @@ def list_monitored_deployments(call: Call, request: dict[str, Any]) -> dict[str,
     page, token = _page(deployers, request)
     span_start = _time_param(request.get("start_date_time"), "startDateTime")
     span_end = _time_param(request.get("end_date_time"), "endDateTime")
+    settle(call.store)
     with call.store.reading() as db:
         total = db.execute("SELECT coalesce(sum(row_count), 0) FROM scoring_request WHERE ok = 1 AND time >= ? "
                            "AND time < ? AND deployment_id IN (SELECT value FROM json_each(?))",
