@@ -296,6 +296,7 @@ def test_score_uses_the_clients_ca_bundle_and_verify(https: Sandbox, pki, https_
     trusting = mlops.Client(https.gateway_url, _provider(https, ca_bundle=str(pki["ca"])), ca_bundle=str(pki["ca"]))
     _same_as_the_model(mlops.score(trusting, https_deployment, X.head(20)))
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", mlops.InsecureTLSWarning)
+        warnings.simplefilter("ignore", mlops.InsecureTLSWarning)  # shown once per process; tested above
+        warnings.simplefilter("ignore", InsecureRequestWarning)
         unverified = mlops.Client(https.gateway_url, _provider(https, verify=False), verify=False)
         _same_as_the_model(mlops.score(unverified, https_deployment, X.head(20)))
