@@ -7,6 +7,7 @@ status); notebooks/deploy_a_model.ipynb runs them in a kernel (tests/test_notebo
 from __future__ import annotations
 
 import pickle
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,12 +15,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import requests
 from IPython.core.interactiveshell import InteractiveShell
 
 import mlops_nb
 from mlops_nb.notebook.waiting import _Timeline
 from mlops_nb.sandbox import Sandbox
-from tests.deploying import experiment_with, zip_of
+from tests.deploying import composition, deploy, experiment_with, iris_model, status, wait_for_state, zip_of
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +122,44 @@ def test_score_gives_the_model_predictions_on_the_frame_index(alice: Any, deploy
     with pytest.raises(mlops_nb.ScoringError, match="row 1, field 'alcohol': 'lots' is not a valid Float64"):
         mlops_nb.score(alice, deployed["deployment"], bad, passphrase="grape")
     assert mlops_nb.score(alice, deployed["deployment"], rows.head(0), passphrase="grape").empty
+
+
+def test_score_in_concurrent_batches_gives_the_rows_in_order(alice: Any, deployed: dict[str, Any],
+                                                             trained: tuple[pd.DataFrame, Any]) -> None:
+    X, model = trained
+    rows = X.sample(frac=1.0, random_state=7)  # a shuffled index: the answers must follow it
+    one_by_one = mlops_nb.score(alice, deployed["deployment"], rows, passphrase="grape", batch_size=10,
+                                concurrent_calls=1)
+    together = mlops_nb.score(alice, deployed["deployment"], rows, passphrase="grape", batch_size=10,
+                              concurrent_calls=8)
+    pd.testing.assert_frame_equal(together, one_by_one)
+    assert list(together.index) == list(rows.index)
+    assert together["prediction"].tolist() == model.predict(rows).tolist()
+
+
+def test_score_follows_a_deployment_that_changed_its_model(alice: Any, project: str) -> None:
+    classifier_zip, X, classifier = iris_model()
+    regressor_zip, _, regressor = iris_model("linear")
+    regressing = experiment_with(alice, project, regressor_zip, name="iris-regressor")
+    deployment = deploy(alice, project, experiment_with(alice, project, classifier_zip, name="iris-classifier"),
+                        display_name="changing")
+    url = wait_for_state(alice, deployment.id, "HEALTHY", "FAILED").scorer.score.url
+    first = mlops_nb.score(alice, deployment.id, X)  # its URL and schema are kept from here on
+    assert first["prediction"].dtype == "Int64" and first["prediction"].tolist() == classifier.predict(X).tolist()
+    deployment.single_deployment = composition(regressing)
+    alice.deployer.deployment.update_model_deployment(deployment=deployment)
+    deadline = time.monotonic() + 240
+    while requests.get(url.replace("/score", "/id"), timeout=10).text != regressing:
+        assert time.monotonic() < deadline, status(alice, deployment.id).message
+        time.sleep(0.2)
+    then = mlops_nb.score(alice, deployment.id, X)
+    # Typed by the new model's schema, and its very floats, to the last digit: the model's own
+    # prediction on the rows as the scorer lays them out, one column after another (a row-major
+    # copy of the same numbers makes the linear model's sums round differently in the last bit).
+    by_column = pd.DataFrame({name: X[name].to_numpy().copy() for name in X.columns})
+    assert then["prediction"].dtype == "float64"
+    assert then["prediction"].to_numpy().tobytes() == regressor.predict(by_column).astype("float64").tobytes()
+    alice.deployer.deployment.delete_deployment(id=deployment.id)
 
 
 def test_monitoring_shows_the_traffic_and_plots_it(alice: Any, deployed: dict[str, Any],

@@ -7,6 +7,7 @@ import http.client
 import ipaddress
 import signal
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +23,7 @@ from urllib3.exceptions import InsecureRequestWarning
 
 import mlops_nb as mlops
 from mlops_nb.sandbox import Sandbox
+from tests.deploying import deploy, experiment_with, iris_model, wait_for_state
 from tests.test_sandbox_demo_cli import READY, Running
 
 
@@ -165,9 +167,10 @@ class ForwardProxy(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self) -> None:
+    def __init__(self, hold_scoring: float = 0.0) -> None:
         super().__init__(("127.0.0.1", 0), _Forward)
         self.seen: list[str] = []
+        self.hold_scoring = hold_scoring  # seconds a score request waits before it goes on (a slow batch)
         self.url = f"http://127.0.0.1:{self.server_address[1]}"
 
     def __enter__(self) -> ForwardProxy:
@@ -186,6 +189,8 @@ class _Forward(BaseHTTPRequestHandler):
         target = urlsplit(self.path)  # absolute form: a proxy is asked for the whole URL
         self.server.seen.append(target.path)  # type: ignore[attr-defined]
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.command == "POST" and target.path.endswith("/model/score"):
+            time.sleep(self.server.hold_scoring)  # type: ignore[attr-defined]
         upstream = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("proxy-connection", "connection")}
         upstream.request(self.command, target.path + (f"?{target.query}" if target.query else ""), body, headers)
@@ -229,3 +234,69 @@ def test_explicit_proxies_win_over_the_variables(plain: Sandbox, clean_env) -> N
         assert client.storage.user.who_am_i().user.username == "alice"
     assert proxy.seen == ["/auth/realms/mlops/protocol/openid-connect/token",
                           "/storage/ai.h2o.storage.UserService/WhoAmI"]
+
+
+# -- scoring through the client's own transport ---------------------------------------------------
+
+
+def _iris_deployment(client: mlops.Client) -> str:
+    data, _, _ = iris_model()
+    project = client.storage.project.create_project(project={"display_name": "scoring"}).project.id
+    deployment = deploy(client, project, experiment_with(client, project, data)).id
+    healthy = wait_for_state(client, deployment, "HEALTHY", "FAILED")
+    assert healthy.state.value == "HEALTHY", healthy.message
+    return deployment
+
+
+@pytest.fixture(scope="module")
+def plain_deployment(plain: Sandbox) -> str:
+    with mlops.Client(plain.gateway_url, _provider(plain)) as client:
+        return _iris_deployment(client)
+
+
+@pytest.fixture(scope="module")
+def https_deployment(https: Sandbox, pki: dict[str, Path]) -> str:
+    with mlops.Client(https.gateway_url, _provider(https, ca_bundle=str(pki["ca"]))) as client:
+        return _iris_deployment(client)
+
+
+def _same_as_the_model(scored: object, rows: int = 20) -> None:
+    _, X, model = iris_model()
+    assert scored["prediction"].tolist() == model.predict(X.head(rows)).tolist()  # type: ignore[index]
+
+
+def test_score_goes_through_the_clients_proxy(plain: Sandbox, plain_deployment: str, clean_env) -> None:
+    clean_env.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there: only the client's proxy works
+    _, X, _ = iris_model()
+    with ForwardProxy() as proxy:
+        client = mlops.Client(plain.gateway_url, _provider(plain, proxies={"http": proxy.url}),
+                              proxies={"http": proxy.url})
+        _same_as_the_model(mlops.score(client, plain_deployment, X.head(20)))
+    scoring = f"/deployments/{plain_deployment}/model"
+    assert f"{scoring}/schema" in proxy.seen and f"{scoring}/score" in proxy.seen
+
+
+def test_score_never_sends_a_batch_again_after_its_answer_is_late(plain: Sandbox, plain_deployment: str,
+                                                                   clean_env) -> None:
+    _, X, _ = iris_model()
+    with ForwardProxy(hold_scoring=3.0) as proxy:
+        # The client's default retry policy is on; its read timeout is shorter than the batch takes.
+        client = mlops.Client(plain.gateway_url, _provider(plain), proxies={"http": proxy.url}, timeout=(5, 1.0))
+        with pytest.raises(mlops.WriteOutcomeUnknown, match="may or may not have been scored.*not sent again"):
+            mlops.score(client, plain_deployment, X.head(20))
+        time.sleep(4)  # long enough for any second attempt to have reached the proxy
+    assert proxy.seen.count(f"/deployments/{plain_deployment}/model/score") == 1
+
+
+def test_score_uses_the_clients_ca_bundle_and_verify(https: Sandbox, pki, https_deployment: str, clean_env) -> None:
+    # REQUESTS_CA_BUNDLE names the system's authorities, which do not know the sandbox's own: the
+    # client's ca_bundle must win for scoring as it does for every other call.
+    clean_env.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    _, X, _ = iris_model()
+    trusting = mlops.Client(https.gateway_url, _provider(https, ca_bundle=str(pki["ca"])), ca_bundle=str(pki["ca"]))
+    _same_as_the_model(mlops.score(trusting, https_deployment, X.head(20)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", mlops.InsecureTLSWarning)  # shown once per process; tested above
+        warnings.simplefilter("ignore", InsecureRequestWarning)
+        unverified = mlops.Client(https.gateway_url, _provider(https, verify=False), verify=False)
+        _same_as_the_model(mlops.score(unverified, https_deployment, X.head(20)))

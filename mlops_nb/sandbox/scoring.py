@@ -15,7 +15,8 @@ sandbox's ingress, as a real MLOps has one before its scorer pods:
   relays its answer, adding its own share to the ``Server-Timing`` header. A scorer that does
   not answer within the supervisor's ``score_deadline`` gets the request a 504, and is reported
   to the supervisor, which kills and restarts it;
-* it records every score request for model monitoring.
+* it records every score request for model monitoring, on a thread of its own (the answer
+  does not wait for the store).
 
 A deployment that is not serving answers 503 with its state and why (a freshly created one
 is PREPARING or LAUNCHING for a moment), an unknown one 404, all as JSON ``{"message": ...}``.
@@ -29,7 +30,7 @@ import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 import urllib3
@@ -45,7 +46,7 @@ from mlops_nb.sandbox.runtime.supervisor import SECRET_HEADER
 from mlops_nb.sandbox.services.access import user_role
 from mlops_nb.sandbox.services.deployments import DEPLOYER_KIND, STATUS_KIND, security_of
 from mlops_nb.sandbox.services.endpoints import endpoint_by_path
-from mlops_nb.sandbox.services.monitoring import Scored, record_scoring
+from mlops_nb.sandbox.services.monitoring import Scored, record_later, record_scoring, stop_recording
 from mlops_nb.sandbox.store import Store
 
 __all__ = ["ScoringGateway"]
@@ -93,6 +94,7 @@ class ScoringGateway:
 
     def close(self) -> None:
         self.shadows.shutdown(wait=False, cancel_futures=True)
+        stop_recording(self.store)  # what is queued is written while the store is still open
         self.http.clear()
 
     async def _deployment(self, request: Request) -> Response:
@@ -139,7 +141,8 @@ class ScoringGateway:
         if rest != "model/score":
             answer = self._forward(method, self.supervisor.pick_port(model), rest, body)
             return self._relay(answer, answer.data, started)
-        # Only a request with options is parsed here: the rows are parsed when a metric wants them.
+        # Bodies are relayed as bytes: only a request with options is parsed here, and the answer
+        # only when its field names are to be dropped. Monitoring parses them later, off this path.
         options = _json(body) if any(o in body for o in _OPTIONS) else {}
         hide_fields = bool(options and options.get("noFieldNamesInOutput"))
         if hide_fields:
@@ -148,13 +151,14 @@ class ScoringGateway:
         copied = _copied(options)
         port = self.supervisor.pick_port(model)
         answer = self._forward(method, port, rest, body)
-        response = _json(answer.data) if 200 <= answer.status < 300 else None
         latency = (time.perf_counter() - started) * 1000
-        self._record(deployer, model.experiment_id, latency, answer, response, port, body, copied)
+        record_later(self.store, partial(self._record, deployer, model.experiment_id, latency, answer.status,
+                                         answer.data, port, body, copied))
         if route.mode == "shadow" and len(route.models) > 1 and route.models[1].ports:
             self.shadows.submit(self._shadow, deployer, route, body, copied)
         data = answer.data
-        if hide_fields and response is not None:
+        response = _json(data) if hide_fields and 200 <= answer.status < 300 else None
+        if response is not None:
             data = json.dumps({k: v for k, v in response.items() if k != "fields"}).encode()
         return self._relay(answer, data, started)
 
@@ -216,32 +220,34 @@ class ScoringGateway:
                                                                     "replaced, try again shortly"}).encode(),
                                         status=504, headers={"content-type": "application/json"})
         except urllib3.exceptions.HTTPError as e:
-            # The scorer died between the route and the request; the supervisor restarts it.
-            return _unavailable(f"the scorer did not answer ({e}); try again shortly")
+            # The scorer died between the route and the request; the supervisor restarts it. Refused
+            # before the request went out, it is 503 (try again); lost after, 502 (it may have been scored).
+            status = 503 if isinstance(e, urllib3.exceptions.ConnectTimeoutError) else 502
+            return _unavailable(f"the scorer did not answer ({e}); try again shortly", status)
 
-    def _record(self, deployer: dict[str, Any], experiment_id: str, latency: float, answer: Any, response: Any,
+    def _record(self, deployer: dict[str, Any], experiment_id: str, latency: float, status: int, data: bytes,
                 port: int, body: bytes, copied: int) -> None:
+        response = _json(data) if 200 <= status < 300 else None
         if response is not None:
             rows = len(response.get("score", []))
-            scored = (Scored(body, answer.data, rows, self._model_inputs(port), copied)
+            scored = (Scored(body, data, rows, self._model_inputs(port), copied)
                       if deployer.get("monitor", {}).get("enable") else None)
-            record_scoring(self.store, deployer["id"], experiment_id, latency_ms=latency, status=answer.status,
+            record_scoring(self.store, deployer["id"], experiment_id, latency_ms=latency, status=status,
                            rows=rows, scored=scored)
             return
         request = _json(body) or {}
         rows = request.get("rows")
-        record_scoring(self.store, deployer["id"], experiment_id, latency_ms=latency, status=answer.status,
+        record_scoring(self.store, deployer["id"], experiment_id, latency_ms=latency, status=status,
                        rows=len(rows) if isinstance(rows, list) else 0,
-                       error=(_json(answer.data) or {}).get("message", ""))
+                       error=(_json(data) or {}).get("message", ""))
 
     def _shadow(self, deployer: dict[str, Any], route: ScorerRoute, body: bytes, copied: int) -> None:
         shadow = route.models[1]
         started = time.perf_counter()
         port = self.supervisor.pick_port(shadow)
         answer = self._forward("POST", port, "model/score", body)
-        response = _json(answer.data) if 200 <= answer.status < 300 else None
-        self._record(deployer, shadow.experiment_id, (time.perf_counter() - started) * 1000, answer, response,
-                     port, body, copied)
+        self._record(deployer, shadow.experiment_id, (time.perf_counter() - started) * 1000, answer.status,
+                     answer.data, port, body, copied)
 
     def _model_inputs(self, port: int) -> list[str] | None:
         """The input fields of the model a scorer serves (asked once per scorer process)."""
@@ -266,8 +272,8 @@ def _copied(options: Any) -> int:
     return (len(include) if isinstance(include, list) else 0) + (1 if options.get("idField") else 0)
 
 
-def _unavailable(message: str) -> Any:
-    return urllib3.HTTPResponse(body=json.dumps({"message": message}).encode(), status=503,
+def _unavailable(message: str, status: int = 503) -> Any:
+    return urllib3.HTTPResponse(body=json.dumps({"message": message}).encode(), status=status,
                                 headers={"content-type": "application/json"})
 
 

@@ -82,20 +82,25 @@ class RetryPolicy:
     def enabled(self) -> bool:
         return self.max_attempts > 1
 
-    def for_call(self, read_only: bool) -> Retry:
-        """A fresh urllib3 ``Retry`` for one call, its deadline starting now."""
+    def for_call(self, read_only: bool, refused: frozenset[int] = frozenset()) -> Retry:
+        """A fresh urllib3 ``Retry`` for one call, its deadline starting now.
+
+        ``refused``: for a write, the answers that say it was turned away undone (a scoring URL's
+        503 while its deployment starts), so that sending it again cannot apply it twice.
+        """
         again = self.max_attempts - 1
+        statuses = self.statuses if read_only else self.statuses & refused
         retry = _DeadlineRetry(
             total=again,
             connect=again,
             # A write that may have reached the server is never repeated: urllib3 re-raises
             # the read error (read=False) and ignores error statuses (status=0).
             read=again if read_only else False,
-            status=again if read_only else 0,
+            status=again if statuses else 0,
             other=0,
             allowed_methods=None,  # read-only-ness is per RPC, not per HTTP verb: decided above
-            status_forcelist=self.statuses if read_only else (),
-            respect_retry_after_header=read_only,
+            status_forcelist=statuses,
+            respect_retry_after_header=bool(statuses),
             backoff_factor=self.backoff,
             backoff_max=self.backoff_max,
             backoff_jitter=self.jitter,

@@ -207,6 +207,22 @@ class Transport:
                                            details=err.get("details"), rpc=rpc)
                 yield message.get("result", message)
 
+    def send_outside_api(self, verb: str, url: str, *, data: bytes | None = None,
+                         headers: dict[str, str] | None = None, refused: frozenset[int] = frozenset(),
+                         timeout: float | tuple[float, float] | None = None) -> requests.Response:
+        """One request to a URL the API pointed at (a deployment's scoring URL), over this
+        client's pooled connections, with its proxies, TLS choice and retry policy, and without
+        its access token. ``GET`` is read-only; any other verb is a write, sent again only when
+        it cannot have arrived or was ``refused`` (see :meth:`RetryPolicy.for_call`).
+        requests' own errors are raised as they are, for the caller to word.
+        """
+        with self._adapter.retrying(self.retry.for_call(verb == "GET", refused)):
+            response = self.session.request(verb, url, data=data, headers=headers,
+                                            timeout=self.timeout if timeout is None else timeout,
+                                            verify=self.verify, proxies=self.proxies)
+        response.content  # noqa: B018 - read the body here, within the caller's error handling
+        return response
+
     # -- internals -------------------------------------------------------------------------
 
     def _send(self, verb: str, url: str, *, rpc: str, read_only: bool, json_body: Any, data: Any, query: Any,

@@ -169,6 +169,7 @@ class MojoModel(scorer.Model):
 
     def predict_rows(self, fields: list[str], rows: list[list[Any]]) -> tuple[list[list[str]], dict[str, float]]:
         started = time.perf_counter()
+        scorer._check_rows(rows, len(fields))  # rows of values, as many as fields (say which is not)
         position = {f: i for i, f in enumerate(fields)}
         # Fields the model does not use are ignored; those it uses and the request lacks are missing.
         used = [(key, position[name]) for key, (name, _) in zip(self._keys, self.inputs, strict=True)

@@ -1,7 +1,8 @@
 """Model monitoring: what the deployments' scoring traffic shows, over a time range.
 
 Every request to a deployment's (or endpoint's) ``/model/score`` is recorded by the gateway
-(:func:`record_scoring`): time, model, latency, rows, outcome, and for a monitored deployment
+(:func:`record_scoring`, on a thread of the store's own through :func:`record_later`, so that
+a request does not wait for the store; every metric first waits for what is queued): time, model, latency, rows, outcome, and for a monitored deployment
 (``monitor.enable``, the official client's default) its input and output rows. Retention is
 bounded by rows and bytes per model, at every moment (each recording trims what it passes):
 the latest 100,000 requests; the latest 20,000 scored rows within 16 MiB; the first 1,000
@@ -46,8 +47,12 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import queue
 import sqlite3
-from collections.abc import Sequence
+import threading
+import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -71,7 +76,9 @@ from mlops_nb.sandbox.services.deployments import DEPLOYMENT_REMOVE_HOOKS, deplo
 from mlops_nb.sandbox.store import Store
 from mlops_nb.wire.messages import parse_timestamp
 
-__all__ = ["MIGRATIONS", "Scored", "record_scoring"]
+__all__ = ["MIGRATIONS", "Scored", "record_later", "record_scoring", "settle", "stop_recording"]
+
+log = logging.getLogger("mlops_nb.sandbox")
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -241,6 +248,55 @@ def _within(inputs: list[list[Any]], outputs: list[list[Any]], budget: int) -> t
     return inputs[:count], outputs[:count]
 
 
+class _Recorder:
+    """One thread that runs a store's recordings in the order they came."""
+
+    def __init__(self) -> None:
+        self.pending: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        threading.Thread(target=self._run, name="sandbox-monitoring", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            record = self.pending.get()
+            try:
+                if record is None:
+                    return
+                record()
+            except Exception:  # a recording lost must not stop the ones after it
+                log.exception("recording a scoring request for monitoring failed")
+            finally:
+                self.pending.task_done()
+
+
+_recorders: weakref.WeakKeyDictionary[Store, _Recorder] = weakref.WeakKeyDictionary()
+_recorders_lock = threading.Lock()
+
+
+def record_later(store: Store, record: Callable[[], None]) -> None:
+    """Run ``record`` (a call of :func:`record_scoring` on ``store``) on the store's recording thread."""
+    with _recorders_lock:
+        recorder = _recorders.get(store)
+        if recorder is None:
+            recorder = _recorders[store] = _Recorder()
+    recorder.pending.put(record)
+
+
+def settle(store: Store) -> None:
+    """Wait until every recording queued for ``store`` is written (metrics read after this)."""
+    recorder = _recorders.get(store)
+    if recorder is not None:
+        recorder.pending.join()
+
+
+def stop_recording(store: Store) -> None:
+    """Write what is queued for ``store`` and end its recording thread (before the store closes)."""
+    with _recorders_lock:
+        recorder = _recorders.pop(store, None)
+    if recorder is not None:
+        recorder.pending.put(None)
+        recorder.pending.join()
+
+
 def _trim(db: sqlite3.Connection, deployment_id: str, experiment_id: str) -> None:
     """Delete a model's oldest requests and rows past their bounds (a few rows each time: the bounds hold
     after every recording)."""
@@ -329,6 +385,7 @@ def _range(deployer: dict[str, Any], request: dict[str, Any]) -> _Range:
 
 
 def _monitored(call: Call, deployment_id: str) -> dict[str, Any]:
+    settle(call.store)
     deployer = deployment_view(call, deployment_id)
     if not deployer.get("monitor", {}).get("enable"):
         raise failed_precondition(f"monitoring is off for deployment {deployment_id!r}; turn it on with "
@@ -717,6 +774,7 @@ def _drift_status(call: Call, deployer: dict[str, Any], experiment_id: str) -> s
 
 
 def _models(call: Call, deployer: dict[str, Any], *, with_status: bool) -> list[dict[str, Any]]:
+    settle(call.store)
     models = []
     hours = max((datetime.now(timezone.utc) - parse_timestamp(deployer["createdTime"])).total_seconds() / 3600,
                 1 / 60)
@@ -783,6 +841,7 @@ def list_monitored_deployments(call: Call, request: dict[str, Any]) -> dict[str,
     page, token = _page(deployers, request)
     span_start = _time_param(request.get("start_date_time"), "startDateTime")
     span_end = _time_param(request.get("end_date_time"), "endDateTime")
+    settle(call.store)
     with call.store.reading() as db:
         total = db.execute("SELECT coalesce(sum(row_count), 0) FROM scoring_request WHERE ok = 1 AND time >= ? "
                            "AND time < ? AND deployment_id IN (SELECT value FROM json_each(?))",
