@@ -82,12 +82,13 @@ class RetryPolicy:
     def enabled(self) -> bool:
         return self.max_attempts > 1
 
-    def for_call(self, read_only: bool) -> Retry:
-        """A fresh urllib3 ``Retry`` for one call, its deadline starting now."""
+    def for_call(self, read_only: bool, retry_connect: bool = True) -> Retry:
+        """A fresh urllib3 ``Retry`` for one call, its deadline starting now. ``retry_connect=False``
+        makes a connection that cannot be made fail at once (for a server that never answered)."""
         again = self.max_attempts - 1
         retry = _DeadlineRetry(
             total=again,
-            connect=again,
+            connect=again if retry_connect else 0,
             # A write that may have reached the server is never repeated: urllib3 re-raises
             # the read error (read=False) and ignores error statuses (status=0).
             read=again if read_only else False,
