@@ -97,7 +97,8 @@ def test_notebook_runs_top_to_bottom(committed: Path, tmp_path: Path,
 
 @pytest.mark.parametrize("committed", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_is_committed_without_outputs(committed: Path) -> None:
-    found = _strip_module().problems(json.loads(committed.read_text(encoding="utf-8")))
+    strip = _strip_module()
+    found = strip.problems(json.loads(strip.committed_text(committed)))
     assert not found, f"{committed.name}: {', '.join(found)}; run python scripts/strip_notebooks.py"
 
 
@@ -126,6 +127,30 @@ def test_strip_check_fails_on_outputs_and_strip_fixes_it(tmp_path: Path) -> None
     assert all(c.get("outputs", []) == [] for c in stripped["cells"])
     # Only what running left behind goes: the sources are untouched.
     assert [c["source"] for c in stripped["cells"]] == [c["source"] for c in notebook["cells"]]
+
+
+def test_strip_check_judges_what_is_committed_not_a_run_copy(tmp_path: Path) -> None:
+    """A notebook run and saved in place (outputs in the working file) does not fail the check; the
+    same notebook staged with its outputs does."""
+    clean = (NOTEBOOK_DIR / "quickstart.ipynb").read_text(encoding="utf-8")
+    notebook = tmp_path / "quickstart.ipynb"
+    notebook.write_text(clean, encoding="utf-8")
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=test", "-c", "user.email=test@example.com"]
+    for step in (["init", "-q"], ["add", "quickstart.ipynb"], ["commit", "-qm", "clean"]):
+        subprocess.run([*git, *step], check=True, capture_output=True, timeout=60)
+    ran = json.loads(clean)
+    code = next(c for c in ran["cells"] if c["cell_type"] == "code")
+    code["outputs"] = [{"output_type": "stream", "name": "stdout", "text": ["ran\n"]}]
+    notebook.write_text(json.dumps(ran), encoding="utf-8")
+
+    def check() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, str(STRIP_SCRIPT), "--check", str(notebook)], capture_output=True,
+                              text=True, timeout=60)
+
+    assert check().returncode == 0, check().stdout
+    subprocess.run([*git, "add", "quickstart.ipynb"], check=True, capture_output=True, timeout=60)
+    staged = check()
+    assert staged.returncode == 1 and "1 cell(s) with outputs" in staged.stdout and "git add" in staged.stdout
 
 
 def test_strip_check_passes_on_the_repository() -> None:
