@@ -64,6 +64,13 @@ def _output_text(notebook: Any) -> str:
     return "\n".join(parts)
 
 
+def _assert_no_stderr(notebook: Any) -> None:
+    warnings = [f"cell {cell.get('id')}: {output.get('text', '')}"
+                for cell in notebook.cells for output in cell.get("outputs", [])
+                if output.get("output_type") == "stream" and output.get("name") == "stderr"]
+    assert not warnings, "the notebook wrote to stderr:\n" + "\n".join(warnings)
+
+
 def test_the_notebooks_are_there() -> None:
     assert {p.name for p in NOTEBOOKS} >= {"quickstart.ipynb", "explore_projects.ipynb", "magics.ipynb",
                                            "deploy_a_model.ipynb"}
@@ -85,14 +92,61 @@ def test_notebook_runs_top_to_bottom(committed: Path, tmp_path: Path,
                                      startup_timeout=120, resources={"metadata": {"path": str(tmp_path)}})
     client.execute()  # raises CellExecutionError, naming the cell, on the first error
 
-    warnings = [f"cell {cell.get('id')}: {output.get('text', '')}"
-                for cell in notebook.cells for output in cell.get("outputs", [])
-                if output.get("output_type") == "stream" and output.get("name") == "stderr"]
-    assert not warnings, "the notebook wrote to stderr:\n" + "\n".join(warnings)
+    _assert_no_stderr(notebook)
     shown = _output_text(notebook)
     missing = [text for text in EXPECTED_OUTPUT.get(committed.stem, []) if text not in shown]
     assert not missing, f"{committed.name}: outputs lack {missing}"
     assert committed.read_bytes() == before, "running the copy changed the committed notebook"
+
+
+# Run in the kernel after each Run All: the sandboxes running there and the kernel's scorer processes.
+RUNNING_SANDBOXES = """
+import gc, json, os
+from mlops_nb.sandbox import Sandbox
+from mlops_nb.sandbox.runtime.supervisor import SCORER
+
+def _parent(pid):
+    with open(f"/proc/{pid}/stat") as stat:
+        return int(stat.read().rsplit(")", 1)[1].split()[1])
+
+def _scorers():
+    found = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if _parent(pid) == os.getpid() and str(SCORER).encode() in open(f"/proc/{pid}/cmdline", "rb").read():
+                found += 1
+        except OSError:
+            pass  # ended meanwhile
+    return found
+
+print(json.dumps({"sandboxes": sum(isinstance(o, Sandbox) and o.running for o in gc.get_objects()),
+                  "scorers": _scorers()}))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="counts the kernel's processes in /proc (Linux)")
+def test_run_all_twice_in_one_kernel_leaves_one_sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("H2O_MLOPS_GATEWAY", "TOKEN_ENDPOINT", "CLIENT_ID", "REFRESH_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MLOPS_NB_CONFIG", str(tmp_path / "no-config.json"))
+    notebook = nbformat.read(NOTEBOOK_DIR / "quickstart.ipynb", as_version=4)
+    probe = nbformat.v4.new_code_cell(RUNNING_SANDBOXES)
+    notebook.cells.append(probe)  # run last, after the notebook's own cells
+    client = nbclient.NotebookClient(notebook, kernel_name="python3", timeout=CELL_TIMEOUT, startup_timeout=120,
+                                     resources={"metadata": {"path": str(tmp_path)}})
+    counts, said = [], []
+    with client.setup_kernel():
+        for _ in range(2):
+            for index, cell in enumerate(notebook.cells):
+                client.execute_cell(cell, index)
+            said.append(_output_text(notebook))
+            _assert_no_stderr(notebook)
+            counts.append(json.loads(probe.outputs[0]["text"]))
+    first, second = counts
+    assert first["sandboxes"] == 1 and first["scorers"] > 0, first
+    assert second == first, f"after one Run All: {first}; after two: {second}"
+    assert "Stopped the sandbox started before in this kernel" not in said[0]
+    assert "Stopped the sandbox started before in this kernel" in said[1]
 
 
 @pytest.mark.parametrize("committed", NOTEBOOKS, ids=lambda p: p.stem)
