@@ -1,8 +1,10 @@
-"""Fixtures shared by the sandbox tests: one running sandbox per test module, and its two demo users."""
+"""Fixtures shared by the sandbox tests: one running sandbox per test module, and its two demo users;
+and ``--needs FILE``, with which ``scripts/test.sh`` learns what the selected tests need installed."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,3 +28,16 @@ def alice(sandbox: Sandbox) -> Any:
 @pytest.fixture(scope="module")
 def bob(sandbox: Sandbox) -> Any:
     return sandbox.client("bob")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--needs", metavar="FILE",
+                     help="write to FILE what the selected tests need beyond Python packages (one a line: "
+                          "chromium for browser tests); scripts/test.sh uses it with --collect-only")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    needs_file = session.config.getoption("needs")
+    if needs_file:
+        needs = ["chromium"] if any(item.get_closest_marker("browser") for item in session.items) else []
+        Path(needs_file).write_text("".join(f"{need}\n" for need in needs), encoding="utf-8")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import types
@@ -33,6 +32,7 @@ from mlops_nb.notebook.frames import FRAME_ATTR, frame_from_wire
 from mlops_nb.notebook.settings import settings
 from mlops_nb.sandbox import Sandbox
 from mlops_nb.wire.messages import Message, message_class
+from tests.chromium import require_chromium
 from tests.test_notebook_frames import make_deployments
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -489,9 +489,7 @@ def test_notebook_shows_interactive_tables_with_a_static_fallback(executed_noteb
 
 
 def _chromium() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        pytest.skip("chromium is not installed (scripts/test.sh installs it)")
+    path = require_chromium()
     pytest.importorskip("playwright.sync_api")
     return path
 

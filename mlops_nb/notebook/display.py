@@ -822,6 +822,9 @@ def _interactive_table(table: pd.DataFrame, table_id: str, show_index: bool) -> 
     return itables.to_html_datatable(
         table, table_id=table_id, connected=False, maxBytes=0, showIndex=show_index, autoWidth=False,
         display_logo_when_loading=False, warn_on_unexpected_types=False, pageLength=PAGE_LENGTH,
+        # A click on a column's name sorts by it, as people expect of a table (itables' default
+        # sorts only from the small arrow, keeping the name selectable).
+        text_in_header_can_be_selected=False,
         layout=_layout(len(table)), classes="display",
         style="table-layout:auto;width:auto;margin:0;caption-side:bottom",
         **({"columnDefs": [{"targets": codes, "className": "mlops-nb-code"}]} if codes else {}),
