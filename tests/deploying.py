@@ -9,6 +9,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from mlops_nb.notebook.upload import zip_folder
+
 RUNNABLE = "python-scorer_mlflow_39"
 DEPLOYABLE = {  # storage artifact type -> (deployable artifact type, processor, a runtime)
     "python/mlflow": ("python/mlflow.zip", "unzip_processor", RUNNABLE),
@@ -34,15 +36,6 @@ def iris_model(kind: str = "logistic") -> tuple[bytes, Any, Any]:
         mlflow.sklearn.save_model(model, str(folder), signature=infer_signature(X, model.predict(X)),
                                   input_example=X.head(3))
         return zip_folder(folder), X, model
-
-
-def zip_folder(folder: Path) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                archive.write(path, path.relative_to(folder).as_posix())
-    return buffer.getvalue()
 
 
 def zip_of(files: dict[str, bytes | str]) -> bytes:

@@ -17,7 +17,7 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 import mlops_nb
-from mlops_nb.notebook.deploy import _Timeline
+from mlops_nb.notebook.waiting import _Timeline
 from mlops_nb.sandbox import Sandbox
 from tests.deploying import experiment_with, zip_of
 

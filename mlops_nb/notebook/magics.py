@@ -79,12 +79,15 @@ from traitlets import Bool, TraitError, TraitType, link, validate
 
 from mlops_nb.api import API, CATALOGS, Field, Method
 from mlops_nb.notebook import catalogs
-from mlops_nb.notebook import deploy as deploying
+from mlops_nb.notebook.deploy import deploy
 from mlops_nb.notebook.display import install_ipython_formatters
 from mlops_nb.notebook.frames import FRAME_ATTR, entity_field, list_all
-from mlops_nb.notebook.lookup import EntityLookupError, find_experiment, find_project
+from mlops_nb.notebook.logs import deployment_logs
+from mlops_nb.notebook.lookup import EntityLookupError, deployment_id, find_experiment, find_project
+from mlops_nb.notebook.scoring import score
 from mlops_nb.notebook.session import NotLoggedIn, current_client, logout, set_current_client
 from mlops_nb.notebook.settings import Settings, settings
+from mlops_nb.notebook.waiting import wait_for_healthy
 from mlops_nb.wire.errors import MLOpsError
 from mlops_nb.wire.messages import Message, format_timestamp, message_class, parse_timestamp
 
@@ -378,18 +381,18 @@ class MLOps(Magics):
         text = " ".join(args.experiment)
         experiment = find_experiment(client, args.project, text) if args.project else text
         try:
-            deployment = deploying.deploy(client, experiment, name=args.name, runtime=args.runtime,
-                                          passphrase=self._passphrase(args))
+            deployment = deploy(client, experiment, name=args.name, runtime=args.runtime,
+                                passphrase=self._passphrase(args))
         except (ValueError, LookupError) as e:
             raise UsageError(f"%mlops deploy: {e}") from None
         if args.no_wait:
             return deployment
-        deploying.wait_for_healthy(client, deployment)
+        wait_for_healthy(client, deployment)
         return deployment
 
     def _deployment(self, args: argparse.Namespace) -> str:
         try:
-            return deploying.deployment_id(current_client(), " ".join(args.deployment), args.project)
+            return deployment_id(current_client(), " ".join(args.deployment), args.project)
         except LookupError as e:
             raise UsageError(f"%mlops {args.command}: {e}") from None
 
@@ -398,11 +401,11 @@ class MLOps(Magics):
             deployment_id=self._deployment(args)).deployment_status
 
     def _wait(self, args: argparse.Namespace) -> Message:
-        return deploying.wait_for_healthy(current_client(), self._deployment(args), timeout=args.timeout)
+        return wait_for_healthy(current_client(), self._deployment(args), timeout=args.timeout)
 
     def _logs(self, args: argparse.Namespace) -> pd.DataFrame:
-        return deploying.deployment_logs(current_client(), self._deployment(args), max_lines=args.lines,
-                                         filter=args.filter or "")
+        return deployment_logs(current_client(), self._deployment(args), max_lines=args.lines,
+                               filter=args.filter or "")
 
     def _score(self, args: argparse.Namespace) -> pd.DataFrame:
         *words, variable = args.deployment
@@ -415,8 +418,8 @@ class MLOps(Magics):
             raise UsageError(f"%mlops score: {variable} is a {type(frame).__name__}, not a DataFrame")
         args.deployment = words
         try:
-            return deploying.score(current_client(), self._deployment(args), frame,
-                                   passphrase=self._passphrase(args))
+            return score(current_client(), self._deployment(args), frame,
+                         passphrase=self._passphrase(args))
         except KeyError as e:
             raise UsageError(f"%mlops score: {e.args[0]}") from None
 

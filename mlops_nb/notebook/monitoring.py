@@ -28,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from mlops_nb.notebook.deploy import deployment_id
+from mlops_nb.notebook.lookup import deployment_id
 from mlops_nb.wire.messages import Message
 
 __all__ = ["Monitoring", "monitoring"]

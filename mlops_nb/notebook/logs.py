@@ -1,0 +1,45 @@
+"""A deployment's log lines as a DataFrame: :func:`deployment_logs`."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pandas as pd
+
+from mlops_nb.notebook.lookup import deployment_id
+from mlops_nb.wire.messages import Message
+
+__all__ = ["deployment_logs"]
+
+_LOG_LINE = re.compile(r"^(?P<time>\d{4}-\d\d-\d\dT[\d:.]+Z) \[(?P<source>[^\]]*)\] (?P<message>.*)$", re.S)
+
+
+def deployment_logs(client: Any, deployment: Message | str, max_lines: int | None = None, filter: str = "", *,
+                    project: Message | str | None = None) -> pd.DataFrame:
+    """A deployment's log lines, oldest first: ``time`` (UTC), ``source``, ``message``.
+
+    ``max_lines`` keeps the last ones; ``filter`` keeps those containing it. Lines not in the
+    ``TIME [SOURCE] TEXT`` layout keep their text in ``message``.
+    """
+    target = deployment_id(client, deployment, project)
+    rows = []
+    for entry in _entries(client, target, max_lines, filter):
+        match = _LOG_LINE.match(entry.text_payload)
+        rows.append(match.groupdict() if match else {"time": None, "source": "", "message": entry.text_payload})
+    logs = pd.DataFrame(rows, columns=["time", "source", "message"])
+    logs["time"] = pd.to_datetime(logs["time"], utc=True)
+    logs[["source", "message"]] = logs[["source", "message"]].astype("string")
+    return logs
+
+
+def _entries(client: Any, target: str, max_lines: int | None, filter: str) -> Iterator[Message]:
+    token = ""
+    while True:
+        page = client.deployer.log.list_log_entries(parent=target, max_lines=max_lines or 0, filter=filter,
+                                                    page_token=token or None)
+        yield from page.log_entries
+        token = page.next_page_token
+        if not token or max_lines:
+            return
