@@ -140,7 +140,8 @@ def sample(name: str) -> Message:
 def seen() -> dict[str, Any]:
     """What cards would otherwise take from the live clients."""
     return {"now": NOW, "usernames": USERNAMES,
-            "statuses": {"d-1": sample("status_healthy"), "d-4": sample("status_failed")}}
+            "statuses": {"d-1": sample("status_healthy"), "d-4": sample("status_failed")},
+            "names": {"e-1": "gradient boosting", "d-1": "credit-default"}}
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLES))
@@ -188,7 +189,13 @@ def test_cards_show_the_right_values() -> None:
     assert "owner: zed" in card_text(sample("deployment_shadow"))
     single = card_text(sample("deployment_single"), **seen())
     assert single.startswith("Deployment: churn scorer [healthy] (d-1)")
-    assert "type: single model" in single and "owner: alice" in single and "models: e-1" in single
+    assert "type: single model" in single and "owner: alice" in single and "models: gradient boosting" in single
+    # Names where they are known, the id in a tooltip; the id itself where no name is known.
+    named = card_html(sample("deployment_split"), **seen())
+    assert '<span title="e-1">gradient boosting</span>' in named and '<span title="e-1">gradient boosting 70%' in named
+    assert ">e-2</code>" in named and '<span title="e-2">e-2 30%' in named
+    status = card_text(sample("status_healthy"), **seen())
+    assert status.startswith("Deployment status: credit-default [healthy] (d-1)")
     assert "scoring URL: https://model.example.com/d-1/model/score" in single and "created: 2 days ago" in single
     assert '<a href="https://model.example.com/d-1/model/score"' in card_html(sample("deployment_single"), **seen())
     assert "[" not in card_text(sample("deployment_single"), statuses={}).splitlines()[0]  # no status seen
