@@ -18,6 +18,7 @@ import sys
 import types
 from collections.abc import Iterator
 from datetime import datetime, timezone
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,16 @@ import pytest
 import mlops_nb
 from mlops_nb.api import API
 from mlops_nb.notebook import display
-from mlops_nb.notebook.display import card_html, card_text, frame_html, has_card, install_ipython_formatters
-from mlops_nb.notebook.frames import FRAME_ATTR, frame_from_wire
+from mlops_nb.notebook.display import (
+    card_html,
+    card_text,
+    frame_html,
+    has_card,
+    install_ipython_formatters,
+    log_html,
+    shown_above,
+)
+from mlops_nb.notebook.frames import FRAME_ATTR, LOG_ATTR, frame_from_wire
 from mlops_nb.notebook.settings import settings
 from mlops_nb.sandbox import Sandbox
 from mlops_nb.wire.messages import Message, message_class
@@ -607,3 +616,61 @@ def test_an_html_export_has_interactive_tables_and_static_ones_without_scripts(
             assert "project 19" in page.locator(".mlops-nb-static").first.inner_text()
         finally:
             browser.close()
+
+
+def _log_frame(messages: list[str]) -> pd.DataFrame:
+    logs = pd.DataFrame({"time": pd.to_datetime([f"2024-05-04T12:00:0{i}Z" for i in range(len(messages))], utc=True),
+                         "source": ["lifecycle"] * len(messages), "message": messages})
+    logs.attrs[LOG_ATTR] = True
+    return logs
+
+
+LONG_LOG_MESSAGE = ("scorer random forest#0: loading the model with MLflow's loader took 2.4 s; "
+                    "the first request waits for it " * 4).strip()
+
+
+def test_logs_show_whole_messages_newest_last(restore_settings: None) -> None:
+    shell = _shell()
+    install_ipython_formatters(shell)
+    logs = _log_frame(["started", LONG_LOG_MESSAGE, "HEALTHY <ready>"])
+    shown = shell.display_formatter.format(logs.tail(2))[0]["text/html"]  # .tail keeps the marker
+    assert escape(LONG_LOG_MESSAGE) in shown and "started" not in shown
+    assert shown.index("loading the model") < shown.index("HEALTHY &lt;ready&gt;")  # newest last
+    assert "2 log lines, oldest first, times in UTC" in shown
+    settings.max_rows = 1
+    assert "1 earlier line not shown" in log_html(logs.tail(2))
+
+
+@pytest.mark.browser
+def test_logs_read_left_aligned_and_wrapped_in_a_browser(tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    chromium = _chromium()
+    # JupyterLab's own rule for output tables right-aligns cells; the log's must win over it.
+    page_html = ("<!doctype html><html><head><meta charset='utf-8'><style>td{text-align:right;white-space:nowrap}"
+                 "</style></head><body><div style='width:600px'>{}</div></body></html>").replace(
+        "{}", log_html(_log_frame(["started", LONG_LOG_MESSAGE])))
+    page_file = tmp_path / "log.html"
+    page_file.write_text(page_html, encoding="utf-8")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(page_file.as_uri())
+            message = page.locator("td.mlops-nb-log-message").nth(1)
+            assert message.inner_text() == LONG_LOG_MESSAGE
+            assert message.evaluate("cell => getComputedStyle(cell).textAlign") == "left"
+            short = page.locator("td.mlops-nb-log-message").first.bounding_box()
+            long = message.bounding_box()
+            assert short is not None and long is not None
+            assert long["height"] > 2 * short["height"]  # wrapped onto several lines
+            assert long["x"] + long["width"] <= 600 + 8  # within its output, not off to the side
+        finally:
+            browser.close()
+
+
+def test_a_card_shown_above_is_not_shown_again_once() -> None:
+    status = sample("status_healthy")
+    shown_above(status)  # as wait_for_healthy does once its live display ends as the card
+    assert card_html(status, **seen()) == ""
+    assert "mlops-nb-card" in (card_html(status, **seen()) or "")  # shown again when asked again

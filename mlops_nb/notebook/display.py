@@ -51,7 +51,7 @@ from mlops_nb.notebook.client import (
     known_experiment_name,
     known_username,
 )
-from mlops_nb.notebook.frames import FRAME_ATTR
+from mlops_nb.notebook.frames import FRAME_ATTR, LOG_ATTR
 from mlops_nb.notebook.settings import settings
 from mlops_nb.wire.messages import Message, message_class, register_html_renderer
 
@@ -576,6 +576,16 @@ def _context(now: datetime | None, usernames: Mapping[str, str] | None,
                     names_given if offline else known_deployment_name)
 
 
+# A message whose card a live display has just shown (wait_for_healthy's status): shown as a
+# cell's value right after, it adds nothing, once. A list, to hold it by identity.
+_SHOWN_ABOVE: list[Message] = []
+
+
+def shown_above(message: Message) -> None:
+    """The next time ``message`` itself is displayed it shows nothing: its card is already above."""
+    _SHOWN_ABOVE[:] = [message]
+
+
 def card_html(message: Message, *, now: datetime | None = None, usernames: Mapping[str, str] | None = None,
               statuses: Mapping[str, Message] | None = None, names: Mapping[str, str] | None = None) -> str | None:
     """The card's HTML, or None for a message without a card.
@@ -584,6 +594,9 @@ def card_html(message: Message, *, now: datetime | None = None, usernames: Mappi
     name), ``statuses`` (deployment id -> ``DeployDeploymentStatus``) and ``names``
     (experiment or deployment id -> display name) replace what the live clients know.
     """
+    if _SHOWN_ABOVE and _SHOWN_ABOVE[0] is message:
+        _SHOWN_ABOVE.clear()
+        return ""
     card = _build(message, _context(now, usernames, statuses, names))
     return None if card is None else _render_html(card)
 
@@ -905,8 +918,41 @@ def show_table(frame: pd.DataFrame, columns: str | Sequence[Any] | None = "all")
 # -- IPython -----------------------------------------------------------------------------------
 
 
+# A log reads down the page: whole messages, left-aligned, wrapped (JupyterLab's own table style
+# right-aligns cells, and pandas cuts text at 50 characters), in a monospace font that keeps a
+# traceback's indentation; times and sources stay on one line.
+_LOG_CSS = """
+.mlops-nb-log table.mlops-nb-log-table{border-collapse:collapse;font-size:var(--jp-code-font-size, 13px);
+ table-layout:auto;width:100%}
+.mlops-nb-log table.mlops-nb-log-table td,.mlops-nb-log table.mlops-nb-log-table th{text-align:left;
+ vertical-align:top;padding:1px 8px 1px 0;border:none;max-width:none}
+.mlops-nb-log table.mlops-nb-log-table td.mlops-nb-log-meta{white-space:nowrap;opacity:0.75}
+.mlops-nb-log table.mlops-nb-log-table td.mlops-nb-log-message{white-space:pre-wrap;overflow-wrap:anywhere;
+ font-family:var(--jp-code-font-family, monospace);width:100%}
+""".strip()
+
+
+def log_html(logs: pd.DataFrame) -> str:
+    """A log frame (``time``, ``source``, ``message``) as a log: the last ``settings.max_rows`` lines, newest last."""
+    shown = logs.tail(settings.max_rows) if settings.max_rows else logs
+    rows = []
+    for when, source, message in shown[["time", "source", "message"]].itertuples(index=False):
+        time_text = "" if pd.isna(when) else when.strftime("%Y-%m-%d %H:%M:%S")
+        rows.append(f'<tr><td class="mlops-nb-log-meta">{_e(time_text)}</td>'
+                    f'<td class="mlops-nb-log-meta">{_e("" if pd.isna(source) else source)}</td>'
+                    f'<td class="mlops-nb-log-message">{_e("" if pd.isna(message) else message)}</td></tr>')
+    earlier = len(logs) - len(shown)
+    caption = f"{_plural(len(shown), 'log line')}, oldest first, times in UTC" + (
+        f"; {_plural(earlier, 'earlier line')} not shown (settings.max_rows)" if earlier else "")
+    return (f'<div class="mlops-nb-log"><style>{_LOG_CSS}</style>'
+            f'<div style="font-size:0.9em;opacity:0.8;margin:2px 0">{_e(caption)}</div>'
+            f'<table class="mlops-nb-log-table"><tbody>{"".join(rows)}</tbody></table></div>')
+
+
 def _frame_printer(previous: Callable[[Any], Any] | None) -> Callable[[pd.DataFrame], str | None]:
     def html_of_frame(df: pd.DataFrame) -> str | None:
+        if LOG_ATTR in df.attrs and {"time", "source", "message"} <= set(df.columns):
+            return log_html(df)
         if FRAME_ATTR in df.attrs:
             return frame_html(df)
         return previous(df) if previous is not None else df._repr_html_()
