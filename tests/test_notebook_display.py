@@ -674,3 +674,12 @@ def test_a_card_shown_above_is_not_shown_again_once() -> None:
     shown_above(status)  # as wait_for_healthy does once its live display ends as the card
     assert card_html(status, **seen()) == ""
     assert "mlops-nb-card" in (card_html(status, **seen()) or "")  # shown again when asked again
+
+
+def test_long_text_is_cut_in_tables_not_in_frames() -> None:
+    frame = project_frame(3)
+    frame["description"] = pd.array(["x " * 200, "short", None], dtype="string")
+    shown = frame_html(frame, columns=["display_name", "description"])
+    assert ("x " * 200)[:119] + "…" in shown and "x " * 61 not in shown
+    assert frame["description"].iloc[0] == "x " * 200  # the frame keeps it whole
+    assert "mlops-nb-prose" in shown  # a column wide enough for a few lines of it

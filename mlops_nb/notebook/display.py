@@ -644,6 +644,11 @@ def _cell_text(value: Any) -> str:
         text = base64.b64encode(value).decode("ascii")
     else:
         text = json.dumps(value, default=_json_default, ensure_ascii=False)
+    return _shortened(text)
+
+
+def _shortened(text: str) -> str:
+    """At most ``_CELL_TEXT_LIMIT`` characters (a long message would make a row tens of lines tall)."""
     return text if len(text) <= _CELL_TEXT_LIMIT else text[: _CELL_TEXT_LIMIT - 1] + "…"
 
 
@@ -660,6 +665,8 @@ def _displayable(df: pd.DataFrame) -> pd.DataFrame:
             shown = column.astype(str)
         elif column.dtype == object:
             shown = column.map(_cell_text, na_action="ignore")
+        elif pd.api.types.is_string_dtype(column.dtype):
+            shown = column.map(_shortened, na_action="ignore")
         else:
             shown = column
         out[name] = shown.astype(object).where(column.notna(), "")
@@ -747,7 +754,8 @@ def _static_table(table: pd.DataFrame, show_index: bool, note: str) -> str:
 
 # Text reads left-aligned (JupyterLab right-aligns table cells); numbers stay right-aligned.
 # Cells are padded as JupyterLab's own tables are, tighter than DataTables' default.
-# Long text wraps at spaces and hyphens (a word longer than its column breaks too); codes
+# Long text wraps at spaces and hyphens (a word longer than its column breaks too), messages and
+# descriptions in a column at least 18em wide (cut at _CELL_TEXT_LIMIT: a few lines at most); codes
 # (ids, runtime names, URLs: _is_identifier) anywhere, in a column at least 9em wide; column
 # names after their underscores (see _breakable_header). A table still too wide scrolls
 # sideways inside its output (DataTables' layout does that) rather than running off the page.
@@ -763,6 +771,7 @@ _TABLE_CSS = """
  white-space:normal;overflow-wrap:break-word}
 .mlops-nb-frame table.dataTable>thead>tr>th,.mlops-nb-frame table.dataTable>tbody>tr>td{padding:4px 6px}
 .mlops-nb-frame table.dataTable td.mlops-nb-code{overflow-wrap:anywhere;min-width:9em}
+.mlops-nb-frame table.dataTable td.mlops-nb-prose{min-width:18em}
 .mlops-nb-frame table.dataTable th.dt-type-numeric,.mlops-nb-frame table.dataTable td.dt-type-numeric{
  text-align:right}
 .mlops-nb-frame [hidden]{display:none !important}
@@ -859,6 +868,9 @@ def _interactive_table(table: pd.DataFrame, table_id: str, show_index: bool) -> 
 
     offset = 1 if show_index else 0
     codes = [i + offset for i, column in enumerate(table.columns) if _is_identifier(column)]
+    prose = [i + offset for i, column in enumerate(table.columns) if column in _STATE_MESSAGE or column == "description"]
+    column_classes = [{"targets": targets, "className": name}
+                      for targets, name in ((codes, "mlops-nb-code"), (prose, "mlops-nb-prose")) if targets]
     return itables.to_html_datatable(
         table, table_id=table_id, connected=False, maxBytes=0, showIndex=show_index, autoWidth=False,
         display_logo_when_loading=False, warn_on_unexpected_types=False, pageLength=PAGE_LENGTH,
@@ -867,7 +879,7 @@ def _interactive_table(table: pd.DataFrame, table_id: str, show_index: bool) -> 
         text_in_header_can_be_selected=False,
         layout=_layout(len(table)), classes="display",
         style="table-layout:auto;width:auto;margin:0;caption-side:bottom",
-        **({"columnDefs": [{"targets": codes, "className": "mlops-nb-code"}]} if codes else {}),
+        **({"columnDefs": column_classes} if column_classes else {}),
     )
 
 
