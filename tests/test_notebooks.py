@@ -35,13 +35,19 @@ EXPECTED_OUTPUT = {
     "quickstart": ["application/vnd.jupyter.widget-view+json", "mlops-nb-card", "alice@example.com",
                    "mlops-nb-interactive", "Credit risk", "Customer churn", "HEALTHY", ">healthy</span>",
                    "cannot run H2O.ai MOJO scorer"],
-    "explore_projects": ["Credit risk", "GBM tuned", "<svg", "list_all: 3 rows", "HEALTHY", "metadata.auc"],
+    "explore_projects": ["Credit risk", "GBM tuned", "image/png", "list_all: 3 rows", "HEALTHY", "metadata.auc",
+                         "deployments: 2 FAILED, 3 HEALTHY"],
     "magics": ["Sandbox gateway at", "Fraud detection", "Churn v2", "dai_mojo_runtime",
                "Stopped the sandbox"],
     # The live status ended as the healthy card; the scores match the model; the plots are there.
     "deploy_a_model": ["held-out accuracy", "mlops-nb-card", ">healthy</span>", "same as the local model: 100%",
-                       "image/png", "color_intensity", "wine-classifier", "scorer random forest#0"],
+                       "image/png", "color_intensity", "wine-classifier", "scorer random forest#0",
+                       "'logistic regression': "],
 }
+# Cells whose outputs must hold exactly so many cards (a live wait ends as one card, and the status it
+# returns adds none), or none of these words (states a sandbox still starting would show).
+CARDS_IN_CELL = {"deploy_a_model": {"mlops_nb.wait_for_healthy(client, split)": 1}}
+WORDS_NOT_IN_CELL = {"magics": {'deployments["state"] != "HEALTHY"': ["LAUNCHING", "PREPARING"]}}
 
 
 def _strip_module() -> ModuleType:
@@ -50,6 +56,12 @@ def _strip_module() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _cell_with(notebook: Any, source: str) -> Any:
+    """A notebook of the one code cell whose source holds ``source`` (for _output_text)."""
+    (cell,) = [c for c in notebook.cells if c.cell_type == "code" and source in c.source]
+    return nbformat.v4.new_notebook(cells=[cell])
 
 
 def _output_text(notebook: Any) -> str:
@@ -96,6 +108,11 @@ def test_notebook_runs_top_to_bottom(committed: Path, tmp_path: Path,
     shown = _output_text(notebook)
     missing = [text for text in EXPECTED_OUTPUT.get(committed.stem, []) if text not in shown]
     assert not missing, f"{committed.name}: outputs lack {missing}"
+    for source, cards in CARDS_IN_CELL.get(committed.stem, {}).items():
+        assert _output_text(_cell_with(notebook, source)).count('class="mlops-nb-card"') == cards, source
+    for source, words in WORDS_NOT_IN_CELL.get(committed.stem, {}).items():
+        cell_output = _output_text(_cell_with(notebook, source))
+        assert not [w for w in words if w in cell_output], cell_output
     assert committed.read_bytes() == before, "running the copy changed the committed notebook"
 
 
