@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 
 needs_file="$(mktemp)"
 trap 'rm -f "$needs_file"' EXIT
-.venv/bin/python -m pytest --collect-only -q -p no:cacheprovider --needs "$needs_file" "$@" >/dev/null || true
+.venv/bin/python -m pytest --collect-only -q --needs "$needs_file" "$@" >/dev/null || true
 chromium="${MLOPS_NB_CHROMIUM:-/usr/bin/chromium}"
 if grep -qx chromium "$needs_file" && [ ! -x "$chromium" ]; then
     if command -v apt-get >/dev/null 2>&1; then
