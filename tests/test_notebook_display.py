@@ -676,6 +676,23 @@ def test_a_card_shown_above_is_not_shown_again_once() -> None:
     assert "mlops-nb-card" in (card_html(status, **seen()) or "")  # shown again when asked again
 
 
+def test_a_card_shown_above_shows_in_a_later_cell() -> None:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    shell.user_ns.update(status=sample("status_healthy"), shown_above=shown_above, card_html=card_html,
+                         names=seen())
+    try:
+        # A cell that waits and keeps the status (status = wait_for_healthy(...)) shows no value...
+        shell.run_cell("shown_above(status)", store_history=False).raise_error()
+        # ... and the status shown in a later cell is its card.
+        shell.run_cell("later = card_html(status, **names)", store_history=False).raise_error()
+        assert "mlops-nb-card" in shell.user_ns["later"]
+    finally:
+        for name in ("status", "shown_above", "card_html", "names", "later"):
+            shell.user_ns.pop(name, None)
+
+
 def test_long_text_is_cut_in_tables_not_in_frames() -> None:
     frame = project_frame(3)
     frame["description"] = pd.array(["x " * 200, "short", None], dtype="string")

@@ -576,14 +576,26 @@ def _context(now: datetime | None, usernames: Mapping[str, str] | None,
                     names_given if offline else known_deployment_name)
 
 
-# A message whose card a live display has just shown (wait_for_healthy's status): shown as a
-# cell's value right after, it adds nothing, once. A list, to hold it by identity.
+# A message whose card a live display has just shown (wait_for_healthy's status): shown as the
+# value of the cell that showed it, it adds nothing. A list, to hold it by identity.
 _SHOWN_ABOVE: list[Message] = []
 
 
 def shown_above(message: Message) -> None:
-    """The next time ``message`` itself is displayed it shows nothing: its card is already above."""
+    """Displayed as the running cell's value, ``message`` shows nothing: its card is already above.
+    Displayed later (the cell assigned it, and another shows it), it shows its card as usual."""
     _SHOWN_ABOVE[:] = [message]
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is None:
+        return
+
+    def forget(*_: Any) -> None:
+        _SHOWN_ABOVE.clear()
+        shell.events.unregister("post_run_cell", forget)
+
+    shell.events.register("post_run_cell", forget)
 
 
 def card_html(message: Message, *, now: datetime | None = None, usernames: Mapping[str, str] | None = None,
