@@ -767,7 +767,7 @@ def _static_table(table: pd.DataFrame, show_index: bool, note: str) -> str:
 # Text reads left-aligned (JupyterLab right-aligns table cells); numbers stay right-aligned.
 # Cells are padded as JupyterLab's own tables are, tighter than DataTables' default.
 # Long text wraps at spaces and hyphens (a word longer than its column breaks too), messages and
-# descriptions in a column at least 18em wide (cut at _CELL_TEXT_LIMIT: a few lines at most); codes
+# descriptions in a column at least 12em wide (cut at _CELL_TEXT_LIMIT: a few lines at most); codes
 # (ids, runtime names, URLs: _is_identifier) anywhere, in a column at least 9em wide; column
 # names after their underscores (see _breakable_header). A table still too wide scrolls
 # sideways inside its output (DataTables' layout does that) rather than running off the page.
@@ -783,7 +783,7 @@ _TABLE_CSS = """
  white-space:normal;overflow-wrap:break-word}
 .mlops-nb-frame table.dataTable>thead>tr>th,.mlops-nb-frame table.dataTable>tbody>tr>td{padding:4px 6px}
 .mlops-nb-frame table.dataTable td.mlops-nb-code{overflow-wrap:anywhere;min-width:9em}
-.mlops-nb-frame table.dataTable td.mlops-nb-prose{min-width:18em}
+.mlops-nb-frame table.dataTable td.mlops-nb-prose{min-width:12em}
 .mlops-nb-frame table.dataTable th.dt-type-numeric,.mlops-nb-frame table.dataTable td.dt-type-numeric{
  text-align:right}
 .mlops-nb-frame [hidden]{display:none !important}
