@@ -30,6 +30,14 @@ def bob(sandbox: Sandbox) -> Any:
     return sandbox.client("bob")
 
 
+@pytest.fixture(scope="session")
+def legacy_python(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The python of a virtual environment with the official clients (h2o-mlops==1.0.1), made once."""
+    from tests.legacy import environment
+
+    return environment.legacy_python(tmp_path_factory.mktemp("legacy") / "venv")
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--needs", metavar="FILE",
                      help="write to FILE what the selected tests need beyond Python packages (one a line: "

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib
 
+from mlops_nb.sandbox.store import Migration
+
 # Order matters only for migrations: a module's tables may refer to earlier ones.
 MODULES = [
     "users",
@@ -17,6 +19,7 @@ MODULES = [
     "models",
     "datasets",
     "artifacts",
+    "environments",
     "deployments",
     "ingest",
     "endpoints",
@@ -29,6 +32,6 @@ def _load() -> list:
     return [importlib.import_module(f"{__name__}.{name}") for name in MODULES]
 
 
-def migrations() -> list[tuple[str, str]]:
+def migrations() -> list[Migration]:
     """Every module's migrations, in module order."""
     return [m for module in _load() for m in getattr(module, "MIGRATIONS", [])]
