@@ -676,21 +676,17 @@ def test_a_card_shown_above_is_not_shown_again_once() -> None:
     assert "mlops-nb-card" in (card_html(status, **seen()) or "")  # shown again when asked again
 
 
-def test_a_card_shown_above_shows_in_a_later_cell() -> None:
-    from IPython.core.interactiveshell import InteractiveShell
+def test_a_card_shown_above_shows_in_a_later_cell(monkeypatch: pytest.MonkeyPatch) -> None:
+    from IPython.core.events import EventManager, available_events
 
-    shell = InteractiveShell.instance()
-    shell.user_ns.update(status=sample("status_healthy"), shown_above=shown_above, card_html=card_html,
-                         names=seen())
-    try:
-        # A cell that waits and keeps the status (status = wait_for_healthy(...)) shows no value...
-        shell.run_cell("shown_above(status)", store_history=False).raise_error()
-        # ... and the status shown in a later cell is its card.
-        shell.run_cell("later = card_html(status, **names)", store_history=False).raise_error()
-        assert "mlops-nb-card" in shell.user_ns["later"]
-    finally:
-        for name in ("status", "shown_above", "card_html", "names", "later"):
-            shell.user_ns.pop(name, None)
+    # IPython's own event manager on a stand-in shell: the test session has one real shell
+    # (tests/test_magics.py's), and a second one would clash with it.
+    shell = types.SimpleNamespace(events=EventManager(None, available_events))
+    monkeypatch.setattr("IPython.get_ipython", lambda: shell)
+    status = sample("status_healthy")
+    shown_above(status)  # in the cell that waited and kept the status (status = wait_for_healthy(...))
+    shell.events.trigger("post_run_cell", None)  # that cell ends
+    assert "mlops-nb-card" in (card_html(status, **seen()) or "")  # shown in a later cell: its card
 
 
 def test_long_text_is_cut_in_tables_not_in_frames() -> None:
