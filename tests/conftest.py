@@ -38,14 +38,27 @@ def legacy_python(tmp_path_factory: pytest.TempPathFactory) -> str:
     return environment.legacy_python(tmp_path_factory.mktemp("legacy") / "venv")
 
 
+@pytest.fixture(scope="session")
+def h2o_models() -> Iterator[dict[str, Any]]:
+    """A binomial, a multinomial and a regression H2O-3 model (tests/h2o3.py), trained in one h2o
+    cluster for the whole session, which is shut down at its end."""
+    pytest.importorskip("h2o", reason="the H2O-3 tests need the h2o extra: pip install -e '.[h2o]'")
+    from tests.h2o3 import h2o_cluster, train
+
+    with h2o_cluster() as h2o:
+        yield {kind: train(h2o, kind) for kind in ("binomial", "multinomial", "regression")}
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--needs", metavar="FILE",
                      help="write to FILE what the selected tests need beyond Python packages (one a line: "
-                          "chromium for browser tests); scripts/test.sh uses it with --collect-only")
+                          "chromium for browser tests, java for mojo ones); scripts/test.sh uses it with "
+                          "--collect-only")
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     needs_file = session.config.getoption("needs")
     if needs_file:
-        needs = ["chromium"] if any(item.get_closest_marker("browser") for item in session.items) else []
+        needs = [need for need, marker in (("chromium", "browser"), ("java", "mojo"))
+                 if any(item.get_closest_marker(marker) for item in session.items)]
         Path(needs_file).write_text("".join(f"{need}\n" for need in needs), encoding="utf-8")
