@@ -126,7 +126,7 @@ def test_notebook_runs_top_to_bottom(committed: Path, tmp_path: Path,
 RUNNING_SANDBOXES = """
 import gc, json, os
 from mlops_nb.sandbox import Sandbox
-from mlops_nb.sandbox.runtime.supervisor import SCORER
+from mlops_nb.sandbox.runtime.runtimes import MLFLOW_SCORER, MOJO_SCORER
 
 def _parent(pid):
     with open(f"/proc/{pid}/stat") as stat:
@@ -136,7 +136,8 @@ def _scorers():
     found = 0
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            if _parent(pid) == os.getpid() and str(SCORER).encode() in open(f"/proc/{pid}/cmdline", "rb").read():
+            command = open(f"/proc/{pid}/cmdline", "rb").read()
+            if _parent(pid) == os.getpid() and any(str(p).encode() in command for p in (MLFLOW_SCORER, MOJO_SCORER)):
                 found += 1
         except OSError:
             pass  # ended meanwhile
