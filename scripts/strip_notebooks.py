@@ -10,6 +10,10 @@ which can hold whatever a widget showed, including values typed into it.
     python scripts/strip_notebooks.py a.ipynb ...  # strip these
     python scripts/strip_notebooks.py --check      # list the notebooks that need it; exit 1 if any
 
+``--check`` judges what is committed: a notebook git tracks is checked as git's index holds it (what
+the next commit takes), so a copy a person ran and saved in place does not fail it; an untracked
+notebook is checked as it is on disk.
+
 Only the standard library: it runs before anything is installed (e.g. as a pre-commit hook).
 Files are written as nbformat writes them (sorted keys, one-space indent, UTF-8, trailing
 newline), so stripping a notebook Jupyter saved changes only what is stripped.
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -71,6 +76,16 @@ def problems(notebook: dict[str, Any]) -> list[str]:
     return found
 
 
+def committed_text(path: Path) -> str:
+    """``path``'s text as git's index holds it, or as it is on disk when git does not track it."""
+    try:
+        shown = subprocess.run(["git", "-C", str(path.parent.resolve()), "show", f":./{path.name}"],
+                               capture_output=True, timeout=60)
+    except OSError:  # no git here
+        return path.read_text(encoding="utf-8")
+    return shown.stdout.decode("utf-8") if shown.returncode == 0 else path.read_text(encoding="utf-8")
+
+
 def notebook_paths(arguments: Sequence[str]) -> list[Path]:
     if arguments:
         return [Path(a) for a in arguments]
@@ -81,19 +96,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("notebooks", nargs="*", help="notebooks to strip (default: notebooks/*.ipynb)")
     parser.add_argument("--check", action="store_true",
-                        help="change nothing; list notebooks that need stripping and exit 1 if there are any")
+                        help="change nothing; list the notebooks whose committed (staged) version needs "
+                             "stripping, and exit 1 if there are any")
     args = parser.parse_args(argv)
 
     dirty = 0
     for path in notebook_paths(args.notebooks):
+        if args.check:
+            found = problems(json.loads(committed_text(path)))
+            if found:
+                dirty += 1
+                print(f"{path}: {', '.join(found)}; run python scripts/strip_notebooks.py {path} and git add it")
+            continue
         text = path.read_text(encoding="utf-8")
         notebook = json.loads(text)
         found = problems(notebook)
-        if args.check:
-            if found:
-                dirty += 1
-                print(f"{path}: {', '.join(found)}; run python scripts/strip_notebooks.py")
-            continue
         stripped = serialize(strip(notebook))
         if stripped != text:
             path.write_text(stripped, encoding="utf-8")

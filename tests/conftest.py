@@ -1,8 +1,10 @@
-"""Fixtures shared by the sandbox tests: one running sandbox per test module, and its two demo users."""
+"""Fixtures shared by the sandbox tests: one running sandbox per test module, and its two demo users;
+and ``--needs FILE``, with which ``scripts/test.sh`` learns what the selected tests need installed."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -45,3 +47,18 @@ def h2o_models() -> Iterator[dict[str, Any]]:
 
     with h2o_cluster() as h2o:
         yield {kind: train(h2o, kind) for kind in ("binomial", "multinomial", "regression")}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--needs", metavar="FILE",
+                     help="write to FILE what the selected tests need beyond Python packages (one a line: "
+                          "chromium for browser tests, java for mojo ones); scripts/test.sh uses it with "
+                          "--collect-only")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    needs_file = session.config.getoption("needs")
+    if needs_file:
+        needs = [need for need, marker in (("chromium", "browser"), ("java", "mojo"))
+                 if any(item.get_closest_marker(marker) for item in session.items)]
+        Path(needs_file).write_text("".join(f"{need}\n" for need in needs), encoding="utf-8")

@@ -12,7 +12,8 @@ writes the README's ``notebooks/images/jupyterlab-quickstart.png`` and
 ``notebooks/images/jupyterlab-deploy.png`` (the deployment notebook's monitoring plots).
 
 Needs ``/usr/bin/chromium`` (``apt-get install -y chromium``; ``scripts/test.sh`` installs
-it). Playwright's own browser downloads are never used.
+it), or another Chromium named by ``MLOPS_NB_CHROMIUM`` (``tests/chromium.py``). Playwright's own
+browser downloads are never used.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from typing import Any
 import pytest
 import requests
 
+from tests.chromium import require_chromium
+
 pytestmark = pytest.mark.browser
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -42,7 +45,6 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 README_SCREENSHOT = NOTEBOOKS / "images" / "jupyterlab-quickstart.png"
-CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 VIEWPORT = {"width": 1280, "height": 900}
@@ -212,11 +214,9 @@ class Console:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (scripts/test.sh does), "
-                    "or leave these tests out with -m 'not browser'")
+    executable = require_chromium()
     with playwright_api.sync_playwright() as p:
-        instance = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        instance = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:
             yield instance
         finally:
@@ -469,9 +469,15 @@ def test_projects_table_is_interactive(quickstart: Quickstart, kernel_sandbox: S
     search.fill("")
     playwright_api.expect(rows).to_have_count(10)
 
-    # Sorting is by the header's sort button (itables sets DataTables' "icon-only" ordering).
-    table.get_by_role("button", name="display_name: Activate to sort").click()
+    # A click on a column's name sorts by it; a second click reverses the order.
+    header = table.locator("thead th", has=quickstart.page.locator(".dt-column-title", has_text=re.compile(
+        r"^display_name$")))
+    header.locator(".dt-column-title").click()
     playwright_api.expect(rows.first).to_contain_text("Credit risk")
+    playwright_api.expect(header).to_have_attribute("aria-sort", "ascending")
+    header.locator(".dt-column-title").click()
+    playwright_api.expect(rows.first).to_contain_text("Scratch project 11")
+    playwright_api.expect(header).to_have_attribute("aria-sort", "descending")
     quickstart.console.assert_clean()
 
 
@@ -529,6 +535,11 @@ def test_the_wide_deployment_table_fits_and_says_what_it_hides(quickstart: Quick
     assert first_row.locator("td").first.evaluate("e => getComputedStyle(e).textAlign") == "left"
     assert headers.first.evaluate("e => getComputedStyle(e).textAlign") == "left"
     assert first_row.locator("td").first.evaluate("e => getComputedStyle(e).whiteSpace") == "normal"
+    # A FAILED row's reason wraps into a few lines, not a column of words twenty lines tall.
+    failed = table.locator("tbody tr", has_text="FAILED").first
+    line_height = first_row.locator("td").first.evaluate("e => parseFloat(getComputedStyle(e).lineHeight) || 18")
+    failed_box = failed.bounding_box()
+    assert failed_box is not None and failed_box["height"] <= 6 * line_height + 12, (failed_box, line_height)
     cell.scroll_into_view_if_needed()
     quickstart.screenshot("deployments-table")
     quickstart.console.assert_clean()

@@ -15,6 +15,7 @@ from IPython.testing.globalipapp import get_ipython
 from IPython.utils.capture import capture_output
 
 import mlops_nb
+import mlops_nb.sandbox
 from mlops_nb.notebook import session
 from mlops_nb.notebook.login import LoginForm
 from mlops_nb.notebook.magics import CommandFailed, MLOps
@@ -366,13 +367,20 @@ def test_sandbox_starts_once_logs_in_and_stops(ip: InteractiveShell, tmp_path: P
         bob = run(ip, "%mlops sandbox --user bob").result
         assert bob.username == "bob"
         assert session.current_client().gateway_url == client.gateway_url  # the same sandbox, reused
-        other = run(ip, f"%mlops sandbox --db {tmp_path / 'other.sqlite3'}")
-        assert isinstance(other.error_in_exec, UsageError)
         nobody = run(ip, "%mlops sandbox --user carol")
         assert isinstance(nobody.error_in_exec, UsageError)
         assert session.current_client().gateway_url == client.gateway_url
         text = capsys.readouterr()
         assert access not in text.out + text.err
+        # Another database (a notebook run again makes a new temporary one): the first sandbox stops,
+        # saying so, and one runs.
+        first = mlops_nb.sandbox.started()
+        assert first is not None
+        run(ip, f"%mlops sandbox --db {tmp_path / 'other.sqlite3'}").raise_error()
+        assert f"Stopped the sandbox started before in this kernel, at {client.gateway_url}." in capsys.readouterr().out
+        second = mlops_nb.sandbox.started()
+        assert not first.running and second is not None and second is not first
+        assert session.current_client().gateway_url == second.gateway_url
     finally:
         run(ip, "%mlops sandbox --stop")
     assert "Stopped the sandbox" in capsys.readouterr().out

@@ -19,6 +19,7 @@ import requests
 from IPython.core.interactiveshell import InteractiveShell
 
 import mlops_nb
+from mlops_nb.notebook.display import card_html, card_text
 from mlops_nb.notebook.waiting import _Timeline
 from mlops_nb.sandbox import Sandbox
 from tests.deploying import composition, deploy, experiment_with, iris_model, status, wait_for_state, zip_of
@@ -174,6 +175,10 @@ def test_monitoring_shows_the_traffic_and_plots_it(alice: Any, deployed: dict[st
     assert set(watched.predictions["value"]) <= {"0", "1", "2"} and watched.predictions["rows"].sum() >= len(X)
     assert set(watched.drift.index) == set(X.columns) and set(watched.drift["level"]) <= {"low", "medium", "high"}
     figure = watched.plot()
+    # Titled by names: the deployment's and the model's; their ids on a second line.
+    deployment, experiment = deployed["deployment"], deployed["experiment"]
+    assert figure.get_suptitle() == (f"wine: model forest\ndeployment {deployment.id}, model {experiment.id}")
+    assert (watched.deployment_name, watched.model_name) == ("wine", "forest")
     titles = [axes.get_title() for axes in figure.axes]
     assert titles == ["Scoring latency", "Rows scored", "Predictions", "Drift per feature (PSI)"]
     drift_axes = figure.axes[3]
@@ -183,6 +188,17 @@ def test_monitoring_shows_the_traffic_and_plots_it(alice: Any, deployed: dict[st
     assert "data:image/png;base64," in watched._repr_html_()
     with pytest.raises(ValueError, match="serves the models"):
         mlops_nb.monitoring(alice, deployed["deployment"], model="someone-else")
+
+
+def test_cards_name_owners_and_deployments(alice: Any, deployed: dict[str, Any]) -> None:
+    deployment = deployed["deployment"]
+    project = alice.storage.project.get_project(project_id=deployment.project_id).project
+    assert "owner: alice" in card_text(project)
+    status = alice.deployer.deployment_status.get_deployment_status(deployment_id=deployment.id).deployment_status
+    assert card_text(status).startswith(f"Deployment status: wine [healthy] ({deployment.id})")
+    # Given by id, monitoring finds the names too.
+    watched = mlops_nb.monitoring(alice, deployment.id)
+    assert (watched.deployment_name, watched.model_name) == ("wine", "forest")
 
 
 def test_logs_as_a_frame(alice: Any, deployed: dict[str, Any]) -> None:
@@ -212,7 +228,7 @@ def test_wait_prints_a_line_per_state_in_a_terminal(alice: Any, project: str, de
 def test_wait_output(capsys: pytest.CaptureFixture[str], alice: Any, deployed: dict[str, Any]) -> None:
     status = mlops_nb.wait_for_healthy(alice, deployed["status"], interval=0.1)
     out = capsys.readouterr().out.splitlines()
-    assert len(out) == 1 and out[0].endswith(f"{status.deployment_id}: HEALTHY {status.message}")
+    assert len(out) == 1 and out[0].endswith(f"wine ({status.deployment_id}): HEALTHY {status.message}")
     timeline = _Timeline("d-1")
     for state in ("PREPARING", "LAUNCHING", "LAUNCHING", "HEALTHY"):
         timeline.see(type(status)(state=state, message=f"{state.lower()} now"))
@@ -264,6 +280,10 @@ def test_split_and_shadow(alice: Any, deployed: dict[str, Any], trained: tuple[p
     assert shadow.shadow_deployment.secondary_element.deployment_composition.experiment_id == linear.id
     for deployment in (split, shadow):
         assert mlops_nb.wait_for_healthy(alice, deployment).state.value == "HEALTHY"
+    # Models and traffic bars by name, the ids in tooltips.
+    assert "traffic: forest 70%; linear 30%" in card_text(split)
+    assert "traffic: forest answers every request; linear scores a copy of each" in card_text(shadow)
+    assert f'<span title="{linear.id}">linear 30%' in card_html(split)
     scored = mlops_nb.score(alice, split, X.head(40))
     assert len(scored) == 40 and np.isin(scored["prediction"].to_numpy(), [0, 1, 2]).all()
     with pytest.raises(ValueError, match="two or more models"):

@@ -13,12 +13,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import types
 from collections.abc import Iterator
 from datetime import datetime, timezone
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +28,20 @@ import pytest
 import mlops_nb
 from mlops_nb.api import API
 from mlops_nb.notebook import display
-from mlops_nb.notebook.display import card_html, card_text, frame_html, has_card, install_ipython_formatters
-from mlops_nb.notebook.frames import FRAME_ATTR, frame_from_wire
+from mlops_nb.notebook.display import (
+    card_html,
+    card_text,
+    frame_html,
+    has_card,
+    install_ipython_formatters,
+    log_html,
+    shown_above,
+)
+from mlops_nb.notebook.frames import FRAME_ATTR, LOG_ATTR, frame_from_wire
 from mlops_nb.notebook.settings import settings
 from mlops_nb.sandbox import Sandbox
 from mlops_nb.wire.messages import Message, message_class
+from tests.chromium import require_chromium
 from tests.test_notebook_frames import make_deployments
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -140,7 +149,8 @@ def sample(name: str) -> Message:
 def seen() -> dict[str, Any]:
     """What cards would otherwise take from the live clients."""
     return {"now": NOW, "usernames": USERNAMES,
-            "statuses": {"d-1": sample("status_healthy"), "d-4": sample("status_failed")}}
+            "statuses": {"d-1": sample("status_healthy"), "d-4": sample("status_failed")},
+            "names": {"e-1": "gradient boosting", "d-1": "credit-default"}}
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLES))
@@ -188,7 +198,13 @@ def test_cards_show_the_right_values() -> None:
     assert "owner: zed" in card_text(sample("deployment_shadow"))
     single = card_text(sample("deployment_single"), **seen())
     assert single.startswith("Deployment: churn scorer [healthy] (d-1)")
-    assert "type: single model" in single and "owner: alice" in single and "models: e-1" in single
+    assert "type: single model" in single and "owner: alice" in single and "models: gradient boosting" in single
+    # Names where they are known, the id in a tooltip; the id itself where no name is known.
+    named = card_html(sample("deployment_split"), **seen())
+    assert '<span title="e-1">gradient boosting</span>' in named and '<span title="e-1">gradient boosting 70%' in named
+    assert ">e-2</code>" in named and '<span title="e-2">e-2 30%' in named
+    status = card_text(sample("status_healthy"), **seen())
+    assert status.startswith("Deployment status: credit-default [healthy] (d-1)")
     assert "scoring URL: https://model.example.com/d-1/model/score" in single and "created: 2 days ago" in single
     assert '<a href="https://model.example.com/d-1/model/score"' in card_html(sample("deployment_single"), **seen())
     assert "[" not in card_text(sample("deployment_single"), statuses={}).splitlines()[0]  # no status seen
@@ -489,9 +505,7 @@ def test_notebook_shows_interactive_tables_with_a_static_fallback(executed_noteb
 
 
 def _chromium() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        pytest.skip("chromium is not installed (scripts/test.sh installs it)")
+    path = require_chromium()
     pytest.importorskip("playwright.sync_api")
     return path
 
@@ -602,3 +616,83 @@ def test_an_html_export_has_interactive_tables_and_static_ones_without_scripts(
             assert "project 19" in page.locator(".mlops-nb-static").first.inner_text()
         finally:
             browser.close()
+
+
+def _log_frame(messages: list[str]) -> pd.DataFrame:
+    logs = pd.DataFrame({"time": pd.to_datetime([f"2024-05-04T12:00:0{i}Z" for i in range(len(messages))], utc=True),
+                         "source": ["lifecycle"] * len(messages), "message": messages})
+    logs.attrs[LOG_ATTR] = True
+    return logs
+
+
+LONG_LOG_MESSAGE = ("scorer random forest#0: loading the model with MLflow's loader took 2.4 s; "
+                    "the first request waits for it " * 4).strip()
+
+
+def test_logs_show_whole_messages_newest_last(restore_settings: None) -> None:
+    shell = _shell()
+    install_ipython_formatters(shell)
+    logs = _log_frame(["started", LONG_LOG_MESSAGE, "HEALTHY <ready>"])
+    shown = shell.display_formatter.format(logs.tail(2))[0]["text/html"]  # .tail keeps the marker
+    assert escape(LONG_LOG_MESSAGE) in shown and "started" not in shown
+    assert shown.index("loading the model") < shown.index("HEALTHY &lt;ready&gt;")  # newest last
+    assert "2 log lines, oldest first, times in UTC" in shown
+    settings.max_rows = 1
+    assert "1 earlier line not shown" in log_html(logs.tail(2))
+
+
+@pytest.mark.browser
+def test_logs_read_left_aligned_and_wrapped_in_a_browser(tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    chromium = _chromium()
+    # JupyterLab's own rule for output tables right-aligns cells; the log's must win over it.
+    page_html = ("<!doctype html><html><head><meta charset='utf-8'><style>td{text-align:right;white-space:nowrap}"
+                 "</style></head><body><div style='width:600px'>{}</div></body></html>").replace(
+        "{}", log_html(_log_frame(["started", LONG_LOG_MESSAGE])))
+    page_file = tmp_path / "log.html"
+    page_file.write_text(page_html, encoding="utf-8")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(page_file.as_uri())
+            message = page.locator("td.mlops-nb-log-message").nth(1)
+            assert message.inner_text() == LONG_LOG_MESSAGE
+            assert message.evaluate("cell => getComputedStyle(cell).textAlign") == "left"
+            short = page.locator("td.mlops-nb-log-message").first.bounding_box()
+            long = message.bounding_box()
+            assert short is not None and long is not None
+            assert long["height"] > 2 * short["height"]  # wrapped onto several lines
+            assert long["x"] + long["width"] <= 600 + 8  # within its output, not off to the side
+        finally:
+            browser.close()
+
+
+def test_a_card_shown_above_is_not_shown_again_once() -> None:
+    status = sample("status_healthy")
+    shown_above(status)  # as wait_for_healthy does once its live display ends as the card
+    assert card_html(status, **seen()) == ""
+    assert "mlops-nb-card" in (card_html(status, **seen()) or "")  # shown again when asked again
+
+
+def test_a_card_shown_above_shows_in_a_later_cell(monkeypatch: pytest.MonkeyPatch) -> None:
+    from IPython.core.events import EventManager, available_events
+
+    # IPython's own event manager on a stand-in shell: the test session has one real shell
+    # (tests/test_magics.py's), and a second one would clash with it.
+    shell = types.SimpleNamespace(events=EventManager(None, available_events))
+    monkeypatch.setattr("IPython.get_ipython", lambda: shell)
+    status = sample("status_healthy")
+    shown_above(status)  # in the cell that waited and kept the status (status = wait_for_healthy(...))
+    shell.events.trigger("post_run_cell", None)  # that cell ends
+    assert "mlops-nb-card" in (card_html(status, **seen()) or "")  # shown in a later cell: its card
+
+
+def test_long_text_is_cut_in_tables_not_in_frames() -> None:
+    frame = project_frame(3)
+    frame["description"] = pd.array(["x " * 200, "short", None], dtype="string")
+    shown = frame_html(frame, columns=["display_name", "description"])
+    assert ("x " * 200)[:119] + "…" in shown and "x " * 61 not in shown
+    assert frame["description"].iloc[0] == "x " * 200  # the frame keeps it whole
+    assert "mlops-nb-prose" in shown  # a column wide enough for a few lines of it

@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import pickle
+import weakref
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -15,7 +16,15 @@ import pytest
 
 import mlops_nb
 from mlops_nb.api import API
-from mlops_nb.notebook.client import Client, RecentCache, known_deployment_status, known_username
+from mlops_nb.notebook import client as client_module
+from mlops_nb.notebook.client import (
+    Client,
+    RecentCache,
+    known_deployment_name,
+    known_deployment_status,
+    known_experiment_name,
+    known_username,
+)
 from mlops_nb.notebook.frames import (
     FRAME_ATTR,
     ListFrame,
@@ -444,6 +453,37 @@ def test_clients_remember_the_usernames_and_statuses_they_see(
     fresh.deployer.deployment_status.list_deployment_statuses(project_id=project_id)
     assert fresh.deployment_statuses.get(split)["state"] == "FAILED"
     assert known_deployment_status(split).state == "FAILED"
+
+
+def test_a_name_no_client_has_seen_is_asked_for_once(sandbox: Sandbox, deployments: tuple[str, str, str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    project_id, single, _ = deployments
+    fresh = sandbox.client("alice")
+    me = sandbox.client("alice").storage.user.who_am_i().user
+    experiment_id = fresh.storage.deployment.get_deployment(deployment_id=single).deployment.experiment_id
+    # Only the fresh client is live, and it has seen no names: each is asked for, once.
+    monkeypatch.setattr(client_module, "_CLIENTS", weakref.WeakSet([fresh]))
+    expected_name = fresh.storage.experiment.get_experiment(id=experiment_id).experiment.display_name
+    fresh.experiment_names = RecentCache()
+    assert known_username(me.id) == "alice"
+    assert known_experiment_name(experiment_id) == expected_name
+    assert known_deployment_name(single) == sandbox.client("alice").deployer.deployment.list_project_deployments(
+        project_id=project_id).set_index("id").loc[single, "display_name"]
+    assert known_experiment_name("no-such-experiment") is None
+    # Remembered, the names and the miss: no more calls.
+    calls: list[str] = []
+    monkeypatch.setattr(fresh._transport, "request", _counting(fresh._transport.request, calls))
+    assert known_username(me.id) == "alice" and known_experiment_name(experiment_id) == expected_name
+    assert known_deployment_name(single) and known_experiment_name("no-such-experiment") is None
+    assert calls == []
+
+
+def _counting(request: Any, calls: list[str]) -> Any:
+    def counted(verb: str, path: str, **kwargs: Any) -> Any:
+        calls.append(path)
+        return request(verb, path, **kwargs)
+
+    return counted
 
 
 def test_recent_cache_keeps_the_latest() -> None:

@@ -35,12 +35,14 @@ EXPECTED_OUTPUT = {
     "quickstart": ["application/vnd.jupyter.widget-view+json", "mlops-nb-card", "alice@example.com",
                    "mlops-nb-interactive", "Credit risk", "Customer churn", "HEALTHY", ">healthy</span>",
                    "genmodel could not load the H2O-3 MOJO"],
-    "explore_projects": ["Credit risk", "GBM tuned", "<svg", "list_all: 3 rows", "HEALTHY", "metadata.auc"],
+    "explore_projects": ["Credit risk", "GBM tuned", "image/png", "list_all: 3 rows", "HEALTHY", "metadata.auc",
+                         "deployments: 2 FAILED, 3 HEALTHY"],
     "magics": ["Sandbox gateway at", "Fraud detection", "Churn v2", "dai_mojo_runtime",
                "Stopped the sandbox"],
     # The live status ended as the healthy card; the scores match the model; the plots are there.
     "deploy_a_model": ["held-out accuracy", "mlops-nb-card", ">healthy</span>", "same as the local model: 100%",
-                       "image/png", "color_intensity", "wine-classifier", "scorer random forest#0"],
+                       "image/png", "color_intensity", "wine-classifier", "scorer random forest#0",
+                       "'logistic regression': "],
     # The MOJO scorer served H2O-3's own predictions; ingest read the MOJO; drift is plotted.
     "deploy_an_h2o_model": ["held-out accuracy", "Gradient Boosting Machine", "Multinomial", ">healthy</span>",
                             "same labels as H2O-3's own predict: 100%", "image/png", "color_intensity",
@@ -48,6 +50,10 @@ EXPECTED_OUTPUT = {
 }
 # Notebooks that train with H2O-3 (the h2o extra, Java) carry the mojo marker.
 RUN_PARAMS = [pytest.param(p, marks=pytest.mark.mojo) if p.stem == "deploy_an_h2o_model" else p for p in NOTEBOOKS]
+# Cells whose outputs must hold exactly so many cards (a live wait ends as one card, and the status it
+# returns adds none), or none of these words (states a sandbox still starting would show).
+CARDS_IN_CELL = {"deploy_a_model": {"mlops_nb.wait_for_healthy(client, split)": 1}}
+WORDS_NOT_IN_CELL = {"magics": {'deployments["state"] != "HEALTHY"': ["LAUNCHING", "PREPARING"]}}
 
 
 def _strip_module() -> ModuleType:
@@ -56,6 +62,12 @@ def _strip_module() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _cell_with(notebook: Any, source: str) -> Any:
+    """A notebook of the one code cell whose source holds ``source`` (for _output_text)."""
+    (cell,) = [c for c in notebook.cells if c.cell_type == "code" and source in c.source]
+    return nbformat.v4.new_notebook(cells=[cell])
 
 
 def _output_text(notebook: Any) -> str:
@@ -68,6 +80,13 @@ def _output_text(notebook: Any) -> str:
                 parts.append(mime)
                 parts.append(data if isinstance(data, str) else json.dumps(data))
     return "\n".join(parts)
+
+
+def _assert_no_stderr(notebook: Any) -> None:
+    warnings = [f"cell {cell.get('id')}: {output.get('text', '')}"
+                for cell in notebook.cells for output in cell.get("outputs", [])
+                if output.get("output_type") == "stream" and output.get("name") == "stderr"]
+    assert not warnings, "the notebook wrote to stderr:\n" + "\n".join(warnings)
 
 
 def test_the_notebooks_are_there() -> None:
@@ -91,19 +110,73 @@ def test_notebook_runs_top_to_bottom(committed: Path, tmp_path: Path,
                                      startup_timeout=120, resources={"metadata": {"path": str(tmp_path)}})
     client.execute()  # raises CellExecutionError, naming the cell, on the first error
 
-    warnings = [f"cell {cell.get('id')}: {output.get('text', '')}"
-                for cell in notebook.cells for output in cell.get("outputs", [])
-                if output.get("output_type") == "stream" and output.get("name") == "stderr"]
-    assert not warnings, "the notebook wrote to stderr:\n" + "\n".join(warnings)
+    _assert_no_stderr(notebook)
     shown = _output_text(notebook)
     missing = [text for text in EXPECTED_OUTPUT.get(committed.stem, []) if text not in shown]
     assert not missing, f"{committed.name}: outputs lack {missing}"
+    for source, cards in CARDS_IN_CELL.get(committed.stem, {}).items():
+        assert _output_text(_cell_with(notebook, source)).count('class="mlops-nb-card"') == cards, source
+    for source, words in WORDS_NOT_IN_CELL.get(committed.stem, {}).items():
+        cell_output = _output_text(_cell_with(notebook, source))
+        assert not [w for w in words if w in cell_output], cell_output
     assert committed.read_bytes() == before, "running the copy changed the committed notebook"
+
+
+# Run in the kernel after each Run All: the sandboxes running there and the kernel's scorer processes.
+RUNNING_SANDBOXES = """
+import gc, json, os
+from mlops_nb.sandbox import Sandbox
+from mlops_nb.sandbox.runtime.runtimes import MLFLOW_SCORER, MOJO_SCORER
+
+def _parent(pid):
+    with open(f"/proc/{pid}/stat") as stat:
+        return int(stat.read().rsplit(")", 1)[1].split()[1])
+
+def _scorers():
+    found = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            command = open(f"/proc/{pid}/cmdline", "rb").read()
+            if _parent(pid) == os.getpid() and any(str(p).encode() in command for p in (MLFLOW_SCORER, MOJO_SCORER)):
+                found += 1
+        except OSError:
+            pass  # ended meanwhile
+    return found
+
+print(json.dumps({"sandboxes": sum(isinstance(o, Sandbox) and o.running for o in gc.get_objects()),
+                  "scorers": _scorers()}))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="counts the kernel's processes in /proc (Linux)")
+def test_run_all_twice_in_one_kernel_leaves_one_sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("H2O_MLOPS_GATEWAY", "TOKEN_ENDPOINT", "CLIENT_ID", "REFRESH_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MLOPS_NB_CONFIG", str(tmp_path / "no-config.json"))
+    notebook = nbformat.read(NOTEBOOK_DIR / "quickstart.ipynb", as_version=4)
+    probe = nbformat.v4.new_code_cell(RUNNING_SANDBOXES)
+    notebook.cells.append(probe)  # run last, after the notebook's own cells
+    client = nbclient.NotebookClient(notebook, kernel_name="python3", timeout=CELL_TIMEOUT, startup_timeout=120,
+                                     resources={"metadata": {"path": str(tmp_path)}})
+    counts, said = [], []
+    with client.setup_kernel():
+        for _ in range(2):
+            for index, cell in enumerate(notebook.cells):
+                client.execute_cell(cell, index)
+            said.append(_output_text(notebook))
+            _assert_no_stderr(notebook)
+            counts.append(json.loads(probe.outputs[0]["text"]))
+    first, second = counts
+    assert first["sandboxes"] == 1 and first["scorers"] > 0, first
+    assert second == first, f"after one Run All: {first}; after two: {second}"
+    assert "Stopped the sandbox started before in this kernel" not in said[0]
+    assert "Stopped the sandbox started before in this kernel" in said[1]
 
 
 @pytest.mark.parametrize("committed", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_is_committed_without_outputs(committed: Path) -> None:
-    found = _strip_module().problems(json.loads(committed.read_text(encoding="utf-8")))
+    strip = _strip_module()
+    found = strip.problems(json.loads(strip.committed_text(committed)))
     assert not found, f"{committed.name}: {', '.join(found)}; run python scripts/strip_notebooks.py"
 
 
@@ -132,6 +205,30 @@ def test_strip_check_fails_on_outputs_and_strip_fixes_it(tmp_path: Path) -> None
     assert all(c.get("outputs", []) == [] for c in stripped["cells"])
     # Only what running left behind goes: the sources are untouched.
     assert [c["source"] for c in stripped["cells"]] == [c["source"] for c in notebook["cells"]]
+
+
+def test_strip_check_judges_what_is_committed_not_a_run_copy(tmp_path: Path) -> None:
+    """A notebook run and saved in place (outputs in the working file) does not fail the check; the
+    same notebook staged with its outputs does."""
+    clean = (NOTEBOOK_DIR / "quickstart.ipynb").read_text(encoding="utf-8")
+    notebook = tmp_path / "quickstart.ipynb"
+    notebook.write_text(clean, encoding="utf-8")
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=test", "-c", "user.email=test@example.com"]
+    for step in (["init", "-q"], ["add", "quickstart.ipynb"], ["commit", "-qm", "clean"]):
+        subprocess.run([*git, *step], check=True, capture_output=True, timeout=60)
+    ran = json.loads(clean)
+    code = next(c for c in ran["cells"] if c["cell_type"] == "code")
+    code["outputs"] = [{"output_type": "stream", "name": "stdout", "text": ["ran\n"]}]
+    notebook.write_text(json.dumps(ran), encoding="utf-8")
+
+    def check() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, str(STRIP_SCRIPT), "--check", str(notebook)], capture_output=True,
+                              text=True, timeout=60)
+
+    assert check().returncode == 0, check().stdout
+    subprocess.run([*git, "add", "quickstart.ipynb"], check=True, capture_output=True, timeout=60)
+    staged = check()
+    assert staged.returncode == 1 and "1 cell(s) with outputs" in staged.stdout and "git add" in staged.stdout
 
 
 def test_strip_check_passes_on_the_repository() -> None:

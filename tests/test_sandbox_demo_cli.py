@@ -50,6 +50,13 @@ def _states(client: Any) -> set[str]:
 # -- demo data ---------------------------------------------------------------------------------
 
 
+def test_waiting_for_the_demo_deployments_says_how_many_are_in_each_state(demo: Sandbox) -> None:
+    states = demo.wait_for_deployments()
+    assert isinstance(states, dict) and set(states.values()) == {"HEALTHY", "FAILED"}
+    healthy, failed = (sum(s == state for s in states.values()) for state in ("HEALTHY", "FAILED"))
+    assert repr(states) == f"deployments: {failed} FAILED, {healthy} HEALTHY"  # no ids: a notebook shows this
+
+
 def test_alice_and_bob_see_what_they_should(demo: Sandbox) -> None:
     with demo.client("alice") as alice, demo.client("bob") as bob:
         assert set(_projects(alice)) == {"Credit risk", "Customer churn"}

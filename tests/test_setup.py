@@ -111,3 +111,32 @@ def test_the_readme_commands_work_from_a_fresh_copy_without_an_active_virtual_en
     # The same .venv: the test dependencies joined the package and JupyterLab there, and no other was made.
     assert (clone / ".venv" / "bin" / "pytest").exists() and (clone / ".venv" / "bin" / "mlops-nb").exists()
     assert sorted(p.name for p in clone.iterdir() if (p / "pyvenv.cfg").exists()) == [".venv"]
+
+
+def _tools_without_apt(bin_dir: Path) -> dict[str, str]:
+    """The environment of a machine without apt-get (as macOS): a PATH with only the tools test.sh uses."""
+    bin_dir.mkdir()
+    for tool in ("bash", "dirname", "mktemp", "grep", "rm", "id", "git", "env", "uname"):
+        found = shutil.which(tool)
+        assert found is not None, tool
+        (bin_dir / tool).symlink_to(found)
+    env = {name: value for name, value in os.environ.items() if name not in ("MLOPS_NB_NO_CHROMIUM",)}
+    env.update(PATH=str(bin_dir), MLOPS_NB_CHROMIUM=str(bin_dir / "no-chromium-here"))
+    return env
+
+
+def test_the_test_command_installs_only_what_the_selected_tests_need(tmp_path: Path) -> None:
+    env = _tools_without_apt(tmp_path / "bin")
+    browser_test = "tests/test_notebook_display.py::test_browser_swaps_in_the_interactive_table_and_keeps_the_fallback"
+    plain_test = "tests/test_docs.py::test_ci_runs_the_readme_test_command"
+    # This repository's own .venv exists already: the command only checks it is complete.
+    without_browser = _run(f'bash scripts/test.sh -q -p no:cacheprovider -m "not browser" {browser_test} {plain_test}',
+                           ROOT, env)
+    assert without_browser.returncode == 0, without_browser.stdout[-3000:] + without_browser.stderr[-3000:]
+    assert "Chromium" not in without_browser.stdout and "1 passed, 1 deselected" in without_browser.stdout
+    # Browser tests selected, no Chromium and no apt-get: they are skipped, saying why; the rest runs.
+    with_browser = _run(f"bash scripts/test.sh -q -rs -p no:cacheprovider {browser_test} {plain_test}", ROOT, env)
+    assert with_browser.returncode == 0, with_browser.stdout[-3000:] + with_browser.stderr[-3000:]
+    said = "no Chromium at {} and no apt-get to install it".format(env["MLOPS_NB_CHROMIUM"])
+    assert f"scripts/test.sh: {said}" in with_browser.stdout
+    assert "1 passed, 1 skipped" in with_browser.stdout and "SKIPPED [1] tests/chromium.py" in with_browser.stdout

@@ -7,14 +7,21 @@ in two ways:
   :class:`~mlops_nb.notebook.frames.ListFrame` instead of a typed response;
 * users it sees (``who_am_i``, ``get_user``, ``get_user_by_username``,
   ``list_users``, ``batch_get_users``) are recorded in ``client.usernames``
-  (id -> username), and deployment statuses (``get_deployment_status``,
-  ``list_deployment_statuses``) in ``client.deployment_statuses`` (deployment id
-  -> status JSON). Cards use them to name owners and to show a deployment's state
-  and scoring URL, without calls of their own.
+  (id -> username), the names of experiments and deployments it sees (got, listed,
+  created) in ``client.experiment_names`` and ``client.deployment_names``, and
+  deployment statuses (``get_deployment_status``, ``list_deployment_statuses``) in
+  ``client.deployment_statuses`` (deployment id -> status JSON). Cards use them to name
+  owners, models and deployments and to show a deployment's state and scoring URL.
+
+A name no live client has seen is asked for once (``known_username``,
+``known_experiment_name``, ``known_deployment_name``: one read call of a live client,
+remembered, an unanswered one too), so that cards and figures show names wherever one
+exists, with the id beside it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import weakref
 from collections import OrderedDict
@@ -25,12 +32,14 @@ from mlops_nb.api import Method
 from mlops_nb.notebook.frames import list_result
 from mlops_nb.notebook.settings import settings
 from mlops_nb.wire import client as wire
+from mlops_nb.wire.errors import MLOpsError
 from mlops_nb.wire.messages import Message, message_class
 
 if TYPE_CHECKING:
     from mlops_nb.wire.retry import RetryPolicy
 
-__all__ = ["Client", "RecentCache", "known_deployment_status", "known_username"]
+__all__ = ["Client", "RecentCache", "known_deployment_name", "known_deployment_status", "known_experiment_name",
+           "known_username"]
 
 V = TypeVar("V")
 
@@ -42,6 +51,11 @@ _USERS = {
     "storage.user.list_users": "user",
     "storage.user.batch_get_users": "users",
 }
+_EXPERIMENTS = {name: "experiment" for name in ("storage.experiment.get_experiment", "storage.experiment.list_experiments",
+                                               "storage.experiment.create_experiment")}
+_DEPLOYMENTS = {name: "deployment" for name in ("deployer.deployment.list_project_deployments",
+                                               "deployer.deployment.create_deployment",
+                                               "deployer.deployment.update_model_deployment")}
 _STATUSES = {
     "deployer.deployment_status.get_deployment_status": "deploymentStatus",
     "deployer.deployment_status.list_deployment_statuses": "deploymentStatus",
@@ -104,9 +118,45 @@ def _entities(payload: dict[str, Any], wire_name: str) -> list[dict[str, Any]]:
 _CLIENTS: weakref.WeakSet[Client] = weakref.WeakSet()
 
 
+def _named(names_of: Callable[[Client], RecentCache[str]], key: str,
+           ask: Callable[[Client, str], str | None]) -> str | None:
+    """The name of ``key`` as a live client has seen it; else asked of the live clients, once."""
+    if not key:
+        return None
+    clients = list(_CLIENTS)
+    found = next((name for c in clients if (name := names_of(c).get(key))), None)
+    for client in clients:
+        if found is not None:
+            break
+        if key in client.unnamed:
+            continue
+        client.unnamed.record(key, True)  # asked: an entity without a name, or out of reach, is asked once
+        with contextlib.suppress(MLOpsError):
+            found = ask(client, key) or None
+        names_of(client).record(key, found)
+    return found
+
+
 def known_username(user_id: str) -> str | None:
-    """The username of ``user_id`` if a live client has seen that user."""
-    return next((name for c in list(_CLIENTS) if (name := c.usernames.get(user_id))), None)
+    """The username of ``user_id``: as a live client has seen it, else asked once (``get_user``)."""
+    return _named(lambda c: c.usernames, user_id, lambda c, key: c.storage.user.get_user(id=key).user.username)
+
+
+def known_experiment_name(experiment_id: str) -> str | None:
+    """The display name of an experiment: as a live client has seen it, else asked once (``get_experiment``)."""
+    return _named(lambda c: c.experiment_names, experiment_id,
+                  lambda c, key: c.storage.experiment.get_experiment(id=key).experiment.display_name)
+
+
+def known_deployment_name(deployment_id: str) -> str | None:
+    """The display name of a deployment: as a live client has seen it, else asked once (its project's
+    deployments, which records the names of them all)."""
+    def ask(client: Client, key: str) -> str | None:
+        project_id = client.storage.deployment.get_deployment(deployment_id=key).deployment.project_id
+        client.deployer.deployment.list_project_deployments(project_id=project_id)
+        return client.deployment_names.get(key)
+
+    return _named(lambda c: c.deployment_names, deployment_id, ask)
 
 
 def known_deployment_status(deployment_id: str) -> Message | None:
@@ -147,6 +197,9 @@ class Client(wire.Client):
         super().__init__(gateway_url, token_provider, timeout=timeout, verify=verify, ca_bundle=ca_bundle,
                          proxies=proxies, retry=retry, max_connections=max_connections)
         self.usernames: RecentCache[str] = RecentCache()
+        self.experiment_names: RecentCache[str] = RecentCache()
+        self.deployment_names: RecentCache[str] = RecentCache()
+        self.unnamed: RecentCache[bool] = RecentCache()  # ids whose names were asked for (see _named)
         self.deployment_statuses: RecentCache[dict[str, Any]] = RecentCache()
         _CLIENTS.add(self)
 
@@ -160,6 +213,10 @@ class Client(wire.Client):
         if name in _USERS:
             for user in _entities(payload, _USERS[name]):
                 self.usernames.record(user.get("id"), user.get("username"))
+        for names, methods in ((self.experiment_names, _EXPERIMENTS), (self.deployment_names, _DEPLOYMENTS)):
+            if name in methods:
+                for entity in _entities(payload, methods[name]):
+                    names.record(entity.get("id"), entity.get("displayName"))
         if name in _STATUSES:
             for status in _entities(payload, _STATUSES[name]):
                 self.deployment_statuses.record(status.get("deploymentId"), status)

@@ -45,8 +45,13 @@ import pandas as pd
 
 from mlops_nb.api import API, CATALOGS
 from mlops_nb.notebook import catalogs
-from mlops_nb.notebook.client import known_deployment_status, known_username
-from mlops_nb.notebook.frames import FRAME_ATTR
+from mlops_nb.notebook.client import (
+    known_deployment_name,
+    known_deployment_status,
+    known_experiment_name,
+    known_username,
+)
+from mlops_nb.notebook.frames import FRAME_ATTR, LOG_ATTR
 from mlops_nb.notebook.settings import settings
 from mlops_nb.wire.messages import Message, message_class, register_html_renderer
 
@@ -77,6 +82,8 @@ class _Context:
     now: datetime
     username: Callable[[str], str | None]
     deployment_status: Callable[[str], Message | None]
+    experiment_name: Callable[[str], str | None]
+    deployment_name: Callable[[str], str | None]
 
 
 def _e(value: Any) -> str:
@@ -133,6 +140,18 @@ def _user_row(label: str, user_id: str, ctx: _Context, name: str = "") -> _Row |
     if not name:
         return _id_row(label, user_id)
     return _Row(label, f'<span title="{_e(user_id)}">{_e(name)}</span>', name)
+
+
+def _named_id(name: str | None, ident: str) -> tuple[str, str]:
+    """(html, text) of an entity: its name with the id in a tooltip, or the id where it has no name."""
+    if name:
+        return f'<span title="{_e(ident)}">{_e(name)}</span>', name
+    return f'<code style="{_CODE}">{_e(ident)}</code>', ident
+
+
+def _experiment_item(experiment_id: str, ctx: _Context, suffix: str = "") -> tuple[str, str]:
+    html_text, text = _named_id(ctx.experiment_name(experiment_id), experiment_id)
+    return html_text + _e(suffix), text + suffix
 
 
 def _link(url: str) -> str:
@@ -373,26 +392,25 @@ def _status_of(deployment_id: str, ctx: _Context) -> tuple[str, list[_Row | None
     return state, [since, _link_row("scoring URL", _url(status.scorer, "score")), message]
 
 
-def _traffic_row(shares: list[tuple[str, float, str]]) -> _Row | None:
-    """(label, share 0..1, note) per model, drawn as bars: a split's weights, a shadow's copy."""
+def _traffic_row(shares: list[tuple[str, str, float, str]]) -> _Row | None:
+    """(label, experiment id, share 0..1, note) per model, drawn as bars: a split's weights, a shadow's copy."""
     if len(shares) < 2:
         return None
     bars, text = [], []
-    for label, share, note in shares:
+    for label, ident, share, note in shares:
         width = max(share, 0.0) * 100
         bars.append(f'<div style="display:flex;align-items:center;gap:6px;margin:1px 0">'
                     f'<div style="width:160px;background:var(--jp-layout-color3, #ddd);border-radius:3px;height:10px">'
                     f'<div style="width:{width:.0f}%;background:var(--jp-brand-color1, #1976d2);height:10px;'
-                    f'border-radius:3px"></div></div><span>{_e(label)} {_e(note)}</span></div>')
+                    f'border-radius:3px"></div></div><span title="{_e(ident)}">{_e(label)} {_e(note)}</span></div>')
         text.append(f"{label} {note}")
     return _Row("traffic", "".join(bars), "; ".join(text))
 
 
 def _storage_deployment(m: Message, ctx: _Context) -> _Card:
     kind = _STORAGE_DEPLOYMENT_TYPES.get(_enum_text(m.type), "")
-    served = [(f'<code style="{_CODE}">{_e(m.experiment_id)}</code>', m.experiment_id)] if m.experiment_id else []
-    served += [(f'<code style="{_CODE}">{_e(s.experiment_id)}</code> ({s.fraction:.0%})',
-                f"{s.experiment_id} ({s.fraction:.0%})") for s in m.secondary_scorer]
+    served = [_experiment_item(m.experiment_id, ctx)] if m.experiment_id else []
+    served += [_experiment_item(s.experiment_id, ctx, f" ({s.fraction:.0%})") for s in m.secondary_scorer]
     state, status_rows = _status_of(m.id, ctx)
     return _card("Deployment", kind or m.id, [
         _text_row("type", kind),
@@ -436,8 +454,7 @@ def _deployer_deployment(m: Message, ctx: _Context) -> _Card:
         if composition is None:
             continue
         suffix = f" ({role})" if role else ""
-        models.append((f'<code style="{_CODE}">{_e(composition.experiment_id)}</code>{_e(suffix)}',
-                       composition.experiment_id + suffix))
+        models.append(_experiment_item(composition.experiment_id, ctx, suffix))
         if composition.runtime_name and _runtime_name(composition.runtime_name) not in runtimes:
             runtimes.append(_runtime_name(composition.runtime_name))
         if composition.deployable_artifact_type_name:
@@ -455,7 +472,7 @@ def _deployer_deployment(m: Message, ctx: _Context) -> _Card:
     return _card("Deployment", m.display_name or m.id, [
         _text_row("type", kind),
         _list_row("models", models),
-        _traffic_row(_shares(m)),
+        _traffic_row(_shares(m, ctx)),
         _list_row("runtime", runtimes),
         _list_row("artifact", artifacts),
         *status_rows,
@@ -467,24 +484,28 @@ def _deployer_deployment(m: Message, ctx: _Context) -> _Card:
     ], ident=m.id, description=m.description, badge=state)
 
 
-def _shares(m: Message) -> list[tuple[str, float, str]]:
+def _shares(m: Message, ctx: _Context) -> list[tuple[str, str, float, str]]:
     """Each model's share of a split's traffic, or what a shadow gets."""
     if m.split_deployment is not None:
         elements = m.split_deployment.split_elements
         total = sum(e.weight for e in elements) or 1
-        return [(_short_id(e), e.weight / total, f"{e.weight / total:.0%}") for e in elements]
+        return [(*_model_label(e, ctx), e.weight / total, f"{e.weight / total:.0%}") for e in elements]
     if m.shadow_deployment is not None:
         primary, shadow = m.shadow_deployment.primary_element, m.shadow_deployment.secondary_element
         if primary is None or shadow is None:
             return []
-        return [(_short_id(primary), 1.0, "answers every request"), (_short_id(shadow), 1.0, "scores a copy of each")]
+        return [(*_model_label(primary, ctx), 1.0, "answers every request"),
+                (*_model_label(shadow, ctx), 1.0, "scores a copy of each")]
     return []
 
 
-def _short_id(element: Message) -> str:
-    """The start of the experiment id a split or shadow element serves."""
+def _model_label(element: Message, ctx: _Context) -> tuple[str, str]:
+    """(the name of the experiment a split or shadow element serves, or its id's start; its id)."""
     composition = element.deployment_composition
-    return composition.experiment_id[:8] if composition is not None else "?"
+    if composition is None:
+        return "?", ""
+    ident = composition.experiment_id
+    return ctx.experiment_name(ident) or ident[:8], ident
 
 
 def _url(scorer: Message | None, endpoint: str) -> str:
@@ -493,13 +514,14 @@ def _url(scorer: Message | None, endpoint: str) -> str:
 
 
 def _deployment_status(m: Message, ctx: _Context) -> _Card:
-    return _card("Deployment status", m.deployment_id, [
+    name = ctx.deployment_name(m.deployment_id) if m.deployment_id else None
+    return _card("Deployment status", name or m.deployment_id, [
         _text_row("message", m.message),
         _link_row("scoring URL", _url(m.scorer, "score")),
         _link_row("sample request", _url(m.scorer, "sample_request")),
         _link_row("capabilities", _url(m.scorer, "capabilities")),
         _time_row("updated", m.last_modified_time, ctx),
-    ], badge=_enum_text(m.state))
+    ], badge=_enum_text(m.state), ident=m.deployment_id if name else "")
 
 
 _CARDS: dict[str, Callable[[Message, _Context], _Card]] = {
@@ -543,28 +565,58 @@ def _build(message: Message, ctx: _Context) -> _Card | None:
 
 
 def _context(now: datetime | None, usernames: Mapping[str, str] | None,
-             statuses: Mapping[str, Message] | None) -> _Context:
+             statuses: Mapping[str, Message] | None, names: Mapping[str, str] | None) -> _Context:
+    # Given any of the mappings, a card is made from them alone (no live client is asked).
+    offline = usernames is not None or statuses is not None or names is not None
+    names_given = (names or {}).get
     return _Context(now or datetime.now(timezone.utc),
                     usernames.get if usernames is not None else known_username,
-                    statuses.get if statuses is not None else known_deployment_status)
+                    statuses.get if statuses is not None else known_deployment_status,
+                    names_given if offline else known_experiment_name,
+                    names_given if offline else known_deployment_name)
+
+
+# A message whose card a live display has just shown (wait_for_healthy's status): shown as the
+# value of the cell that showed it, it adds nothing. A list, to hold it by identity.
+_SHOWN_ABOVE: list[Message] = []
+
+
+def shown_above(message: Message) -> None:
+    """Displayed as the running cell's value, ``message`` shows nothing: its card is already above.
+    Displayed later (the cell assigned it, and another shows it), it shows its card as usual."""
+    _SHOWN_ABOVE[:] = [message]
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is None:
+        return
+
+    def forget(*_: Any) -> None:
+        _SHOWN_ABOVE.clear()
+        shell.events.unregister("post_run_cell", forget)
+
+    shell.events.register("post_run_cell", forget)
 
 
 def card_html(message: Message, *, now: datetime | None = None, usernames: Mapping[str, str] | None = None,
-              statuses: Mapping[str, Message] | None = None) -> str | None:
+              statuses: Mapping[str, Message] | None = None, names: Mapping[str, str] | None = None) -> str | None:
     """The card's HTML, or None for a message without a card.
 
     ``now`` fixes "3 days ago" (default: the current time). ``usernames`` (user id ->
-    name) and ``statuses`` (deployment id -> ``DeployDeploymentStatus``) replace what
-    the live clients have seen.
+    name), ``statuses`` (deployment id -> ``DeployDeploymentStatus``) and ``names``
+    (experiment or deployment id -> display name) replace what the live clients know.
     """
-    card = _build(message, _context(now, usernames, statuses))
+    if _SHOWN_ABOVE and _SHOWN_ABOVE[0] is message:
+        _SHOWN_ABOVE.clear()
+        return ""
+    card = _build(message, _context(now, usernames, statuses, names))
     return None if card is None else _render_html(card)
 
 
 def card_text(message: Message, *, now: datetime | None = None, usernames: Mapping[str, str] | None = None,
-              statuses: Mapping[str, Message] | None = None) -> str:
+              statuses: Mapping[str, Message] | None = None, names: Mapping[str, str] | None = None) -> str:
     """The card as a few lines of text; ``repr(message)`` for a message without a card."""
-    card = _build(message, _context(now, usernames, statuses))
+    card = _build(message, _context(now, usernames, statuses, names))
     return repr(message) if card is None else _render_text(card)
 
 
@@ -604,6 +656,11 @@ def _cell_text(value: Any) -> str:
         text = base64.b64encode(value).decode("ascii")
     else:
         text = json.dumps(value, default=_json_default, ensure_ascii=False)
+    return _shortened(text)
+
+
+def _shortened(text: str) -> str:
+    """At most ``_CELL_TEXT_LIMIT`` characters (a long message would make a row tens of lines tall)."""
     return text if len(text) <= _CELL_TEXT_LIMIT else text[: _CELL_TEXT_LIMIT - 1] + "…"
 
 
@@ -620,6 +677,8 @@ def _displayable(df: pd.DataFrame) -> pd.DataFrame:
             shown = column.astype(str)
         elif column.dtype == object:
             shown = column.map(_cell_text, na_action="ignore")
+        elif pd.api.types.is_string_dtype(column.dtype):
+            shown = column.map(_shortened, na_action="ignore")
         else:
             shown = column
         out[name] = shown.astype(object).where(column.notna(), "")
@@ -707,7 +766,8 @@ def _static_table(table: pd.DataFrame, show_index: bool, note: str) -> str:
 
 # Text reads left-aligned (JupyterLab right-aligns table cells); numbers stay right-aligned.
 # Cells are padded as JupyterLab's own tables are, tighter than DataTables' default.
-# Long text wraps at spaces and hyphens (a word longer than its column breaks too); codes
+# Long text wraps at spaces and hyphens (a word longer than its column breaks too), messages and
+# descriptions in a column at least 12em wide (cut at _CELL_TEXT_LIMIT: a few lines at most); codes
 # (ids, runtime names, URLs: _is_identifier) anywhere, in a column at least 9em wide; column
 # names after their underscores (see _breakable_header). A table still too wide scrolls
 # sideways inside its output (DataTables' layout does that) rather than running off the page.
@@ -723,6 +783,7 @@ _TABLE_CSS = """
  white-space:normal;overflow-wrap:break-word}
 .mlops-nb-frame table.dataTable>thead>tr>th,.mlops-nb-frame table.dataTable>tbody>tr>td{padding:4px 6px}
 .mlops-nb-frame table.dataTable td.mlops-nb-code{overflow-wrap:anywhere;min-width:9em}
+.mlops-nb-frame table.dataTable td.mlops-nb-prose{min-width:12em}
 .mlops-nb-frame table.dataTable th.dt-type-numeric,.mlops-nb-frame table.dataTable td.dt-type-numeric{
  text-align:right}
 .mlops-nb-frame [hidden]{display:none !important}
@@ -819,12 +880,18 @@ def _interactive_table(table: pd.DataFrame, table_id: str, show_index: bool) -> 
 
     offset = 1 if show_index else 0
     codes = [i + offset for i, column in enumerate(table.columns) if _is_identifier(column)]
+    prose = [i + offset for i, column in enumerate(table.columns) if column in _STATE_MESSAGE or column == "description"]
+    column_classes = [{"targets": targets, "className": name}
+                      for targets, name in ((codes, "mlops-nb-code"), (prose, "mlops-nb-prose")) if targets]
     return itables.to_html_datatable(
         table, table_id=table_id, connected=False, maxBytes=0, showIndex=show_index, autoWidth=False,
         display_logo_when_loading=False, warn_on_unexpected_types=False, pageLength=PAGE_LENGTH,
+        # A click on a column's name sorts by it, as people expect of a table (itables' default
+        # sorts only from the small arrow, keeping the name selectable).
+        text_in_header_can_be_selected=False,
         layout=_layout(len(table)), classes="display",
         style="table-layout:auto;width:auto;margin:0;caption-side:bottom",
-        **({"columnDefs": [{"targets": codes, "className": "mlops-nb-code"}]} if codes else {}),
+        **({"columnDefs": column_classes} if column_classes else {}),
     )
 
 
@@ -875,8 +942,41 @@ def show_table(frame: pd.DataFrame, columns: str | Sequence[Any] | None = "all")
 # -- IPython -----------------------------------------------------------------------------------
 
 
+# A log reads down the page: whole messages, left-aligned, wrapped (JupyterLab's own table style
+# right-aligns cells, and pandas cuts text at 50 characters), in a monospace font that keeps a
+# traceback's indentation; times and sources stay on one line.
+_LOG_CSS = """
+.mlops-nb-log table.mlops-nb-log-table{border-collapse:collapse;font-size:var(--jp-code-font-size, 13px);
+ table-layout:auto;width:100%}
+.mlops-nb-log table.mlops-nb-log-table td,.mlops-nb-log table.mlops-nb-log-table th{text-align:left;
+ vertical-align:top;padding:1px 8px 1px 0;border:none;max-width:none}
+.mlops-nb-log table.mlops-nb-log-table td.mlops-nb-log-meta{white-space:nowrap;opacity:0.75}
+.mlops-nb-log table.mlops-nb-log-table td.mlops-nb-log-message{white-space:pre-wrap;overflow-wrap:anywhere;
+ font-family:var(--jp-code-font-family, monospace);width:100%}
+""".strip()
+
+
+def log_html(logs: pd.DataFrame) -> str:
+    """A log frame (``time``, ``source``, ``message``) as a log: the last ``settings.max_rows`` lines, newest last."""
+    shown = logs.tail(settings.max_rows) if settings.max_rows else logs
+    rows = []
+    for when, source, message in shown[["time", "source", "message"]].itertuples(index=False):
+        time_text = "" if pd.isna(when) else when.strftime("%Y-%m-%d %H:%M:%S")
+        rows.append(f'<tr><td class="mlops-nb-log-meta">{_e(time_text)}</td>'
+                    f'<td class="mlops-nb-log-meta">{_e("" if pd.isna(source) else source)}</td>'
+                    f'<td class="mlops-nb-log-message">{_e("" if pd.isna(message) else message)}</td></tr>')
+    earlier = len(logs) - len(shown)
+    caption = f"{_plural(len(shown), 'log line')}, oldest first, times in UTC" + (
+        f"; {_plural(earlier, 'earlier line')} not shown (settings.max_rows)" if earlier else "")
+    return (f'<div class="mlops-nb-log"><style>{_LOG_CSS}</style>'
+            f'<div style="font-size:0.9em;opacity:0.8;margin:2px 0">{_e(caption)}</div>'
+            f'<table class="mlops-nb-log-table"><tbody>{"".join(rows)}</tbody></table></div>')
+
+
 def _frame_printer(previous: Callable[[Any], Any] | None) -> Callable[[pd.DataFrame], str | None]:
     def html_of_frame(df: pd.DataFrame) -> str | None:
+        if LOG_ATTR in df.attrs and {"time", "source", "message"} <= set(df.columns):
+            return log_html(df)
         if FRAME_ATTR in df.attrs:
             return frame_html(df)
         return previous(df) if previous is not None else df._repr_html_()

@@ -74,6 +74,7 @@ from mlops_nb.wire.messages import Message, message_class, parse_timestamp
 
 __all__ = [
     "FRAME_ATTR",
+    "LOG_ATTR",
     "ListFrame",
     "ListPage",
     "StorageValues",
@@ -89,6 +90,8 @@ __all__ = [
 # pandas carries ``attrs`` over to derived frames, which is how they keep the
 # list display while being plain DataFrames.
 FRAME_ATTR = "mlops_nb_entity"
+# The key a log frame (``deployment_logs``) leaves in ``DataFrame.attrs``: it displays as a log.
+LOG_ATTR = "mlops_nb_log"
 
 TIMESTAMP_DTYPE = "datetime64[us, UTC]"
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from mlops_nb.notebook.frames import LOG_ATTR
 from mlops_nb.notebook.lookup import deployment_id
 from mlops_nb.wire.messages import Message
 
@@ -21,7 +22,9 @@ def deployment_logs(client: Any, deployment: Message | str, max_lines: int | Non
     """A deployment's log lines, oldest first: ``time`` (UTC), ``source``, ``message``.
 
     ``max_lines`` keeps the last ones; ``filter`` keeps those containing it. Lines not in the
-    ``TIME [SOURCE] TEXT`` layout keep their text in ``message``.
+    ``TIME [SOURCE] TEXT`` layout keep their text in ``message``. In a notebook the frame (and
+    frames made from it, such as ``.tail()``) shows as a log: whole messages, left-aligned and
+    wrapped, newest last.
     """
     target = deployment_id(client, deployment, project)
     rows = []
@@ -31,6 +34,7 @@ def deployment_logs(client: Any, deployment: Message | str, max_lines: int | Non
     logs = pd.DataFrame(rows, columns=["time", "source", "message"])
     logs["time"] = pd.to_datetime(logs["time"], utc=True)
     logs[["source", "message"]] = logs[["source", "message"]].astype("string")
+    logs.attrs[LOG_ATTR] = True
     return logs
 
 

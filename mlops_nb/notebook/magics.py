@@ -329,39 +329,33 @@ class MLOps(Magics):
                                                          "note": "string"}), "versions")
 
     def _sandbox(self, args: argparse.Namespace) -> Message | None:
-        global _running_sandbox
+        from mlops_nb import sandbox  # the client works without the sandbox; load it only here
+
+        running = sandbox.started()
         if args.stop:
-            if _running_sandbox is None or not _running_sandbox.running:
+            if running is None:
                 print("No sandbox is running in this kernel.")
                 return None
-            gateway = _running_sandbox.gateway_url
-            try:
-                if current_client().gateway_url == gateway:
-                    logout()
-            except NotLoggedIn:
-                pass
-            _running_sandbox.stop()
-            _running_sandbox = None
+            gateway = running.gateway_url
+            _log_out_of(gateway)
+            running.stop()
             print(f"Stopped the sandbox at {gateway}.")
             return None
-        if _running_sandbox is None or not _running_sandbox.running:
-            from mlops_nb.sandbox import Sandbox  # the client works without the sandbox; load it only here
-
+        if running is None or (args.db and os.path.abspath(args.db) != os.path.abspath(running.db)):
+            if running is not None:
+                _log_out_of(running.gateway_url)
             options: dict[str, Any] = {"data": args.data, "port": args.port}
             if args.db:
                 options["db"] = args.db
-            _running_sandbox = Sandbox(**options).start()
-        elif args.db and os.path.abspath(args.db) != os.path.abspath(_running_sandbox.db):
-            raise UsageError(f"%mlops sandbox: a sandbox with database {_running_sandbox.db} is running; "
-                             "%mlops sandbox --stop first")
+            running = sandbox.start(**options)  # stops the one started before, saying so
         try:
-            client = _running_sandbox.client(args.user)
+            client = running.client(args.user)
         except ValueError:
-            known = ", ".join(a.username for a in _running_sandbox.idp.accounts())
+            known = ", ".join(a.username for a in running.idp.accounts())
             raise UsageError(f"%mlops sandbox: the sandbox has no user {args.user!r}; it has {known}") from None
         user = client.storage.user.who_am_i().user
         set_current_client(client, user)
-        print(f"Sandbox gateway at {_running_sandbox.gateway_url} (database {_running_sandbox.db}); "
+        print(f"Sandbox gateway at {running.gateway_url} (database {running.db}); "
               f"logged in as {user.username}.")
         return user
 
@@ -474,6 +468,15 @@ def _request_fields(method: Method, args: argparse.Namespace) -> dict[str, Any]:
 
 
 # -- parsing ------------------------------------------------------------------------------------------
+
+
+def _log_out_of(gateway_url: str) -> None:
+    """Forget the session's login if it is to ``gateway_url`` (a sandbox about to stop)."""
+    try:
+        if current_client().gateway_url == gateway_url:
+            logout()
+    except NotLoggedIn:
+        pass
 
 
 def _name(text: str) -> str:
@@ -950,7 +953,6 @@ def _command_options() -> dict[str, list[str]]:
 
 # -- the extension -----------------------------------------------------------------------------------------
 
-_running_sandbox: Any = None  # the sandbox %mlops sandbox started in this process
 _loaded: dict[int, MLOps] = {}  # id(shell) -> the magics %load_ext made there
 
 

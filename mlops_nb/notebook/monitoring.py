@@ -73,6 +73,8 @@ class Monitoring:
     drift: pd.DataFrame
     drift_over_time: pd.DataFrame
     summary: dict[str, Any] = field(default_factory=dict)
+    deployment_name: str = ""
+    model_name: str = ""
 
     def plot(self) -> Any:
         """A matplotlib Figure: latency and rows over time, prediction distribution, drift per feature."""
@@ -118,7 +120,9 @@ class Monitoring:
             drift.axvline(MEDIUM_DRIFT, color="#ef6c00", linestyle="--", linewidth=1)
             drift.axvline(HIGH_DRIFT, color="#c62828", linestyle="--", linewidth=1)
         drift.set(title="Drift per feature (PSI)", xlabel="population stability index")
-        figure.suptitle(f"deployment {self.deployment_id}, model {self.model_id}")
+        # Names first; the ids, for a person who needs them, on a second line.
+        figure.suptitle(f"{self.deployment_name or self.deployment_id}: model {self.model_name or self.model_id}\n"
+                        f"deployment {self.deployment_id}, model {self.model_id}")
         _show_figures_in_ipython()
         return figure
 
@@ -133,7 +137,8 @@ class Monitoring:
 
     def __repr__(self) -> str:
         figures = ", ".join(f"{k}={_show(v)}" for k, v in self.summary.items())
-        return f"<Monitoring of deployment {self.deployment_id}, model {self.model_id}: {figures}>"
+        return (f"<Monitoring of deployment {self.deployment_name or self.deployment_id}, model "
+                f"{self.model_name or self.model_id}: {figures}>")
 
 
 def _show_figures_in_ipython() -> None:
@@ -219,4 +224,8 @@ def monitoring(client: Any, deployment: Message | str, start: datetime | str | N
         "prediction_name": health.predictions.name if health.predictions is not None else "prediction",
         "baseline": drift.feature_summary.description if drift.feature_summary is not None else "",
     }
-    return Monitoring(target, model_id, frame, _bins(health.predictions), values, per_feature, over_time, summary)
+    from mlops_nb.notebook.client import known_deployment_name, known_experiment_name
+
+    return Monitoring(target, model_id, frame, _bins(health.predictions), values, per_feature, over_time, summary,
+                      deployment_name=getattr(deployment, "display_name", "") or known_deployment_name(target) or "",
+                      model_name=known_experiment_name(model_id) or "")

@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from mlops_nb.notebook.client import known_deployment_name
 from mlops_nb.notebook.lookup import deployment_id, find_deployment
 from mlops_nb.notebook.progress import in_kernel
 from mlops_nb.wire.errors import MLOpsError
@@ -54,8 +55,10 @@ def _status(client: Any, deployment: str) -> Message:
 class _Timeline:
     """The states a deployment went through while we watched, for the live display."""
 
-    def __init__(self, deployment: str) -> None:
+    def __init__(self, deployment: str, name: str = "") -> None:
         self.deployment = deployment
+        # What a person reads: "wine (1f0e...)" or, with no name, the id.
+        self.label = f"{name} ({deployment})" if name else deployment
         self.started = time.monotonic()
         self.states: list[tuple[str, float, str]] = []  # (state, monotonic time entered, message)
 
@@ -77,12 +80,12 @@ class _Timeline:
             until = self.states[i + 1][1] if i + 1 < len(self.states) else now
             rows.append(f"<tr><td>{state_badge(state)}</td><td style='text-align:right'>{until - since:.1f} s</td>"
                         f"<td style='text-align:left'>{html.escape(message)}</td></tr>")
-        return ("<div class='mlops-nb-wait'><b>deployment " + html.escape(self.deployment) + "</b>, waiting "
+        return ("<div class='mlops-nb-wait'><b>deployment " + html.escape(self.label) + "</b>, waiting "
                 f"{now - self.started:.0f} s<table>{''.join(rows)}</table></div>")
 
     def line(self) -> str:
         state, since, message = self.states[-1]
-        return f"[{since - self.started:6.1f} s] {self.deployment}: {state} {message}".rstrip()
+        return f"[{since - self.started:6.1f} s] {self.label}: {state} {message}".rstrip()
 
 
 def _log_tail(client: Any, deployment: str) -> list[str]:
@@ -97,7 +100,8 @@ def wait_for_healthy(client: Any, deployment: Message | str, timeout: float = 30
     """Wait until the deployment is HEALTHY; returns its ``DeployDeploymentStatus``.
 
     In a notebook one output updates in place: each state the deployment went through, how long
-    it stayed, what the deployer said; it ends as the deployment's card. In a terminal, a line
+    it stayed, what the deployer said; it ends as the deployment's card (so the status returned,
+    as a cell's value, adds no second card). The deployment is named by its name. In a terminal, a line
     per state change. FAILED raises :class:`DeploymentFailed` with the reason and the last log
     lines; no HEALTHY within ``timeout`` seconds raises :class:`DeploymentTimeout` (also a
     ``TimeoutError``). Ctrl-C (interrupting the kernel) stops waiting and leaves the deployment
@@ -106,7 +110,7 @@ def wait_for_healthy(client: Any, deployment: Message | str, timeout: float = 30
     if timeout <= 0 or interval <= 0:
         raise ValueError(f"timeout and interval must be positive, got {timeout} and {interval}")
     target = deployment_id(client, deployment, project)
-    timeline = _Timeline(target)
+    timeline = _Timeline(target, getattr(deployment, "display_name", "") or known_deployment_name(target) or "")
     live = in_kernel()
     handle = None
     if live:
@@ -139,7 +143,10 @@ def wait_for_healthy(client: Any, deployment: Message | str, timeout: float = 30
             print(note, flush=True)
         return status
     if handle is not None:
+        from mlops_nb.notebook.display import shown_above
+
         handle.update(_card(client, target, status))
+        shown_above(status)
     return status
 
 

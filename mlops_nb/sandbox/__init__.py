@@ -17,9 +17,28 @@ from typing import Any
 
 from mlops_nb.sandbox.server import Sandbox
 
-__all__ = ["Sandbox", "start"]
+__all__ = ["Sandbox", "start", "started"]
+
+_started: Sandbox | None = None  # the sandbox start() started last in this process
 
 
 def start(**options: Any) -> Sandbox:
-    """Start a sandbox in the background of this process and return it (see :class:`Sandbox`)."""
-    return Sandbox(**options).start()
+    """Start a sandbox in the background of this process and return it (see :class:`Sandbox`).
+
+    One at a time: the sandbox an earlier ``start()`` in this process started, if it still runs, is
+    stopped first, with its scorers, and a line says so. Re-running a notebook in the same kernel so
+    leaves one sandbox running, not one per run. (``Sandbox(...).start()`` starts one beside it.)
+    """
+    global _started
+    previous = started()
+    if previous is not None:
+        gateway = previous.gateway_url
+        previous.stop()
+        print(f"Stopped the sandbox started before in this kernel, at {gateway}.")
+    _started = Sandbox(**options).start()
+    return _started
+
+
+def started() -> Sandbox | None:
+    """The sandbox :func:`start` started last in this process, if it still runs."""
+    return _started if _started is not None and _started.running else None

@@ -19,6 +19,7 @@ import logging
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -288,6 +289,16 @@ def build_app(store: Store, idp: IdentityProvider, supervisor: Supervisor | None
     return Starlette(routes=routes, exception_handlers=handlers), gateway, scoring  # type: ignore[arg-type]
 
 
+class DeploymentStates(dict[str, str]):
+    """``{deployment id: state}``, shown as how many deployments are in each state."""
+
+    def __repr__(self) -> str:
+        counts = Counter(self.values())
+        if not counts:
+            return "no deployments"
+        return "deployments: " + ", ".join(f"{count} {state}" for state, count in sorted(counts.items()))
+
+
 class Sandbox:
     """A running sandbox: gateway, identity provider and store, served on one port.
 
@@ -458,11 +469,12 @@ class Sandbox:
         state = f"running at {self.gateway_url}" if self.running else "stopped"
         return f"<mlops_nb sandbox {state}, db={self.db!r}>"
 
-    def wait_for_deployments(self, timeout: float = 180.0) -> dict[str, str]:
+    def wait_for_deployments(self, timeout: float = 180.0) -> DeploymentStates:
         """Wait until no deployment is still starting or stopping (PREPARING, LAUNCHING, TERMINATING).
 
-        Returns ``{deployment id: state}``. The demo's scorers take a few seconds to load after
-        :meth:`start`; raises ``TimeoutError``, naming what still starts, after ``timeout`` seconds.
+        Returns ``{deployment id: state}`` (shown as a count per state). The demo's scorers take a
+        few seconds to load after :meth:`start`; raises ``TimeoutError``, naming what still starts,
+        after ``timeout`` seconds.
         """
         store = self._idp() and self.store
         assert store is not None
@@ -473,7 +485,7 @@ class Sandbox:
                     "SELECT id, data FROM entity WHERE kind = 'deployment_status'")}
             starting = {i: s for i, s in states.items() if s in ("PREPARING", "LAUNCHING", "TERMINATING")}
             if not starting:
-                return states
+                return DeploymentStates(states)
             if time.monotonic() > deadline:
                 raise TimeoutError(f"deployments still starting after {timeout:.0f} s: "
                                    + ", ".join(f"{i} ({s})" for i, s in starting.items()))

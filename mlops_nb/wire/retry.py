@@ -82,17 +82,19 @@ class RetryPolicy:
     def enabled(self) -> bool:
         return self.max_attempts > 1
 
-    def for_call(self, read_only: bool, refused: frozenset[int] = frozenset()) -> Retry:
+    def for_call(self, read_only: bool, refused: frozenset[int] = frozenset(), retry_connect: bool = True) -> Retry:
         """A fresh urllib3 ``Retry`` for one call, its deadline starting now.
 
         ``refused``: for a write, the answers that say it was turned away undone (a scoring URL's
         503 while its deployment starts), so that sending it again cannot apply it twice.
+        ``retry_connect=False`` makes a connection that cannot be made fail at once (for a server
+        that never answered).
         """
         again = self.max_attempts - 1
         statuses = self.statuses if read_only else self.statuses & refused
         retry = _DeadlineRetry(
             total=again,
-            connect=again,
+            connect=again if retry_connect else 0,
             # A write that may have reached the server is never repeated: urllib3 re-raises
             # the read error (read=False) and ignores error statuses (status=0).
             read=again if read_only else False,

@@ -134,6 +134,9 @@ class Transport:
         if isinstance(self.verify, str) and getattr(token_provider, "ca_bundle", "") is None:
             token_provider.ca_bundle = self.verify  # type: ignore[attr-defined]
         self.proxies = dict(proxies or {})
+        # A connection that cannot be made is retried only once the gateway has answered: a wrong
+        # URL (or a gateway that is down from the start) says so at once instead of after the deadline.
+        self.gateway_answered = False
 
     def close(self) -> None:
         self.session.close()
@@ -233,10 +236,11 @@ class Transport:
             headers["Content-Type"] = "application/json"
         body = json.dumps(json_body, separators=(",", ":")).encode() if json_body is not None else data
         try:
-            with self._adapter.retrying(self.retry.for_call(read_only)):
+            with self._adapter.retrying(self.retry.for_call(read_only, retry_connect=self.gateway_answered)):
                 response = self.session.request(verb, url, data=body, params=query, headers=headers,
                                                 timeout=self.timeout, stream=stream, verify=self.verify,
                                                 proxies=self.proxies)
+            self.gateway_answered = True
             if not stream:
                 response.content  # noqa: B018 - read the body here, where a lost connection is mapped
         except requests.exceptions.RequestException as e:
@@ -249,6 +253,8 @@ class Transport:
             return ConnectionFailed(f"TLS verification failed for {where} ({_reason(error)}); {TLS_ADVICE}")
         retried = f", retried for up to {self.retry.deadline:g} s" if self.retry.enabled else ""
         if never_sent(error):
+            if not self.gateway_answered:
+                retried = "; it has never answered this client, so the call was not retried"
             return ConnectionFailed(f"{rpc}: could not reach {where} ({_reason(error)}{retried}); "
                                     "check the URL, your network and any proxy settings")
         timed_out = isinstance(error, requests.exceptions.Timeout) or "timed out" in _reason(error).lower()
