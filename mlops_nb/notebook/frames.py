@@ -57,7 +57,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import cache
@@ -83,6 +83,7 @@ __all__ = [
     "list_all",
     "list_all_json",
     "list_result",
+    "utc_times",
 ]
 
 # The key a list frame leaves in ``DataFrame.attrs`` (the entity message's name).
@@ -175,6 +176,13 @@ def _timestamps(raw: pd.Series) -> pd.Series:
         # timestamps run from year 1 (servers send 0001-01-01T00:00:00Z for "zero") to 9999.
         parsed = [None if v is None else parse_timestamp(v) for v in raw]
         return pd.Series(parsed, index=raw.index, dtype=TIMESTAMP_DTYPE)
+
+
+def utc_times(values: Iterable[str | None]) -> pd.Series:
+    """RFC 3339 texts of any fraction width (0 to 9 digits, ``Z`` or an offset, ``None`` for
+    missing) as a UTC time series; pandas without a format would take the first value's width
+    for all and refuse the others."""
+    return _timestamps(pd.Series(list(values), dtype=object))
 
 
 def _enum(raw: pd.Series, enum: str) -> pd.Series:

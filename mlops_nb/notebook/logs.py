@@ -8,12 +8,13 @@ from typing import Any
 
 import pandas as pd
 
+from mlops_nb.notebook.frames import utc_times
 from mlops_nb.notebook.lookup import deployment_id
 from mlops_nb.wire.messages import Message
 
 __all__ = ["deployment_logs"]
 
-_LOG_LINE = re.compile(r"^(?P<time>\d{4}-\d\d-\d\dT[\d:.]+Z) \[(?P<source>[^\]]*)\] (?P<message>.*)$", re.S)
+_LOG_LINE = re.compile(r"^(?P<time>\d{4}-\d\d-\d\dT[\d:.]+(?:[Zz]|[+-]\d\d:\d\d)) \[(?P<source>[^\]]*)\] (?P<message>.*)$", re.S)
 
 
 def deployment_logs(client: Any, deployment: Message | str, max_lines: int | None = None, filter: str = "", *,
@@ -29,7 +30,7 @@ def deployment_logs(client: Any, deployment: Message | str, max_lines: int | Non
         match = _LOG_LINE.match(entry.text_payload)
         rows.append(match.groupdict() if match else {"time": None, "source": "", "message": entry.text_payload})
     logs = pd.DataFrame(rows, columns=["time", "source", "message"])
-    logs["time"] = pd.to_datetime(logs["time"], utc=True)
+    logs["time"] = utc_times(logs["time"]).array
     logs[["source", "message"]] = logs[["source", "message"]].astype("string")
     return logs
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from mlops_nb.notebook.frames import utc_times
 from mlops_nb.notebook.lookup import deployment_id
 from mlops_nb.notebook.progress import progress
 from mlops_nb.wire.errors import MLOpsError
@@ -67,14 +69,21 @@ def _answer(response: Any) -> Any:
 
 
 def _as_text(column: pd.Series) -> list[str]:
-    """One input column as the scoring API wants it: strings, missing values as empty ones."""
+    """One input column as the scoring API wants it: strings, missing values as empty ones.
+
+    A number goes as the shortest text that reads back to the same value at its own precision
+    (a float32 0.1 as ``0.1``, not its float64 widening ``0.10000000149011612``; a NumPy float
+    of an object column as ``0.1``, not its repr ``np.float64(0.1)``).
+    """
     if pd.api.types.is_bool_dtype(column):
         text = column.map({True: "true", False: "false"})
     elif pd.api.types.is_datetime64_any_dtype(column):
         text = column.map(lambda v: v.isoformat() if not pd.isna(v) else None)
+    elif pd.api.types.is_float_dtype(column):
+        width = getattr(column.dtype, "numpy_dtype", column.dtype)  # float32 of a nullable Float32 column too
+        text = pd.Series(column.to_numpy(dtype=width, na_value=np.nan).astype(str), index=column.index)
     else:
-        text = column.astype(object).map(lambda v: v if isinstance(v, str) else repr(v) if isinstance(v, float)
-                                          else str(v))
+        text = column.astype(object).map(str)
     return text.where(column.notna(), "").tolist()
 
 
@@ -84,7 +93,7 @@ def _typed(values: list[list[str]], fields: list[str], kinds: dict[str, str], in
         kind = kinds.get(name, "Str")
         column = frame[name].replace({"": None, "NaN": None})
         if kind == "Time64":
-            frame[name] = pd.to_datetime(column, utc=True)
+            frame[name] = utc_times(column).array
         elif kind == "Bool":
             frame[name] = column.map({"true": True, "false": False, "1": True, "0": False}).astype("boolean")
         elif kind in ("Float64", "Float32", "Int64", "Int32"):

@@ -196,7 +196,7 @@ class _Range:
         return [self.start + timedelta(seconds=i * self.width) for i in range(self.count)]
 
     def bucket(self, times: pd.Series) -> np.ndarray:
-        seconds = (pd.to_datetime(times, utc=True) - pd.Timestamp(self.start)).dt.total_seconds()
+        seconds = (pd.to_datetime(times, utc=True, format="ISO8601") - pd.Timestamp(self.start)).dt.total_seconds()
         return np.clip((seconds // self.width).to_numpy(dtype=int), 0, self.count - 1)
 
     def graph(self, name: str, description: str, y_label: str, values: Sequence[float | None]) -> dict[str, Any]:
@@ -354,7 +354,7 @@ def get_model_operational_summary_metrics(call: Call, request: dict[str, Any]) -
             "AND time >= ? AND time < ? ORDER BY time", (deployer["id"], experiment_id, span.start_text,
                                                          span.end_text))], columns=["time", "rss_bytes", "cpu_seconds"])
     samples["rss_mib"] = samples["rss_bytes"] / 2**20
-    seconds = pd.to_datetime(samples["time"], utc=True).astype("int64") / 1e9
+    seconds = pd.to_datetime(samples["time"], utc=True, format="ISO8601").astype("int64") / 1e9
     # CPU time used between samples over the time between them (restarts reset the counter: dropped).
     cpu = (samples["cpu_seconds"].diff() / seconds.diff() * 100).where(lambda v: v >= 0)
     samples["cpu_percent"] = cpu
