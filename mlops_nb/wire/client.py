@@ -9,10 +9,11 @@ service (``StorageProjectService``, ...), each method a thin function over
 from __future__ import annotations
 
 import base64
+import difflib
 import inspect
 import json
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from mlops_nb.api import API, Method, Service
@@ -148,6 +149,9 @@ class ServerClient:
     def __dir__(self) -> list[str]:
         return sorted(self._entities)
 
+    def __getattr__(self, name: str) -> Any:  # only for names that are not there
+        raise _no_such(self, f"the {self.server} server", "entity", name, self._entities)
+
 
 class EntityClient:
     """One gRPC service: its methods are this object's methods."""
@@ -164,6 +168,20 @@ class EntityClient:
     def __dir__(self) -> list[str]:
         return sorted({m.python for m in self.service.methods} | set(type(self).__dict__) - {"service"}
                       - {n for n in type(self).__dict__ if n.startswith("_")})
+
+    def __getattr__(self, name: str) -> Any:  # only for names that are not there
+        raise _no_such(self, f"{self.service.server}.{self.service.entity} ({type(self).__name__})", "method", name,
+                       self.__dir__())
+
+
+def _no_such(holder: object, where: str, kind: str, name: str, choices: Iterable[str]) -> AttributeError:
+    """The error for a name ``holder`` lacks, naming the nearest of its ``choices`` when one is near."""
+    if name.startswith("_"):  # protocol probes (_repr_html_, __deepcopy__, ...): no advice wanted
+        return AttributeError(f"{type(holder).__name__!r} object has no attribute {name!r}", name=name, obj=holder)
+    choices = list(choices)
+    near = difflib.get_close_matches(name, choices, n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(near)}?" if near else f"; it has {', '.join(choices)}"
+    return AttributeError(f"{where} has no {kind} {name!r}{hint}", name=name, obj=holder)
 
 
 # -- request coercion ------------------------------------------------------------------------
@@ -376,7 +394,8 @@ def server_class(server: str) -> type[ServerClient]:
 def _build() -> None:
     for service in API.services:
         namespace: dict[str, Any] = {"service": service, "__module__": __name__}
-        name = _class_name(service.server, service.entity)
+        # "StorageProjectService", not "StorageProject": that is the entity's message class.
+        name = _class_name(service.server, service.entity.removesuffix("_service"), "service")
         namespace["__qualname__"] = name
         namespace["__doc__"] = f"``{service.server}.{service.entity}``: the {service.proto} service."
         for method in service.methods:
