@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from mlops_nb.api import API
@@ -52,3 +53,46 @@ def test_private_module_level_names_are_used() -> None:
             unused += [f"{module}: {n}" for n in names if n.startswith("_") and not n.startswith("__")
                        and len(re.findall(rf"\b{re.escape(n)}\b", text)) < 2]
     assert unused == []
+
+
+def _run_time_nodes(tree: ast.AST) -> Iterator[ast.AST]:
+    """Every node but those under ``if TYPE_CHECKING:`` (imports for type checkers only)."""
+    for child in ast.iter_child_nodes(tree):
+        if isinstance(child, ast.If) and isinstance(child.test, ast.Name) and child.test.id == "TYPE_CHECKING":
+            yield from (n for orelse in child.orelse for n in [orelse, *_run_time_nodes(orelse)])
+            continue
+        yield child
+        yield from _run_time_nodes(child)
+
+
+def _imports(module: str, tree: ast.Module, known: set[str]) -> set[str]:
+    """The package's modules ``module`` imports when it runs, at its top or inside functions alike."""
+    package = module.rsplit(".", 1)[0]
+    found = set()
+    for node in _run_time_nodes(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            base = node.module if not node.level else f"{package.rsplit('.', node.level - 1)[0]}.{node.module}"
+            # "from package import module" imports the module; "from module import name", the module.
+            found |= {f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base for alias in node.names}
+    return {name for name in found if name in known and name != module}
+
+
+def test_no_circle_of_imports() -> None:
+    """Arrows point one way (ARCHITECTURE.md): no module reaches itself through the package's imports."""
+    names = {f"mlops_nb.{path.removesuffix('.py').replace('/', '.')}".removesuffix(".__init__"): tree
+             for path, tree in _modules().items()}
+    graph = {name: _imports(name, tree, set(names)) for name, tree in names.items()}
+    circles = []
+    for start in sorted(graph):
+        stack, seen = [(start, [start])], set()
+        while stack:
+            node, path = stack.pop()
+            for nxt in sorted(graph[node]):
+                if nxt == start:
+                    circles.append(" -> ".join([*path, start]))
+                elif nxt not in seen:
+                    seen.add(nxt)
+                    stack.append((nxt, [*path, nxt]))
+    assert circles == [], "\n".join(circles)

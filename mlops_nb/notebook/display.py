@@ -47,7 +47,7 @@ import pandas as pd
 from mlops_nb.api import API, CATALOGS
 from mlops_nb.notebook import catalogs
 from mlops_nb.notebook.client import known_deployment_status, known_username
-from mlops_nb.notebook.frames import FRAME_ATTR
+from mlops_nb.notebook.frames import FRAME_ATTR, register_frame_renderer
 from mlops_nb.notebook.settings import settings
 from mlops_nb.wire.messages import Message, message_class, register_html_renderer
 
@@ -927,4 +927,5 @@ def install_ipython_formatters(shell: Any = None) -> bool:
     return True
 
 
+register_frame_renderer(frame_html)
 install_ipython_formatters()

@@ -83,6 +83,7 @@ __all__ = [
     "list_all",
     "list_all_json",
     "list_result",
+    "register_frame_renderer",
     "utc_times",
 ]
 
@@ -440,10 +441,17 @@ class ListFrame(pd.DataFrame):
         return sorted(set(super().__dir__()) | set(self._response_fields()))
 
     def _repr_html_(self) -> str | None:
-        # Imported here: the display module builds on this one.
-        from mlops_nb.notebook.display import frame_html
+        return _FRAME_RENDERER[0](self) if _FRAME_RENDERER else None
 
-        return frame_html(self)
+
+# How list frames show as HTML: presentation is the display module's, which registers it (this
+# module knows nothing of it, as messages know nothing of their cards).
+_FRAME_RENDERER: list[Callable[[pd.DataFrame], str]] = []
+
+
+def register_frame_renderer(render: Callable[[pd.DataFrame], str]) -> None:
+    """Give list frames their ``_repr_html_`` (replacing the one registered before)."""
+    _FRAME_RENDERER[:] = [render]
 
 
 def frame_from_wire(method: Method, payload: Mapping[str, Any]) -> ListFrame:
