@@ -15,11 +15,14 @@ from IPython.testing.globalipapp import get_ipython
 from IPython.utils.capture import capture_output
 
 import mlops_nb
-from mlops_nb.notebook import session
+from mlops_nb.notebook import completion, session
 from mlops_nb.notebook.login import LoginForm
 from mlops_nb.notebook.magics import CommandFailed, MLOps
 from mlops_nb.notebook.settings import settings
 from mlops_nb.sandbox import Sandbox
+from tests.capture import CaptureServer
+
+LIST_PROJECTS = "/storage/ai.h2o.storage.ProjectService/ListProjects"
 
 
 @pytest.fixture(scope="module")
@@ -493,11 +496,33 @@ def test_completes_commands_options_and_method_names(ip: InteractiveShell) -> No
     assert ("dai/mojo_pipeline", "dai/") in completions(ip, "%mlops runtimes dai/")
 
 
+def names_fetched(cache: completion.NameCache) -> None:
+    """Start the background fetch of the names completion offers and wait for it (a keystroke does not)."""
+    cache.names()
+    assert cache.settled(timeout=60)
+
+
 def test_completes_project_names(ip: InteractiveShell, alice: Any) -> None:
+    names_fetched(completion.project_names)
     assert completions(ip, "%mlops experiments Cr") == [("Credit risk", "Cr")]
     assert completions(ip, "%mlops experiments Credit r") == [("Credit risk", "Credit r")]
     assert completions(ip, "%mlops models 'Cus") == [("'Customer churn'", "'Cus")]
     assert ("Credit risk", "") in completions(ip, "%mlops deployments ")
+
+
+def test_completion_answers_at_once_and_fetches_names_in_the_background(ip: InteractiveShell) -> None:
+    # A gateway that takes 3 s to list projects: before, each keystroke waited for it on the kernel's thread.
+    with CaptureServer() as gateway:
+        gateway.respond(LIST_PROJECTS, {"project": [{"id": "p1", "displayName": "Slow project"}]}, delay=3.0)
+        session.set_current_client(mlops_nb.Client(gateway.url, lambda: "token"))
+        try:
+            assert completions(ip, "%mlops experiments Sl") == []  # the fetch is under way; nothing waited for it
+            assert completions(ip, "%mlops experiments Sl") == []
+            assert completion.project_names.settled(timeout=60)
+            assert completions(ip, "%mlops experiments Sl") == [("Slow project", "Sl")]
+            assert sum(r.path == LIST_PROJECTS for r in gateway.requests) == 1  # one fetch, not one per keystroke
+        finally:
+            session.logout()
 
 
 def test_other_lines_complete_as_before(ip: InteractiveShell) -> None:
@@ -542,6 +567,7 @@ def test_deploy_wait_status_logs_score_monitor(ip: InteractiveShell, alice: Any,
 
 
 def test_deployment_names_complete(ip: InteractiveShell, alice: Any) -> None:
+    names_fetched(completion.deployment_names)
     assert [c for c, _ in completions(ip, "%mlops status cre")] == [
         "credit-default", "credit-default A/B", "credit-default with H2O-3 shadow"]
     assert ("churn-h2o", "chu") in completions(ip, "%mlops logs chu")

@@ -65,20 +65,18 @@ import os
 import re
 import shlex
 import sys
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import cache
 from typing import Any
 
 import pandas as pd
-from IPython.core.completer import CompletionContext, SimpleCompletion, context_matcher
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.display import display
 from traitlets import Bool, TraitError, TraitType, link, validate
 
-from mlops_nb.api import API, CATALOGS, Field, Method
-from mlops_nb.notebook import catalogs
+from mlops_nb.api import API, Field, Method
+from mlops_nb.notebook import catalogs, completion
 from mlops_nb.notebook.deploy import deploy
 from mlops_nb.notebook.display import install_ipython_formatters
 from mlops_nb.notebook.frames import FRAME_ATTR, entity_field, list_all
@@ -108,10 +106,6 @@ _MIRRORED = ("interactive_tables", "max_rows", "max_columns", "page_size", "time
              "concurrent_calls")
 
 _TRUNCATED = "The first {limit:,} are listed; --all lists every one, --limit N another number."
-
-# How long completion reuses the project names it fetched.
-_NAME_CACHE_SECONDS = 30.0
-
 
 class CommandFailed(Exception):
     """An ``%mlops`` command failed for a reason to show in one line (``error`` is the cause)."""
@@ -828,117 +822,6 @@ def _as_list_table(frame: pd.DataFrame, label: str) -> pd.DataFrame:
 
 # -- completion -------------------------------------------------------------------------------------------
 
-# A line that runs the magic, maybe assigning its result: "%mlops ...", "df = %mlops ...", "%%mlops ...".
-_MAGIC_LINE = re.compile(r"^\s*(?:[A-Za-z_]\w*\s*=\s*)?(?P<magic>%%?mlops)(?P<rest>\s.*)?$")
-
-
-class _NamesOfLogin:
-    """Display names for completion, of the current login: fetched at most every
-    ``_NAME_CACHE_SECONDS``; [] when nobody is logged in or the fetch fails."""
-
-    def __init__(self, fetch: Callable[[Any], Iterable[str]]) -> None:
-        self._fetch = fetch
-        self._cached: tuple[Any, float, list[str]] = (None, 0.0, [])  # (client, when fetched, names)
-
-    def __call__(self) -> list[str]:
-        try:
-            client = current_client()
-        except NotLoggedIn:
-            return []
-        cached_client, fetched, names = self._cached
-        if cached_client is client and time.monotonic() - fetched < _NAME_CACHE_SECONDS:
-            return names
-        try:
-            names = sorted(set(self._fetch(client)))
-        except MLOpsError:
-            return []
-        self._cached = (client, time.monotonic(), names)
-        return names
-
-
-def _project_names(client: Any) -> Iterable[str]:
-    return list_all(client.storage.project.list_projects, limit=settings.max_rows, progress=False)["display_name"].dropna()
-
-
-def _deployment_names(client: Any) -> Iterator[str]:
-    for project in list_all(client.storage.project.list_projects, limit=settings.max_rows, progress=False).entities:
-        yield from list_all(client.deployer.deployment.list_project_deployments, project_id=project.id,
-                            limit=settings.max_rows, progress=False)["display_name"].dropna()
-
-
-_current_project_names = _NamesOfLogin(_project_names)
-_current_deployment_names = _NamesOfLogin(_deployment_names)
-
-
-def _first_argument_done(text: str) -> bool:
-    """Whether the first argument of ``text`` is complete: a closed quote, or a word and a space."""
-    if text[:1] in ("'", '"'):
-        end = text.find(text[0], 1)
-        return end != -1 and text[end + 1:end + 2].isspace()
-    return bool(re.search(r"\s", text))
-
-
-def _frame_variables() -> list[str]:
-    """The names of the DataFrames in the user's namespace (what ``%mlops score`` takes)."""
-    from IPython import get_ipython
-
-    shell = get_ipython()
-    namespace = shell.user_ns if shell is not None else {}
-    return sorted(n for n, v in namespace.items() if isinstance(v, pd.DataFrame) and not n.startswith("_"))
-
-
-def _candidates(magic: str, rest: str) -> tuple[str, list[str]]:
-    """(the text being completed, which ends ``rest``; what it may become) for a magic's arguments."""
-    words = [(m.start(), m.group()) for m in re.finditer(r"\S+", rest)]
-    new_word = not rest or rest[-1].isspace()
-    typed = "" if new_word else words[-1][1]
-    done = [w for _, w in (words if new_word else words[:-1])]
-    method_names = [m.qualified_name for m in API.methods]
-    if magic == "%%mlops":
-        return typed, method_names if not done else []
-    if not done:
-        return typed, list(COMMANDS)
-    command, arguments = done[0], done[1:]
-    if typed.startswith("-"):
-        return typed, _command_options().get(command, [])
-    if command == "call":
-        if not arguments:
-            return typed, method_names
-        try:
-            request = API.method(arguments[0]).request_message
-        except KeyError:
-            return typed, []
-        return typed, [f"{f.name}=" for f in API.messages.get(request or "", ())]
-    if command == "runtimes" and not arguments:
-        types = {a["artifact_type"] for a in CATALOGS.artifacts} | {r["model_type"] for r in CATALOGS.runtimes}
-        return typed, sorted(types)
-    if command in _DEPLOYMENT_COMMANDS and not any(a.startswith("-") for a in arguments):
-        after = rest[words[1][0]:] if len(words) > 1 else ""
-        if command == "score" and _first_argument_done(after):
-            return typed, _frame_variables()
-        quote = after[:1] if after[:1] in ("'", '"') else ""
-        return after, [f"{quote}{name}{quote}" for name in _current_deployment_names()]
-    if command in _PROJECT_COMMANDS and not any(a.startswith("-") for a in arguments):
-        # A display name may hold spaces: complete everything typed after the command.
-        typed = rest[words[1][0]:] if len(words) > 1 else ""
-        quote = typed[:1] if typed[:1] in ("'", '"') else ""
-        return typed, [f"{quote}{name}{quote}" for name in _current_project_names()]
-    return typed, []
-
-
-@context_matcher()
-def complete(context: CompletionContext) -> dict[str, Any]:
-    """IPython completion matcher for ``%mlops`` and ``%%mlops`` lines: commands, options, API
-    method names, request fields, artifact types and project names."""
-    match = _MAGIC_LINE.match(context.text_until_cursor)
-    if match is None or (match["magic"] == "%%mlops" and context.cursor_line != 0):
-        return {"completions": []}
-    typed, candidates = _candidates(match["magic"], match["rest"] or "")
-    found = [SimpleCompletion(c, type="mlops") for c in candidates if c.startswith(typed)]
-    # Suppress other matchers (Jedi would offer Python names); this matcher knows the whole grammar.
-    return {"completions": found, "matched_fragment": typed, "suppress": True, "ordered": True}
-
-
 @cache
 def _command_options() -> dict[str, list[str]]:
     """Each command's long options (argparse has no public way to list them; ``_actions`` is it)."""
@@ -946,6 +829,11 @@ def _command_options() -> dict[str, list[str]]:
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     return {name: sorted(o for a in sub._actions for o in a.option_strings if o.startswith("--"))
             for name, sub in commands.choices.items()}
+
+
+complete = completion.matcher(completion.Grammar(commands=list(COMMANDS), options=_command_options,
+                                                project_commands=_PROJECT_COMMANDS,
+                                                deployment_commands=_DEPLOYMENT_COMMANDS))
 
 
 # -- the extension -----------------------------------------------------------------------------------------

@@ -91,6 +91,15 @@ class Client:
         """Close the pooled HTTP connections."""
         self._transport.close()
 
+    def with_options(self, *, timeout: float | tuple[float, float] | None,
+                     retry: RetryPolicy | bool | None) -> Client:
+        """A new client of this one's gateway, token provider, TLS trust and proxies with another
+        ``timeout`` and ``retry``, for calls that must give up sooner (close it when done)."""
+        verify = self._transport.verify
+        return type(self)(self.gateway_url, self.token_provider, timeout=timeout, retry=retry,
+                          verify=verify is not False, ca_bundle=verify if isinstance(verify, str) else None,
+                          proxies=self._transport.proxies or None, max_connections=2)
+
     def __enter__(self) -> Client:
         return self
 
