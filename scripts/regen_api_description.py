@@ -6,6 +6,8 @@ Usage::
     pip download --no-deps -d /tmp/wheel h2o-mlops==1.0.1
     python scripts/regen_api_description.py /tmp/wheel/h2o_mlops-1.0.1-py3-none-any.whl
 
+Shared parts live in ``api_description_common.py``.
+
 The wheel's generated modules are read with ``ast`` only: nothing from it is
 imported or executed, and no prose is carried over. What we keep is facts:
 servers, services, methods (verb, path, request/response, path and query
@@ -24,16 +26,27 @@ Three facts the generated code does not state are recovered here:
 
 from __future__ import annotations
 
+import argparse
 import ast
-import json
 import re
-import sys
 import zipfile
 from pathlib import Path
 
+from api_description_common import (
+    API_DIR,
+    INT64_FIELDS,
+    add_type,
+    class_node,
+    glue_entities,
+    is_read_only,
+    output_argument,
+    snake,
+    write_description,
+)
+
 ROOT = "h2o_mlops/_autogen/_h2o_mlops_client"
 GLUE = "h2o_mlops/_autogen/h2o_mlops_client"
-OUT = Path(__file__).resolve().parent.parent / "mlops_nb" / "api" / "description.json"
+OUT = API_DIR / "description.json"
 
 SERVERS = {
     "storage": "/storage",
@@ -44,42 +57,9 @@ SERVERS = {
     "bytestream": "/storage",
 }
 
-INT64_FIELDS = {
-    "int64_value", "count", "user_project_count", "experiment_count",
-    "total_project_count", "size", "committed_size", "write_offset",
-    "read_offset", "read_limit", "row_count", "col_count", "event_count",
-    "total_predictions", "total_deployments",
-}
-
-# Get*, List*, Count*, BatchGet* (a batch of gets), Is* (a yes/no question): reads by the
-# names the MLOps protos use. Everything else (Create, Update, Delete, Link, Tag, Share,
-# Deploy, Write, ...) is a write, and so is anything not named here, to be safe.
-READ_ONLY_RPC_PREFIXES = ("Get", "List", "Count", "BatchGet", "Is")
-READ_ONLY_RPCS = {
-    "WhoAmI",            # the caller's user
-    "Read",              # ByteStream: an artifact's bytes
-    "QueryWriteStatus",  # ByteStream: how much of an upload has arrived
-    "ExportMetric",      # model monitoring: streams metrics out
-}
-
-
-def is_read_only(verb: str, path: str) -> bool:
-    if verb == "GET":
-        return True
-    rpc = path.rsplit("/", 1)[-1]
-    return rpc in READ_ONLY_RPCS or rpc.startswith(READ_ONLY_RPC_PREFIXES)
-
 
 SCALARS = {"str": "string", "int": "int32", "float": "double", "bool": "bool",
            "datetime": "timestamp", "object": "object", "date": "date"}
-
-
-def snake(name: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])([A-Z])|(?<=[A-Z])([A-Z][a-z])", r"_\1\2", name).lower()
-
-
-def class_node(tree: ast.Module) -> ast.ClassDef:
-    return next(n for n in tree.body if isinstance(n, ast.ClassDef))
 
 
 def literal_assign(cls: ast.ClassDef, name: str):
@@ -176,39 +156,14 @@ def read_api(source: str, server: str) -> list[dict]:
             "request": body.group(1) if body else None,
             "response": response.removeprefix("StreamResultOf"),
             "streaming": streaming,
-            "read_only": is_read_only(verb, path),
+            "read_only": is_read_only(verb, path, path.rsplit("/", 1)[-1]),
             "path_params": path_params,
             "query_params": query_params,
         })
     return methods
 
 
-def glue_entities(sources: dict[str, str]) -> dict[tuple[str, str], str]:
-    """(server, API class name) -> the attribute the legacy glue gives it."""
-    entities = {}
-    for server, source in sources.items():
-        tree = ast.parse(source)
-        # Public names are the properties; they return private attributes (``self._x``).
-        public = {}
-        for node in ast.walk(tree):
-            if isinstance(node, ast.FunctionDef) and any(
-                isinstance(d, ast.Name) and d.id == "property" for d in node.decorator_list
-            ):
-                for ret in ast.walk(node):
-                    if isinstance(ret, ast.Return) and isinstance(ret.value, ast.Attribute):
-                        public[ret.value.attr] = node.name
-        for node in ast.walk(tree):
-            if (isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Attribute)
-                    and isinstance(node.targets[0].value, ast.Name) and node.targets[0].value.id == "self"
-                    and isinstance(node.value, ast.Call)):
-                api_class = node.value.func
-                name = api_class.attr if isinstance(api_class, ast.Attribute) else api_class.id
-                private = node.targets[0].attr
-                entities[(server, name)] = public.get(private, private.lstrip("_"))
-    return entities
-
-
-def main(wheel: str) -> None:
+def main(wheel: str, out: Path) -> None:
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
         read = lambda n: zf.read(n).decode()  # noqa: E731
@@ -226,9 +181,7 @@ def main(wheel: str) -> None:
         for server, _prefix in SERVERS.items():
             for name in sorted(n for n in names if n.startswith(f"{ROOT}/{server}/models/") and not n.endswith("__init__.py")):
                 tname, spec = read_model(read(name))
-                if tname in types and types[tname] != spec:
-                    raise SystemExit(f"{tname} differs between servers")
-                types[tname] = spec
+                add_type(types, tname, spec)
             for name in sorted(n for n in names if n.startswith(f"{ROOT}/{server}/api/") and n.endswith("_api.py")):
                 source = read(name)
                 api_class = class_node(ast.parse(source)).name
@@ -242,18 +195,12 @@ def main(wheel: str) -> None:
                     "entity": entities.get((server, api_class), snake(service_name.removesuffix("Service"))),
                     "methods": methods,
                 })
-    description = {
-        "source": Path(wheel).name,
-        "servers": SERVERS,
-        "services": services,
-        "enums": {k: v["values"] for k, v in sorted(types.items()) if v["kind"] == "enum"},
-        "messages": {k: v["fields"] for k, v in sorted(types.items()) if v["kind"] == "message"},
-    }
-    OUT.write_text(json.dumps(description, indent=1) + "\n")
-    n_methods = sum(len(s["methods"]) for s in services)
-    print(f"{OUT}: {len(services)} services, {n_methods} methods, "
-          f"{len(description['messages'])} messages, {len(description['enums'])} enums")
+    write_description(out, Path(wheel).name, services, types, servers=SERVERS)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("wheel", help="h2o_mlops-1.0.1-py3-none-any.whl")
+    output_argument(parser, OUT)
+    args = parser.parse_args()
+    main(args.wheel, args.out)

@@ -1,10 +1,17 @@
 """The MLOps API, described as data.
 
-``description.json`` is regenerated from the legacy client's wheel by
-``scripts/regen_api_description.py``; ``catalogs.json`` holds the seed's
-artifact-name and runtime-name tables. Everything else in the package
-(message classes, client methods, DataFrame conversion, sandbox routes) is
-built from what this module exposes; it imports nothing from the package.
+Two generations of the API, each a JSON file read by one loader (:class:`ApiDescription`):
+
+* ``description.json`` (``API``): the legacy generation (projects), regenerated from the
+  legacy client's wheel by ``scripts/regen_api_description.py``. Everything else in the
+  package (message classes, client methods, DataFrame conversion, sandbox routes) is built
+  from it.
+* ``description_workspaces.json`` (``description("workspaces")``, loaded on first use): the
+  workspaces generation of MLOps 1.0 and later, regenerated from ``h2o-mlops`` 1.6.5 and
+  1.5.x by ``scripts/regen_api_description_workspaces.py``. Nothing uses it yet.
+
+``catalogs.json`` holds the seed's artifact-name and runtime-name tables. This module
+imports nothing from the package.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache, cached_property
 from importlib import resources
 from typing import Any
 
@@ -25,7 +32,9 @@ __all__ = [
     "Param",
     "Service",
     "CATALOGS",
+    "GENERATIONS",
     "SECRET_FIELDS",
+    "description",
 ]
 
 
@@ -46,11 +55,12 @@ class Field:
 
 @dataclass(frozen=True)
 class Param:
-    """A path or query parameter of a REST-style (GET) method."""
+    """A path or query parameter of a REST-style method (``wire``: its name in the URL)."""
 
     name: str
     wire: str
     type: str
+    repeated: bool = False  # a query parameter given once per value (``names=a&names=b``)
 
 
 @dataclass(frozen=True)
@@ -66,23 +76,26 @@ class Method:
     path_params: tuple[Param, ...]
     query_params: tuple[Param, ...]
     # Changes nothing on the server, so sending it again is safe (the client retries only these
-    # after an answer was lost); see scripts/regen_api_description.py for how it is known.
+    # after an answer was lost); see scripts/api_description_common.py for how it is known.
     read_only: bool
+    # Workspaces generation: the request field the HTTP body fills ("*": the whole request),
+    # ``None`` when nothing is sent. The legacy description does not record it.
+    body_field: str | None = None
 
     @property
     def full_path(self) -> str:
-        """The path below the gateway root, server prefix included."""
-        return API.servers[self.service.server] + self.path
+        """The path below its gateway's root, server prefix included."""
+        return self.service.api.servers[self.service.server] + self.path
 
     @property
     def request_message(self) -> str | None:
         """The request message's name; ``None`` for REST methods and for empty (``object``) bodies."""
-        return self.request if self.request in API.messages else None
+        return self.request if self.request in self.service.api.messages else None
 
     @property
     def response_message(self) -> str | None:
         """The response message's name; ``None`` where the response is ``google.protobuf.Empty``."""
-        return self.response if self.response in API.messages else None
+        return self.response if self.response in self.service.api.messages else None
 
     @property
     def qualified_name(self) -> str:
@@ -101,6 +114,7 @@ class Service:
     name: str  # e.g. ProjectService
     proto: str | None  # e.g. ai.h2o.storage.ProjectService
     entity: str  # attribute on the server client, e.g. project
+    api: ApiDescription = field(repr=False, compare=False)  # the description it belongs to
     methods: tuple[Method, ...] = ()
 
 
@@ -108,18 +122,27 @@ _RPC_FROM_PATH = re.compile(r"/([A-Za-z0-9]+)$")
 
 
 class ApiDescription:
-    """Typed, indexed view of ``description.json``."""
+    """Typed, indexed view of one generation's description file."""
 
     def __init__(self, raw: dict[str, Any]) -> None:
         self.source: str = raw["source"]
+        self.generation: str = raw.get("generation", "legacy")
         self.servers: dict[str, str] = raw["servers"]
+        # Which gateway serves each server: "mlops" (the MLOps API URL) or, in the workspaces
+        # generation, "authz" (a second gateway for workspaces and users).
+        self.gateways: dict[str, str] = raw.get("gateways", dict.fromkeys(self.servers, "mlops"))
+        # Workspaces generation: what the client looks up in H2O AI Cloud discovery (service,
+        # client and environment names, each with what it is used for) and how it learns who
+        # the caller is (a header of a plain GET); empty for the legacy generation.
+        self.discovery: dict[str, dict[str, str]] = raw.get("discovery", {})
+        self.identity: dict[str, str] | None = raw.get("identity")
         self.enums: dict[str, tuple[str, ...]] = {k: tuple(v) for k, v in raw["enums"].items()}
         self.messages: dict[str, tuple[Field, ...]] = {
             name: tuple(Field(**f) for f in fields) for name, fields in raw["messages"].items()
         }
         services = []
         for s in raw["services"]:
-            service = Service(server=s["server"], name=s["name"], proto=s["proto"], entity=s["entity"])
+            service = Service(server=s["server"], name=s["name"], proto=s["proto"], entity=s["entity"], api=self)
             methods = tuple(
                 Method(
                     service=service,
@@ -131,6 +154,7 @@ class ApiDescription:
                     response=m["response"],
                     streaming=m["streaming"],
                     read_only=m["read_only"],
+                    body_field=m.get("body_field"),
                     path_params=tuple(Param(**p) for p in m["path_params"]),
                     query_params=tuple(Param(**p) for p in m["query_params"]),
                 )
@@ -220,7 +244,21 @@ def _load_json(name: str) -> dict[str, Any]:
     return json.loads(resources.files(__name__).joinpath(name).read_text(encoding="utf-8"))
 
 
-API = ApiDescription(_load_json("description.json"))
+# The description file of each generation of the API.
+GENERATIONS = {"legacy": "description.json", "workspaces": "description_workspaces.json"}
+
+
+@cache
+def description(generation: str) -> ApiDescription:
+    """One generation's description, read on first use and then kept."""
+    try:
+        name = GENERATIONS[generation]
+    except KeyError:
+        raise ValueError(f"no API generation {generation!r}; known: {', '.join(GENERATIONS)}") from None
+    return ApiDescription(_load_json(name))
+
+
+API = description("legacy")
 _catalogs = _load_json("catalogs.json")
 CATALOGS = Catalogs(
     artifacts=tuple(_catalogs["artifacts"]), runtimes=tuple(_catalogs["runtimes"])
