@@ -194,6 +194,26 @@ def test_filter_values_are_typed_as_their_field(ip: InteractiveShell, alice: Any
     assert "does not fit created_time (timestamp)" in output_lines(capsys)[0]
 
 
+def test_the_python_api_takes_the_same_filter_and_sort(ip: InteractiveShell, alice: Any) -> None:
+    """What --filter and --sort give, code gets from list_all and all_deployments with where= and sort=."""
+    line = run(ip, "%mlops experiments 'Credit risk' --filter 'display_name!=GBM tuned' --sort -display_name").result
+    project = mlops_nb.find_project(alice, "Credit risk")
+    code = mlops_nb.list_all(alice.storage.experiment.list_experiments, project_id=project.id,
+                             where=["display_name!=GBM tuned"], sort="-display_name")
+    assert list(code["id"]) == list(line["id"]) and len(code) == 2
+    assert list(mlops_nb.list_all(alice.storage.project.list_projects, where="display_name~CREDIT")["display_name"]) \
+        == ["Credit risk"]
+    failing = mlops_nb.all_deployments(alice, where=["project!=Customer churn", "state~fail"], sort="display_name")
+    assert list(failing["display_name"]) == list(run(ip, "%mlops deployments --filter 'project!=Customer churn' "
+                                                         "--filter state~fail --sort display_name").result["display_name"])
+    with pytest.raises(ValueError, match="does not fit created_time"):
+        mlops_nb.list_all(alice.storage.project.list_projects, where="created_time=yesterday")
+    with pytest.raises(ValueError, match="a condition is FIELD=VALUE"):
+        mlops_nb.list_all(alice.storage.project.list_projects, where="display_name")
+    with pytest.raises(ValueError, match="deployer.environment.list_environments cannot filter"):
+        mlops_nb.list_all(alice.deployer.environment.list_environments, where="display_name=x")
+
+
 def test_max_rows_is_the_default_limit(ip: InteractiveShell, alice: Any) -> None:
     run(ip, "%config MLOps.max_rows = 1")
     assert len(run(ip, "%mlops projects").result) == 1

@@ -57,7 +57,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import cache
@@ -69,6 +69,7 @@ import pandas as pd
 from mlops_nb.api import API, Field, Method
 from mlops_nb.notebook.progress import Progress
 from mlops_nb.notebook.progress import progress as new_progress
+from mlops_nb.notebook.query import request_fields
 from mlops_nb.notebook.settings import settings
 from mlops_nb.wire.messages import Message, message_class, parse_timestamp
 
@@ -540,6 +541,8 @@ def list_all(
     list_method: Callable[..., Any],
     request: Message | Mapping[str, Any] | None = None,
     *,
+    where: str | Sequence[str] | None = None,
+    sort: str | None = None,
     limit: int | None = None,
     page_size: int | None = None,
     progress: bool | None = None,
@@ -550,7 +553,9 @@ def list_all(
     ``list_method`` is a bound list method (``client.storage.project.list_projects``);
     ``request`` (a request message or dict) or keyword ``fields`` narrow it as they
     would for one call (``project_id=...``, ``filter=...``); any paging in them is
-    replaced. ``limit`` stops after that many rows; ``page_size`` is asked of the
+    replaced. ``where`` and ``sort`` are the filter and sort language of ``%mlops``
+    (:mod:`mlops_nb.notebook.query`): ``where="display_name~churn"`` (or a list of
+    conditions, all of which hold), ``sort="-created_time"``. ``limit`` stops after that many rows; ``page_size`` is asked of the
     server per call (default ``settings.page_size``). A progress bar shows once the
     list spans more than one page (a widget in a notebook, a line on stderr
     elsewhere); ``progress=False`` hides it, ``progress=True`` shows it from the
@@ -560,7 +565,8 @@ def list_all(
     The frame's typed view (``.project``, ``.response``) holds every fetched entity
     and the last page's other fields.
     """
-    received = list_all_json(list_method, request, limit=limit, page_size=page_size, progress=progress, **fields)
+    received = list_all_json(list_method, request, where=where, sort=sort, limit=limit, page_size=page_size,
+                             progress=progress, **fields)
     return frame_from_wire(received.method, received.payload)
 
 
@@ -568,6 +574,8 @@ def list_all_json(
     list_method: Callable[..., Any],
     request: Message | Mapping[str, Any] | None = None,
     *,
+    where: str | Sequence[str] | None = None,
+    sort: str | None = None,
     limit: int | None = None,
     page_size: int | None = None,
     progress: bool | None = None,
@@ -579,6 +587,8 @@ def list_all_json(
     costs much less than a frame per list (``mlops_nb.all_deployments``).
     """
     method, call = _list_method(list_method)
+    if where or sort is not None:
+        fields = {**fields, **request_fields(method, entity_field(method).type, where, sort)}
     if limit is not None and limit < 0:
         raise ValueError(f"limit must not be negative, got {limit}")
     size = page_size or settings.page_size

@@ -62,7 +62,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shlex
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -75,19 +74,27 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.display import display
 from traitlets import Bool, TraitError, TraitType, link, validate
 
-from mlops_nb.api import API, Field, Method
+from mlops_nb.api import API, Method
 from mlops_nb.notebook import catalogs, completion
 from mlops_nb.notebook.deploy import deploy
 from mlops_nb.notebook.display import install_ipython_formatters
-from mlops_nb.notebook.frames import FRAME_ATTR, entity_field, list_all
+from mlops_nb.notebook.frames import FRAME_ATTR, list_all
 from mlops_nb.notebook.logs import deployment_logs
 from mlops_nb.notebook.lookup import EntityLookupError, deployment_id, find_experiment, find_project
+from mlops_nb.notebook.query import QueryError
 from mlops_nb.notebook.scoring import score
-from mlops_nb.notebook.session import NotLoggedIn, current_client, logout, set_current_client
+from mlops_nb.notebook.session import (
+    NotLoggedIn,
+    current_client,
+    logout,
+    running_sandbox,
+    start_sandbox,
+    stop_sandbox,
+)
 from mlops_nb.notebook.settings import Settings, settings
 from mlops_nb.notebook.waiting import wait_for_healthy
 from mlops_nb.wire.errors import MLOpsError
-from mlops_nb.wire.messages import Message, format_timestamp, message_class, parse_timestamp
+from mlops_nb.wire.messages import Message, message_class
 
 __all__ = ["MLOps", "CommandFailed", "load_ipython_extension", "unload_ipython_extension"]
 
@@ -210,6 +217,8 @@ class MLOps(Magics):
             return self._line(argv)
         except _HelpShown:
             return None
+        except QueryError as e:
+            raise UsageError(f"%mlops: {e}") from None
         except (MLOpsError, NotLoggedIn, EntityLookupError) as e:
             if not self.short_errors:
                 raise
@@ -270,26 +279,17 @@ class MLOps(Magics):
         return _list(current_client(), "storage.user.list_users", args)
 
     def _deployments(self, args: argparse.Namespace) -> pd.DataFrame:
-        client = current_client()
-        # state, state_message and project are added here, not fields the deployer can filter on.
-        local = [spec for spec in args.filter if _filter_field(spec) in _DEPLOYMENT_EXTRA_COLUMNS]
-        args.filter = [spec for spec in args.filter if spec not in local]
-        projects = [find_project(client, " ".join(args.project))] if args.project else None
-        method = API.method("deployer.deployment.list_project_deployments")
-        limit = _limit(args)
-        # One row past the limit tells whether the combined list was cut.
         from mlops_nb.notebook.fanout import all_deployments  # its thread pool loads with the first use
 
+        client = current_client()
+        projects = [find_project(client, " ".join(args.project))] if args.project else None
+        limit = _limit(args)
+        # One row past the limit tells whether the combined list was cut.
         result = all_deployments(client, projects, limit_per_project=None if limit is None else limit + 1,
-                                 **_request_fields(method, args))
-        for spec in local:
-            result = _filter_locally(result, spec)
-        if args.sort and result["project_id"].nunique() > 1:
-            result = _sort_locally(result, args.sort)
+                                 where=args.filter, sort=args.sort)
         if limit is not None and len(result) > limit:
             result = result.iloc[:limit]
             print(_TRUNCATED.format(limit=limit))
-        result.attrs[FRAME_ATTR] = entity_field(method).type
         return result
 
     def _artifact_types(self, args: argparse.Namespace) -> pd.DataFrame:
@@ -323,40 +323,16 @@ class MLOps(Magics):
                                                          "note": "string"}), "versions")
 
     def _sandbox(self, args: argparse.Namespace) -> Message | None:
-        global _running_sandbox
         if args.stop:
-            if _running_sandbox is None or not _running_sandbox.running:
-                print("No sandbox is running in this kernel.")
-                return None
-            gateway = _running_sandbox.gateway_url
-            try:
-                if current_client().gateway_url == gateway:
-                    logout()
-            except NotLoggedIn:
-                pass
-            _running_sandbox.stop()
-            _running_sandbox = None
-            print(f"Stopped the sandbox at {gateway}.")
+            gateway = stop_sandbox()
+            print(f"Stopped the sandbox at {gateway}." if gateway else "No sandbox is running in this kernel.")
             return None
-        if _running_sandbox is None or not _running_sandbox.running:
-            from mlops_nb.sandbox import Sandbox  # the client works without the sandbox; load it only here
-
-            options: dict[str, Any] = {"data": args.data, "port": args.port}
-            if args.db:
-                options["db"] = args.db
-            _running_sandbox = Sandbox(**options).start()
-        elif args.db and os.path.abspath(args.db) != os.path.abspath(_running_sandbox.db):
-            raise UsageError(f"%mlops sandbox: a sandbox with database {_running_sandbox.db} is running; "
-                             "%mlops sandbox --stop first")
         try:
-            client = _running_sandbox.client(args.user)
-        except ValueError:
-            known = ", ".join(a.username for a in _running_sandbox.idp.accounts())
-            raise UsageError(f"%mlops sandbox: the sandbox has no user {args.user!r}; it has {known}") from None
-        user = client.storage.user.who_am_i().user
-        set_current_client(client, user)
-        print(f"Sandbox gateway at {_running_sandbox.gateway_url} (database {_running_sandbox.db}); "
-              f"logged in as {user.username}.")
+            user = start_sandbox(args.user, data=args.data, port=args.port, db=args.db)
+        except ValueError as e:
+            raise UsageError(f"%mlops sandbox: {e}") from None
+        sandbox = running_sandbox()
+        print(f"Sandbox gateway at {sandbox.gateway_url} (database {sandbox.db}); logged in as {user.username}.")
         return user
 
     def _call_command(self, args: argparse.Namespace) -> Any:
@@ -447,24 +423,8 @@ def _list(client: Any, method_name: str, args: argparse.Namespace, **fields: Any
 def _fetch(client: Any, method_name: str, args: argparse.Namespace, limit: int | None,
            **fields: Any) -> pd.DataFrame:
     """Every page (up to ``limit`` rows) of a list call, with the command's --filter and --sort."""
-    method = API.method(method_name)
-    return list_all(_bound(client, method), limit=limit, **fields, **_request_fields(method, args))
-
-
-def _request_fields(method: Method, args: argparse.Namespace) -> dict[str, Any]:
-    """The list request's filter and sorting fields for the command's --filter and --sort."""
-    request_fields = {f.name: f for f in API.messages[method.request_message or ""]}
-    fields: dict[str, Any] = {}
-    if args.filter:
-        if "filter" not in request_fields:
-            raise UsageError(f"%mlops: {method.qualified_name} cannot filter")
-        fields["filter"] = _filter(method, args.filter)
-    if args.sort:
-        sort_field = "sorting" if "sorting" in request_fields else "sort" if "sort" in request_fields else None
-        if sort_field is None:
-            raise UsageError(f"%mlops: {method.qualified_name} cannot sort")
-        fields[sort_field] = _sorting(args.sort)
-    return fields
+    return list_all(_bound(client, API.method(method_name)), where=args.filter, sort=args.sort, limit=limit,
+                    **fields)
 
 
 # -- parsing ------------------------------------------------------------------------------------------
@@ -728,84 +688,6 @@ def _call(method: Method, body: dict[str, Any]) -> Any:
     return bound(_request(method, body))
 
 
-_FILTER = re.compile(r"^(?P<field>[^=!~]+?)\s*(?P<op>!=|=|~)\s*(?P<value>.*)$")
-_OPERATORS = {"=": "EQUAL_TO", "!=": "NOT_EQUAL_TO", "~": "CONTAINS"}
-
-
-def _constraint_value(field: Field | None, text: str, operator: str) -> dict[str, Any]:
-    """A filter value typed as the field is (wire spelling); "contains" always compares text."""
-    kind = None if field is None or operator == "~" else field.type
-    try:
-        if kind in ("int32", "int64"):
-            return {"int64Value": str(int(text))}
-        if kind == "double":
-            return {"doubleValue": float(text)}
-        if kind == "bool":
-            if text.lower() not in ("true", "false"):
-                raise ValueError("expected true or false")
-            return {"boolValue": text.lower() == "true"}
-        if kind == "timestamp":
-            return {"timestampValue": format_timestamp(parse_timestamp(text))}
-    except ValueError as e:
-        raise UsageError(f"%mlops: --filter {text!r} does not fit {field.name} ({kind}): {e}") from None
-    return {"stringValue": text}
-
-
-def _filter(method: Method, specs: Sequence[str]) -> dict[str, Any]:
-    """A filter of one clause (its constraints all hold) in wire spelling, which storage and deployer share."""
-    fields = {name: f for f in API.messages[entity_field(method).type] for name in (f.name, f.json)}
-    constraints = []
-    for spec in specs:
-        match = _FILTER.match(spec)
-        if match is None:
-            raise UsageError(f"%mlops: --filter takes FIELD=VALUE, FIELD!=VALUE or FIELD~TEXT, got {spec!r}")
-        name = match["field"].strip()
-        known = fields.get(name)
-        constraints.append({"property": {"field": known.name if known else name},
-                            "operator": _OPERATORS[match["op"]],
-                            "value": _constraint_value(known, match["value"], match["op"])})
-    return {"query": {"clause": [{"propertyConstraint": constraints}]}}
-
-
-def _sorting(spec: str) -> dict[str, Any]:
-    descending = spec.startswith("-")
-    field = spec.lstrip("-+")
-    if not field:
-        raise UsageError("%mlops: --sort takes a field name, e.g. --sort display_name or --sort -created_time")
-    return {"property": [{"property": {"field": field}, "order": "DESCENDING" if descending else "ASCENDING"}]}
-
-
-_DEPLOYMENT_EXTRA_COLUMNS = ("state", "state_message", "project")
-
-
-def _filter_field(spec: str) -> str | None:
-    match = _FILTER.match(spec)
-    return match["field"].strip() if match else None
-
-
-def _filter_locally(frame: pd.DataFrame, spec: str) -> pd.DataFrame:
-    """A --filter on a column the command adds itself (the server cannot filter on it)."""
-    match = _FILTER.match(spec)
-    assert match is not None  # only specs whose field matched reach here
-    column = frame[match["field"].strip()].astype("string").fillna("")
-    value = match["value"]
-    if match["op"] == "~":
-        keep = column.str.contains(value, case=False, regex=False)
-    elif match["op"] == "!=":
-        keep = column != value
-    else:
-        keep = column == value
-    return frame[keep.to_numpy(dtype=bool)].reset_index(drop=True)
-
-
-def _sort_locally(frame: pd.DataFrame, spec: str) -> pd.DataFrame:
-    """The same order as the server's, across frames gathered from several calls."""
-    field = spec.lstrip("-+")
-    if field not in frame.columns:
-        return frame
-    return frame.sort_values(field, ascending=not spec.startswith("-"), kind="stable", ignore_index=True)
-
-
 def _more_available(frame: pd.DataFrame) -> bool:
     paging = getattr(frame.response, "paging", None)
     return bool(paging is not None and paging.next_page_token)
@@ -838,7 +720,6 @@ complete = completion.matcher(completion.Grammar(commands=list(COMMANDS), option
 
 # -- the extension -----------------------------------------------------------------------------------------
 
-_running_sandbox: Any = None  # the sandbox %mlops sandbox started in this process
 _loaded: dict[int, MLOps] = {}  # id(shell) -> the magics %load_ext made there
 
 
