@@ -72,7 +72,6 @@ from mlops_nb.sandbox.runtime import DeploymentSpec, ModelSpec, cannot_run, runn
 from mlops_nb.sandbox.services.access import readable_projects_sql, require_project, require_via_project
 from mlops_nb.sandbox.services.artifacts import artifact_chunks
 from mlops_nb.sandbox.services.entities import IN_PROJECT, NOT_DELETED, find_experiment
-from mlops_nb.sandbox.services.projects import PROJECT_DELETE_HOOKS
 from mlops_nb.sandbox.store import Store
 
 if TYPE_CHECKING:
@@ -152,7 +151,7 @@ ENVIRONMENT_NAME = "sandbox"
 _ENVIRONMENT_NAMESPACE = uuid.UUID("5a2dbe0c-0000-4000-8000-000000000001")
 
 # Hooks run (inside the removing transaction) when a deployment is gone: other modules drop
-# what they keep about it (monitoring data).
+# what they keep about it (monitoring data). Filled in one place: services/__init__.py.
 DEPLOYMENT_REMOVE_HOOKS: list[Callable[[sqlite3.Connection, str], None]] = []
 
 
@@ -586,7 +585,7 @@ def supervisor_artifacts(store: Store) -> Callable[[str], Iterator[bytes]]:
     return lambda artifact_id: artifact_chunks(store, artifact_id)
 
 
-def _leave_deleted_project(call: Call, db: sqlite3.Connection, project_id: str) -> None:
+def leave_deleted_project(call: Call, db: sqlite3.Connection, project_id: str) -> None:
     """A deleted project's deployments go with it; the supervisor then stops their processes."""
     ids = [r["id"] for r in db.execute("SELECT id FROM entity WHERE kind = ? AND project_id = ?",
                                        (DEPLOYER_KIND, project_id))]
@@ -597,8 +596,6 @@ def _leave_deleted_project(call: Call, db: sqlite3.Connection, project_id: str) 
         # After the deleting transaction: stopping takes seconds and needs no lock.
         threading.Thread(target=lambda: [supervisor.remove(i) for i in ids], daemon=True).start()
 
-
-PROJECT_DELETE_HOOKS.append(_leave_deleted_project)
 
 
 def deployments_serving(store: Store, experiment_ids: Sequence[str]) -> dict[str, str]:

@@ -61,7 +61,7 @@ from mlops_nb.sandbox.rpc import (
 )
 from mlops_nb.sandbox.services.access import readable_projects_sql
 from mlops_nb.sandbox.services.artifacts import artifact_chunks
-from mlops_nb.sandbox.services.deployments import DEPLOYMENT_REMOVE_HOOKS, deployment_view
+from mlops_nb.sandbox.services.deployments import deployment_view
 from mlops_nb.sandbox.store import Store
 from mlops_nb.wire.messages import parse_timestamp
 
@@ -107,12 +107,10 @@ BUCKETS = 30
 HIGH_DRIFT, MEDIUM_DRIFT = 0.25, 0.1
 
 
-def _forget(db: sqlite3.Connection, deployment_id: str) -> None:
+def forget_deployment(db: sqlite3.Connection, deployment_id: str) -> None:
     db.execute("DELETE FROM scoring_request WHERE deployment_id = ?", (deployment_id,))
     db.execute("DELETE FROM scoring_rows WHERE deployment_id = ?", (deployment_id,))
 
-
-DEPLOYMENT_REMOVE_HOOKS.append(_forget)
 
 
 # -- recording ---------------------------------------------------------------------------------
