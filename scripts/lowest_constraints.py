@@ -1,6 +1,6 @@
-"""Print pip constraints that pin the libraries the client layers import to their declared floors.
+"""Print pip requirements that pin the libraries the client layers import to their declared floors.
 
-``.ci/run`` installs the package with these (``pip install -c``) in a Python 3.10 environment and
+``.ci/run`` installs the package, then these (``pip install -r``), in a Python 3.10 environment and
 runs the suite's fast part: a floor in ``pyproject.toml`` that the code does not work with fails
 there. The other dependencies (the sandbox's, the test tools) resolve as usual.
 """
