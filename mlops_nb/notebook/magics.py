@@ -79,18 +79,12 @@ from mlops_nb.notebook import catalogs, completion
 from mlops_nb.notebook.deploy import deploy
 from mlops_nb.notebook.display import install_ipython_formatters
 from mlops_nb.notebook.frames import FRAME_ATTR, list_all
+from mlops_nb.notebook.local_sandbox import running_sandbox, start_sandbox, stop_sandbox
 from mlops_nb.notebook.logs import deployment_logs
 from mlops_nb.notebook.lookup import EntityLookupError, deployment_id, find_experiment, find_project
 from mlops_nb.notebook.query import QueryError
 from mlops_nb.notebook.scoring import score
-from mlops_nb.notebook.session import (
-    NotLoggedIn,
-    current_client,
-    logout,
-    running_sandbox,
-    start_sandbox,
-    stop_sandbox,
-)
+from mlops_nb.notebook.session import NotLoggedIn, current_client, logout
 from mlops_nb.notebook.settings import Settings, settings
 from mlops_nb.notebook.waiting import wait_for_healthy
 from mlops_nb.wire.errors import MLOpsError
