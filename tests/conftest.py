@@ -26,3 +26,11 @@ def alice(sandbox: Sandbox) -> Any:
 @pytest.fixture(scope="module")
 def bob(sandbox: Sandbox) -> Any:
     return sandbox.client("bob")
+
+
+@pytest.fixture(scope="session")
+def legacy_python(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The python of a virtual environment with the official clients (h2o-mlops==1.0.1), made once."""
+    from tests.legacy import environment
+
+    return environment.legacy_python(tmp_path_factory.mktemp("legacy") / "venv")

@@ -22,20 +22,67 @@ DEPLOYABLE = {  # storage artifact type -> (deployable artifact type, processor,
 @cache
 def iris_model(kind: str = "logistic") -> tuple[bytes, Any, Any]:
     """(MLflow model zip, the iris features, the fitted model): a real scikit-learn model saved by MLflow."""
-    import tempfile
-
-    import mlflow.sklearn
-    from mlflow.models import infer_signature
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LinearRegression, LogisticRegression
 
     X, y = load_iris(return_X_y=True, as_frame=True)
     model = (LogisticRegression(max_iter=500) if kind == "logistic" else LinearRegression()).fit(X, y)
+    return mlflow_zip(model, X), X, model
+
+
+def mlflow_zip(model: Any, X: Any) -> bytes:
+    """A fitted scikit-learn model saved by MLflow (signature and input example from ``X``), zipped."""
+    import tempfile
+
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch) / "model"
         mlflow.sklearn.save_model(model, str(folder), signature=infer_signature(X, model.predict(X)),
                                   input_example=X.head(3))
-        return zip_folder(folder), X, model
+        return zip_folder(folder)
+
+
+@cache
+def typed_models() -> dict[str, tuple[bytes, Any, Any]]:
+    """(MLflow zip, features, fitted model) for inputs of each kind: strings, integers, floats and a mix.
+
+    The string and mixed models' encoders refuse categories they have not seen (scikit-learn's
+    default), so H2O's placeholder "text" does not score with them; the mixed one is a two-class
+    Pipeline whose input example mixes strings with NumPy floats and integers.
+    """
+    import numpy as np
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    rng = np.random.default_rng(7)
+    n = 200
+    colour = rng.choice(["red", "white", "rose"], n)
+    region = rng.choice(["north", "south"], n)
+    age = rng.integers(18, 80, n)
+    visits = rng.integers(0, 30, n)
+    alcohol = rng.normal(11, 1.5, n).round(2)
+    acidity = rng.normal(3.2, 0.3, n).round(3)
+    strings = pd.DataFrame({"colour": colour, "region": region})
+    integers = pd.DataFrame({"age": age, "visits": visits})
+    floats = pd.DataFrame({"alcohol": alcohol, "acidity": acidity})
+    mixed = pd.DataFrame({"colour": colour, "alcohol": alcohol, "age": age})
+    liked = (alcohol + (colour == "red") * 1.5 > 11.7).astype(int)
+    string_model = Pipeline([("encode", OneHotEncoder()), ("classify", LogisticRegression())]).fit(strings, liked)
+    integer_model = LinearRegression().fit(integers, 2.0 * age + visits)
+    float_model = LinearRegression().fit(floats, 3.0 * alcohol - acidity)
+    mixed_model = Pipeline([
+        ("prepare", ColumnTransformer([("colour", OneHotEncoder(), ["colour"])],
+                                      remainder="passthrough")),
+        ("classify", LogisticRegression(max_iter=500)),
+    ]).fit(mixed, liked)
+    return {name: (mlflow_zip(model, X), X, model) for name, model, X in (
+        ("strings", string_model, strings), ("integers", integer_model, integers), ("floats", float_model, floats),
+        ("mixed", mixed_model, mixed))}
 
 
 def zip_of(files: dict[str, bytes | str]) -> bytes:

@@ -17,16 +17,10 @@ import pytest
 
 import mlops_nb as mlops
 from tests.capture import CaptureServer
-from tests.legacy import environment
 
 pytestmark = pytest.mark.legacy
 
 HERE = Path(__file__).parent / "legacy"
-
-
-@pytest.fixture(scope="session")
-def legacy_python(tmp_path_factory) -> str:
-    return environment.legacy_python(tmp_path_factory.mktemp("legacy") / "venv")
 
 
 def _canned(server: CaptureServer) -> None:
@@ -148,7 +142,7 @@ def test_official_high_level_client_runs_the_whole_workflow(legacy_python, sandb
     assert seen["scoring_artifact_types"] == ["python/mlflow.zip"]
     assert seen["loader_module"] == "mlflow.sklearn"
     assert seen["experiments"] == ["iris classifier"] and seen["tags"] == ["candidate"]
-    assert seen["versions"] == [1] and seen["environment"] == "Sandbox"
+    assert seen["versions"] == [1] and seen["environment"] == "DEV"
     assert "python-scorer_mlflow_39" in seen["runtimes"]
     assert seen["status"] == "HEALTHY" and seen["mode"] == "Single Model"
     assert seen["security"] == ["hunter2", False] and seen["listed"] == ["official single"]

@@ -79,6 +79,9 @@ def test_alice_and_bob_see_what_they_should(demo: Sandbox) -> None:
         assert sorted(v.version for v in versions.model_versions) == [1, 2]
         datasets = alice.storage.dataset.list_datasets(project_id=credit).dataset
         assert [(d.display_name, d.row_count) for d in datasets] == [("credit-train.csv", 2000)]
+        for project_id in _projects(alice).values():
+            environments = alice.storage.deployment_environment.list_deployment_environments(project_id=project_id)
+            assert list(environments["display_name"]) == ["DEV", "PROD"]
 
 
 def test_experiments_carry_metadata_parameters_and_artifacts(demo: Sandbox) -> None:
@@ -211,8 +214,11 @@ def test_the_cli_prints_working_constants_and_stops_on_sigint(tmp_path: Path) ->
         raise
     try:
         constants = {k: v for line in banner if line.startswith("export ") for k, v in _assignments(line).items()}
-        bob, confidential = (_assignments(line) for line in banner if line.startswith("# export "))
+        bob, confidential, cloud = (_assignments(line) for line in banner if line.startswith("# export "))
         gateway = constants["H2O_MLOPS_GATEWAY"]
+        assert cloud["H2O_CLOUD_ENVIRONMENT"] == gateway
+        discovered = requests.get(f"{gateway}/.ai.h2o.cloud.discovery/v1/environment", timeout=10).json()
+        assert discovered["environment"]["issuerUrl"] == f"{gateway}/auth/realms/mlops"
         assert gateway.startswith("http://127.0.0.1:") and f"gateway at {gateway}" in banner[0]
         assert constants["TOKEN_ENDPOINT"] == f"{gateway}/auth/realms/mlops/protocol/openid-connect/token"
         assert any(line.strip() == f"issuer:   {gateway}/auth/realms/mlops" for line in banner)

@@ -16,7 +16,8 @@ import mlops_nb
 from mlops_nb.api import CATALOGS
 from mlops_nb.sandbox import Sandbox
 from mlops_nb.sandbox.services.access import ROLE_VIEWER
-from mlops_nb.sandbox.services.deployments import MODEL_TYPE_OF_ARTIFACT, environment_id
+from mlops_nb.sandbox.services.deployments import MODEL_TYPE_OF_ARTIFACT
+from mlops_nb.sandbox.services.environments import default_environment_id
 from tests.deploying import composition, deploy, wait_for_state
 from tests.test_sandbox_artifacts import new_experiment, new_project, share, uploaded_artifact
 
@@ -66,9 +67,10 @@ def _ids(items: list[Any], attribute: str = "id") -> set[str]:
 def test_storage_deployment_service(alice: Any, world: World) -> None:
     one = alice.storage.deployment.get_deployment(deployment_id=world.deployments["split"]).deployment
     assert (one.project_id, one.type.value, one.deployment_environment_id) == (
-        world.project, "SPLIT_TRAFFIC", environment_id(world.project))
+        world.project, "SPLIT_TRAFFIC", default_environment_id(world.project))
     environments = alice.storage.deployment_environment.list_deployment_environments(project_id=world.project)
-    assert list(environments["id"]) == [one.deployment_environment_id]
+    assert list(environments["display_name"]) == ["DEV", "PROD"]
+    assert environments["id"].iloc[0] == one.deployment_environment_id
     environment = alice.storage.deployment_environment.get_deployment_environment(
         deployment_environment_id=one.deployment_environment_id).deployment_environment
     assert (environment.project_id, environment.deployment_target_name) == (world.project, "sandbox")
@@ -324,3 +326,126 @@ def test_nested_empty_lists_and_maps_go_out_as_the_gateway_sends_them(sandbox: S
     element = split["splitDeployment"]["splitElements"][0]
     assert "deploymentEnvironmentVariables" not in element  # an unset message stays out; only lists and maps
     assert split["security"]["passphrase"] == {"hash": "", "passphraseHashType": "PASSPHRASE_HASH_TYPE_UNSPECIFIED"}
+
+
+def _environments(client: Any, project: str, **request: Any) -> list[Any]:
+    return client.storage.deployment_environment.list_deployment_environments(
+        project_id=project, **request).deployment_environment
+
+
+def test_every_project_has_dev_and_prod_and_may_have_more(alice: Any, bob: Any, world: World) -> None:
+    project = new_project(alice, "environments")
+    experiment = _experiment(alice, project, "h2o3/mojo")
+    dev, prod = _environments(alice, project)  # newest first: DEV is made after PROD
+    assert (dev.display_name, prod.display_name) == ("DEV", "PROD")
+    assert (dev.id, prod.id) == (default_environment_id(project), default_environment_id(project, "PROD"))
+    assert {dev.deployment_target_name, prod.deployment_target_name} == {"sandbox"}
+
+    in_prod = deploy(alice, project, experiment, "h2o3/mojo", deployment_environment_id=prod.id).id
+    assert alice.storage.deployment.get_deployment(deployment_id=in_prod).deployment.deployment_environment_id == prod.id
+    in_dev = deploy(alice, project, experiment, "h2o3/mojo").id  # no environment named: DEV
+    assert alice.storage.deployment.get_deployment(deployment_id=in_dev).deployment.deployment_environment_id == dev.id
+    with pytest.raises(mlops_nb.InvalidArgument, match="is not an environment of project .* its environments: DEV"):
+        deploy(alice, project, experiment, "h2o3/mojo", deployment_environment_id=default_environment_id(
+            world.bobs_project))
+
+    manage = alice.storage.deployment_environment
+    staging = manage.create_deployment_environment(
+        deployment_environment={"project_id": project, "display_name": "STAGING"}).deployment_environment
+    named = {"filter": {"query": {"clause": [{"property_constraint": [{
+        "property": {"field": "display_name"}, "operator": "EQUAL_TO", "value": {"string_value": "STAGING"}}]}]}}}
+    assert [e.id for e in _environments(alice, project, **named)] == [staging.id]
+    with pytest.raises(mlops_nb.AlreadyExists, match="already has an environment named 'DEV'"):
+        manage.create_deployment_environment(deployment_environment={"project_id": project, "display_name": "DEV"})
+    renamed = manage.update_deployment_environment(deployment_environment={"id": staging.id, "display_name": "QA"},
+                                                   update_mask="display_name").deployment_environment
+    assert renamed.display_name == "QA" and renamed.created_time == staging.created_time
+    with pytest.raises(mlops_nb.FailedPrecondition, match="'PROD' still has 1 deployment"):
+        manage.delete_deployment_environment(deployment_environment_id=prod.id)
+    with pytest.raises(mlops_nb.NotFound):
+        bob.storage.deployment_environment.get_deployment_environment(deployment_environment_id=staging.id)
+    with pytest.raises(mlops_nb.NotFound):
+        bob.storage.deployment_environment.delete_deployment_environment(deployment_environment_id=staging.id)
+    endpoint = alice.deployer.endpoint.create_endpoint(parent=f"projects/{project}/environments/{staging.id}",
+                                                       endpoint={"path": "qa-endpoint"}).endpoint
+    with pytest.raises(mlops_nb.FailedPrecondition, match="'QA' still has 1 endpoint"):
+        manage.delete_deployment_environment(deployment_environment_id=staging.id)
+    alice.deployer.endpoint.delete_endpoint(name=endpoint.name)
+    manage.delete_deployment_environment(deployment_environment_id=staging.id)
+    assert [e.display_name for e in _environments(alice, project)] == ["DEV", "PROD"]
+
+
+def test_older_databases_get_dev_and_prod_by_migration(tmp_path: Any) -> None:
+    import json
+
+    from mlops_nb.sandbox import services
+    from mlops_nb.sandbox.store import Store
+
+    path = tmp_path / "older.sqlite3"
+    older = Store(path, [m for m in services.migrations() if m[0] != "0610_deployment_environments"])
+    older.put("project", {"id": "p-old", "displayName": "old", "createdTime": "2024-01-01T00:00:00.000000Z"},
+              owner_id="u-old")
+    older.close()
+    store = Store(path, services.migrations())
+    with store.reading() as db:
+        rows = [json.loads(r["data"]) for r in db.execute(
+            "SELECT data FROM entity WHERE kind = 'deployment_environment' AND project_id = 'p-old'")]
+    store.close()
+    # DEV keeps the id the old single environment had, which its deployments and endpoints carry.
+    assert {e["displayName"]: e["id"] for e in rows} == {"DEV": default_environment_id("p-old"),
+                                                         "PROD": default_environment_id("p-old", "PROD")}
+
+
+def test_storage_deploy_shapes_and_refusals(alice: Any, bob: Any) -> None:
+    project = new_project(alice, "storage deploy shapes")
+    first, second = (_experiment(alice, project, "h2o3/mojo") for _ in range(2))
+    dev = default_environment_id(project)
+    storage_deploy = alice.storage.deployment_environment.deploy
+
+    split = storage_deploy(deployment_environment_id=dev, experiment_id=first, type="SPLIT_TRAFFIC",
+                           secondary_scorer=[{"experiment_id": second, "fraction": 0.25}]).deployment
+    assert (split.type.value, [(s.experiment_id, s.fraction) for s in split.secondary_scorer]) == (
+        "SPLIT_TRAFFIC", [(second, 0.25)])
+    deployer = {d.id: d for d in alice.deployer.deployment.list_project_deployments(project_id=project).deployment}
+    elements = deployer[split.id].split_deployment.split_elements
+    assert [(e.weight, e.deployment_composition.experiment_id) for e in elements] == [(75, first), (25, second)]
+    # profiling's first suggestion serves each experiment
+    suggested = alice.deployer.profiling.list_suggested_scoring_compositions(experiment_id=first)
+    assert elements[0].deployment_composition.runtime_name == suggested.deployment_compositions[0].runtime_name
+
+    shadow = storage_deploy(deployment_environment_id=dev, experiment_id=first, type="SHADOW_TRAFFIC",
+                            secondary_scorer=[{"experiment_id": second}]).deployment
+    assert [(s.experiment_id, s.fraction) for s in shadow.secondary_scorer] == [(second, 1.0)]
+    single = alice.storage.deployment.update_deployment(
+        deployment={"id": shadow.id, "type": "SINGLE_MODEL"}, update_mask="type,secondary_scorer").deployment
+    assert (single.type.value, single.secondary_scorer, single.experiment_id) == ("SINGLE_MODEL", [], first)
+    assert alice.deployer.deployment_status.get_deployment_status(deployment_id=single.id).deployment_status
+
+    with pytest.raises(mlops_nb.InvalidArgument, match="SINGLE_MODEL deployment takes no secondary_scorer"):
+        storage_deploy(deployment_environment_id=dev, experiment_id=first,
+                       secondary_scorer=[{"experiment_id": second, "fraction": 0.5}])
+    with pytest.raises(mlops_nb.InvalidArgument, match="together below 1"):
+        storage_deploy(deployment_environment_id=dev, experiment_id=first, type="SPLIT_TRAFFIC",
+                       secondary_scorer=[{"experiment_id": second, "fraction": 1.0}])
+    with pytest.raises(mlops_nb.InvalidArgument, match="experiment_id is required"):
+        storage_deploy(deployment_environment_id=dev)
+    with pytest.raises(mlops_nb.NotFound):
+        bob.storage.deployment_environment.deploy(deployment_environment_id=dev, experiment_id=first)
+    with pytest.raises(mlops_nb.InvalidArgument, match="cannot be updated here.*UpdateModelDeployment"):
+        alice.storage.deployment.update_deployment(deployment={"id": split.id}, update_mask="owner_id")
+
+    alice.storage.deployment.undeploy(deployment_id=split.id)
+    assert wait_for_gone(alice, split.id)
+
+
+def wait_for_gone(client: Any, deployment_id: str, timeout: float = 30.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            client.storage.deployment.get_deployment(deployment_id=deployment_id)
+        except mlops_nb.NotFound:
+            return True
+        time.sleep(0.1)
+    return False

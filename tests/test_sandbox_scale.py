@@ -17,6 +17,7 @@ import pytest
 
 import mlops_nb
 from mlops_nb.sandbox import Sandbox
+from mlops_nb.sandbox.services.environments import default_environment_id
 from mlops_nb.sandbox.store import Store
 
 COUNT = 3000  # enough for SQLite's statistics to tell the indexes apart; seeded in about a second
@@ -89,6 +90,12 @@ def test_generated_rows_are_what_the_api_stores(sandbox: Sandbox, alice: Any, pr
     made_columns, made_data = _stored(sandbox, "project", made.project.id)
     columns, data = _stored(sandbox, "project", generated.id)
     assert columns == made_columns and _shape(data) == _shape(made_data)
+    for name in ("DEV", "PROD"):
+        environment_id = default_environment_id(generated.id, name)
+        made_columns, made_data = _stored(sandbox, "deployment_environment", default_environment_id(made.project.id,
+                                                                                                    name))
+        columns, data = _stored(sandbox, "deployment_environment", environment_id)
+        assert columns == made_columns and _shape(data) == _shape(made_data) and data["displayName"] == name
 
     metadata = {k: {"string_value": "x"} if k == "source" else {"bool_value": True} if k == "tuned"
                 else {"int64_value": 7} if k == "trees" else {"double_value": 0.5}

@@ -132,7 +132,8 @@ def _environment_id(client: Any, project_id: str, environment: str | None) -> st
     if environment is None:
         if not environments:
             raise LookupError(f"project {project_id} has no deployment environment")
-        return environments[0].id
+        # A project has DEV and PROD, listed in no promised order: DEV unless the caller says otherwise.
+        return next((e.id for e in environments if e.display_name == "DEV"), environments[0].id)
     for candidate in environments:
         if environment in (candidate.id, candidate.display_name):
             return candidate.id
@@ -160,7 +161,7 @@ def deploy(client: Any, experiment_or_version: Message | str, name: str | None =
     display name) defaults to the catalog's for the experiment's artifact type (for an MLflow
     model, the runtime of the Python it was saved with, else the newest); one that cannot
     serve the artifact raises ``ValueError`` with the choices, before any deployment call.
-    ``environment`` (id or name) defaults to the project's first; ``passphrase`` protects the
+    ``environment`` (id or name) defaults to the project's DEV (else its first); ``passphrase`` protects the
     scoring URL (send it with :func:`score`).
     """
     experiment, element = _composition(client, experiment_or_version, runtime)

@@ -136,6 +136,8 @@ def _banner(sandbox: Sandbox, data: str) -> str:
         "# a confidential client, for code that sends a client secret (with alice's refresh token for it):",
         "# " + " ".join([_export("CLIENT_ID", CONFIDENTIAL_CLIENT_ID), f"CLIENT_SECRET={shlex.quote(secret)}",
                          f"REFRESH_TOKEN={shlex.quote(confidential_token)}"]),
+        "# code written for H2O AI Cloud (h2o_mlops.Client() with no arguments) finds the sandbox by discovery:",
+        "# " + _export("H2O_CLOUD_ENVIRONMENT", sandbox.gateway_url) + ' H2O_CLOUD_CLIENT_PLATFORM_TOKEN="$REFRESH_TOKEN"',
         "",
         *([f"# HTTPS: trust {sandbox.tls_ca} (ca_bundle={sandbox.tls_ca!r}, or export "
            f"MLOPS_AUTH_CA_FILE_OVERRIDE={shlex.quote(str(sandbox.tls_ca))})"] if sandbox.tls_cert else []),

@@ -7,7 +7,8 @@ are no audit events for them. For alice, with bob enrolled as well:
 
 * N projects owned by alice, ``project 1`` to ``project N`` (created a second apart,
   ending a little before the sandbox started, so the newest is ``project N``); every
-  third has a description, every tenth is shared with bob as a VIEWER.
+  third has a description, every tenth is shared with bob as a VIEWER; each has its DEV
+  and PROD deployment environments.
 * N experiments with metadata (``source``, ``auc``, ``logloss``, ``trees``, ``tuned``),
   parameters and a status, all in ``project 1``: one list of N experiments.
 
@@ -26,8 +27,10 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from mlops_nb.sandbox.rpc import timestamp_text
+from mlops_nb.sandbox.rpc import now, timestamp_text
 from mlops_nb.sandbox.services.access import ROLE_VIEWER
+from mlops_nb.sandbox.services.environments import KIND as ENVIRONMENT_KIND
+from mlops_nb.sandbox.services.environments import default_environments
 
 if TYPE_CHECKING:
     from mlops_nb.sandbox.server import Sandbox
@@ -102,6 +105,9 @@ def seed_scale_data(sandbox: Sandbox, count: int) -> None:
              for sharing_id, i in zip(_ids(count, seed=7), range(9, count, 10), strict=False)],
         )
         store.put_many("experiment", experiments)
+        environment_times = (now(), now())
+        store.put_many(ENVIRONMENT_KIND, ((environment, project_id, None, None) for project_id in project_ids
+                                          for environment in default_environments(project_id, environment_times)))
     with store.transaction() as db:
         # Statistics for the query planner, which otherwise cannot tell a selective index (a display
         # name) from one that merely matches the list's order.

@@ -32,6 +32,7 @@ from starlette.routing import Mount, Route
 
 from mlops_nb.api import API, Method, Param
 from mlops_nb.sandbox import services
+from mlops_nb.sandbox.discovery import discovery_routes
 from mlops_nb.sandbox.faults import FaultInjector
 from mlops_nb.sandbox.identity import IdentityProvider, InvalidToken
 from mlops_nb.sandbox.rpc import HANDLERS, STREAM_HANDLERS, Call, RpcError, new_id, now, parse_json
@@ -274,7 +275,8 @@ def build_app(store: Store, idp: IdentityProvider, supervisor: Supervisor | None
     supervisor, the deployments' scoring URLs."""
     gateway = Gateway(store, idp, supervisor, latency_ms=latency_ms)
     scoring = ScoringGateway(store, idp, supervisor) if supervisor is not None else None
-    routes = [Route("/", _index, methods=["GET"]), Mount(idp.mount_path, routes=idp.routes()), *gateway.routes(),
+    routes = [Route("/", _index, methods=["GET"]), Mount(idp.mount_path, routes=idp.routes()),
+              *discovery_routes(idp), *gateway.routes(),
               *(scoring.routes() if scoring is not None else [])]
     handlers = {404: _routing_error, 405: _routing_error}
     return Starlette(routes=routes, exception_handlers=handlers), gateway, scoring  # type: ignore[arg-type]

@@ -19,14 +19,18 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Store", "default_db_path", "CORE_MIGRATIONS", "EntityRow"]
+__all__ = ["Store", "default_db_path", "CORE_MIGRATIONS", "EntityRow", "Migration"]
 
-CORE_MIGRATIONS: list[tuple[str, str]] = [
+# A migration: its name, and SQL statements or a function that changes the database in Python
+# (for what SQL cannot compute, such as ids derived with uuid5), inside its transaction.
+Migration = tuple[str, "str | Callable[[sqlite3.Connection], None]"]
+
+CORE_MIGRATIONS: list[Migration] = [
     (
         "0001_entity",
         """
@@ -87,7 +91,7 @@ def default_db_path() -> Path:
 class Store:
     """A SQLite database shared by the sandbox's request handlers (one connection, one lock)."""
 
-    def __init__(self, path: str | os.PathLike[str], migrations: Sequence[tuple[str, str]] = (), *,
+    def __init__(self, path: str | os.PathLike[str], migrations: Sequence[Migration] = (), *,
                  durable: bool = False) -> None:
         self.path = str(path)
         self.durable = durable
@@ -105,7 +109,7 @@ class Store:
 
     # -- migrations -----------------------------------------------------------------------
 
-    def migrate(self, migrations: Sequence[tuple[str, str]]) -> list[str]:
+    def migrate(self, migrations: Sequence[Migration]) -> list[str]:
         """Apply the migrations not applied yet, each in its own transaction; return their names."""
         applied = []
         with self.transaction() as db:
@@ -114,8 +118,11 @@ class Store:
             with self.transaction() as db:
                 if db.execute("SELECT 1 FROM schema_migration WHERE name = ?", (name,)).fetchone():
                     continue
-                for statement in _statements(sql):
-                    db.execute(statement)
+                if callable(sql):
+                    sql(db)
+                else:
+                    for statement in _statements(sql):
+                        db.execute(statement)
                 db.execute("INSERT INTO schema_migration VALUES (?, datetime('now'))", (name,))
                 applied.append(name)
         return applied

@@ -88,6 +88,7 @@ class Model:
                 self.outputs = [(str(c), NUMPY_TYPES.get(str(trial[c].dtype), "Str")) for c in trial.columns]
         if not self.outputs:
             self.outputs = [("prediction", "Str")]
+        self.sample = self._checked_sample_request()
 
     @staticmethod
     def _columns(schema: Any) -> list[tuple[str, str]]:
@@ -109,14 +110,8 @@ class Model:
             raw = self.pyfunc.get_raw_model()
         except Exception:  # not every flavor exposes its raw model
             raw = None
-        estimator_type = getattr(raw, "_estimator_type", None)
-        if estimator_type == "classifier":
-            classes = getattr(raw, "classes_", ())
-            return "BINOMIAL" if len(classes) == 2 else "CLASSIFICATION"
-        if estimator_type == "regressor":
-            return "REGRESSION"
-        kinds = {t for _, t in self.outputs}
-        return "REGRESSION" if kinds <= {"Float64", "Float32"} else "CLASSIFICATION"
+        return scoring_type_of(raw) or ("REGRESSION" if {t for _, t in self.outputs} <= {"Float64", "Float32"}
+                                        else "CLASSIFICATION")
 
     def schema(self) -> dict[str, Any]:
         return {
@@ -128,13 +123,26 @@ class Model:
         }
 
     def sample_request(self) -> dict[str, Any]:
-        fields = [n for n, _ in self.inputs] or (list(map(str, self.example.columns)) if self.example is not None else [])
-        if self.example is not None and all(f in self.example.columns for f in fields):
-            row = [_text(v) for v in self.example[fields].iloc[0].tolist()]
-        else:
-            placeholders = {"Bool": "false", "Str": "text", "Time64": "2024-01-01T00:00:00Z", "Bytes": ""}
-            row = [placeholders.get(t, "0") for _, t in self.inputs]
-        return {"fields": fields, "rows": [row]}
+        return self.sample
+
+    def _checked_sample_request(self) -> dict[str, Any]:
+        """H2O's sample request (typed placeholders), or the input example's first row if the model
+        refuses the placeholders (a category it has never seen, say): one that scores as it is."""
+        columns = self.inputs or ([(str(c), NUMPY_TYPES.get(str(t), "Str")) for c, t in self.example.dtypes.items()]
+                                  if self.example is not None else [])
+        request = placeholder_request(columns)
+        try:
+            self.score(request)
+            return request
+        except BadRequest as refused:
+            fields = request["fields"]
+            if self.example is None or not all(f in self.example.columns for f in fields):
+                log(f"the sample request does not score ({refused}) and the model has no input example to take "
+                    "one from")
+                return request
+            log(f"the model refuses placeholder values ({refused}); the sample request is the input example's "
+                "first row")
+            return {"fields": fields, "rows": [[_text(v) for v in self.example[fields].iloc[0].tolist()]]}
 
     def _predict(self, frame: Any) -> Any:
         with self.lock:
@@ -218,6 +226,34 @@ class Model:
         return body
 
 
+# What H2O's own runtimes put in a sample request for each data type (their SampleRequestBuilder):
+# values that pass the request's checks, meant to be replaced by real ones.
+PLACEHOLDERS = {"Bool": "true", "Int32": "0", "Int64": "0", "Float32": "0", "Float64": "0", "Str": "text",
+                "Time64": "2018-01-01"}
+
+
+def placeholder_request(columns: list[tuple[str, str]]) -> dict[str, Any]:
+    """One row of typed placeholders for [(field, data type)], as H2O's runtimes build it."""
+    return {"fields": [name for name, _ in columns], "rows": [[PLACEHOLDERS.get(t, "") for _, t in columns]]}
+
+
+def scoring_type_of(estimator: Any) -> str | None:
+    """BINOMIAL, CLASSIFICATION or REGRESSION from a fitted estimator (a Pipeline by its last step), or None.
+
+    Recent scikit-learn pipelines have no ``_estimator_type``: the fitted classes say what a
+    classifier is, and the last step says what a pipeline is.
+    """
+    final = getattr(estimator, "_final_estimator", estimator)
+    classes = getattr(final, "classes_", None)
+    if classes is not None:
+        return "BINOMIAL" if len(classes) == 2 else "CLASSIFICATION"
+    kind = getattr(final, "_estimator_type", None)
+    if kind is None and hasattr(final, "__sklearn_tags__"):
+        with contextlib.suppress(Exception):
+            kind = final.__sklearn_tags__().estimator_type
+    return {"classifier": "CLASSIFICATION", "regressor": "REGRESSION"}.get(kind or "")
+
+
 def _is_frame(value: Any) -> bool:
     return type(value).__name__ == "DataFrame"
 
@@ -225,8 +261,8 @@ def _is_frame(value: Any) -> bool:
 def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, float):
-        return "NaN" if math.isnan(value) else repr(value)
+    if isinstance(value, float):  # float() first: a NumPy float is a float whose repr is "np.float64(...)"
+        return "NaN" if math.isnan(value) else repr(float(value))
     if hasattr(value, "item"):  # numpy scalars
         return _text(value.item())
     return str(value)

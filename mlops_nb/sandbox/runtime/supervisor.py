@@ -422,6 +422,13 @@ class Supervisor:
                     and deployment.rolling is None:
                 serving.spec = spec  # names or weights changed; the processes stay
                 return
+            rolling = deployment.rolling
+            if rolling is not None and rolling.spec.processes() == spec.processes():
+                # An update that leaves what runs alone (security, say) while a rollout of the same
+                # processes is under way: let it finish. Starting it again would remove the revision's
+                # directory under the scorers just started from it.
+                rolling.spec = spec
+                return
             if deployment.rolling is not None:
                 deployment.rolling.cancelled = True
                 stale, deployment.rolling = deployment.rolling, None

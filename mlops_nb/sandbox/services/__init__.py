@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib
 
+from mlops_nb.sandbox.store import Migration
+
 # Order matters only for migrations: a module's tables may refer to earlier ones.
 MODULES = [
     "users",
@@ -19,6 +21,7 @@ MODULES = [
     "models",
     "datasets",
     "artifacts",
+    "environments",
     "deployments",
     "ingest",
     "endpoints",
@@ -45,6 +48,6 @@ def _wire_hooks() -> None:
     deployments.DEPLOYMENT_REMOVE_HOOKS[:] = [monitoring.forget_deployment]
 
 
-def migrations() -> list[tuple[str, str]]:
+def migrations() -> list[Migration]:
     """Every module's migrations, in module order."""
     return [m for module in _load() for m in getattr(module, "MIGRATIONS", [])]

@@ -39,10 +39,20 @@ size, and a CPU per worker.
 
 ``ListArtifactCompositions`` is the seed's two tables joined on the model type: each artifact
 row with every runtime of its model type. ``python/pickle`` has no runtime in the seed, so it
-has no composition: it cannot be deployed. There is one deployment environment, ``sandbox``
+has no composition: it cannot be deployed. There is one deployer environment, ``sandbox``
 (Kubernetes, no affinity or toleration shortcuts), with two profiles, ``default`` and
-``large``; each project has one storage deployment environment, its id derived from the
-project's.
+``large``; every storage deployment environment of a project (DEV, PROD and those users add:
+``services/environments.py``) deploys there. A deployment is in one of its project's
+environments (DEV when the request names none).
+
+Storage's older deployment calls run on the same machinery: ``DeploymentEnvironmentService/Deploy``
+(an environment, an experiment, SINGLE_MODEL, SPLIT_TRAFFIC or SHADOW_TRAFFIC with secondary
+scorers) makes the same deployment ``CreateDeployment`` makes, each experiment served by the
+composition profiling suggests first (the newest runtime the sandbox can run); a split's
+fractions become weights in hundredths. ``DeploymentService/Undeploy`` is ``DeleteDeployment``,
+and ``DeploymentService/UpdateDeployment`` changes the experiments, type and secondary scorers
+(keeping the compositions and options of the experiments that stay) as ``UpdateModelDeployment``
+does. Storage's ``metadata`` of a deployment is not kept.
 """
 
 from __future__ import annotations
@@ -50,7 +60,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -72,14 +81,19 @@ from mlops_nb.sandbox.runtime import DeploymentSpec, ModelSpec, cannot_run, runn
 from mlops_nb.sandbox.services.access import readable_projects_sql, require_project, require_via_project
 from mlops_nb.sandbox.services.artifacts import artifact_chunks
 from mlops_nb.sandbox.services.entities import IN_PROJECT, NOT_DELETED, find_experiment
+from mlops_nb.sandbox.services.environments import (
+    TARGET_NAME,
+    default_environment_id,
+    environment_in_project,
+    stored_environment,
+)
 from mlops_nb.sandbox.store import Store
 
 if TYPE_CHECKING:
     from mlops_nb.sandbox.runtime import Supervisor
 
-__all__ = ["MIGRATIONS", "deployments_serving", "ENVIRONMENT_NAME", "environment_id",
-           "MODEL_TYPE_OF_ARTIFACT", "StoreEvents", "restore", "deployment_view", "resource_name",
-           "DEPLOYMENT_REMOVE_HOOKS", "security_of"]
+__all__ = ["MIGRATIONS", "deployments_serving", "MODEL_TYPE_OF_ARTIFACT", "StoreEvents", "restore", "deployment_view",
+           "resource_name", "DEPLOYMENT_REMOVE_HOOKS", "security_of"]
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -144,32 +158,15 @@ STATUS_KIND = "deployment_status"
 LOG_LINES_KEPT = 5000  # per deployment; older lines are dropped
 SAMPLES_KEPT = 20000  # per deployment
 
-ENVIRONMENT_NAME = "sandbox"
-# Storage keeps one deployment environment per project. The sandbox has exactly one
-# ("sandbox") in every project, so its id is derived from the project's: the same in
-# every sandbox, and nothing to store or keep consistent.
-_ENVIRONMENT_NAMESPACE = uuid.UUID("5a2dbe0c-0000-4000-8000-000000000001")
-
 # Hooks run (inside the removing transaction) when a deployment is gone: other modules drop
 # what they keep about it (monitoring data). Filled in one place: services/__init__.py.
 DEPLOYMENT_REMOVE_HOOKS: list[Callable[[sqlite3.Connection, str], None]] = []
-
-
-def environment_id(project_id: str) -> str:
-    """The id of a project's (only) deployment environment."""
-    return str(uuid.uuid5(_ENVIRONMENT_NAMESPACE, project_id))
 
 
 def resource_name(deployer: dict[str, Any]) -> str:
     """``projects/{p}/environments/{e}/deployments/{d}``, as endpoints and logs name a deployment."""
     return (f"projects/{deployer['projectId']}/environments/{deployer['deploymentEnvironmentId']}"
             f"/deployments/{deployer['id']}")
-
-
-def _environment(project: dict[str, Any]) -> dict[str, Any]:
-    return {"id": environment_id(project["id"]), "displayName": "Sandbox", "projectId": project["id"],
-            "deploymentTargetName": ENVIRONMENT_NAME, "createdTime": project["createdTime"],
-            "lastModifiedTime": project["createdTime"]}
 
 
 # Which runtimes serve an artifact type: the catalogs' model_type column (the seed's tables
@@ -397,12 +394,15 @@ def create_deployment(call: Call, request: Any) -> dict[str, Any]:
     given = _wire(request.deployment)
     if not given:
         raise invalid_argument("deployment is required (project_id, one of single/shadow/split_deployment, ...)")
+    return {"deployment": _create(call, given)}
+
+
+def _create(call: Call, given: dict[str, Any]) -> dict[str, Any]:
+    """Check, store and start a deployment (the deployer's view, as CreateDeployment takes it); returns it."""
     project_id = given.get("projectId", "")
     project = require_project(call, project_id, write=True)
-    environment = given.get("deploymentEnvironmentId") or environment_id(project_id)
-    if environment != environment_id(project_id):
-        raise invalid_argument(f"deployment_environment_id {environment!r} is not an environment of project "
-                               f"{project_id!r}; its environment is {environment_id(project_id)!r}")
+    environment = given.get("deploymentEnvironmentId") or default_environment_id(project_id)
+    environment_in_project(call, project_id, environment, "deployment_environment_id")
     _, names = _check_elements(call, project_id, given)
     _check_security(given)
     created = now()
@@ -421,7 +421,7 @@ def create_deployment(call: Call, request: Any) -> dict[str, Any]:
     with call.store.transaction() as db:
         _write_views(db, deployer, status)
     _supervisor(call).apply(_spec(deployer, names))
-    return {"deployment": deployer}
+    return deployer
 
 
 _UPDATABLE = {"single_deployment": "singleDeployment", "shadow_deployment": "shadowDeployment",
@@ -447,8 +447,16 @@ def update_model_deployment(call: Call, request: Any) -> dict[str, Any]:
     fields = [by_any_name[n] for n in mask] or [k for k in _UPDATABLE.values() if k in given]
     if not fields:
         raise invalid_argument(f"nothing to update: set one of {', '.join(_UPDATABLE)}")
+    return {"deployment": _update(call, deployment_id, lambda current: given, fields)}
+
+
+def _update(call: Call, deployment_id: str, new_values: Callable[[dict[str, Any]], dict[str, Any]],
+            fields: Sequence[str]) -> dict[str, Any]:
+    """Apply ``fields`` of ``new_values(current deployer view)`` to a deployment; a change to what runs
+    starts a new revision. Returns the deployer's view."""
     with call.store.transaction() as db:
         current = deployment_view(call, deployment_id, write=True, field="deployment.id")
+        given = new_values(current)
         status = json.loads(db.execute("SELECT data FROM entity WHERE kind = ? AND id = ?",
                                        (STATUS_KIND, deployment_id)).fetchone()["data"])
         if status.get("state") == "TERMINATING":
@@ -477,21 +485,25 @@ def update_model_deployment(call: Call, request: Any) -> dict[str, Any]:
         else:
             _write_views(db, updated, None)
     _supervisor(call).apply(_spec(updated, names))
-    return {"deployment": updated}
+    return updated
 
 
 @handles("deployer.deployment.delete_deployment")
 def delete_deployment(call: Call, request: Any) -> None:
+    _delete(call, request.id, "id")
+
+
+def _delete(call: Call, deployment_id: str, field: str) -> None:
     with call.store.transaction() as db:
-        deployer = deployment_view(call, request.id, write=True, field="id")
+        deployer = deployment_view(call, deployment_id, write=True, field=field)
         target = resource_name(deployer)
         endpoint = db.execute("SELECT data FROM entity WHERE kind = 'endpoint' AND "
                               "json_extract(data, '$.target') = ?", (target,)).fetchone()
         if endpoint is not None:
             name = json.loads(endpoint["data"])["name"]
-            raise failed_precondition(f"endpoint {name!r} targets deployment {request.id!r}; point it at another "
-                                      "deployment (UpdateEndpoint) or delete it first")
-    _supervisor(call).remove(request.id)
+            raise failed_precondition(f"endpoint {name!r} targets deployment {deployment_id!r}; point it at "
+                                      "another deployment (UpdateEndpoint) or delete it first")
+    _supervisor(call).remove(deployment_id)
 
 
 @handles("deployer.deployment.list_project_deployments")
@@ -646,6 +658,102 @@ def count_deployments(call: Call, request: Any) -> dict[str, Any]:
     return {"count": str(count_matching(call, query, filter=request.filter))}
 
 
+# -- storage's own deploy calls, on the deployer's machinery --------------------------------------
+
+_MODE_OF_TYPE = {v: k for k, v in _TRAFFIC_TYPES.items()}
+
+
+def _element_for(call: Call, experiment_id: str, field: str, keep: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A deployer element serving the experiment: the one ``keep`` has for it, or profiling's first suggestion."""
+    if experiment_id in keep:
+        return {k: v for k, v in keep[experiment_id].items() if k != "weight"}
+    suggestions = _suggested_compositions(call, experiment_id, field)
+    if not suggestions:
+        raise invalid_argument(f"{field}: experiment {experiment_id!r} has no uploaded artifact that a runtime "
+                               "serves; upload its model (e.g. an MLflow model zip) first")
+    return {"deploymentComposition": suggestions[0]}
+
+
+def _shape(call: Call, storage: dict[str, Any], keep: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The deployer's single/shadow/split field for a storage deployment's experiment, type and secondary scorers."""
+    kind = storage.get("type") or "DEPLOYMENT_TYPE_UNSPECIFIED"
+    kind = "SINGLE_MODEL" if kind == "DEPLOYMENT_TYPE_UNSPECIFIED" else kind
+    mode = _MODE_OF_TYPE.get(kind)
+    if mode is None:
+        raise invalid_argument(f"type must be one of {', '.join(_MODE_OF_TYPE)}, not {kind!r}")
+    secondary = storage.get("secondaryScorer", [])
+    if mode == "single" and secondary:
+        raise invalid_argument("a SINGLE_MODEL deployment takes no secondary_scorer; use SPLIT_TRAFFIC or "
+                               "SHADOW_TRAFFIC")
+    if mode == "shadow" and len(secondary) != 1:
+        raise invalid_argument(f"a SHADOW_TRAFFIC deployment takes one secondary_scorer, got {len(secondary)}")
+    if mode == "split" and not secondary:
+        raise invalid_argument("a SPLIT_TRAFFIC deployment takes one or more secondary_scorer, each with its fraction")
+    primary = _element_for(call, storage.get("experimentId", ""), "experiment_id", keep)
+    others = [_element_for(call, s.get("experimentId", ""), f"secondary_scorer[{i}].experiment_id", keep)
+              for i, s in enumerate(secondary)]
+    if mode == "single":
+        return {"singleDeployment": primary}
+    if mode == "shadow":
+        return {"shadowDeployment": {"primaryElement": primary, "secondaryElement": others[0]}}
+    fractions = [float(s.get("fraction", 0)) for s in secondary]
+    weights = [max(1, round(100 * f)) for f in fractions]  # hundredths: a sliver still gets some traffic
+    if any(f <= 0 for f in fractions) or sum(weights) >= 100:
+        raise invalid_argument("secondary_scorer fractions must each be above 0 and together below 1 (the primary "
+                               f"experiment takes the rest, at least 0.01); got {fractions}")
+    return {"splitDeployment": {"splitElements": [{**primary, "weight": 100 - sum(weights)},
+                                                  *({**e, "weight": w} for e, w in zip(others, weights, strict=True))]}}
+
+
+def _elements_by_experiment(deployer: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["deploymentComposition"]["experimentId"]: e for e in _elements(deployer, _mode(deployer))}
+
+
+@handles("storage.deployment_environment.deploy")
+def deploy(call: Call, request: Any) -> dict[str, Any]:
+    environment = stored_environment(call, request.deployment_environment_id, write=True)
+    storage = request.to_wire()
+    if not storage.get("experimentId"):
+        raise invalid_argument("experiment_id is required")
+    deployer = _create(call, {"projectId": environment["projectId"], "deploymentEnvironmentId": environment["id"],
+                              **_shape(call, storage, {})})
+    return {"deployment": _storage_view(deployer)}
+
+
+@handles("storage.deployment.undeploy")
+def undeploy(call: Call, request: Any) -> None:
+    _delete(call, request.deployment_id, "deployment_id")
+
+
+_STORAGE_UPDATABLE = {"experiment_id": "experimentId", "type": "type", "secondary_scorer": "secondaryScorer"}
+
+
+@handles("storage.deployment.update_deployment")
+def update_deployment(call: Call, request: Any) -> dict[str, Any]:
+    given = _wire(request.deployment)
+    if not given.get("id"):
+        raise invalid_argument("deployment.id is required")
+    mask = [n.strip() for n in request.update_mask.split(",") if n.strip()]
+    by_any_name = {**_STORAGE_UPDATABLE, **{v: v for v in _STORAGE_UPDATABLE.values()}}
+    unknown = [n for n in mask if n not in by_any_name]
+    if unknown:
+        raise invalid_argument(f"update_mask names {unknown[0]!r}, which cannot be updated here; updatable: "
+                               f"{', '.join(_STORAGE_UPDATABLE)} (options such as security are the deployer's: "
+                               "UpdateModelDeployment)")
+    fields = [by_any_name[n] for n in mask] or [k for k in _STORAGE_UPDATABLE.values() if k in given]
+    if not fields:
+        raise invalid_argument(f"nothing to update: set one of {', '.join(_STORAGE_UPDATABLE)}")
+
+    def new_shape(current: dict[str, Any]) -> dict[str, Any]:
+        storage = _storage_view(current)
+        for key in fields:
+            storage[key] = given.get(key, [] if key == "secondaryScorer" else "")
+        return _shape(call, storage, _elements_by_experiment(current))
+
+    deployer = _update(call, given["id"], new_shape, list(_MODE_FIELDS.values()))
+    return {"deployment": _storage_view(deployer)}
+
+
 # -- statuses --------------------------------------------------------------------------------
 
 
@@ -735,7 +843,14 @@ def _static_page(items: list[dict[str, Any]], page_size: int, page_token: str) -
 
 @handles("deployer.profiling.list_suggested_scoring_compositions")
 def list_suggested_scoring_compositions(call: Call, request: Any) -> dict[str, Any]:
-    experiment = find_experiment(call, request.experiment_id)
+    suggestions = _suggested_compositions(call, request.experiment_id)
+    items, token = _static_page(suggestions, request.page_size, request.page_token)
+    return {"deploymentCompositions": items, **({"nextPageToken": token} if token else {})}
+
+
+def _suggested_compositions(call: Call, experiment_id: str, field: str = "experiment_id") -> list[dict[str, Any]]:
+    """Every composition that can serve the experiment's uploaded artifacts, the best first."""
+    experiment = find_experiment(call, experiment_id, field=field)
     with call.store.reading() as db:
         artifacts = [a for a in _experiment_artifacts(db, experiment.id) if a.get("state") == "AVAILABLE"]
     runnable = set(runnable_runtimes())
@@ -750,9 +865,7 @@ def list_suggested_scoring_compositions(call: Call, request: Any) -> dict[str, A
                     "deployableArtifactTypeName": row["deployable_artifact_type_name"],
                     "artifactProcessorName": row["artifact_processor_name"], "runtimeName": runtime["runtime_name"]})
     # What the sandbox can run first, newest runtime (last in the seed's table) first among those.
-    suggestions = sorted(reversed(suggestions), key=lambda s: s["runtimeName"] not in runnable)
-    items, token = _static_page(suggestions, request.page_size, request.page_token)
-    return {"deploymentCompositions": items, **({"nextPageToken": token} if token else {})}
+    return sorted(reversed(suggestions), key=lambda s: s["runtimeName"] not in runnable)
 
 
 _MEBI = 1024 * 1024
@@ -790,32 +903,10 @@ def discover_kubernetes_configuration_shortcut(call: Call, request: None) -> dic
     return {"kubernetesAffinityShortcuts": [], "kubernetesTolerationShortcuts": []}
 
 
-@handles("storage.deployment_environment.list_deployment_environments")
-def list_deployment_environments(call: Call, request: Any) -> dict[str, Any]:
-    project = require_project(call, request.project_id)
-    # One environment per project: paging, filters and sorting have nothing to choose from.
-    return {"deploymentEnvironment": [_environment(project)]}
-
-
-@handles("storage.deployment_environment.get_deployment_environment")
-def get_deployment_environment(call: Call, request: Any) -> dict[str, Any]:
-    wanted = request.deployment_environment_id
-    if not wanted:
-        raise invalid_argument("deployment_environment_id is required")
-    where, params = readable_projects_sql(call, "e.id")
-    with call.store.reading() as db:
-        rows = db.execute(f"SELECT data FROM entity e WHERE e.kind = 'project' AND {where}", params).fetchall()
-    for row in rows:
-        project = json.loads(row["data"])
-        if environment_id(project["id"]) == wanted:
-            return {"deploymentEnvironment": _environment(project)}
-    raise not_found("deployment environment", wanted)
-
-
 @handles("deployer.environment.list_environments")
 def list_environments(call: Call, request: Any) -> dict[str, Any]:
     environment = {
-        "name": ENVIRONMENT_NAME, "displayName": "Sandbox", "type": "KUBERNETES",
+        "name": TARGET_NAME, "displayName": "Sandbox", "type": "KUBERNETES",
         "securityOptionTypes": [
             {"passphraseHashType": "PASSPHRASE_HASH_TYPE_PLAINTEXT"},
             {"passphraseHashType": "PASSPHRASE_HASH_TYPE_BCRYPT"},
@@ -828,7 +919,7 @@ def list_environments(call: Call, request: Any) -> dict[str, Any]:
 
 @handles("deployer.environment.list_deployment_profiles")
 def list_deployment_profiles(call: Call, request: Any) -> dict[str, Any]:
-    if request.parent not in ("", ENVIRONMENT_NAME):
+    if request.parent not in ("", TARGET_NAME):
         raise not_found("deployment environment", request.parent)
     profiles = [
         {"name": p["name"], "displayName": p["displayName"], "description": p["description"],

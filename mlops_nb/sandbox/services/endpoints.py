@@ -28,8 +28,9 @@ from mlops_nb.sandbox.rpc import (
     now,
 )
 from mlops_nb.sandbox.services.access import require_project, require_via_project
-from mlops_nb.sandbox.services.deployments import deployment_view, environment_id, resource_name
+from mlops_nb.sandbox.services.deployments import deployment_view, resource_name
 from mlops_nb.sandbox.services.entities import apply_update, replace_data
+from mlops_nb.sandbox.services.environments import KIND as ENVIRONMENT_KIND
 from mlops_nb.sandbox.store import Store
 
 __all__ = ["MIGRATIONS", "endpoint_by_path"]
@@ -49,7 +50,7 @@ def _parent(call: Call, parent: str, *, write: bool = False) -> str:
         raise invalid_argument(f"parent {parent!r} is not projects/{{project}}/environments/{{environment}}")
     project_id, environment = match.groups()
     require_project(call, project_id, write=write)
-    if environment != environment_id(project_id):
+    if (call.store.get(ENVIRONMENT_KIND, environment) or {}).get("projectId") != project_id:
         raise not_found("deployment environment", environment)
     return project_id
 

@@ -8,7 +8,9 @@ first 1,000 rows a model scored stay as its drift baseline. A shadow model's ans
 recorded under its own model id.
 
 The REST routes answer from that record; a ``modelId`` is the experiment id of a deployed
-model (as in its ``deploymentComposition``), or the id of its registered model version.
+model (as in its ``deploymentComposition``), the id of its registered model version, or the
+deployment's own id, which names its primary model (its only one when single, the case H2O's
+examples show: ``get_model_drift_metrics(deployment_id=D, model_id=D)``).
 ``startDateTime``/``endDateTime`` (RFC 3339) bound the range: by default from the deployment's
 creation to now. Series are split into at most 30 equal time buckets; a point's ``xAxis`` is
 its bucket's start (RFC 3339) and its ``value`` the figure, both strings as on the wire.
@@ -246,8 +248,12 @@ def _elements_of(deployer: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _model_of(call: Call, deployer: dict[str, Any], model_id: str) -> str:
-    """The experiment id a ``modelId`` names (an experiment id or a registered model version id)."""
+    """The experiment id a ``modelId`` names: an experiment id, a registered model version id, or the
+    deployment's own id for its primary model (H2O's monitoring examples pass the deployment id as
+    the model id: a real MLOps monitors single-model deployments, whose model it names)."""
     experiments = _model_ids(deployer)
+    if model_id == deployer["id"]:
+        return experiments[0]
     if model_id in experiments:
         return model_id
     version = call.store.get("registered_model_version", model_id)
@@ -617,11 +623,17 @@ def _models(call: Call, deployer: dict[str, Any], *, with_status: bool) -> list[
     return models
 
 
+def _environment_name(call: Call, deployer: dict[str, Any]) -> str:
+    """The display name (DEV, PROD, ...) of the storage environment the deployment is in."""
+    return (call.store.get("deployment_environment", deployer.get("deploymentEnvironmentId", "")) or {}).get(
+        "displayName", "")
+
+
 def _api_deployment(call: Call, deployer: dict[str, Any], *, with_status: bool = False) -> dict[str, Any]:
     mode, kind = next(v for k, v in _MODES.items() if deployer.get(k))
     monitor = deployer.get("monitor", {})
     return {"id": deployer["id"], "name": deployer.get("displayName", ""), "description": deployer.get("description", ""),
-            "mode": mode, "environment": "sandbox", "type": kind, "problemType": "",
+            "mode": mode, "environment": _environment_name(call, deployer), "type": kind, "problemType": "",
             "models": _models(call, deployer, with_status=with_status), "deploymentDate": deployer["createdTime"],
             "projectId": deployer["projectId"], "monitoringEnabled": bool(monitor.get("enable")),
             "storeScoringData": bool(monitor.get("storeScoringTransactionEnable"))}

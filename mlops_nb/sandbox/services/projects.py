@@ -2,7 +2,8 @@
 
 What a user of the sandbox should know:
 
-* Creating a project makes the caller its owner. ``ListProjects`` and
+* Creating a project makes the caller its owner, and gives the project the DEV and PROD
+  deployment environments a real MLOps gives it (``services/environments.py``). ``ListProjects`` and
   ``ListAllProjects`` both return the projects the caller owns or that are shared
   with them; ``userProjectCount``/``totalProjectCount`` count all of those,
   whatever the filter.
@@ -60,6 +61,7 @@ from mlops_nb.sandbox.services.access import (
 )
 from mlops_nb.sandbox.services.artifacts import delete_artifact_rows, remove_blobs
 from mlops_nb.sandbox.services.entities import apply_update
+from mlops_nb.sandbox.services.environments import add_default_environments
 from mlops_nb.sandbox.services.users import find_user
 from mlops_nb.wire.messages import message_class
 
@@ -138,6 +140,7 @@ def create_project(call: Call, request: Any) -> dict[str, Any]:
         data["description"] = project.description
     with call.store.transaction() as db:
         call.store.put("project", data, owner_id=call.user_id)
+        add_default_environments(db, data["id"])
         record_event(call, db, "CREATE_PROJECT", data["id"], f"created project {project.display_name!r}")
     return {"project": data}
 
