@@ -530,10 +530,13 @@ def test_completes_project_names(ip: InteractiveShell, alice: Any) -> None:
     assert ("Credit risk", "") in completions(ip, "%mlops deployments ")
 
 
-def test_completion_answers_at_once_and_fetches_names_in_the_background(ip: InteractiveShell) -> None:
-    # A gateway that takes 3 s to list projects: before, each keystroke waited for it on the kernel's thread.
+def test_completion_answers_at_once_and_fetches_names_in_the_background(ip: InteractiveShell,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # A gateway that takes 8 s to list projects (the background fetch is let wait that long): before, each
+    # keystroke waited for it on the kernel's thread.
+    monkeypatch.setattr(completion, "FETCH_TIMEOUT", 30.0)
     with CaptureServer() as gateway:
-        gateway.respond(LIST_PROJECTS, {"project": [{"id": "p1", "displayName": "Slow project"}]}, delay=3.0)
+        gateway.respond(LIST_PROJECTS, {"project": [{"id": "p1", "displayName": "Slow project"}]}, delay=8.0)
         session.set_current_client(mlops_nb.Client(gateway.url, lambda: "token"))
         try:
             assert completions(ip, "%mlops experiments Sl") == []  # the fetch is under way; nothing waited for it
