@@ -151,10 +151,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="deployments timed for each of warm and cold")
     parser.add_argument("--requests", type=int, default=50, help="1,000-row scoring requests")
     args = parser.parse_args()
-    for row in run(args.rounds, args.requests):
+    print_figures(run(args.rounds, args.requests))
+
+
+def print_figures(figures: list[dict[str, Any]], width: int = 48) -> None:
+    """``run()``'s rows as a plain table: name, value, baseline, ratio, target."""
+    for row in figures:
         baseline = "" if row["baseline"] is None else f"{row['baseline']:10.3f}"
         ratio = "" if row["ratio"] is None else f"{row['ratio']:8.2f}x"
-        print(f"{row['name']:<48} {row['value']:10.3f} {baseline:>10} {ratio:>9}  {row['target']}")
+        print(f"{row['name']:<{width}} {row['value']:10.3f} {baseline:>10} {ratio:>9}  {row['target']}")
 
 
 if __name__ == "__main__":

@@ -41,6 +41,9 @@ BENCHMARKS: list[tuple[str, str]] = [
     ("bench_faults", "the fault workload through a sandbox failing 20% of calls, against the legacy client"),
     ("bench_durability", "store commits and CreateProject with synchronous=FULL against NORMAL"),
     ("bench_deploy", "CreateDeployment to HEALTHY and scoring throughput (sandbox deployments)"),
+    ("bench_mojo", "H2O-3 MOJO deployments: to HEALTHY, scoring via the URL against genmodel in-process and the CLI"),
+    ("bench_hardening", "monitoring storage against its bounds, a stuck model replaced, hostile artifacts, "
+                        "scorers after SIGKILL (issue 19)"),
 ]
 
 

@@ -34,3 +34,14 @@ def legacy_python(tmp_path_factory: pytest.TempPathFactory) -> str:
     from tests.legacy import environment
 
     return environment.legacy_python(tmp_path_factory.mktemp("legacy") / "venv")
+
+
+@pytest.fixture(scope="session")
+def h2o_models() -> Iterator[dict[str, Any]]:
+    """A binomial, a multinomial and a regression H2O-3 model (tests/h2o3.py), trained in one h2o
+    cluster for the whole session, which is shut down at its end."""
+    pytest.importorskip("h2o", reason="the H2O-3 tests need the h2o extra: pip install -e '.[h2o]'")
+    from tests.h2o3 import h2o_cluster, train
+
+    with h2o_cluster() as h2o:
+        yield {kind: train(h2o, kind) for kind in ("binomial", "multinomial", "regression")}

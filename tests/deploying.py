@@ -132,3 +132,10 @@ def wait_for_state(client: Any, deployment_id: str, *states: str, timeout: float
             return current
         assert time.monotonic() < deadline, f"still {current.state.value} ({current.message}) after {timeout} s"
         time.sleep(0.1)
+
+
+def python_model_zip(source: str, module: str = "test_model") -> bytes:
+    """An MLflow model zip whose pyfunc is ``source``'s ``_load_pyfunc(path)`` (MLflow's loader_module way),
+    for models that misbehave on purpose: hang in predict, never finish loading."""
+    return zip_of({"MLmodel": f"flavors:\n  python_function:\n    loader_module: {module}\n    code: code\n",
+                   f"code/{module}.py": source})

@@ -1,8 +1,8 @@
 """``mlops_nb.all_deployments`` and the bounded pool under it, against a real sandbox with latency.
 
-The deployments are real, made through the API; their models are H2O-3 MOJOs, which the
-sandbox refuses to run (it has no Java), so they go FAILED at once and stay so: the
-rows compared below do not change between two listings.
+The deployments are real, made through the API; their models are DAI MOJO pipelines, which the
+sandbox cannot run (they need Driverless AI's runtime and license), so they go FAILED at once and
+stay so: the rows compared below do not change between two listings.
 """
 
 from __future__ import annotations
@@ -34,14 +34,15 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
 @pytest.fixture(scope="module")
 def deployments(alice: Any) -> dict[str, list[str]]:
     """Project name -> its deployments' names: four projects with 0 to 2 deployments each."""
-    mojo = zip_of({"model.ini": "[info]\nalgorithm = GBM\n"})
+    mojo = zip_of({"mojo-pipeline/pipeline.mojo": b"a stand-in"})
     made: dict[str, list[str]] = {}
     for name, count in (("empty", 0), ("one", 1), ("two", 2), ("another", 1)):
         project = alice.storage.project.create_project(project={"display_name": name}).project.id
         made[name] = []
         for k in range(count):
-            experiment = experiment_with(alice, project, mojo, artifact_type="h2o3/mojo", name=f"{name} {k}")
-            deployment = deploy(alice, project, experiment, artifact_type="h2o3/mojo", display_name=f"{name} {k}")
+            experiment = experiment_with(alice, project, mojo, artifact_type="dai/mojo_pipeline", name=f"{name} {k}")
+            deployment = deploy(alice, project, experiment, artifact_type="dai/mojo_pipeline",
+                                display_name=f"{name} {k}")
             wait_for_state(alice, deployment.id, "FAILED", timeout=60)
             made[name].append(f"{name} {k}")
     return made

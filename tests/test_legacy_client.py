@@ -173,3 +173,32 @@ def test_legacy_client_creates_and_deletes_a_deployment(legacy_python, sandbox_c
     assert seen["states"][-1] == "HEALTHY" and set(seen["states"]) <= {"PREPARING", "LAUNCHING", "HEALTHY"}
     assert seen["score_url"].endswith("/model/score") and seen["storage_type"] == "SINGLE_MODEL"
     assert seen["after_delete"] == "TERMINATING"
+
+
+@pytest.mark.mojo
+def test_official_clients_deploy_and_score_an_h2o3_mojo(legacy_python, sandbox_constants, h2o_models,
+                                                        tmp_path) -> None:
+    import numpy as np
+
+    from tests.h2o3 import FEATURES, as_request_values
+
+    _, constants = sandbox_constants
+    trained = h2o_models["binomial"]
+    (tmp_path / "gbm.zip").write_bytes(trained.mojo)
+    (tmp_path / "rows.json").write_text(json.dumps({"fields": FEATURES, "rows": as_request_values(trained.rows)}))
+    done = subprocess.run([legacy_python, str(HERE / "official_mojo.py")], capture_output=True, text=True,
+                          env={**os.environ, **constants, "MOJO_ZIP": str(tmp_path / "gbm.zip"),
+                               "ROWS_JSON": str(tmp_path / "rows.json")}, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["scoring_artifact_types"] == ["h2o3_mojo"]
+    assert (seen["tool"], seen["model_type"]) == ("H2O-3", "Gradient Boosting Machine")
+    assert "h2o3_mojo_runtime" in seen["runtimes"] and seen["status"] == "HEALTHY"
+    assert seen["schema_outputs"] == list(trained.expected.columns) == ["predict", "no", "yes"]
+    assert seen["sample"]["fields"] == FEATURES
+    assert seen["legacy_states"][-1] == "HEALTHY"
+    for answer in (seen["high_level_score"], seen["legacy_score"]):
+        assert answer["fields"] == ["predict", "no", "yes"]
+        assert [row[0] for row in answer["score"]] == trained.expected["predict"].tolist()
+        np.testing.assert_allclose(np.array([row[1:] for row in answer["score"]], dtype=float),
+                                   trained.expected[["no", "yes"]].to_numpy(), rtol=0, atol=1e-6)

@@ -82,7 +82,7 @@ def test_upload_model_refuses_what_it_cannot_take(alice: Any, project: str, tmp_
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(ValueError, match="is not a zip file"):
         mlops_nb.upload_model(alice, project, tmp_path / "notes.txt")
-    with pytest.raises(TypeError, match="a scikit-learn estimator or pipeline; got dict"):
+    with pytest.raises(TypeError, match="a scikit-learn estimator or pipeline, or an H2O-3 model; got dict"):
         mlops_nb.upload_model(alice, project, {"weights": [1, 2]})
     (tmp_path / "other.zip").write_bytes(zip_of({"readme.md": "no model here"}))
     with pytest.raises(mlops_nb.InvalidArgument, match="looked for an MLflow model"):

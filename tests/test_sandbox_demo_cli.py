@@ -58,7 +58,7 @@ def test_alice_and_bob_see_what_they_should(demo: Sandbox) -> None:
         sharings = alice.storage.project.list_project_sharings(project_id=credit).sharing
         assert [(s.user_id, s.restriction_role_id) for s in sharings] == [
             (bob.storage.user.who_am_i().user.id, ROLE_EDITOR)]
-        # Real states: the scikit-learn models serve, those with an H2O-3 MOJO cannot run here.
+        # Real states: the scikit-learn models serve, the stand-in H2O-3 MOJOs fail to load.
         statuses = {s.deployment_id: s for project_id in _projects(alice).values() for s in
                     alice.deployer.deployment_status.list_deployment_statuses(project_id=project_id).deployment_status}
         names = {d.id: d.display_name for project_id in _projects(alice).values() for d in
@@ -66,7 +66,7 @@ def test_alice_and_bob_see_what_they_should(demo: Sandbox) -> None:
         assert {names[i]: s.state.value for i, s in statuses.items()} == {
             "credit-default": "HEALTHY", "credit-default A/B": "HEALTHY",
             "credit-default with H2O-3 shadow": "FAILED", "churn-h2o": "FAILED"}
-        assert all("cannot run H2O.ai MOJO scorer" in s.message for s in statuses.values() if s.state.value == "FAILED")
+        assert all("H2O-3 MOJO" in s.message for s in statuses.values() if s.state.value == "FAILED")
         assert _states(bob) == {"HEALTHY", "FAILED"}
         types = {d.type.value for d in alice.storage.deployment.list_all_deployments().deployment}
         assert types == {"SINGLE_MODEL", "SPLIT_TRAFFIC", "SHADOW_TRAFFIC"}
@@ -118,16 +118,17 @@ def test_demo_data_is_seeded_once(tmp_path: Path) -> None:
 
 
 def _my_methods() -> list[Method]:
-    """The API methods served by the artifact, model, dataset, deployment, ingest, endpoint and monitoring modules."""
-    modules = {f"mlops_nb.sandbox.services.{name}" for name in ("artifacts", "models", "datasets", "deployments",
-                                                                  "ingest", "endpoints", "monitoring")}
+    """The API methods served by the artifact, model, dataset, environment, deployment, ingest, endpoint and
+    monitoring modules."""
+    modules = {f"mlops_nb.sandbox.services.{name}" for name in ("artifacts", "models", "datasets", "environments",
+                                                                  "deployments", "ingest", "endpoints", "monitoring")}
     handlers = {**HANDLERS, **STREAM_HANDLERS}
     return [m for m in API.methods if getattr(handlers.get(m.qualified_name), "__module__", None) in modules]
 
 
 def test_odd_requests_never_make_a_server_error(demo: Sandbox) -> None:
     methods = [m for m in _my_methods() if m.verb == "POST"]
-    assert len(methods) == 58
+    assert len(methods) == 64
     token = demo.idp.issue_access_token("alice")
     with demo.client("alice") as alice:
         project = _projects(alice)["Credit risk"]

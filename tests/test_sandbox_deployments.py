@@ -1,7 +1,8 @@
 """Deployments in the sandbox without scorer processes: the views agree, checks, catalogs, environments.
 
-Every deployment here names a runtime the sandbox cannot run (DAI and H2O-3 MOJO scorers), so
-each ends FAILED without starting a process; test_sandbox_scoring.py runs real ones.
+Every deployment here names a runtime the sandbox cannot run (the DAI MOJO scorers) or an H2O-3
+MOJO whose artifact is not a zip, so each ends FAILED without starting a process;
+test_sandbox_scoring.py and test_mojo.py run real ones.
 """
 
 from __future__ import annotations
@@ -150,8 +151,8 @@ def test_deployment_statuses(sandbox: Sandbox, alice: Any, world: World) -> None
     status = alice.deployer.deployment_status.get_deployment_status(
         deployment_id=world.deployments["split"]).deployment_status
     assert status.state.value == "FAILED"
-    assert status.message.startswith("the sandbox cannot run H2O.ai MOJO scorer (dai_mojo_runtime) yet: it needs "
-                                     "Java and H2O's own MOJO scoring runtime")
+    assert status.message.startswith("the sandbox cannot run H2O.ai MOJO scorer (dai_mojo_runtime): it needs "
+                                     "Driverless AI's MOJO pipeline runtime and a Driverless AI license")
     root = f"{sandbox.gateway_url}/deployments/{world.deployments['split']}/model"
     assert (status.scorer.score.url, status.scorer.score.method.value) == (f"{root}/score", "POST")
     assert status.scorer.sample_request.url == f"{root}/sample_request"
@@ -162,7 +163,7 @@ def test_deployment_statuses(sandbox: Sandbox, alice: Any, world: World) -> None
     assert states == dict.fromkeys(world.deployments.values(), "FAILED")
     failed = alice.deployer.deployment_status.list_deployment_statuses(
         project_id=world.project, filter={"query": {"clause": [{"property_constraint": [
-            {"property": {"field": "message"}, "operator": "CONTAINS", "value": {"string_value": "h2o3_mojo_runtime"}}]}]}})
+            {"property": {"field": "message"}, "operator": "CONTAINS", "value": {"string_value": "h2o3_mojo_extractor"}}]}]}})
     assert _ids(failed.deployment_status, "deployment_id") == {world.deployments["shadow"], world.deployments["failed"]}
     by_state = alice.deployer.deployment_status.list_deployment_statuses(
         project_id=world.project, paging={"page_size": 2},
@@ -307,7 +308,8 @@ def test_profiling_suggests_what_can_serve_an_experiment(alice: Any, world: Worl
     assert requirement.requests == {"cpu": "500m", "memory": "251Mi"} and requirement.limits["cpu"] == "2"
     with pytest.raises(mlops_nb.FailedPrecondition, match="cannot run H2O.ai MOJO scorer"):
         alice.deployer.profiling.get_suggested_scoring_resource_spec(
-            deployment_composition={"experiment_id": h2o, "runtime_name": "h2o3_mojo_runtime"})
+            deployment_composition={"experiment_id": world.experiments["dai/mojo_pipeline"],
+                                    "runtime_name": "dai_mojo_runtime"})
     shortcuts = alice.deployer.kubernetes_configuration.discover_kubernetes_configuration_shortcut()
     assert shortcuts.kubernetes_affinity_shortcuts == [] and shortcuts.kubernetes_toleration_shortcuts == []
 

@@ -305,7 +305,7 @@ def test_security_passphrase_and_token(sandbox: Sandbox, alice: Any, served: dic
     alice.deployer.deployment.update_model_deployment(deployment={"id": deployment_id, "security": {
         "token_auth": {"authentication_protocol": "AUTHORIZATION_PROTOCOL_OIDC"}}}, update_mask="security")
     assert "access token" in score(url, fields, rows).json()["message"]
-    token = sandbox.token_provider("bob")()
+    token = sandbox.token_provider("alice")()
     assert requests.post(url, json={"fields": fields, "rows": rows}, timeout=10,
                          headers={"Authorization": f"Bearer {token}"}).status_code == 200
     alice.deployer.deployment.update_model_deployment(deployment={"id": deployment_id, "security": {}},
@@ -427,7 +427,8 @@ def test_restarting_the_sandbox_brings_deployments_back(tmp_path: Path) -> None:
 
 
 def test_no_scorer_outlives_a_killed_sandbox(tmp_path: Path) -> None:
-    """The sandbox as a real process, killed with SIGKILL: its scorers exit by themselves."""
+    """The sandbox as a real process, killed with SIGKILL: its scorers exit by themselves within 2 s, the
+    serving one and the spare that replaced it (killed while it is still importing MLflow, most likely)."""
     db = tmp_path / "killed.sqlite3"
     process = subprocess.Popen([sys.executable, "-m", "mlops_nb.sandbox", "sandbox", "--port", "0", "--db", str(db),
                                 "--data", "empty"],
@@ -445,11 +446,11 @@ def test_no_scorer_outlives_a_killed_sandbox(tmp_path: Path) -> None:
         deployment = deploy(client, project, experiment_with(client, project, iris_model()[0])).id
         assert wait_for_state(client, deployment, "HEALTHY", "FAILED").state.value == "HEALTHY"
         children = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
-        assert children, "the sandbox runs its scorers as its own child processes"
+        assert len(children) >= 2, "the sandbox runs its scorer and its spare as its own child processes"
     finally:
         process.kill()
         process.wait()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 2
     alive = children
     while alive and time.monotonic() < deadline:
         time.sleep(0.2)

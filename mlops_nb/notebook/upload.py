@@ -2,8 +2,9 @@
 
 Uploads the model's zip as an artifact of the project (with a progress bar), has the ingest
 server read it, creates the experiment with what ingest found, and moves the artifact to it.
-A model is a path (an MLflow model folder or zip, an H2O-3 MOJO, a DAI MOJO pipeline) or an
-in-memory scikit-learn estimator, which MLflow saves.
+A model is a path (an MLflow model folder or zip, an H2O-3 MOJO, a DAI MOJO pipeline), an
+in-memory scikit-learn estimator, which MLflow saves, or a trained H2O-3 model (from the ``h2o``
+package), which H2O-3 exports as a MOJO.
 """
 
 from __future__ import annotations
@@ -37,6 +38,28 @@ def zip_folder(folder: Path) -> bytes:
 
 def _is_estimator(model: Any) -> bool:
     return hasattr(model, "fit") and hasattr(model, "predict") and hasattr(model, "get_params")
+
+
+def _is_h2o_model(model: Any) -> bool:
+    """An H2O-3 model object (it has scikit-learn's fit and get_params too, so ask this first)."""
+    return type(model).__module__.split(".", 1)[0] == "h2o" and hasattr(model, "save_mojo")
+
+
+def _export_mojo(model: Any) -> bytes:
+    """An H2O-3 model's MOJO, exported by its cluster (``save_mojo``)."""
+    if getattr(model, "model_id", None) is None:
+        raise ValueError("the H2O-3 model has not been trained yet; train it, then upload it")
+    if not getattr(model, "have_mojo", True):
+        raise ValueError(f"H2O-3 cannot export {model.model_id} ({model.algo}) as a MOJO, which the MOJO runtime "
+                         "scores; choose an algorithm with MOJO support (GBM, GLM, DRF, XGBoost, ...)")
+    with tempfile.TemporaryDirectory() as scratch:
+        try:
+            path = model.save_mojo(scratch)
+        except Exception as e:  # h2o's own error: an old cluster, a release that refuses MOJO export, ...
+            hint = (" (h2o 3.46.0.12 refuses MOJO export, 3.46.0.6 exports: pip install 'mlops_nb[h2o]')"
+                    if "requires H2O-3 Secure" in str(e) else "")
+            raise ValueError(f"H2O-3 could not export {model.model_id} as a MOJO: {e}{hint}") from e
+        return Path(path).read_bytes()
 
 
 def _save_estimator(model: Any, input_example: Any) -> bytes:
@@ -75,10 +98,12 @@ def _model_bytes(model: Any, input_example: Any) -> tuple[bytes, str]:
             raise ValueError(f"{path} is not a zip file; pass an MLflow model (folder or zip), an H2O-3 MOJO zip or "
                              "a DAI MOJO pipeline zip")
         return path.read_bytes(), path.stem
+    if _is_h2o_model(model):
+        return _export_mojo(model), str(model.model_id)
     if _is_estimator(model):
         return _save_estimator(model, input_example), type(model).__name__
-    raise TypeError(f"model must be a path (an MLflow model folder or zip, an H2O-3 MOJO, a DAI MOJO pipeline) or "
-                    f"a scikit-learn estimator or pipeline; got {type(model).__name__}")
+    raise TypeError(f"model must be a path (an MLflow model folder or zip, an H2O-3 MOJO, a DAI MOJO pipeline), "
+                    f"a scikit-learn estimator or pipeline, or an H2O-3 model; got {type(model).__name__}")
 
 
 def _upload(client: Any, artifact_id: str, data: bytes, show: bool) -> None:
@@ -98,10 +123,12 @@ def _upload(client: Any, artifact_id: str, data: bytes, show: bool) -> None:
             bar.close(sent, f"{sent / 2**20:,.1f} MiB uploaded", sent == len(data))
 
 
-def _training_dataset(client: Any, project_id: str, name: str, frame: pd.DataFrame, show: bool | None) -> str:
+def _training_dataset(client: Any, project_id: str, name: str, frame: Any, show: bool | None) -> str:
     """The training data as a dataset of the project, with its CSV uploaded; returns the dataset's id."""
+    if type(frame).__name__ == "H2OFrame":
+        frame = frame.as_data_frame(use_multi_thread=False)
     if not isinstance(frame, pd.DataFrame):
-        raise TypeError(f"training_data must be a DataFrame, got {type(frame).__name__}")
+        raise TypeError(f"training_data must be a DataFrame (or an H2OFrame), got {type(frame).__name__}")
     data = frame.to_csv(index=False).encode()
     dataset = client.storage.dataset.create_dataset(project_id=project_id, dataset={
         "display_name": f"{name} training data", "row_count": len(frame), "col_count": len(frame.columns),
@@ -113,17 +140,18 @@ def _training_dataset(client: Any, project_id: str, name: str, frame: pd.DataFra
 
 
 def upload_model(client: Any, project: Message | str, model: Any, name: str | None = None, description: str = "",
-                 *, input_example: pd.DataFrame | None = None, training_data: pd.DataFrame | None = None,
+                 *, input_example: pd.DataFrame | None = None, training_data: Any = None,
                  progress: bool | None = None) -> Message:
     """Put a model into ``project`` as a new experiment; returns the ``StorageExperiment``.
 
     ``model`` is a path (an MLflow model folder or zip, an H2O-3 MOJO zip, a DAI MOJO pipeline
-    zip) or an in-memory scikit-learn estimator or pipeline, which MLflow saves
+    zip), an in-memory scikit-learn estimator or pipeline, which MLflow saves
     (``mlflow.sklearn.save_model``, skops format) with a signature inferred from
-    ``input_example`` (a few input rows; without it the model has no signature). ``project``
+    ``input_example`` (a few input rows; without it the model has no signature), or a trained
+    H2O-3 model, whose MOJO its cluster exports (named after its ``model_id``). ``project``
     is a project, its id or its display name. ``training_data`` (the frame the model was fitted
-    on) becomes a dataset of the project linked as the experiment's training dataset: model
-    monitoring measures drift against it. The upload shows a progress bar for models over 1 MiB
+    on: a DataFrame, or an H2OFrame) becomes a dataset of the project linked as the experiment's
+    training dataset: model monitoring measures drift against it. The upload shows a progress bar for models over 1 MiB
     (``progress=True`` always, ``False`` never).
     """
     target = project_of(client, project)

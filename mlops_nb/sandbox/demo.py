@@ -16,8 +16,8 @@ Everything goes through the API, as a user's code would: each model zip is uploa
 artifact of its project, ingested, made an experiment and moved to it (the official
 client's way), then registered and deployed. The deployments' states are real: the
 scikit-learn ones become HEALTHY once their scorers load, and the ones with an H2O-3 MOJO
-end FAILED, because the sandbox cannot run H2O's Java scorer (the status says so). The
-H2O-3 MOJOs are stand-ins (a ``model.ini`` and a domain file), enough to be ingested.
+end FAILED: the H2O-3 MOJOs are stand-ins (a ``model.ini`` and a domain file), enough to be
+ingested, not to be loaded by H2O's genmodel (the status says so).
 
 The scikit-learn models are trained on generated data (seeded, so the same every time) and
 saved once per scikit-learn and MLflow version in ``~/.cache/mlops_nb/demo-models``
@@ -145,7 +145,7 @@ def demo_model_zip(name: str) -> bytes:
 
 
 def _h2o3_mojo(algorithm: str, columns: list[str]) -> bytes:
-    """A stand-in H2O-3 MOJO: its model.ini and a domain file (no trees: the sandbox cannot score it)."""
+    """A stand-in H2O-3 MOJO: its model.ini and a domain file (no trees: genmodel refuses to load it)."""
     ini = ("[info]\nh2o_version = 3.46.0.6\nmojo_version = 1.40\nalgo = gbm\n"
            f"algorithm = {algorithm}\ncategory = Binomial\nsupervised = true\nn_features = {len(columns) - 1}\n"
            f"n_classes = 2\nn_columns = {len(columns)}\nn_domains = 1\n\n[columns]\n" + "\n".join(columns)

@@ -42,6 +42,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -348,9 +349,18 @@ class IdentityProvider:
         ]
         return JSONResponse({"keys": keys})
 
+    # The handlers read their form on the event loop and do the rest (SQLite, PBKDF2 of a password)
+    # in a worker thread: done on the loop, it would stall every other gateway and scoring request.
+
     async def _token(self, request: Request) -> Response:
         try:
             form = await _read_oauth_form(request)
+        except _OAuthError as error:
+            return error.response()
+        return await run_in_threadpool(self._token_answer, form)
+
+    def _token_answer(self, form: dict[str, str]) -> Response:
+        try:
             grant_type = _required(form, "grant_type")
             if grant_type not in (REFRESH_TOKEN_GRANT_TYPE, DEVICE_CODE_GRANT_TYPE):
                 raise _OAuthError(
@@ -370,6 +380,12 @@ class IdentityProvider:
     async def _device_authorization(self, request: Request) -> Response:
         try:
             form = await _read_oauth_form(request)
+        except _OAuthError as error:
+            return error.response()
+        return await run_in_threadpool(self._device_authorization_answer, form)
+
+    def _device_authorization_answer(self, form: dict[str, str]) -> Response:
+        try:
             client_id = self._authenticate_client(form)
         except _OAuthError as error:
             return error.response()
@@ -416,6 +432,9 @@ class IdentityProvider:
             form = await _read_form(request)
         except _FormError as error:
             return _verification_html(result=str(error), ok=False, status=400)
+        return await run_in_threadpool(self._verification_answer, form)
+
+    def _verification_answer(self, form: dict[str, str]) -> Response:
         user_code = form.get("user_code", "")
         username = form.get("username", "")
         normalized = _normalize_user_code(user_code)

@@ -6,12 +6,15 @@ endpoint's target) serve the MLOps scoring API: ``score``, ``schema``, ``sample_
 sandbox's ingress, as a real MLOps has one before its scorer pods:
 
 * it checks the deployment's security: a passphrase as ``Authorization: Bearer <passphrase>``,
-  or a sandbox access token (401 otherwise); a deployment with neither is open;
+  or a sandbox access token of a user who may read the deployment's project (401 otherwise,
+  403 for a user who may not); a deployment with neither is open;
 * it picks the model: a split deployment by its weights, the others their primary; among a
   model's replicas, round robin. A shadow deployment answers from its primary and sends a
   copy of each score request to its shadow model, whose answer is only recorded;
-* it forwards the request to the scorer process (on 127.0.0.1) and relays its answer, adding
-  its own share to the ``Server-Timing`` header;
+* it forwards the request to the scorer process (on 127.0.0.1, with that scorer's secret) and
+  relays its answer, adding its own share to the ``Server-Timing`` header. A scorer that does
+  not answer within the supervisor's ``score_deadline`` gets the request a 504, and is reported
+  to the supervisor, which kills and restarts it;
 * it records every score request for model monitoring.
 
 A deployment that is not serving answers 503 with its state and why (a freshly created one
@@ -38,6 +41,8 @@ from starlette.routing import Route
 from mlops_nb.sandbox.identity import IdentityProvider, InvalidToken
 from mlops_nb.sandbox.runtime import Route as ScorerRoute
 from mlops_nb.sandbox.runtime import Supervisor
+from mlops_nb.sandbox.runtime.supervisor import SECRET_HEADER
+from mlops_nb.sandbox.services.access import user_role
 from mlops_nb.sandbox.services.deployments import DEPLOYER_KIND, STATUS_KIND, security_of
 from mlops_nb.sandbox.services.endpoints import endpoint_by_path
 from mlops_nb.sandbox.services.monitoring import Scored, record_scoring
@@ -76,7 +81,9 @@ class ScoringGateway:
         self.rng = random.Random()
         self._rng_lock = threading.Lock()
         self.shadows = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sandbox-shadow")
-        self._inputs: dict[int, list[str] | None] = {}  # scorer port -> the model's input fields
+        # A scorer's secret -> its model's input fields: a secret names one scorer process, where a
+        # port may be another deployment's scorer after a restart.
+        self._inputs: dict[str, list[str] | None] = {}
 
     def routes(self) -> list[Route]:
         return [
@@ -105,8 +112,8 @@ class ScoringGateway:
         if rest not in _SCORER_PATHS:
             return _error(404, f"no route {rest!r}; the scoring API serves model/score, model/schema, "
                                "model/sample_request, model/capabilities, model/id and readyz")
-        body = await request.body() if request.method == "POST" else b""
-        if len(body) > MAX_BODY:
+        body = await read_at_most(request, MAX_BODY) if request.method == "POST" else b""
+        if body is None:
             return _error(413, f"the request is larger than {MAX_BODY} bytes; send fewer rows per request")
         return await run_in_threadpool(self._answer, request.method, request.headers.get("authorization", ""),
                                        deployment_id, rest, body)
@@ -177,22 +184,40 @@ class ScoringGateway:
                 return _error(401, "this deployment needs an access token: send 'Authorization: Bearer "
                                    "<access token>' from the sandbox's token endpoint", **challenge)
             try:
-                self.idp.verify_access_token(credential)
+                claims = self.idp.verify_access_token(credential)
             except InvalidToken as e:
                 return _error(401, f"access token rejected ({e}); get a new one from the token endpoint",
                               **challenge)
+            if not self._may_read_project(str(claims.get("sub", "")), deployer.get("projectId", "")):
+                return _error(403, "this access token's user may not read the deployment's project; ask its "
+                                   "owner to share the project with you")
         return None
 
+    def _may_read_project(self, subject: str, project_id: str) -> bool:
+        with self.store.reading() as db:
+            account = db.execute("SELECT user_id FROM user_account WHERE idp_id = ?", (subject,)).fetchone()
+        project = self.store.get("project", project_id)
+        return account is not None and project is not None and user_role(self.store, account["user_id"],
+                                                                          project) is not None
+
     def _forward(self, method: str, port: int, rest: str, body: bytes) -> Any:
+        secret = self.supervisor.secret_of(port)
+        deadline = self.supervisor.score_deadline
+        if not secret:  # the scorer stopped being ready since the route was read
+            return _unavailable("the scorer is restarting; try again shortly")
         try:
             return self.http.request(method, f"http://127.0.0.1:{port}/{rest}", body=body or None,
-                                     headers={"Content-Type": "application/json"}, timeout=urllib3.Timeout(
-                                         connect=2.0, read=120.0))
+                                     headers={"Content-Type": "application/json", SECRET_HEADER: secret},
+                                     timeout=urllib3.Timeout(connect=2.0, read=deadline))
+        except urllib3.exceptions.ReadTimeoutError:
+            self.supervisor.unresponsive(port, secret, f"did not answer {rest} within {deadline:g} s")
+            return urllib3.HTTPResponse(body=json.dumps({"message": f"the model did not answer within {deadline:g} s "
+                                                                    "(the scoring deadline); its scorer is being "
+                                                                    "replaced, try again shortly"}).encode(),
+                                        status=504, headers={"content-type": "application/json"})
         except urllib3.exceptions.HTTPError as e:
             # The scorer died between the route and the request; the supervisor restarts it.
-            return urllib3.HTTPResponse(body=json.dumps({"message": f"the scorer did not answer ({e}); "
-                                                                    "try again shortly"}).encode(),
-                                        status=503, headers={"content-type": "application/json"})
+            return _unavailable(f"the scorer did not answer ({e}); try again shortly")
 
     def _record(self, deployer: dict[str, Any], experiment_id: str, latency: float, answer: Any, response: Any,
                 port: int, body: bytes, copied: int) -> None:
@@ -220,11 +245,14 @@ class ScoringGateway:
 
     def _model_inputs(self, port: int) -> list[str] | None:
         """The input fields of the model a scorer serves (asked once per scorer process)."""
-        if port not in self._inputs:
+        scorer = self.supervisor.secret_of(port)
+        if scorer not in self._inputs:
             schema = _json(self._forward("GET", port, "model/schema", b"").data) or {}
             fields = schema.get("schema", {}).get("inputFields")
-            self._inputs[port] = [f.get("name") for f in fields] if isinstance(fields, list) and fields else None
-        return self._inputs[port]
+            if len(self._inputs) >= 1024:  # scorers come and go; forget the oldest
+                del self._inputs[next(iter(self._inputs))]
+            self._inputs[scorer] = [f.get("name") for f in fields] if isinstance(fields, list) and fields else None
+        return self._inputs[scorer]
 
 
 _OPTIONS = (b"noFieldNamesInOutput", b"includeFieldsInOutput", b"idField")
@@ -238,9 +266,29 @@ def _copied(options: Any) -> int:
     return (len(include) if isinstance(include, list) else 0) + (1 if options.get("idField") else 0)
 
 
+def _unavailable(message: str) -> Any:
+    return urllib3.HTTPResponse(body=json.dumps({"message": message}).encode(), status=503,
+                                headers={"content-type": "application/json"})
+
+
+async def read_at_most(request: Request, limit: int) -> bytes | None:
+    """The request's body, or None as soon as it is known to be larger than ``limit`` bytes: from its
+    declared length before reading, else while reading (so an oversized body is never held whole)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _json(data: bytes) -> Any:
     try:
         value = json.loads(data or b"null")
-    except ValueError:
+    except (ValueError, RecursionError):  # a body nested too deeply is as unreadable as a malformed one
         return None
     return value if isinstance(value, dict) else None

@@ -37,7 +37,9 @@ from mlops_nb.sandbox.faults import FaultInjector
 from mlops_nb.sandbox.identity import IdentityProvider, InvalidToken
 from mlops_nb.sandbox.rpc import HANDLERS, STREAM_HANDLERS, Call, RpcError, new_id, now, parse_json
 from mlops_nb.sandbox.runtime import Supervisor
-from mlops_nb.sandbox.scoring import ScoringGateway
+from mlops_nb.sandbox.runtime.runtimes import MAX_UNPACKED_BYTES
+from mlops_nb.sandbox.runtime.supervisor import LOAD_TIMEOUT, SCORE_DEADLINE
+from mlops_nb.sandbox.scoring import ScoringGateway, read_at_most
 from mlops_nb.sandbox.services import deployments
 from mlops_nb.sandbox.store import Store, default_db_path
 from mlops_nb.wire.errors import GRPC_TO_HTTP
@@ -192,14 +194,11 @@ class Gateway:
 
 
 async def _bounded_body(request: Request) -> bytes:
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise RpcError(3, f"the request body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB, "
-                              "the most a gateway call takes; upload large data as an artifact")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    body = await read_at_most(request, MAX_BODY_BYTES)
+    if body is None:
+        raise RpcError(3, f"the request body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB, "
+                          "the most a gateway call takes; upload large data as an artifact")
+    return body
 
 
 
@@ -292,7 +291,10 @@ class Sandbox:
     ``fault_seed`` for a repeatable sequence (see :mod:`mlops_nb.sandbox.faults`;
     ``sb.faults.injected`` counts them). ``tls_cert`` and ``tls_key`` (PEM files) serve
     HTTPS; the sandbox's own clients trust ``tls_ca`` (default: the certificate file, which
-    may carry its chain). ``durable=True`` makes each acknowledged write survive an OS crash
+    may carry its chain). ``score_deadline`` (seconds, default 60) is how long a scoring
+    request may take before its scorer counts as stuck and is replaced; ``model_load_timeout``
+    (seconds, default 300) how long a scorer may take to load its model before the deployment
+    is FAILED; ``max_unpacked_bytes`` (default 2 GiB) the most an artifact may unpack to. ``durable=True`` makes each acknowledged write survive an OS crash
     or power loss too, not only the sandbox process dying (SQLite ``synchronous=FULL``).
     """
 
@@ -315,6 +317,9 @@ class Sandbox:
         tls_key: str | Path | None = None,
         tls_ca: str | Path | None = None,
         durable: bool = False,
+        score_deadline: float = SCORE_DEADLINE,
+        model_load_timeout: float = LOAD_TIMEOUT,
+        max_unpacked_bytes: int = MAX_UNPACKED_BYTES,
     ) -> None:
         parse_data(data)  # a bad value fails here, before anything starts
         if latency_ms < 0:
@@ -333,6 +338,9 @@ class Sandbox:
         self.device_poll_interval = device_poll_interval
         self.realm = realm
         self.warm_scorers = warm_scorers
+        self.score_deadline = score_deadline
+        self.model_load_timeout = model_load_timeout
+        self.max_unpacked_bytes = max_unpacked_bytes
         self.latency_ms = latency_ms
         self.fault_rate = faults
         self.fault_seed = fault_seed
@@ -362,7 +370,9 @@ class Sandbox:
             device_poll_interval=self.device_poll_interval,
         )
         self.supervisor = Supervisor(self._deployments_dir(), deployments.StoreEvents(self.store),
-                                     deployments.supervisor_artifacts(self.store), warm_spares=self.warm_scorers)
+                                     deployments.supervisor_artifacts(self.store), warm_spares=self.warm_scorers,
+                                     score_deadline=self.score_deadline, load_timeout=self.model_load_timeout,
+                                     max_unpacked_bytes=self.max_unpacked_bytes)
         app, gateway, self._scoring = build_app(self.store, self.idp, self.supervisor, latency_ms=self.latency_ms)
         if self.fault_rate:
             app = self.faults = FaultInjector(app, self.fault_rate, self.fault_seed)  # type: ignore[assignment]

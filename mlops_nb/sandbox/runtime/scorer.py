@@ -2,15 +2,23 @@
 
 The sandbox's supervisor starts this file with the sandbox's own Python (by path, so that
 it imports nothing of ``mlops_nb``: a scorer is a separate program, as a runtime image is on
-a real MLOps). It talks to the supervisor over its standard streams:
+a real MLOps), with the sandbox's process id as its one argument: once its parent is another
+process (the sandbox has gone, however), it exits within 0.2 s, even while still importing.
+It talks to the supervisor over its standard streams:
 
 * stdout carries events, one JSON object per line: ``{"event": "warm"}`` once MLflow is
   imported, then ``{"event": "listening", "port": N}`` once the model is loaded and served,
   or ``{"event": "failed", "reason": ..., "kind": ...}``. Anything else the process or the
   model prints goes to stderr, which the sandbox keeps as the deployment's log.
-* stdin carries one JSON line, the model to load (``model_dir``, ``experiment_id``, ``env``),
-  and then stays open: when it closes, the sandbox has gone, and the scorer exits. That is
-  how no scorer outlives its sandbox, even one killed with SIGKILL.
+* stdin carries one JSON line, the model to load (``model_dir``, ``experiment_id``, ``env``)
+  and how to serve it (``secret``, ``deadline_seconds``), and then stays open: when it closes,
+  the sandbox has gone, and the scorer exits. That is how no scorer outlives its sandbox, even
+  one killed with SIGKILL.
+
+Only the sandbox may call a scorer: every request must carry the order's ``secret`` in the
+``X-Scorer-Secret`` header (compared in constant time; 401 otherwise), so a local process
+that finds the port gets nowhere. ``GET /readyz`` answers 503 while a prediction has run
+longer than ``deadline_seconds``: a stuck model is then seen as unhealthy and replaced.
 
 Loading a model runs its code (MLflow's loader unpickles it), as a runtime does on a real
 MLOps: deploy only models you trust.
@@ -23,6 +31,7 @@ Routes (H2O MLOps scoring API): ``GET /model/id`` (text), ``/model/schema``,
 from __future__ import annotations
 
 import contextlib
+import hmac
 import json
 import math
 import os
@@ -32,6 +41,7 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -40,6 +50,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 
 MAX_BODY = 64 * 1024 * 1024
+SECRET_HEADER = "X-Scorer-Secret"
 MISSING = {"", "na", "nan", "null", "none"}
 # MLflow column types -> the scoring API's data types.
 DATA_TYPES = {"double": "Float64", "float": "Float32", "long": "Int64", "integer": "Int32", "boolean": "Bool",
@@ -50,6 +61,10 @@ NUMPY_TYPES = {"float64": "Float64", "float32": "Float32", "int64": "Int64", "in
 
 class BadRequest(Exception):
     """The request cannot be scored; the message says what to change."""
+
+
+class MissingRuntime(ImportError):
+    """Something the runtime needs is not installed; the message says what to install."""
 
 
 def emit(stream: Any, event: str, **fields: Any) -> None:
@@ -75,6 +90,7 @@ class Model:
         self.name = name
         self.pyfunc = mlflow.pyfunc.load_model(model_dir)
         self.lock = threading.Lock()  # a pyfunc model is not promised to be thread-safe
+        self.predicting_since = 0.0  # monotonic start of the prediction running now (0: none)
         signature = self.pyfunc.metadata.signature
         self.inputs = self._columns(signature.inputs if signature else None)
         example = self.pyfunc.input_example
@@ -146,7 +162,16 @@ class Model:
 
     def _predict(self, frame: Any) -> Any:
         with self.lock:
-            return self.pyfunc.predict(frame)
+            self.predicting_since = time.monotonic()
+            try:
+                return self.pyfunc.predict(frame)
+            finally:
+                self.predicting_since = 0.0
+
+    def stuck_for(self, deadline: float) -> float:
+        """How long the running prediction has overrun ``deadline`` seconds (0 when it has not)."""
+        since = self.predicting_since
+        return max(0.0, time.monotonic() - since - deadline) if since else 0.0
 
     @staticmethod
     def _output_frame(prediction: Any) -> Any:
@@ -197,6 +222,23 @@ class Model:
         id_field = request.get("idField") or ""
         if not isinstance(id_field, str):
             raise BadRequest("idField must be a field name")
+        scored, timing = self.predict_rows(fields, rows)
+        copied = [[row[fields.index(f)] for f in include] for row in rows] if include else [[] for _ in rows]
+        if id_field:
+            ids = ([row[fields.index(id_field)] for row in rows] if id_field in fields
+                   else [str(uuid.uuid4()) for _ in rows])
+            copied = [c + [i] for c, i in zip(copied, ids, strict=True)]
+        out_fields = [*include, *([id_field] if id_field else []), *(n for n, _ in self.outputs)]
+        body: dict[str, Any] = {"id": self.experiment_id,
+                                "score": [c + [str(v) for v in s] for c, s in zip(copied, scored, strict=True)]}
+        if not request.get("noFieldNamesInOutput"):
+            body["fields"] = out_fields
+        body["_timing"] = timing
+        return body
+
+    def predict_rows(self, fields: list[str], rows: list[list[Any]]) -> tuple[list[list[str]], dict[str, float]]:
+        """The model's outputs for the request's rows, as text in the order of ``outputs``, and the
+        seconds spent parsing and predicting. Another runtime's model overrides this alone."""
         started = time.perf_counter()
         frame = self.frame(fields, rows)
         parsed = time.perf_counter()
@@ -211,19 +253,7 @@ class Model:
             scored = [[_text(v) for v in row] for row in output.itertuples(index=False, name=None)]
         else:
             scored = []
-        predicted = time.perf_counter()
-        copied = [[row[fields.index(f)] for f in include] for row in rows] if include else [[] for _ in rows]
-        if id_field:
-            ids = ([row[fields.index(id_field)] for row in rows] if id_field in fields
-                   else [str(uuid.uuid4()) for _ in rows])
-            copied = [c + [i] for c, i in zip(copied, ids, strict=True)]
-        out_fields = [*include, *([id_field] if id_field else []), *(n for n, _ in self.outputs)]
-        body: dict[str, Any] = {"id": self.experiment_id,
-                                "score": [c + [str(v) for v in s] for c, s in zip(copied, scored, strict=True)]}
-        if not request.get("noFieldNamesInOutput"):
-            body["fields"] = out_fields
-        body["_timing"] = {"parse": parsed - started, "predict": predicted - parsed}
-        return body
+        return scored, {"parse": parsed - started, "predict": time.perf_counter() - parsed}
 
 
 # What H2O's own runtimes put in a sample request for each data type (their SampleRequestBuilder):
@@ -342,7 +372,9 @@ def _refuse(name: str, data_type: str, text: Any, bad: Any) -> None:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    model: Model  # set on the class before serving
+    model: Model  # set on the class before serving, with the two below
+    secret: str
+    deadline: float
     server_version = "mlops-nb-scorer"
     # Headers and body leave in one write, without Nagle's algorithm: written apart, the body
     # would wait for the peer's delayed acknowledgement of the headers (40 ms on Linux).
@@ -365,11 +397,31 @@ class Handler(BaseHTTPRequestHandler):
     def _error(self, status: int, message: str) -> None:
         self._send(status, {"message": message})
 
+    def _allowed(self) -> bool:
+        """Whether the caller holds this scorer's secret; answers 401 when not."""
+        given = self.headers.get(SECRET_HEADER, "")
+        if hmac.compare_digest(given.encode(), self.secret.encode()):
+            return True
+        self._error(401, "only the sandbox that started this scorer may call it; score through the "
+                         "deployment's URL")
+        self.close_connection = True
+        return False
+
+    def _readiness(self) -> None:
+        overrun = self.model.stuck_for(self.deadline)
+        if overrun:
+            self._send(503, f"stuck: a prediction has run {self.deadline + overrun:.0f} s, longer than the "
+                            f"{self.deadline:.0f} s deadline", text=True)
+        else:
+            self._send(200, "ready", text=True)
+
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        if not self._allowed():
+            return
         path = self.path.split("?", 1)[0].rstrip("/")
         model = self.model
         routes = {
-            "/readyz": lambda: self._send(200, "ready", text=True),
+            "/readyz": self._readiness,
             "/model/id": lambda: self._send(200, model.experiment_id, text=True),
             "/model/schema": lambda: self._send(200, model.schema()),
             "/model/sample_request": lambda: self._send(200, model.sample_request()),
@@ -384,6 +436,8 @@ class Handler(BaseHTTPRequestHandler):
                              "/model/sample_request, /model/capabilities, /model/id and /readyz")
 
     def do_POST(self) -> None:  # noqa: N802
+        if not self._allowed():
+            return
         path = self.path.split("?", 1)[0].rstrip("/")
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY:
@@ -403,6 +457,10 @@ class Handler(BaseHTTPRequestHandler):
             request = json.loads(raw or b"{}")
         except ValueError as e:
             self._error(400, f"the request body is not valid JSON ({e})")
+            return
+        except RecursionError:
+            self._error(400, "the request body is nested too deeply; send 'fields' and 'rows' (a list of lists "
+                             "of values)")
             return
         try:
             started = time.perf_counter()
@@ -429,27 +487,46 @@ class Handler(BaseHTTPRequestHandler):
 
 def _failure(error: BaseException) -> tuple[str, str]:
     """(kind, reason) for a model that could not be loaded."""
+    if isinstance(error, MissingRuntime):
+        return "missing_dependency", str(error)
     if isinstance(error, ModuleNotFoundError):
-        return "missing_dependency", (f"missing dependency: {error} (install it into the sandbox's Python, "
-                                      f"{sys.executable})")
+        return "missing_dependency", f"missing dependency: {error} (install it into the Python the sandbox runs with)"
     return "load_error", f"the model could not be loaded: {type(error).__name__}: {error}"
 
 
-def _watch_parent(control: Any, parent: int) -> None:
-    """Exit when the sandbox goes away: its end of stdin closes, or this process is re-parented."""
+def _die_with_parent() -> None:
+    """Ask Linux to kill this process when the sandbox's thread that started it ends (the sandbox
+    starts scorers from one thread that lives as long as it does): no Python needs to run for that,
+    so a scorer busy in C code (importing, predicting) goes too."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    """Exit soon after the sandbox goes away, however it goes: this process is then re-parented. Started
+    first thing (and checked at once: the sandbox may have gone before this process asked to die with
+    it), so that a spare still importing MLflow does not outlive a killed sandbox either."""
+
+    def until_orphaned() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(0)
+
+    threading.Thread(target=until_orphaned, daemon=True).start()
+
+
+def _exit_at_eof(control: Any) -> None:
+    """Exit when the sandbox's end of stdin closes (it stopped, or stopped this scorer)."""
 
     def until_eof() -> None:
         for _ in control:
             pass
         os._exit(0)
 
-    def until_orphaned() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(0)
-
     threading.Thread(target=until_eof, daemon=True).start()
-    threading.Thread(target=until_orphaned, daemon=True).start()
 
 
 def _warm_up() -> None:
@@ -471,8 +548,22 @@ def _warm_up() -> None:
     getattr(requirements_utils, "_init_packages_to_modules_map", lambda: None)()
 
 
+def _load_mlflow(order: dict[str, Any]) -> Model:
+    log(f"loading the MLflow model with Python {sys.version.split()[0]}")
+    return Model(order["model_dir"], order.get("experiment_id", ""), order.get("name", ""))
+
+
 def main() -> None:
-    parent = os.getppid()
+    serve(_warm_up, _load_mlflow)
+
+
+def serve(warm_up: Callable[[], None], load: Callable[[dict[str, Any]], Model]) -> None:
+    """Run a scorer process: ``warm_up`` before any model comes, then ``load`` the supervisor's order
+    and serve the model. Each runtime's program (this file's :func:`main`, ``mojo_scorer.py``) calls it.
+    The supervisor starts it as ``PROGRAM <sandbox pid>``."""
+    _die_with_parent()
+    # The sandbox names itself: had it gone before this line ran, getppid() would already be init's.
+    _exit_when_orphaned(int(sys.argv[1]) if len(sys.argv) > 1 else os.getppid())
     # Events go to the original stdout; everything else written to fd 1 (the model's prints,
     # C libraries) goes to stderr, the log.
     events = os.fdopen(os.dup(1), "w", buffering=1)
@@ -480,7 +571,7 @@ def main() -> None:
     sys.stdout = sys.stderr
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     try:
-        _warm_up()
+        warm_up()
     except ImportError as e:
         kind, reason = _failure(e)
         emit(events, "failed", kind=kind, reason=reason)
@@ -490,18 +581,19 @@ def main() -> None:
     if not line:
         return  # the sandbox went away before it needed this spare
     order = json.loads(line)
-    _watch_parent(sys.stdin, parent)
+    _exit_at_eof(sys.stdin)
     os.environ.update(order.get("env") or {})
     os.chdir(order["model_dir"])
-    log(f"loading the MLflow model in {order['model_dir']} with Python {sys.version.split()[0]}")
     try:
-        model = Model(order["model_dir"], order.get("experiment_id", ""), order.get("name", ""))
+        model = load(order)
     except BaseException as e:  # noqa: BLE001 - whatever the model's code raises is the reason
         log(traceback.format_exc().rstrip())
         kind, reason = _failure(e)
         emit(events, "failed", kind=kind, reason=reason)
         sys.exit(3)
     Handler.model = model
+    Handler.secret = order["secret"]
+    Handler.deadline = float(order.get("deadline_seconds") or 60.0)
     server = ThreadingHTTPServer(("127.0.0.1", int(order.get("port", 0))), Handler)
     server.daemon_threads = True
     log(f"serving {len(model.inputs)} input fields -> {', '.join(n for n, _ in model.outputs)} "

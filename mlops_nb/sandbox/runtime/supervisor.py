@@ -21,8 +21,14 @@ a new revision beside the serving one and switches traffic when the new one is h
 it fails, the previous revision keeps serving. Other updates need no process.
 
 A scorer watches its stdin, whose other end only the sandbox holds: when the sandbox exits,
-however it exits, the scorers exit too. One or more warm spares (processes that have
-imported MLflow and wait for a model) make a new deployment wait only for its model to load.
+however it exits, the scorers exit too. Each scorer gets a secret of its own with its model
+(in the order on stdin) and answers only requests that carry it (``X-Scorer-Secret``): the
+sandbox's gateway and probes know it, other local processes do not. A scoring request has a
+deadline (``score_deadline`` seconds): a scorer that misses it, or whose readiness check says a
+prediction overran it, is killed and restarted like one that died, and the deployment's
+status and logs say so. One or more warm spares (processes that have
+imported MLflow and wait for a model) make a new deployment wait only for its model to load;
+once an H2O-3 MOJO has been deployed, a MOJO scorer with its JVM started waits too.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ import json
 import logging
 import os
 import random
+import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -40,24 +48,35 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Protocol
 
-from mlops_nb.sandbox.runtime.runtimes import UnpackError, cannot_run, runtime_display_name, unpack
+from mlops_nb.sandbox.runtime.runtimes import (
+    MAX_UNPACKED_BYTES,
+    MLFLOW_SCORER,
+    UnpackError,
+    cannot_run,
+    runtime_display_name,
+    scorer_program,
+    unpack,
+)
 
 __all__ = ["Supervisor", "DeploymentSpec", "ModelSpec", "Events", "Route", "RoutedModel"]
 
 log = logging.getLogger("mlops_nb.sandbox.runtime")
 
-SCORER = Path(__file__).with_name("scorer.py")
-LOAD_TIMEOUT = 300.0
+LOAD_TIMEOUT = 300.0  # a spare's imports, then loading the model: each gets this long
 READY_TIMEOUT = 15.0
 PROBE_INTERVAL = 5.0
 PROBE_FAILURES = 3  # consecutive failed liveness probes before a scorer is restarted
 BACKOFF = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
 STABLE_AFTER = 60.0  # a scorer up this long has its backoff reset
 STOP_GRACE = 5.0
+SCORE_DEADLINE = 60.0
+SECRET_HEADER = "X-Scorer-Secret"
+ARTIFACTS = "artifacts"  # the folder under the working directory where artifacts are unpacked
 
 
 @dataclass(frozen=True)
@@ -124,14 +143,17 @@ class _LoadFailed(Exception):
 class _Process:
     """One scorer process, from spawn to exit; spares are processes not yet given a model."""
 
-    def __init__(self, python: str, on_stop: Callable[[_Process], None]) -> None:
+    def __init__(self, python: str, on_stop: Callable[[_Process], None], program: Path = MLFLOW_SCORER) -> None:
         self._on_stop = on_stop
+        self.program = program
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
         self.popen = subprocess.Popen(
-            [python, str(SCORER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            [python, str(program), str(os.getpid())], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True, env=env, start_new_session=True,  # a terminal's Ctrl-C is for the sandbox, not its scorers
         )
         self.pid = self.popen.pid
+        self.secret = secrets.token_urlsafe(32)  # given with the model; nothing else knows it
         self._events: list[dict] = []
         self._cond = threading.Condition()
         self._log_lock = threading.Lock()
@@ -230,6 +252,7 @@ class _Replica:
         self.ready_since = 0.0
         self.probe_failures = 0
         self.stopped = False
+        self.killed_because = ""  # why the supervisor killed the process, for the restart's status
 
     @property
     def model(self) -> ModelSpec:
@@ -241,21 +264,22 @@ class _Replica:
 
     def start(self, supervisor: Supervisor) -> None:
         """Start a process and load the model; raises _LoadFailed with the reason."""
-        process = supervisor.take_process()
+        process = supervisor.take_process(scorer_program(self.model.runtime))
         self.process = process
         deployment_id = self.revision.spec.deployment_id
         process.log_to(lambda line: supervisor.events.log(deployment_id, self.source, line))
-        warm = process.wait_event({"warm"}, LOAD_TIMEOUT)
+        warm = process.wait_event({"warm"}, supervisor.load_timeout)
         if warm["event"] != "warm":
-            raise _LoadFailed(_reason(warm, process))
+            raise _LoadFailed(_reason(warm, process, supervisor.load_timeout))
         process.load({"model_dir": str(self.model_dir), "experiment_id": self.model.experiment_id,
-                      "name": self.model.name, "env": dict(self.model.environment)})
-        listening = process.wait_event({"listening"}, LOAD_TIMEOUT)
+                      "name": self.model.name, "env": dict(self.model.environment),
+                      "secret": process.secret, "deadline_seconds": supervisor.score_deadline})
+        listening = process.wait_event({"listening"}, supervisor.load_timeout)
         if listening["event"] != "listening":
-            raise _LoadFailed(_reason(listening, process))
+            raise _LoadFailed(_reason(listening, process, supervisor.load_timeout))
         self.port = int(listening["port"])
         deadline = time.monotonic() + READY_TIMEOUT
-        while not _probe(self.port):
+        while not _probe(self.port, process.secret):
             if not process.alive() or time.monotonic() > deadline:
                 raise _LoadFailed(f"the scorer did not answer its readiness check (GET /readyz on port {self.port})")
             time.sleep(0.05)
@@ -270,36 +294,51 @@ class _Replica:
             self.process.stop()
 
 
-def _reason(event: dict, process: _Process) -> str:
+def _reason(event: dict, process: _Process, timeout: float) -> str:
     if event["event"] == "failed":
         return str(event.get("reason") or "the scorer failed")
     if event["event"] == "timeout":
         process.stop()
-        return f"the scorer did not load the model within {LOAD_TIMEOUT:.0f} s"
+        return f"the scorer did not load the model within {timeout:g} s (the model load timeout)"
     code = process.popen.wait()
     return f"the scorer process exited with code {code} before serving (see the deployment's logs)"
 
 
-def _probe(port: int, timeout: float = 2.0) -> bool:
+def _probe(port: int, secret: str, timeout: float = 2.0) -> bool:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/readyz", headers={SECRET_HEADER: secret})
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status == 200
     except OSError:
         return False
 
 
+class _Unpacked:
+    """One artifact unpacked for one processor, shared by every revision that runs it."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.lock = threading.Lock()  # held while unpacking: a second revision waits, then shares
+        self.model_dir: Path | None = None
+        self.users = 0
+
+
 class _Revision:
-    def __init__(self, spec: DeploymentSpec, directory: Path) -> None:
+    def __init__(self, spec: DeploymentSpec, directory: Path, release: Callable[[list[str]], None]) -> None:
         self.spec = spec
         self.directory = directory
         self.replicas: list[_Replica] = []
         self.cancelled = False
+        self.artifacts: list[str] = []  # keys of the unpacked artifacts it uses
+        self._release = release
 
     def stop(self) -> None:
         self.cancelled = True
         for replica in self.replicas:
             replica.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
+        used, self.artifacts = self.artifacts, []
+        self._release(used)
 
     def route(self) -> Route:
         models = []
@@ -325,8 +364,16 @@ class Supervisor:
     """Runs and watches the scorer processes of one sandbox's deployments."""
 
     def __init__(self, workdir: Path, events: Events, artifact_bytes: ArtifactBytes, *, warm_spares: int = 1,
-                 python: str = sys.executable) -> None:
+                 python: str = sys.executable, score_deadline: float = SCORE_DEADLINE,
+                 load_timeout: float = LOAD_TIMEOUT, max_unpacked_bytes: int = MAX_UNPACKED_BYTES) -> None:
+        for name, seconds in (("score_deadline", score_deadline), ("load_timeout", load_timeout)):
+            if seconds <= 0:
+                raise ValueError(f"{name} must be a positive number of seconds, got {seconds!r}")
         self.workdir = workdir
+        self.score_deadline = score_deadline
+        self.load_timeout = load_timeout
+        self.max_unpacked_bytes = max_unpacked_bytes
+        self._artifacts: dict[str, _Unpacked] = {}  # artifact id and processor -> where it is unpacked
         self.events = events
         self.artifact_bytes = artifact_bytes
         self.warm_spares = warm_spares
@@ -334,13 +381,19 @@ class Supervisor:
         self._lock = threading.RLock()
         self._deployments: dict[str, _Deployment] = {}
         self._spares: list[_Process] = []
+        # One warm spare of each other program (the MOJO scorer, its JVM started), kept from the
+        # first time that program is asked for: most sandboxes never run one.
+        self._program_spares: dict[Path, _Process] = {}
         self._processes: set[_Process] = set()  # every process started and not yet stopped
         self._closed = threading.Event()
+        self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="supervisor-spawner")
         self._rr = itertools.count()
 
     # -- lifecycle of the supervisor --------------------------------------------------------
 
     def start(self) -> None:
+        # What an earlier run left unpacked may be half done (it may have been killed): unpack again.
+        shutil.rmtree(self.workdir / ARTIFACTS, ignore_errors=True)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._refill_spares()
         self._spawn(self._watch, "supervisor-watch")
@@ -355,18 +408,22 @@ class Supervisor:
                         revision.cancelled = True
             self._deployments.clear()
             self._spares = []
+            self._program_spares = {}
             processes = list(self._processes)
         stoppers = [threading.Thread(target=p.stop) for p in processes]
         for thread in stoppers:
             thread.start()
         for thread in stoppers:
             thread.join()
+        self._spawner.shutdown(wait=False)
 
-    def _new_process(self) -> _Process:
+    def _new_process(self, program: Path = MLFLOW_SCORER) -> _Process:
         with self._lock:
             if self._closed.is_set():
                 raise _LoadFailed("the sandbox is stopping")
-            process = _Process(self.python, on_stop=self._forget)
+            # Started from one long-lived thread: a scorer asks Linux to kill it when the thread that
+            # started it ends (PR_SET_PDEATHSIG), which must then be the sandbox ending.
+            process = self._spawner.submit(_Process, self.python, self._forget, program).result()
             self._processes.add(process)
             return process
 
@@ -380,8 +437,18 @@ class Supervisor:
 
     # -- spares ---------------------------------------------------------------------------------
 
-    def take_process(self) -> _Process:
-        """A warm spare if there is one (the pool is refilled behind it), else a new process."""
+    def take_process(self, program: Path = MLFLOW_SCORER) -> _Process:
+        """A warm spare if there is one (the pool is refilled behind it), else a new process.
+
+        ``warm_spares`` run the MLflow scorer; another program (the MOJO scorer) has one spare once
+        it has been asked for, and when ``warm_spares`` is not 0.
+        """
+        if program != MLFLOW_SCORER:
+            with self._lock:
+                spare = self._program_spares.pop(program, None)
+            if self.warm_spares and not self._closed.is_set():
+                self._spawn(self._refill_program_spare, "supervisor-spares", program)
+            return spare if spare is not None and spare.alive() else self._new_process(program)
         with self._lock:
             while self._spares:
                 process = self._spares.pop(0)
@@ -398,6 +465,13 @@ class Supervisor:
         with self._lock:
             spares = list(self._spares)
         return len(spares) >= self.warm_spares and all(p.warm() and p.alive() for p in spares)
+
+    def _refill_program_spare(self, program: Path) -> None:
+        with self._lock:
+            spare = self._program_spares.get(program)
+            if self._closed.is_set() or (spare is not None and spare.alive()):
+                return
+            self._program_spares[program] = self._new_process(program)
 
     def _refill_spares(self) -> None:
         with self._lock:
@@ -433,7 +507,7 @@ class Supervisor:
                 deployment.rolling.cancelled = True
                 stale, deployment.rolling = deployment.rolling, None
                 self._spawn(stale.stop, "supervisor-cancel")
-            revision = _Revision(spec, self.workdir / spec.deployment_id / spec.revision_id)
+            revision = _Revision(spec, self.workdir / spec.deployment_id / spec.revision_id, self._release)
             deployment.rolling = revision
         self._spawn(self._roll_out, f"rollout-{spec.deployment_id[:8]}", deployment, revision)
 
@@ -466,6 +540,32 @@ class Supervisor:
             return route.models[0]
         return rng.choices(live, weights=[max(m.weight, 0) or 1 for m in live])[0]
 
+    def secret_of(self, port: int) -> str:
+        """The secret of the ready scorer listening on ``port`` ("" when none is)."""
+        replica = self._ready_replica(port)
+        return replica.process.secret if replica is not None and replica.process is not None else ""
+
+    def _ready_replica(self, port: int) -> _Replica | None:
+        with self._lock:
+            for deployment in self._deployments.values():
+                if deployment.serving is not None:
+                    for replica in deployment.serving.replicas:
+                        if replica.ready and replica.port == port:
+                            return replica
+        return None
+
+    def unresponsive(self, port: int, secret: str, what: str) -> None:
+        """The gateway's report that the scorer on ``port`` (known by its secret) missed the deadline:
+        it is killed, and the watcher restarts it as one that died."""
+        replica = self._ready_replica(port)
+        process = replica.process if replica is not None else None
+        if replica is None or process is None or process.secret != secret or replica.killed_because:
+            return  # already replaced, or already being killed
+        replica.killed_because = f"{replica.source} (pid {process.pid}) {what}"
+        self._note(replica.revision.spec.deployment_id, f"{replica.killed_because}; killing it")
+        with contextlib.suppress(ProcessLookupError):
+            process.popen.kill()
+
     def pids(self, deployment_id: str) -> list[int]:
         """The process ids of a deployment's serving scorers (for tests and the curious)."""
         with self._lock:
@@ -494,15 +594,12 @@ class Supervisor:
         try:
             self._status(deployment, revision, "PREPARING", f"unpacking the artifacts of revision {spec.revision_id}")
             directories = []
-            for i, model in enumerate(spec.models):
+            for model in spec.models:
                 reason = cannot_run(model.runtime)
                 if reason:
                     raise _LoadFailed(reason)
-                target = revision.directory / f"model-{i}"
-                self._note(deployment.id, f"{model.processor}: unpacking artifact {model.artifact_id} "
-                                          f"of {model.name or model.experiment_id}")
                 try:
-                    directories.append(unpack(model.processor, self.artifact_bytes(model.artifact_id), target))
+                    directories.append(self._unpacked(deployment, revision, model))
                 except UnpackError as e:
                     raise _LoadFailed(f"{model.name or model.experiment_id}: {e}") from None
                 if revision.cancelled:
@@ -546,11 +643,48 @@ class Supervisor:
             self._fail(deployment, revision, f"the sandbox failed to start the deployment: {e}")
 
     def _fail(self, deployment: _Deployment, revision: _Revision, reason: str) -> None:
-        self._status(deployment, revision, "FAILED", reason)
+        self._status(deployment, revision, "FAILED", self._without_paths(reason))
         with self._lock:
             if deployment.rolling is revision:
                 deployment.rolling = None
         revision.stop()
+
+    def _unpacked(self, deployment: _Deployment, revision: _Revision, model: ModelSpec) -> Path:
+        """Where ``model``'s artifact is unpacked for its processor: once for all revisions that use it."""
+        key = f"{model.artifact_id}-{model.processor}"
+        with self._lock:
+            entry = self._artifacts.setdefault(key, _Unpacked(self.workdir / ARTIFACTS / key))
+            entry.users += 1
+            revision.artifacts.append(key)
+        with entry.lock:
+            if entry.model_dir is None:
+                self._note(deployment.id, f"{model.processor}: unpacking artifact {model.artifact_id} "
+                                          f"of {model.name or model.experiment_id}")
+                entry.model_dir = unpack(model.processor, self.artifact_bytes(model.artifact_id), entry.directory,
+                                         self.max_unpacked_bytes)
+            else:
+                self._note(deployment.id, f"{model.processor}: artifact {model.artifact_id} is unpacked already")
+            return entry.model_dir
+
+    def _release(self, keys: list[str]) -> None:
+        """A revision no longer uses these unpacked artifacts; the last user's going removes them."""
+        for key in keys:
+            with self._lock:
+                entry = self._artifacts.get(key)
+                if entry is None:
+                    continue
+                entry.users -= 1
+                if entry.users > 0:
+                    continue
+                del self._artifacts[key]
+            with entry.lock:
+                shutil.rmtree(entry.directory, ignore_errors=True)
+
+    def _without_paths(self, reason: str) -> str:
+        """``reason`` without the server's paths: those inside a revision's folder relative to the model,
+        others by their file name (a status is read by every project member, not the sandbox's admin)."""
+        inside = re.escape(str(self.workdir / ARTIFACTS)) + r"/[^/\s'\"]+/(?:model/)?"
+        return re.sub(r"(?<![\w.])/(?:[^/\s'\"]+/)+([^/\s'\"]+)", r"\1", re.sub(inside, "", reason))
 
     def _switch(self, deployment: _Deployment, revision: _Revision) -> None:
         old, deployment.serving, deployment.rolling = deployment.serving, revision, None
@@ -588,23 +722,25 @@ class Supervisor:
         if replica.stopped or process is None or not replica.ready:
             return
         if process.alive() and probe:
-            if _probe(replica.port):
+            if _probe(replica.port, process.secret):
                 replica.probe_failures = 0
                 self._sample(deployment, replica)
             else:
                 replica.probe_failures += 1
                 if replica.probe_failures >= PROBE_FAILURES:
-                    self._note(deployment.id, f"{replica.source} failed {PROBE_FAILURES} liveness probes; "
-                                              "killing it")
+                    replica.killed_because = (f"{replica.source} (pid {process.pid}) failed {PROBE_FAILURES} "
+                                              "liveness probes")
+                    self._note(deployment.id, f"{replica.killed_because}; killing it")
                     process.popen.kill()
         if process.alive():
             return
         replica.ready = False  # the watcher leaves it to the restart from now on
         code = process.popen.wait()
+        why, replica.killed_because = (replica.killed_because or
+                                       f"{replica.source} (pid {process.pid}) exited with code {code}"), ""
         if time.monotonic() - replica.ready_since >= STABLE_AFTER:
             replica.restarts = 0
-        self._spawn(self._restart, f"restart-{process.pid}", deployment, revision, replica,
-                    f"{replica.source} (pid {process.pid}) exited with code {code}")
+        self._spawn(self._restart, f"restart-{process.pid}", deployment, revision, replica, why)
 
     def _restart(self, deployment: _Deployment, revision: _Revision, replica: _Replica, why: str) -> None:
         """Start the replica again, backing off between tries, until it serves or is retired."""

@@ -16,6 +16,7 @@ import json
 from typing import Any
 
 from mlops_nb.sandbox.rpc import Call, RpcError, not_found, permission_denied
+from mlops_nb.sandbox.store import Store
 
 # Fixed ids, so that a restriction role given in one sandbox means the same in another.
 ROLE_OWNER = "7d1b6a8e-0000-4000-8000-000000000001"
@@ -60,12 +61,17 @@ def readable_projects_sql(call: Call, column: str = "e.project_id") -> tuple[str
 
 def project_role(call: Call, project: dict[str, Any]) -> str | None:
     """OWNER, EDITOR, VIEWER or None (no access) for the caller on ``project``."""
-    if project.get("ownerId") == call.user_id:
+    return user_role(call.store, call.user_id, project)
+
+
+def user_role(store: Store, user_id: str, project: dict[str, Any]) -> str | None:
+    """OWNER, EDITOR, VIEWER or None (no access) for user ``user_id`` on ``project``."""
+    if project.get("ownerId") == user_id:
         return "OWNER"
-    with call.store.reading() as db:
+    with store.reading() as db:
         row = db.execute(
             "SELECT restriction_role_id FROM project_sharing WHERE project_id = ? AND user_id = ?",
-            (project["id"], call.user_id),
+            (project["id"], user_id),
         ).fetchone()
     if row is None:
         return None

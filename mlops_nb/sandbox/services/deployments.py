@@ -26,7 +26,10 @@ and monitoring data. A deployment that an endpoint targets cannot be deleted.
 
 Security: ``security.passphrase`` (PLAINTEXT or BCRYPT hash type) makes the scoring routes
 require ``Authorization: Bearer <passphrase>``; ``security.tokenAuth`` (OIDC) requires a
-valid sandbox access token; neither leaves them open. Resource requests and limits are
+valid sandbox access token of a user who may read the deployment's project; neither leaves
+them open. A project VIEWER, who may not change a deployment, reads its passphrase (plain or
+hash) and its environment variables' values as ``<redacted>``; owners and editors read them
+back as they were set, as the official clients expect. Resource requests and limits are
 recorded, not enforced; ``replicas`` scorer processes serve each model (0 or less: none).
 
 ``ListLogEntries`` (``parent``: the deployment id or its resource name
@@ -78,7 +81,12 @@ from mlops_nb.sandbox.rpc import (
     page_response,
 )
 from mlops_nb.sandbox.runtime import DeploymentSpec, ModelSpec, cannot_run, runnable_runtimes
-from mlops_nb.sandbox.services.access import readable_projects_sql, require_project, require_via_project
+from mlops_nb.sandbox.services.access import (
+    project_role,
+    readable_projects_sql,
+    require_project,
+    require_via_project,
+)
 from mlops_nb.sandbox.services.artifacts import artifact_chunks
 from mlops_nb.sandbox.services.entities import IN_PROJECT, NOT_DELETED, find_experiment
 from mlops_nb.sandbox.services.environments import (
@@ -510,7 +518,25 @@ def _delete(call: Call, deployment_id: str, field: str) -> None:
 def list_project_deployments(call: Call, request: Any) -> dict[str, Any]:
     query = _in_project(call, DEPLOYER_KIND, "DeployDeployment", request.project_id)
     items, token = list_page(call, query, request)
+    if project_role(call, require_project(call, request.project_id)) == "VIEWER":
+        items = [_redacted(d) for d in items]
     return page_response("deployment", items, token)
+
+
+REDACTED = "<redacted>"
+
+
+def _redacted(deployer: dict[str, Any]) -> dict[str, Any]:
+    """A deployment as one who may not change it sees it: no passphrase, no environment variable values."""
+    hidden = json.loads(json.dumps(deployer))
+    passphrase = hidden.get("security", {}).get("passphrase", {})
+    if passphrase.get("hash"):
+        passphrase["hash"] = REDACTED
+    for element in _elements(hidden, _mode(hidden)):
+        variables = element.get("deploymentEnvironmentVariables", {}).get("runtimeVariables", {})
+        for name in variables:
+            variables[name] = REDACTED
+    return hidden
 
 
 # -- what the supervisor reports, kept in the store -------------------------------------------------

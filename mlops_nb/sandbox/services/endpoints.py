@@ -4,7 +4,9 @@ An endpoint lives in a project's deployment environment. Its ``name`` is
 ``projects/{project}/environments/{environment}/endpoints/{id}`` (create it under that
 ``parent``), its ``target`` the resource name of a deployment in the same environment
 (``projects/{p}/environments/{e}/deployments/{id}``) or empty (nothing is served), and its
-``path`` one URL segment (letters, digits, ``-``, ``_``, ``.``), unique in the sandbox. The
+``path`` one URL segment (letters, digits, ``-``, ``_``, ``.``), unique in the sandbox (one
+URL namespace, as on a real MLOps: a path in use by an endpoint the caller cannot see is
+refused as "not available", naming neither the endpoint nor its project). The
 endpoint serves its target's scoring API at ``{gateway}/endpoints/{path}/model/score`` (and
 ``schema``, ``sample_request``, ``capabilities``, ``id``): changing the target moves the
 traffic at once. Reading needs read access to the project, changing needs write access.
@@ -27,7 +29,7 @@ from mlops_nb.sandbox.rpc import (
     not_found,
     now,
 )
-from mlops_nb.sandbox.services.access import require_project, require_via_project
+from mlops_nb.sandbox.services.access import readable_projects_sql, require_project, require_via_project
 from mlops_nb.sandbox.services.deployments import deployment_view, resource_name
 from mlops_nb.sandbox.services.entities import apply_update, replace_data
 from mlops_nb.sandbox.services.environments import KIND as ENVIRONMENT_KIND
@@ -60,12 +62,16 @@ def _check(call: Call, endpoint: dict[str, Any], parent: str) -> None:
     if not _PATH.match(path):
         raise invalid_argument(f"path {path!r} must be one URL segment of letters, digits, '-', '_' and '.' "
                                "(at most 63), e.g. 'credit-default'")
+    where, params = readable_projects_sql(call)
     with call.store.reading() as db:
-        taken = db.execute("SELECT data FROM entity WHERE kind = ? AND json_extract(data, '$.path') = ? "
-                           "AND json_extract(data, '$.name') != ?",
-                           (KIND, path, endpoint.get("name", ""))).fetchone()
-    if taken is not None:
-        raise already_exists(f"path {path!r} is taken by another endpoint; choose another")
+        taken = db.execute(f"SELECT e.data, {where} AS visible FROM entity e WHERE e.kind = ? AND "
+                           "json_extract(e.data, '$.path') = ? AND json_extract(e.data, '$.name') != ?",
+                           (*params, KIND, path, endpoint.get("name", ""))).fetchone()
+    if taken is not None and taken["visible"]:
+        raise already_exists(f"path {path!r} is taken by endpoint {json.loads(taken['data'])['name']!r}; "
+                             "choose another")
+    if taken is not None:  # one scoring URL namespace: refused, but whose or where is not said
+        raise already_exists(f"path {path!r} is not available; choose another")
     target = endpoint.get("target", "")
     if target:
         if not target.startswith(f"{parent}/deployments/"):

@@ -3,9 +3,12 @@
 Every request to a deployment's (or endpoint's) ``/model/score`` is recorded by the gateway
 (:func:`record_scoring`): time, model, latency, rows, outcome, and for a monitored deployment
 (``monitor.enable``, the official client's default) its input and output rows. Retention is
-bounded: the latest 100,000 requests and 20,000 scored rows per model are kept, and the
-first 1,000 rows a model scored stay as its drift baseline. A shadow model's answers are
-recorded under its own model id.
+bounded by rows and bytes per model, at every moment (each recording trims what it passes):
+the latest 100,000 requests; the latest 20,000 scored rows within 16 MiB; the first 1,000
+rows a model scored, within 2 MiB, as its drift baseline. What is kept of a request is the
+model's own input fields and the outputs, each value cut to 256 characters, at most 1 MiB a
+request (its first rows): never the raw bodies. A shadow model's answers are recorded under
+its own model id, with the same bounds.
 
 The REST routes answer from that record; a ``modelId`` is the experiment id of a deployed
 model (as in its ``deploymentComposition``), the id of its registered model version, or the
@@ -30,8 +33,8 @@ its bucket's start (RFC 3339) and its ``value`` the figure, both strings as on t
   description says which). PSI of at
   least 0.25 counts as high drift, 0.1 as medium, below as low; ``featureDrift`` has the PSI
   per bucket, ``featureFrequency`` the range's distribution. A feature's ``importance`` is the
-  absolute correlation of its values with the first output, over the range (the sandbox does
-  not know the model's own importances) and ``impact`` is importance times drift.
+  absolute correlation of its values with the first numeric output, over the range (the sandbox
+  does not know the model's own importances) and ``impact`` is importance times drift.
 
 ``ListMonitoredDeployments`` lists the monitored deployments the caller may read;
 ``GetMonitoredModels`` gives each model's drift status (HEALTHY, AT_RISK with medium drift,
@@ -61,6 +64,7 @@ from mlops_nb.sandbox.rpc import (
     now,
     timestamp_text,
 )
+from mlops_nb.sandbox.runtime.scorer import MISSING as MISSING_VALUES
 from mlops_nb.sandbox.services.access import readable_projects_sql
 from mlops_nb.sandbox.services.artifacts import artifact_chunks
 from mlops_nb.sandbox.services.deployments import deployment_view
@@ -100,11 +104,46 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX scoring_rows_by_model ON scoring_rows (deployment_id, experiment_id, baseline, time);
         """,
     ),
+    (
+        # Bounded by bytes too, with running totals per model so that every recording can trim.
+        # Rows that earlier sandboxes kept raw and larger than a request may now keep are dropped.
+        "0901_scoring_bounded",
+        f"""
+        ALTER TABLE scoring_rows ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+        DELETE FROM scoring_rows WHERE length(request) + length(response) > {2**20};
+        UPDATE scoring_rows SET bytes = length(request) + length(response);
+        CREATE TABLE scoring_totals (
+            deployment_id TEXT NOT NULL,
+            experiment_id TEXT NOT NULL,
+            requests INTEGER NOT NULL,
+            rows INTEGER NOT NULL,
+            bytes INTEGER NOT NULL,
+            baseline_rows INTEGER NOT NULL,
+            baseline_bytes INTEGER NOT NULL,
+            PRIMARY KEY (deployment_id, experiment_id)
+        );
+        INSERT INTO scoring_totals
+            SELECT q.deployment_id, q.experiment_id, count(*),
+                   coalesce((SELECT sum(row_count) FROM scoring_rows r WHERE r.deployment_id = q.deployment_id
+                             AND r.experiment_id = q.experiment_id AND r.baseline = 0), 0),
+                   coalesce((SELECT sum(bytes) FROM scoring_rows r WHERE r.deployment_id = q.deployment_id
+                             AND r.experiment_id = q.experiment_id AND r.baseline = 0), 0),
+                   coalesce((SELECT sum(row_count) FROM scoring_rows r WHERE r.deployment_id = q.deployment_id
+                             AND r.experiment_id = q.experiment_id AND r.baseline = 1), 0),
+                   coalesce((SELECT sum(bytes) FROM scoring_rows r WHERE r.deployment_id = q.deployment_id
+                             AND r.experiment_id = q.experiment_id AND r.baseline = 1), 0)
+            FROM scoring_request q GROUP BY q.deployment_id, q.experiment_id;
+        """,
+    ),
 ]
 
 REQUESTS_KEPT = 100_000
 ROWS_KEPT = 20_000
+BYTES_KEPT = 16 * 2**20
 BASELINE_ROWS = 1_000
+BASELINE_BYTES = 2 * 2**20
+REQUEST_BYTES_KEPT = 2**20  # the most one request's rows take in the record (as the migration says too)
+VALUE_CHARS = 256
 BUCKETS = 30
 HIGH_DRIFT, MEDIUM_DRIFT = 0.25, 0.1
 
@@ -112,6 +151,7 @@ HIGH_DRIFT, MEDIUM_DRIFT = 0.25, 0.1
 def forget_deployment(db: sqlite3.Connection, deployment_id: str) -> None:
     db.execute("DELETE FROM scoring_request WHERE deployment_id = ?", (deployment_id,))
     db.execute("DELETE FROM scoring_rows WHERE deployment_id = ?", (deployment_id,))
+    db.execute("DELETE FROM scoring_totals WHERE deployment_id = ?", (deployment_id,))
 
 
 
@@ -120,53 +160,113 @@ def forget_deployment(db: sqlite3.Connection, deployment_id: str) -> None:
 
 @dataclass(frozen=True)
 class Scored:
-    """One answered score request as the gateway saw it, kept as the raw bodies (parsed when read)."""
+    """One answered score request as the gateway saw it (what of it is kept is chosen when recorded)."""
 
     request: bytes  # the request body as sent to the scorer
     response: bytes  # the scorer's answer, with its field names
     rows: int  # how many rows it scored
-    inputs: Sequence[str] | None  # the model's input fields (others sent along are left out when read)
+    inputs: Sequence[str] | None  # the model's input fields (others sent along are not kept)
     copied: int  # leading output columns the scorer copied from the input (includeFieldsInOutput, idField)
 
 
 def record_scoring(store: Store, deployment_id: str, experiment_id: str, *, latency_ms: float, status: int,
                    rows: int, scored: Scored | None = None, error: str = "") -> None:
-    """Record one scoring request (the gateway calls this after each ``/model/score``).
+    """Record one scoring request (the gateway calls this after each ``/model/score``), then trim the
+    model's record back within its bounds, in the same transaction.
 
-    ``scored`` (kept for monitored deployments) holds the bodies; they are stored as they are
-    and parsed only when a metric is asked for, so recording costs a request little.
+    ``scored`` (given for monitored deployments) holds the bodies; only the model's input fields and
+    the outputs of its first rows are kept, within the bounds the module's docstring gives.
     """
     ok = 200 <= status < 300
     when = now()
+    kept = _kept(scored) if ok and rows and scored is not None else None
     with store.transaction() as db:
         cursor = db.execute("INSERT INTO scoring_request (deployment_id, experiment_id, time, latency_ms, row_count, "
                             "ok, status, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                             (deployment_id, experiment_id, when, latency_ms, rows, int(ok), status, error[:500]))
-        request_id = cursor.lastrowid
-        if ok and rows and scored is not None:
-            kept = db.execute("SELECT coalesce(sum(row_count), 0) FROM scoring_rows WHERE deployment_id = ? AND "
-                              "experiment_id = ? AND baseline = 1", (deployment_id, experiment_id)).fetchone()[0]
-            db.execute("INSERT INTO scoring_rows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                       (request_id, deployment_id, experiment_id, when, int(kept < BASELINE_ROWS), scored.rows,
-                        json.dumps(list(scored.inputs) if scored.inputs is not None else None), scored.copied,
-                        scored.request, scored.response))
-        if request_id % 200 == 0:
-            _trim(db, deployment_id, experiment_id)
+        db.execute("INSERT INTO scoring_totals VALUES (?, ?, 1, 0, 0, 0, 0) ON CONFLICT (deployment_id, experiment_id) "
+                   "DO UPDATE SET requests = requests + 1", (deployment_id, experiment_id))
+        totals = db.execute("SELECT * FROM scoring_totals WHERE deployment_id = ? AND experiment_id = ?",
+                            (deployment_id, experiment_id)).fetchone()
+        if kept is not None:
+            fields, inputs, outputs, out_fields = kept
+            baseline = False
+            if totals["baseline_rows"] < BASELINE_ROWS:  # the baseline takes what it has room for, rows and bytes
+                room = BASELINE_ROWS - totals["baseline_rows"]
+                first, first_out = _within(inputs[:room], outputs[:room], BASELINE_BYTES - totals["baseline_bytes"])
+                if first:
+                    inputs, outputs, baseline = first, first_out, True
+            if inputs:
+                request = json.dumps({"fields": fields, "rows": inputs}, separators=(",", ":"))
+                response = json.dumps({"fields": out_fields, "score": outputs}, separators=(",", ":"))
+                size = len(request) + len(response)
+                db.execute("INSERT INTO scoring_rows (request_id, deployment_id, experiment_id, time, baseline, "
+                           "row_count, inputs, copied, request, response, bytes) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
+                           (cursor.lastrowid, deployment_id, experiment_id, when, int(baseline), len(inputs),
+                            json.dumps(fields), request, response, size))
+                column = "baseline_" if baseline else ""
+                db.execute(f"UPDATE scoring_totals SET {column}rows = {column}rows + ?, {column}bytes = {column}bytes "
+                           "+ ? WHERE deployment_id = ? AND experiment_id = ?",
+                           (len(inputs), size, deployment_id, experiment_id))
+        _trim(db, deployment_id, experiment_id)
+
+
+def _short(value: Any) -> Any:
+    return value[:VALUE_CHARS] if isinstance(value, str) else value
+
+
+def _kept(scored: Scored) -> tuple[list[str], list[list[Any]], list[list[Any]], list[str]] | None:
+    """(input fields, their rows, output rows, output fields) of what a request's record keeps: the model's
+    input fields (all when unknown) and the outputs, values cut short, rows within the request's bounds."""
+    try:
+        request, response = json.loads(scored.request), json.loads(scored.response)
+        fields, rows, scores = request["fields"], request["rows"], response["score"]
+    except (ValueError, RecursionError, KeyError, TypeError):
+        return None
+    wanted = [i for i, f in enumerate(fields) if scored.inputs is None or f in scored.inputs]
+    copied = scored.copied
+    inputs = [[_short(row[i]) for i in wanted] for row in rows[:ROWS_KEPT]]
+    outputs = [[_short(v) for v in row[copied:]] for row in scores[:ROWS_KEPT]]
+    inputs, outputs = _within(inputs, outputs, REQUEST_BYTES_KEPT)
+    return [fields[i] for i in wanted], inputs, outputs, list(response.get("fields", []))[copied:]
+
+
+def _within(inputs: list[list[Any]], outputs: list[list[Any]], budget: int) -> tuple[list[list[Any]], list[list[Any]]]:
+    """The first rows of (inputs, outputs) whose JSON takes at most ``budget`` bytes (halving until they fit)."""
+    count = min(len(inputs), len(outputs))
+    while count and len(json.dumps(inputs[:count])) + len(json.dumps(outputs[:count])) > budget:
+        count //= 2
+    return inputs[:count], outputs[:count]
 
 
 def _trim(db: sqlite3.Connection, deployment_id: str, experiment_id: str) -> None:
-    db.execute("DELETE FROM scoring_request WHERE deployment_id = ? AND experiment_id = ? AND id <= "
-               "(SELECT id FROM scoring_request WHERE deployment_id = ? AND experiment_id = ? ORDER BY id DESC "
-               "LIMIT 1 OFFSET ?)", (deployment_id, experiment_id, deployment_id, experiment_id, REQUESTS_KEPT))
-    kept = 0
-    for row in db.execute("SELECT request_id, row_count FROM scoring_rows WHERE deployment_id = ? AND "
-                          "experiment_id = ? AND baseline = 0 ORDER BY request_id DESC",
-                          (deployment_id, experiment_id)).fetchall():
-        kept += row["row_count"]
-        if kept > ROWS_KEPT:
-            db.execute("DELETE FROM scoring_rows WHERE deployment_id = ? AND experiment_id = ? AND baseline = 0 "
-                       "AND request_id <= ?", (deployment_id, experiment_id, row["request_id"]))
+    """Delete a model's oldest requests and rows past their bounds (a few rows each time: the bounds hold
+    after every recording)."""
+    totals = db.execute("SELECT * FROM scoring_totals WHERE deployment_id = ? AND experiment_id = ?",
+                        (deployment_id, experiment_id)).fetchone()
+    extra = totals["requests"] - REQUESTS_KEPT
+    if extra > 0:
+        db.execute("DELETE FROM scoring_request WHERE id IN (SELECT id FROM scoring_request WHERE deployment_id = ? "
+                   "AND experiment_id = ? ORDER BY time, id LIMIT ?)", (deployment_id, experiment_id, extra))
+        db.execute("UPDATE scoring_totals SET requests = ? WHERE deployment_id = ? AND experiment_id = ?",
+                   (REQUESTS_KEPT, deployment_id, experiment_id))
+    rows, size = totals["rows"], totals["bytes"]
+    while rows > ROWS_KEPT or size > BYTES_KEPT:
+        oldest = db.execute("SELECT request_id, row_count, bytes FROM scoring_rows WHERE deployment_id = ? AND "
+                            "experiment_id = ? AND baseline = 0 ORDER BY time, request_id LIMIT 64",
+                            (deployment_id, experiment_id)).fetchall()
+        if not oldest:
             break
+        gone = []
+        for row in oldest:
+            if rows <= ROWS_KEPT and size <= BYTES_KEPT:
+                break
+            gone.append(row["request_id"])
+            rows, size = rows - row["row_count"], size - row["bytes"]
+        db.executemany("DELETE FROM scoring_rows WHERE request_id = ?", [(g,) for g in gone])
+    if (rows, size) != (totals["rows"], totals["bytes"]):
+        db.execute("UPDATE scoring_totals SET rows = ?, bytes = ? WHERE deployment_id = ? AND experiment_id = ?",
+                   (max(rows, 0), max(size, 0), deployment_id, experiment_id))
 
 
 # -- what a metric is computed over -------------------------------------------------------------
@@ -306,10 +406,20 @@ def _scored(call: Call, deployment_id: str, experiment_id: str, span: _Range | N
             pd.concat(outputs, ignore_index=True) if outputs else empty)
 
 
+def _missing(values: pd.Series) -> pd.Series:
+    """Where the values are missing: None, or a token the scorer reads as missing ("", "NA", "null", ...)."""
+    return values.isna() | values.astype(str).str.strip().str.lower().isin(MISSING_VALUES)
+
+
+def _as_numbers(values: pd.Series) -> pd.Series:
+    """The values as floats; missing values and anything not a number are NaN."""
+    return pd.to_numeric(values.where(~_missing(values)), errors="coerce")
+
+
 def _numeric(values: pd.Series) -> pd.Series | None:
-    """The values as floats when they all are numbers (blanks aside), else None."""
-    as_numbers = pd.to_numeric(values.replace({"": None, "NaN": None}), errors="coerce")
-    return as_numbers if as_numbers.notna().sum() == values.replace({"": None}).notna().sum() else None
+    """The values as floats when they all are numbers (missing values aside), else None."""
+    numbers = _as_numbers(values)
+    return numbers if numbers.notna().sum() == (~_missing(values)).sum() else None
 
 
 # -- operational and health --------------------------------------------------------------------
@@ -383,8 +493,9 @@ def get_model_operational_summary_metrics(call: Call, request: dict[str, Any]) -
 
 
 def _prediction_column(outputs: pd.DataFrame) -> pd.Series | None:
+    """The first output: the prediction (an H2O-3 MOJO's label comes before its class probabilities)."""
     columns = [c for c in outputs.columns if c != "_time"]
-    return outputs[columns[-1]] if columns else None
+    return outputs[columns[0]] if columns else None
 
 
 def _histogram(values: pd.Series, name: str) -> dict[str, Any]:
@@ -462,9 +573,8 @@ def _bins(baseline: pd.Series) -> tuple[str, Any]:
 
 
 def _shares(values: pd.Series, kind: str, bins: Any) -> np.ndarray:
-    if kind == "numeric":
-        numbers = _numeric(values)
-        numbers = numbers.dropna() if numbers is not None else pd.Series(dtype=float)
+    if kind == "numeric":  # the baseline decided: here anything not a number counts as missing
+        numbers = _as_numbers(values).dropna()
         inner = np.searchsorted(bins[1:-1], numbers.to_numpy(), side="right")
         counts = np.bincount(inner, minlength=len(bins) - 1).astype(float)
     else:
@@ -507,7 +617,10 @@ def _drift_report(call: Call, deployer: dict[str, Any], experiment_id: str, span
         baseline, _ = _scored(call, deployer["id"], experiment_id, None, until=last)
         inputs, outputs = _scored(call, deployer["id"], experiment_id, span, after=last)
         source = f"the first {len(baseline)} rows the model scored"
-    prediction = _numeric(_prediction_column(outputs)) if not outputs.empty else None
+    # Importance needs numbers: the first numeric output (a classifier's first probability when its
+    # prediction is a label).
+    numeric_outputs = (_numeric(outputs[c]) for c in outputs.columns if c != "_time")
+    prediction = next((n for n in numeric_outputs if n is not None), None) if not outputs.empty else None
     features = []
     for name in [c for c in inputs.columns if c != "_time"]:
         if name not in baseline.columns or baseline[name].empty or inputs[name].empty:
@@ -531,7 +644,7 @@ def _drift_report(call: Call, deployer: dict[str, Any], experiment_id: str, span
 
 
 def _feature(f: dict[str, Any]) -> dict[str, Any]:
-    missing = int(f["values"].astype(str).isin(["", "NaN", "nan"]).sum())
+    missing = int(_missing(f["values"]).sum())
     if not f["driftCalculated"]:
         return {"name": f["name"], "dataType": "", "driftCalculated": False, "missingValues": missing}
     return {"name": f["name"], "dataType": "numeric" if f["kind"] == "numeric" else "categorical",
@@ -541,7 +654,7 @@ def _feature(f: dict[str, Any]) -> dict[str, Any]:
 
 def _density(f: dict[str, Any]) -> dict[str, Any]:
     if f.get("kind") == "numeric":
-        numbers = _numeric(f["values"]).dropna()
+        numbers = _as_numbers(f["values"]).dropna()
         # The baseline's bins, widened to the range's values: drifted rows land outside them.
         edges = np.unique(np.concatenate([[numbers.min()], f["bins"], [numbers.max()]])) if len(numbers) else f["bins"]
         counts, edges = np.histogram(numbers, bins=edges)
