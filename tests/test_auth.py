@@ -56,6 +56,34 @@ def test_refreshes_before_expiry_and_keeps_the_rotated_refresh_token(rotating) -
     assert len(set(tokens)) == 3
 
 
+def test_a_token_replaced_while_being_read_is_not_handed_out_expired(rotating) -> None:
+    # Widens the gap a thread switch can open at any instruction: when the reading thread first looks
+    # at the provider's token, another thread exchanges the refresh token. The reader must then hand
+    # out the new token, not the expired one paired with the new expiry.
+    reader, replaced = threading.current_thread(), []
+
+    class WidenedGap(mlops.TokenProvider):
+        def __getattribute__(self, name: str) -> object:
+            value = object.__getattribute__(self, name)
+            if name in ("_state", "_access_token") and threading.current_thread() is reader and not replaced:
+                replaced.append(name)
+                other = threading.Thread(target=self.force_refresh)
+                other.start()
+                other.join()
+            return value
+
+    provider = WidenedGap(rotating.refresh_token("alice"), rotating.client_id, rotating.token_endpoint)
+    replaced.append("not yet")  # the first token is fetched without the widened gap
+    expired = provider()
+    time.sleep(2.2)  # access tokens live 2 s here
+    replaced.clear()
+    token = provider()
+    assert replaced and provider.refresh_count == 2
+    handed_out_expired = token == expired  # compared apart, so that a failure prints no token
+    assert not handed_out_expired
+    assert rotating.idp.verify_access_token(token)["preferred_username"] == "alice"
+
+
 def test_many_threads_cause_one_refresh(sb) -> None:
     provider = mlops.TokenProvider(sb.refresh_token("bob"), sb.client_id, sb.token_endpoint)
     barrier = threading.Barrier(16)

@@ -95,10 +95,31 @@ def test_every_message_and_enum_is_importable_from_the_package() -> None:
 
 
 def test_classes_are_built_once_at_module_level() -> None:
-    assert wire_client.StorageProject is wire_client.entity_class("storage", "project")
+    assert wire_client.StorageProjectService is wire_client.entity_class("storage", "project")
     a = mlops.Client("http://127.0.0.1:9", lambda: "x")
     b = mlops.Client("http://127.0.0.1:9", lambda: "x")
     assert type(a.storage.project) is type(b.storage.project)
+
+
+def test_service_classes_are_named_apart_from_the_message_classes() -> None:
+    services = {type(getattr(getattr(client, server), entity)).__name__
+                for client in [mlops.Client("http://127.0.0.1:9", lambda: "x")]
+                for server in API.servers for entity in dir(getattr(client, server))}
+    assert "StorageProjectService" in services and len(services) == len(API.services)
+    assert services.isdisjoint(messages.all_message_classes())
+    assert services.isdisjoint(messages.all_enum_classes())
+
+
+def test_a_misspelt_method_or_entity_gets_the_nearest_names() -> None:
+    client = mlops.Client("http://127.0.0.1:9", lambda: "x")
+    with pytest.raises(AttributeError, match=r"storage.project \(StorageProjectService\) has no method 'list_project'; "
+                                             r"did you mean list_projects"):
+        client.storage.project.list_project()
+    with pytest.raises(AttributeError, match="the storage server has no entity 'projects'; did you mean project?"):
+        client.storage.projects  # noqa: B018
+    with pytest.raises(AttributeError, match="has no method 'fly'; it has .*get_project.*list_projects"):
+        client.storage.project.fly  # noqa: B018
+    assert not hasattr(client.storage.project, "_repr_html_")  # display probes still see a plain missing name
 
 
 def test_enums_keep_the_real_values() -> None:

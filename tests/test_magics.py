@@ -16,11 +16,14 @@ from IPython.utils.capture import capture_output
 
 import mlops_nb
 import mlops_nb.sandbox
-from mlops_nb.notebook import session
+from mlops_nb.notebook import completion, session
 from mlops_nb.notebook.login import LoginForm
 from mlops_nb.notebook.magics import CommandFailed, MLOps
 from mlops_nb.notebook.settings import settings
 from mlops_nb.sandbox import Sandbox
+from tests.capture import CaptureServer
+
+LIST_PROJECTS = "/storage/ai.h2o.storage.ProjectService/ListProjects"
 
 
 @pytest.fixture(scope="module")
@@ -190,6 +193,26 @@ def test_filter_values_are_typed_as_their_field(ip: InteractiveShell, alice: Any
     result = run(ip, "%mlops projects --filter created_time=yesterday")
     assert isinstance(result.error_in_exec, UsageError)
     assert "does not fit created_time (timestamp)" in output_lines(capsys)[0]
+
+
+def test_the_python_api_takes_the_same_filter_and_sort(ip: InteractiveShell, alice: Any) -> None:
+    """What --filter and --sort give, code gets from list_all and all_deployments with where= and sort=."""
+    line = run(ip, "%mlops experiments 'Credit risk' --filter 'display_name!=GBM tuned' --sort -display_name").result
+    project = mlops_nb.find_project(alice, "Credit risk")
+    code = mlops_nb.list_all(alice.storage.experiment.list_experiments, project_id=project.id,
+                             where=["display_name!=GBM tuned"], sort="-display_name")
+    assert list(code["id"]) == list(line["id"]) and len(code) == 2
+    assert list(mlops_nb.list_all(alice.storage.project.list_projects, where="display_name~CREDIT")["display_name"]) \
+        == ["Credit risk"]
+    failing = mlops_nb.all_deployments(alice, where=["project!=Customer churn", "state~fail"], sort="display_name")
+    assert list(failing["display_name"]) == list(run(ip, "%mlops deployments --filter 'project!=Customer churn' "
+                                                         "--filter state~fail --sort display_name").result["display_name"])
+    with pytest.raises(ValueError, match="does not fit created_time"):
+        mlops_nb.list_all(alice.storage.project.list_projects, where="created_time=yesterday")
+    with pytest.raises(ValueError, match="a condition is FIELD=VALUE"):
+        mlops_nb.list_all(alice.storage.project.list_projects, where="display_name")
+    with pytest.raises(ValueError, match="deployer.environment.list_environments cannot filter"):
+        mlops_nb.list_all(alice.deployer.environment.list_environments, where="display_name=x")
 
 
 def test_max_rows_is_the_default_limit(ip: InteractiveShell, alice: Any) -> None:
@@ -501,11 +524,36 @@ def test_completes_commands_options_and_method_names(ip: InteractiveShell) -> No
     assert ("dai/mojo_pipeline", "dai/") in completions(ip, "%mlops runtimes dai/")
 
 
+def names_fetched(cache: completion.NameCache) -> None:
+    """Start the background fetch of the names completion offers and wait for it (a keystroke does not)."""
+    cache.names()
+    assert cache.settled(timeout=60)
+
+
 def test_completes_project_names(ip: InteractiveShell, alice: Any) -> None:
+    names_fetched(completion.project_names)
     assert completions(ip, "%mlops experiments Cr") == [("Credit risk", "Cr")]
     assert completions(ip, "%mlops experiments Credit r") == [("Credit risk", "Credit r")]
     assert completions(ip, "%mlops models 'Cus") == [("'Customer churn'", "'Cus")]
     assert ("Credit risk", "") in completions(ip, "%mlops deployments ")
+
+
+def test_completion_answers_at_once_and_fetches_names_in_the_background(ip: InteractiveShell,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # A gateway that takes 8 s to list projects (the background fetch is let wait that long): before, each
+    # keystroke waited for it on the kernel's thread.
+    monkeypatch.setattr(completion, "FETCH_TIMEOUT", 30.0)
+    with CaptureServer() as gateway:
+        gateway.respond(LIST_PROJECTS, {"project": [{"id": "p1", "displayName": "Slow project"}]}, delay=8.0)
+        session.set_current_client(mlops_nb.Client(gateway.url, lambda: "token"))
+        try:
+            assert completions(ip, "%mlops experiments Sl") == []  # the fetch is under way; nothing waited for it
+            assert completions(ip, "%mlops experiments Sl") == []
+            assert completion.project_names.settled(timeout=60)
+            assert completions(ip, "%mlops experiments Sl") == [("Slow project", "Sl")]
+            assert sum(r.path == LIST_PROJECTS for r in gateway.requests) == 1  # one fetch, not one per keystroke
+        finally:
+            session.logout()
 
 
 def test_other_lines_complete_as_before(ip: InteractiveShell) -> None:
@@ -550,6 +598,7 @@ def test_deploy_wait_status_logs_score_monitor(ip: InteractiveShell, alice: Any,
 
 
 def test_deployment_names_complete(ip: InteractiveShell, alice: Any) -> None:
+    names_fetched(completion.deployment_names)
     assert [c for c, _ in completions(ip, "%mlops status cre")] == [
         "credit-default", "credit-default A/B", "credit-default with H2O-3 shadow"]
     assert ("churn-h2o", "chu") in completions(ip, "%mlops logs chu")

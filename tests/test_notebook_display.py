@@ -332,6 +332,29 @@ def test_interactive_table_has_a_static_fallback(restore_settings: None) -> None
     assert "StorageProject: 30 rows × 6 columns" in html
 
 
+def test_itables_is_pinned_to_the_major_version_whose_private_hooks_the_tables_use() -> None:
+    from importlib.metadata import requires, version
+
+    pin = next(r for r in requires("mlops_nb") or [] if r.startswith("itables"))
+    assert "<3" in pin and version("itables").startswith("2.")
+    assert display._itables_hooks() is not None
+
+
+def test_an_itables_without_its_private_hooks_gives_static_tables_and_says_so(
+        restore_settings: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Stands in for a future itables that renamed its private helpers: no such release exists to install.
+    import itables.javascript
+
+    monkeypatch.delattr(itables.javascript, "_itables_ready_event")
+    display._itables_hooks.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match=r"itables 2\.[\d.]+ lacks what interactive tables need"):
+            html = frame_html(project_frame(30))
+        assert "<script" not in html and "p-029" in html and "mlops-nb-static-table" in html
+    finally:
+        display._itables_hooks.cache_clear()
+
+
 def test_every_table_carries_the_bundle_which_a_page_loads_once() -> None:
     first, second = frame_html(project_frame(2)), frame_html(project_frame(2))
     # Each table works in whichever page shows it (a reload, a second tab, an export): it brings the

@@ -1,12 +1,14 @@
 """The notebook layer: list calls as DataFrames, cards and tables, lookups, catalogs.
 
-Cards and tables are the display module's. Outside IPython it loads on the first card
-shown (a message's ``_repr_html_``), so that importing the package stays quick; inside
+Cards and tables are the display module's; messages and list frames know nothing of it (it
+registers their renderers). Outside IPython it loads on the first card or table shown (a
+``_repr_html_``), so that importing the package stays quick; inside
 IPython it loads with the package and installs the table and text displays in the shell.
 """
 
 import sys as _sys
 
+from mlops_nb.notebook import frames as _frames
 from mlops_nb.wire import messages as _messages
 
 
@@ -18,8 +20,16 @@ def _card_html(message: _messages.Message) -> str | None:
     return card_html(message)
 
 
+def _frame_html(frame: _frames.ListFrame) -> str:
+    # Registered until the display module, loaded here on the first table shown, registers its own.
+    from mlops_nb.notebook.display import frame_html
+
+    return frame_html(frame)
+
+
 for _name in _messages.all_message_classes():
     _messages.register_html_renderer(_name, _card_html)
+_frames.register_frame_renderer(_frame_html)
 
 _ipython = _sys.modules.get("IPython")
 if _ipython is not None and _ipython.get_ipython() is not None:

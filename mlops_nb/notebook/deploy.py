@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from mlops_nb.api import CATALOGS
+from mlops_nb.notebook.frames import list_all
 from mlops_nb.notebook.lookup import experiment_id, home_project_id
 from mlops_nb.wire.errors import NotFound
 from mlops_nb.wire.messages import Message
@@ -83,7 +84,8 @@ def register_model(client: Any, experiment: Message | str, model_name: str, desc
 
 def _deployable(client: Any, experiment: Message) -> tuple[Message, dict[str, Any]]:
     """The experiment's artifact to deploy and its row of the artifact catalog."""
-    artifacts = client.storage.artifact.list_entity_artifacts(entity_id=experiment.id).artifact
+    artifacts = list_all(client.storage.artifact.list_entity_artifacts, entity_id=experiment.id,
+                         progress=False).entities
     for artifact in artifacts:
         row = next((r for r in CATALOGS.artifacts if r["artifact_type"] == artifact.type), None)
         if row is not None and CATALOGS.runtimes_of(row["model_type"]) and str(artifact.state) == "AVAILABLE":
@@ -125,8 +127,8 @@ def _composition(client: Any, experiment_or_version: Message | str, runtime: str
 
 
 def _environment_id(client: Any, project_id: str, environment: str | None) -> str:
-    environments = client.storage.deployment_environment.list_deployment_environments(
-        project_id=project_id).deployment_environment
+    environments = list_all(client.storage.deployment_environment.list_deployment_environments,
+                            project_id=project_id, progress=False).entities
     if environment is None:
         if not environments:
             raise LookupError(f"project {project_id} has no deployment environment")

@@ -33,6 +33,7 @@ import html
 import json
 import sys
 import uuid
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -51,7 +52,7 @@ from mlops_nb.notebook.client import (
     known_experiment_name,
     known_username,
 )
-from mlops_nb.notebook.frames import FRAME_ATTR, LOG_ATTR
+from mlops_nb.notebook.frames import FRAME_ATTR, LOG_ATTR, register_frame_renderer
 from mlops_nb.notebook.settings import settings
 from mlops_nb.wire.messages import Message, message_class, register_html_renderer
 
@@ -844,12 +845,28 @@ _BUNDLE_SCRIPT = """
 
 
 @cache
-def _bundle_html() -> str:
-    """The script that loads itables' DataTables bundle (about 250 kB: gzip, then base64)."""
+def _itables_hooks() -> tuple[str, str] | None:
+    """(the window name, the ready event) itables' offline tables wait for, from two private helpers of
+    ``itables.javascript`` (pyproject pins itables' major version); None, with a warning, when this
+    itables lacks them, and tables are then shown static."""
+    try:
+        from itables.javascript import _itables_ready_event, _itables_underscore_version
+    except ImportError as e:
+        from importlib.metadata import version
+
+        warnings.warn(f"itables {version('itables')} lacks what interactive tables need ({e}); tables are shown "
+                      "static: install itables>=2.9,<3", RuntimeWarning, stacklevel=2)
+        return None
+    return _itables_underscore_version(), _itables_ready_event()
+
+
+@cache
+def _bundle_html(name: str, event: str) -> str:
+    """The script that loads itables' DataTables bundle (about 250 kB: gzip, then base64), then sets
+    ``window[name]`` and fires ``event``, which itables' offline tables wait for."""
     import gzip
 
     import itables
-    from itables.javascript import _itables_ready_event, _itables_underscore_version  # private: see below
 
     script = Path(itables.options.dt_bundle)
 
@@ -857,8 +874,7 @@ def _bundle_html() -> str:
         # mtime=0: the same bundle gives the same bytes, so saved notebooks do not churn.
         return json.dumps(base64.b64encode(gzip.compress(path.read_bytes(), mtime=0)).decode("ascii"))
 
-    # What itables' offline tables wait for: private names, so the browser tests check they still work.
-    values = {"name": json.dumps(_itables_underscore_version()), "event": json.dumps(_itables_ready_event()),
+    values = {"name": json.dumps(name), "event": json.dumps(event),
               "js": packed(script), "css": packed(script.with_suffix(".css"))}
     return f"<script>{_BUNDLE_SCRIPT % values}</script>"
 
@@ -913,7 +929,8 @@ def frame_html(df: pd.DataFrame, *, columns: str | Sequence[Any] | None = None,
     if hidden > 0:
         caption += f'<div class="mlops-nb-note mlops-nb-hidden-columns">{_e(_hidden_columns_note(hidden))}</div>'
     style = f"<style>{_TABLE_CSS}</style>"
-    if not settings.interactive_tables:
+    hooks = _itables_hooks() if settings.interactive_tables else None
+    if hooks is None:
         return f'<div class="mlops-nb-frame">{style}{caption}{_static_table(table, show_index, "")}</div>'
     frame_id = f"mlops-nb-{uuid.uuid4().hex}"
     preview = table.iloc[:STATIC_PREVIEW_ROWS]
@@ -922,7 +939,7 @@ def frame_html(df: pd.DataFrame, *, columns: str | Sequence[Any] | None = None,
     return (
         f'<div class="mlops-nb-frame" id="{frame_id}">{style}{caption}'
         f'<div class="mlops-nb-static">{_static_table(preview, show_index, note)}</div>'
-        f'<div class="mlops-nb-interactive" hidden="hidden">{_bundle_html() if include_bundle else ""}'
+        f'<div class="mlops-nb-interactive" hidden="hidden">{_bundle_html(*hooks) if include_bundle else ""}'
         f"{_interactive_table(table, frame_id + '-table', show_index)}</div>"
         f"<script>{_SWAP_SCRIPT % {'id': frame_id}}</script></div>"
     )
@@ -1010,4 +1027,5 @@ def install_ipython_formatters(shell: Any = None) -> bool:
     return True
 
 
+register_frame_renderer(frame_html)
 install_ipython_formatters()

@@ -21,12 +21,16 @@ import pandas as pd
 from mlops_nb.api import API
 from mlops_nb.notebook.frames import FRAME_ATTR, entity_field, frame_from_wire, list_all, list_all_json
 from mlops_nb.notebook.lookup import find_project
+from mlops_nb.notebook.query import condition_field, conditions, filter_frame, sort_frame
 from mlops_nb.notebook.settings import MAX_CONCURRENT_CALLS, settings
 from mlops_nb.wire.messages import Message
 
 __all__ = ["all_deployments", "call_concurrently", "with_states"]
 
 T = TypeVar("T")
+
+# The columns all_deployments adds to the deployer's (no server filters on them).
+ADDED_COLUMNS = ("state", "state_message", "project")
 
 
 def call_concurrently(calls: Sequence[Callable[[], T]], concurrent_calls: int | None = None) -> list[T]:
@@ -79,6 +83,8 @@ def all_deployments(
     *,
     concurrent_calls: int | None = None,
     limit_per_project: int | None = None,
+    where: str | Sequence[str] | None = None,
+    sort: str | None = None,
     **fields: Any,
 ) -> pd.DataFrame:
     """Every deployment of ``projects`` as one frame, with its state, state message and project name.
@@ -87,15 +93,20 @@ def all_deployments(
     project the caller may read that holds a deployment. Each project costs two calls (its
     deployments, their statuses), made ``concurrent_calls`` at once (default:
     ``settings.concurrent_calls``). ``limit_per_project`` caps each project's rows; ``fields``
-    go into each ``list_project_deployments`` request (``filter=...``, ``sort=...``).
+    go into each ``list_project_deployments`` request (``filter=...``, ``sort=...``). ``where``
+    and ``sort`` are :func:`mlops_nb.list_all`'s (``where="state~fail"``): conditions on the
+    columns added here (``state``, ``state_message``, ``project``) are applied to the frame, the
+    others by the deployer; a sort orders the rows of every project together.
     """
+    here = [c for c in conditions(where) if condition_field(c) in ADDED_COLUMNS]
+    server = [c for c in conditions(where) if c not in here]
     if projects is None:
         chosen = _projects_holding_deployments(client, concurrent_calls)
     else:
         chosen = [p if isinstance(p, Message) else find_project(client, p) for p in projects]
     # The answers stay JSON until the end: one frame of every row costs far less than a frame per project.
     list_deployments = partial(list_all_json, client.deployer.deployment.list_project_deployments,
-                               limit=limit_per_project, progress=False, **fields)
+                               where=server, sort=sort, limit=limit_per_project, progress=False, **fields)
     list_statuses = partial(list_all_json, client.deployer.deployment_status.list_deployment_statuses,
                             progress=False)
     calls = [partial(each, project_id=p.id) for p in chosen for each in (list_deployments, list_statuses)]
@@ -111,5 +122,9 @@ def all_deployments(
         names += [project.display_name] * len(found)
         states.update((s.deployment_id, s) for s in statuses.response.deployment_status)
     result = with_states(frame_from_wire(method, {entity: rows}), states, names)
+    for condition in here:
+        result = filter_frame(result, condition)
+    if sort is not None and len(chosen) > 1:
+        result = sort_frame(result, sort)
     result.attrs[FRAME_ATTR] = entity_field(method).type
     return result

@@ -57,7 +57,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import cache
@@ -69,6 +69,7 @@ import pandas as pd
 from mlops_nb.api import API, Field, Method
 from mlops_nb.notebook.progress import Progress
 from mlops_nb.notebook.progress import progress as new_progress
+from mlops_nb.notebook.query import request_fields
 from mlops_nb.notebook.settings import settings
 from mlops_nb.wire.messages import Message, message_class, parse_timestamp
 
@@ -84,6 +85,8 @@ __all__ = [
     "list_all",
     "list_all_json",
     "list_result",
+    "register_frame_renderer",
+    "utc_times",
 ]
 
 # The key a list frame leaves in ``DataFrame.attrs`` (the entity message's name).
@@ -178,6 +181,13 @@ def _timestamps(raw: pd.Series) -> pd.Series:
         # timestamps run from year 1 (servers send 0001-01-01T00:00:00Z for "zero") to 9999.
         parsed = [None if v is None else parse_timestamp(v) for v in raw]
         return pd.Series(parsed, index=raw.index, dtype=TIMESTAMP_DTYPE)
+
+
+def utc_times(values: Iterable[str | None]) -> pd.Series:
+    """RFC 3339 texts of any fraction width (0 to 9 digits, ``Z`` or an offset, ``None`` for
+    missing) as a UTC time series; pandas without a format would take the first value's width
+    for all and refuse the others."""
+    return _timestamps(pd.Series(list(values), dtype=object))
 
 
 def _enum(raw: pd.Series, enum: str) -> pd.Series:
@@ -435,10 +445,17 @@ class ListFrame(pd.DataFrame):
         return sorted(set(super().__dir__()) | set(self._response_fields()))
 
     def _repr_html_(self) -> str | None:
-        # Imported here: the display module builds on this one.
-        from mlops_nb.notebook.display import frame_html
+        return _FRAME_RENDERER[0](self) if _FRAME_RENDERER else None
 
-        return frame_html(self)
+
+# How list frames show as HTML: presentation is the display module's, which registers it (this
+# module knows nothing of it, as messages know nothing of their cards).
+_FRAME_RENDERER: list[Callable[[pd.DataFrame], str]] = []
+
+
+def register_frame_renderer(render: Callable[[pd.DataFrame], str]) -> None:
+    """Give list frames their ``_repr_html_`` (replacing the one registered before)."""
+    _FRAME_RENDERER[:] = [render]
 
 
 def frame_from_wire(method: Method, payload: Mapping[str, Any]) -> ListFrame:
@@ -527,6 +544,8 @@ def list_all(
     list_method: Callable[..., Any],
     request: Message | Mapping[str, Any] | None = None,
     *,
+    where: str | Sequence[str] | None = None,
+    sort: str | None = None,
     limit: int | None = None,
     page_size: int | None = None,
     progress: bool | None = None,
@@ -537,7 +556,9 @@ def list_all(
     ``list_method`` is a bound list method (``client.storage.project.list_projects``);
     ``request`` (a request message or dict) or keyword ``fields`` narrow it as they
     would for one call (``project_id=...``, ``filter=...``); any paging in them is
-    replaced. ``limit`` stops after that many rows; ``page_size`` is asked of the
+    replaced. ``where`` and ``sort`` are the filter and sort language of ``%mlops``
+    (:mod:`mlops_nb.notebook.query`): ``where="display_name~churn"`` (or a list of
+    conditions, all of which hold), ``sort="-created_time"``. ``limit`` stops after that many rows; ``page_size`` is asked of the
     server per call (default ``settings.page_size``). A progress bar shows once the
     list spans more than one page (a widget in a notebook, a line on stderr
     elsewhere); ``progress=False`` hides it, ``progress=True`` shows it from the
@@ -547,7 +568,8 @@ def list_all(
     The frame's typed view (``.project``, ``.response``) holds every fetched entity
     and the last page's other fields.
     """
-    received = list_all_json(list_method, request, limit=limit, page_size=page_size, progress=progress, **fields)
+    received = list_all_json(list_method, request, where=where, sort=sort, limit=limit, page_size=page_size,
+                             progress=progress, **fields)
     return frame_from_wire(received.method, received.payload)
 
 
@@ -555,6 +577,8 @@ def list_all_json(
     list_method: Callable[..., Any],
     request: Message | Mapping[str, Any] | None = None,
     *,
+    where: str | Sequence[str] | None = None,
+    sort: str | None = None,
     limit: int | None = None,
     page_size: int | None = None,
     progress: bool | None = None,
@@ -566,6 +590,8 @@ def list_all_json(
     costs much less than a frame per list (``mlops_nb.all_deployments``).
     """
     method, call = _list_method(list_method)
+    if where or sort is not None:
+        fields = {**fields, **request_fields(method, entity_field(method).type, where, sort)}
     if limit is not None and limit < 0:
         raise ValueError(f"limit must not be negative, got {limit}")
     size = page_size or settings.page_size

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
 
-from mlops_nb.notebook.frames import LOG_ATTR
+from mlops_nb.notebook.frames import LOG_ATTR, list_all_json, utc_times
 from mlops_nb.notebook.lookup import deployment_id
 from mlops_nb.wire.messages import Message
 
 __all__ = ["deployment_logs"]
 
-_LOG_LINE = re.compile(r"^(?P<time>\d{4}-\d\d-\d\dT[\d:.]+Z) \[(?P<source>[^\]]*)\] (?P<message>.*)$", re.S)
+_LOG_LINE = re.compile(r"^(?P<time>\d{4}-\d\d-\d\dT[\d:.]+(?:[Zz]|[+-]\d\d:\d\d)) \[(?P<source>[^\]]*)\] (?P<message>.*)$", re.S)
 
 
 def deployment_logs(client: Any, deployment: Message | str, max_lines: int | None = None, filter: str = "", *,
@@ -28,22 +27,19 @@ def deployment_logs(client: Any, deployment: Message | str, max_lines: int | Non
     """
     target = deployment_id(client, deployment, project)
     rows = []
-    for entry in _entries(client, target, max_lines, filter):
-        match = _LOG_LINE.match(entry.text_payload)
-        rows.append(match.groupdict() if match else {"time": None, "source": "", "message": entry.text_payload})
+    for line in log_lines(client, target, max_lines, filter):
+        match = _LOG_LINE.match(line)
+        rows.append(match.groupdict() if match else {"time": None, "source": "", "message": line})
     logs = pd.DataFrame(rows, columns=["time", "source", "message"])
-    logs["time"] = pd.to_datetime(logs["time"], utc=True)
+    logs["time"] = utc_times(logs["time"]).array
     logs[["source", "message"]] = logs[["source", "message"]].astype("string")
     logs.attrs[LOG_ATTR] = True
     return logs
 
 
-def _entries(client: Any, target: str, max_lines: int | None, filter: str) -> Iterator[Message]:
-    token = ""
-    while True:
-        page = client.deployer.log.list_log_entries(parent=target, max_lines=max_lines or 0, filter=filter,
-                                                    page_token=token or None)
-        yield from page.log_entries
-        token = page.next_page_token
-        if not token or max_lines:
-            return
+def log_lines(client: Any, deployment: str, max_lines: int | None = None, filter: str = "") -> list[str]:
+    """The deployment's log lines as the deployer sends them, oldest first: the last ``max_lines``
+    (all of them, every page, when None) of those containing ``filter``."""
+    received = list_all_json(client.deployer.log.list_log_entries, parent=deployment, max_lines=max_lines or 0,
+                             filter=filter, limit=max_lines or None, progress=False)
+    return [entry.get("textPayload", "") for entry in received.payload["logEntries"]]

@@ -62,34 +62,33 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shlex
 import sys
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import cache
 from typing import Any
 
 import pandas as pd
-from IPython.core.completer import CompletionContext, SimpleCompletion, context_matcher
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.display import display
 from traitlets import Bool, TraitError, TraitType, link, validate
 
-from mlops_nb.api import API, CATALOGS, Field, Method
-from mlops_nb.notebook import catalogs
+from mlops_nb.api import API, Method
+from mlops_nb.notebook import catalogs, completion
 from mlops_nb.notebook.deploy import deploy
 from mlops_nb.notebook.display import install_ipython_formatters
-from mlops_nb.notebook.frames import FRAME_ATTR, entity_field, list_all
+from mlops_nb.notebook.frames import FRAME_ATTR, list_all
+from mlops_nb.notebook.local_sandbox import running_sandbox, start_sandbox, stop_sandbox
 from mlops_nb.notebook.logs import deployment_logs
 from mlops_nb.notebook.lookup import EntityLookupError, deployment_id, find_experiment, find_project
+from mlops_nb.notebook.query import QueryError
 from mlops_nb.notebook.scoring import score
-from mlops_nb.notebook.session import NotLoggedIn, current_client, logout, set_current_client
+from mlops_nb.notebook.session import NotLoggedIn, current_client, logout
 from mlops_nb.notebook.settings import Settings, settings
 from mlops_nb.notebook.waiting import wait_for_healthy
 from mlops_nb.wire.errors import MLOpsError
-from mlops_nb.wire.messages import Message, format_timestamp, message_class, parse_timestamp
+from mlops_nb.wire.messages import Message, message_class
 
 __all__ = ["MLOps", "CommandFailed", "load_ipython_extension", "unload_ipython_extension"]
 
@@ -108,10 +107,6 @@ _MIRRORED = ("interactive_tables", "max_rows", "max_columns", "page_size", "time
              "concurrent_calls")
 
 _TRUNCATED = "The first {limit:,} are listed; --all lists every one, --limit N another number."
-
-# How long completion reuses the project names it fetched.
-_NAME_CACHE_SECONDS = 30.0
-
 
 class CommandFailed(Exception):
     """An ``%mlops`` command failed for a reason to show in one line (``error`` is the cause)."""
@@ -216,6 +211,8 @@ class MLOps(Magics):
             return self._line(argv)
         except _HelpShown:
             return None
+        except QueryError as e:
+            raise UsageError(f"%mlops: {e}") from None
         except (MLOpsError, NotLoggedIn, EntityLookupError) as e:
             if not self.short_errors:
                 raise
@@ -276,26 +273,17 @@ class MLOps(Magics):
         return _list(current_client(), "storage.user.list_users", args)
 
     def _deployments(self, args: argparse.Namespace) -> pd.DataFrame:
-        client = current_client()
-        # state, state_message and project are added here, not fields the deployer can filter on.
-        local = [spec for spec in args.filter if _filter_field(spec) in _DEPLOYMENT_EXTRA_COLUMNS]
-        args.filter = [spec for spec in args.filter if spec not in local]
-        projects = [find_project(client, " ".join(args.project))] if args.project else None
-        method = API.method("deployer.deployment.list_project_deployments")
-        limit = _limit(args)
-        # One row past the limit tells whether the combined list was cut.
         from mlops_nb.notebook.fanout import all_deployments  # its thread pool loads with the first use
 
+        client = current_client()
+        projects = [find_project(client, " ".join(args.project))] if args.project else None
+        limit = _limit(args)
+        # One row past the limit tells whether the combined list was cut.
         result = all_deployments(client, projects, limit_per_project=None if limit is None else limit + 1,
-                                 **_request_fields(method, args))
-        for spec in local:
-            result = _filter_locally(result, spec)
-        if args.sort and result["project_id"].nunique() > 1:
-            result = _sort_locally(result, args.sort)
+                                 where=args.filter, sort=args.sort)
         if limit is not None and len(result) > limit:
             result = result.iloc[:limit]
             print(_TRUNCATED.format(limit=limit))
-        result.attrs[FRAME_ATTR] = entity_field(method).type
         return result
 
     def _artifact_types(self, args: argparse.Namespace) -> pd.DataFrame:
@@ -329,34 +317,16 @@ class MLOps(Magics):
                                                          "note": "string"}), "versions")
 
     def _sandbox(self, args: argparse.Namespace) -> Message | None:
-        from mlops_nb import sandbox  # the client works without the sandbox; load it only here
-
-        running = sandbox.started()
         if args.stop:
-            if running is None:
-                print("No sandbox is running in this kernel.")
-                return None
-            gateway = running.gateway_url
-            _log_out_of(gateway)
-            running.stop()
-            print(f"Stopped the sandbox at {gateway}.")
+            gateway = stop_sandbox()
+            print(f"Stopped the sandbox at {gateway}." if gateway else "No sandbox is running in this kernel.")
             return None
-        if running is None or (args.db and os.path.abspath(args.db) != os.path.abspath(running.db)):
-            if running is not None:
-                _log_out_of(running.gateway_url)
-            options: dict[str, Any] = {"data": args.data, "port": args.port}
-            if args.db:
-                options["db"] = args.db
-            running = sandbox.start(**options)  # stops the one started before, saying so
         try:
-            client = running.client(args.user)
-        except ValueError:
-            known = ", ".join(a.username for a in running.idp.accounts())
-            raise UsageError(f"%mlops sandbox: the sandbox has no user {args.user!r}; it has {known}") from None
-        user = client.storage.user.who_am_i().user
-        set_current_client(client, user)
-        print(f"Sandbox gateway at {running.gateway_url} (database {running.db}); "
-              f"logged in as {user.username}.")
+            user = start_sandbox(args.user, data=args.data, port=args.port, db=args.db)
+        except ValueError as e:
+            raise UsageError(f"%mlops sandbox: {e}") from None
+        sandbox = running_sandbox()
+        print(f"Sandbox gateway at {sandbox.gateway_url} (database {sandbox.db}); logged in as {user.username}.")
         return user
 
     def _call_command(self, args: argparse.Namespace) -> Any:
@@ -447,24 +417,8 @@ def _list(client: Any, method_name: str, args: argparse.Namespace, **fields: Any
 def _fetch(client: Any, method_name: str, args: argparse.Namespace, limit: int | None,
            **fields: Any) -> pd.DataFrame:
     """Every page (up to ``limit`` rows) of a list call, with the command's --filter and --sort."""
-    method = API.method(method_name)
-    return list_all(_bound(client, method), limit=limit, **fields, **_request_fields(method, args))
-
-
-def _request_fields(method: Method, args: argparse.Namespace) -> dict[str, Any]:
-    """The list request's filter and sorting fields for the command's --filter and --sort."""
-    request_fields = {f.name: f for f in API.messages[method.request_message or ""]}
-    fields: dict[str, Any] = {}
-    if args.filter:
-        if "filter" not in request_fields:
-            raise UsageError(f"%mlops: {method.qualified_name} cannot filter")
-        fields["filter"] = _filter(method, args.filter)
-    if args.sort:
-        sort_field = "sorting" if "sorting" in request_fields else "sort" if "sort" in request_fields else None
-        if sort_field is None:
-            raise UsageError(f"%mlops: {method.qualified_name} cannot sort")
-        fields[sort_field] = _sorting(args.sort)
-    return fields
+    return list_all(_bound(client, API.method(method_name)), where=args.filter, sort=args.sort, limit=limit,
+                    **fields)
 
 
 # -- parsing ------------------------------------------------------------------------------------------
@@ -737,84 +691,6 @@ def _call(method: Method, body: dict[str, Any]) -> Any:
     return bound(_request(method, body))
 
 
-_FILTER = re.compile(r"^(?P<field>[^=!~]+?)\s*(?P<op>!=|=|~)\s*(?P<value>.*)$")
-_OPERATORS = {"=": "EQUAL_TO", "!=": "NOT_EQUAL_TO", "~": "CONTAINS"}
-
-
-def _constraint_value(field: Field | None, text: str, operator: str) -> dict[str, Any]:
-    """A filter value typed as the field is (wire spelling); "contains" always compares text."""
-    kind = None if field is None or operator == "~" else field.type
-    try:
-        if kind in ("int32", "int64"):
-            return {"int64Value": str(int(text))}
-        if kind == "double":
-            return {"doubleValue": float(text)}
-        if kind == "bool":
-            if text.lower() not in ("true", "false"):
-                raise ValueError("expected true or false")
-            return {"boolValue": text.lower() == "true"}
-        if kind == "timestamp":
-            return {"timestampValue": format_timestamp(parse_timestamp(text))}
-    except ValueError as e:
-        raise UsageError(f"%mlops: --filter {text!r} does not fit {field.name} ({kind}): {e}") from None
-    return {"stringValue": text}
-
-
-def _filter(method: Method, specs: Sequence[str]) -> dict[str, Any]:
-    """A filter of one clause (its constraints all hold) in wire spelling, which storage and deployer share."""
-    fields = {name: f for f in API.messages[entity_field(method).type] for name in (f.name, f.json)}
-    constraints = []
-    for spec in specs:
-        match = _FILTER.match(spec)
-        if match is None:
-            raise UsageError(f"%mlops: --filter takes FIELD=VALUE, FIELD!=VALUE or FIELD~TEXT, got {spec!r}")
-        name = match["field"].strip()
-        known = fields.get(name)
-        constraints.append({"property": {"field": known.name if known else name},
-                            "operator": _OPERATORS[match["op"]],
-                            "value": _constraint_value(known, match["value"], match["op"])})
-    return {"query": {"clause": [{"propertyConstraint": constraints}]}}
-
-
-def _sorting(spec: str) -> dict[str, Any]:
-    descending = spec.startswith("-")
-    field = spec.lstrip("-+")
-    if not field:
-        raise UsageError("%mlops: --sort takes a field name, e.g. --sort display_name or --sort -created_time")
-    return {"property": [{"property": {"field": field}, "order": "DESCENDING" if descending else "ASCENDING"}]}
-
-
-_DEPLOYMENT_EXTRA_COLUMNS = ("state", "state_message", "project")
-
-
-def _filter_field(spec: str) -> str | None:
-    match = _FILTER.match(spec)
-    return match["field"].strip() if match else None
-
-
-def _filter_locally(frame: pd.DataFrame, spec: str) -> pd.DataFrame:
-    """A --filter on a column the command adds itself (the server cannot filter on it)."""
-    match = _FILTER.match(spec)
-    assert match is not None  # only specs whose field matched reach here
-    column = frame[match["field"].strip()].astype("string").fillna("")
-    value = match["value"]
-    if match["op"] == "~":
-        keep = column.str.contains(value, case=False, regex=False)
-    elif match["op"] == "!=":
-        keep = column != value
-    else:
-        keep = column == value
-    return frame[keep.to_numpy(dtype=bool)].reset_index(drop=True)
-
-
-def _sort_locally(frame: pd.DataFrame, spec: str) -> pd.DataFrame:
-    """The same order as the server's, across frames gathered from several calls."""
-    field = spec.lstrip("-+")
-    if field not in frame.columns:
-        return frame
-    return frame.sort_values(field, ascending=not spec.startswith("-"), kind="stable", ignore_index=True)
-
-
 def _more_available(frame: pd.DataFrame) -> bool:
     paging = getattr(frame.response, "paging", None)
     return bool(paging is not None and paging.next_page_token)
@@ -831,117 +707,6 @@ def _as_list_table(frame: pd.DataFrame, label: str) -> pd.DataFrame:
 
 # -- completion -------------------------------------------------------------------------------------------
 
-# A line that runs the magic, maybe assigning its result: "%mlops ...", "df = %mlops ...", "%%mlops ...".
-_MAGIC_LINE = re.compile(r"^\s*(?:[A-Za-z_]\w*\s*=\s*)?(?P<magic>%%?mlops)(?P<rest>\s.*)?$")
-
-
-class _NamesOfLogin:
-    """Display names for completion, of the current login: fetched at most every
-    ``_NAME_CACHE_SECONDS``; [] when nobody is logged in or the fetch fails."""
-
-    def __init__(self, fetch: Callable[[Any], Iterable[str]]) -> None:
-        self._fetch = fetch
-        self._cached: tuple[Any, float, list[str]] = (None, 0.0, [])  # (client, when fetched, names)
-
-    def __call__(self) -> list[str]:
-        try:
-            client = current_client()
-        except NotLoggedIn:
-            return []
-        cached_client, fetched, names = self._cached
-        if cached_client is client and time.monotonic() - fetched < _NAME_CACHE_SECONDS:
-            return names
-        try:
-            names = sorted(set(self._fetch(client)))
-        except MLOpsError:
-            return []
-        self._cached = (client, time.monotonic(), names)
-        return names
-
-
-def _project_names(client: Any) -> Iterable[str]:
-    return list_all(client.storage.project.list_projects, limit=settings.max_rows, progress=False)["display_name"].dropna()
-
-
-def _deployment_names(client: Any) -> Iterator[str]:
-    for project in list_all(client.storage.project.list_projects, limit=settings.max_rows, progress=False).entities:
-        yield from list_all(client.deployer.deployment.list_project_deployments, project_id=project.id,
-                            limit=settings.max_rows, progress=False)["display_name"].dropna()
-
-
-_current_project_names = _NamesOfLogin(_project_names)
-_current_deployment_names = _NamesOfLogin(_deployment_names)
-
-
-def _first_argument_done(text: str) -> bool:
-    """Whether the first argument of ``text`` is complete: a closed quote, or a word and a space."""
-    if text[:1] in ("'", '"'):
-        end = text.find(text[0], 1)
-        return end != -1 and text[end + 1:end + 2].isspace()
-    return bool(re.search(r"\s", text))
-
-
-def _frame_variables() -> list[str]:
-    """The names of the DataFrames in the user's namespace (what ``%mlops score`` takes)."""
-    from IPython import get_ipython
-
-    shell = get_ipython()
-    namespace = shell.user_ns if shell is not None else {}
-    return sorted(n for n, v in namespace.items() if isinstance(v, pd.DataFrame) and not n.startswith("_"))
-
-
-def _candidates(magic: str, rest: str) -> tuple[str, list[str]]:
-    """(the text being completed, which ends ``rest``; what it may become) for a magic's arguments."""
-    words = [(m.start(), m.group()) for m in re.finditer(r"\S+", rest)]
-    new_word = not rest or rest[-1].isspace()
-    typed = "" if new_word else words[-1][1]
-    done = [w for _, w in (words if new_word else words[:-1])]
-    method_names = [m.qualified_name for m in API.methods]
-    if magic == "%%mlops":
-        return typed, method_names if not done else []
-    if not done:
-        return typed, list(COMMANDS)
-    command, arguments = done[0], done[1:]
-    if typed.startswith("-"):
-        return typed, _command_options().get(command, [])
-    if command == "call":
-        if not arguments:
-            return typed, method_names
-        try:
-            request = API.method(arguments[0]).request_message
-        except KeyError:
-            return typed, []
-        return typed, [f"{f.name}=" for f in API.messages.get(request or "", ())]
-    if command == "runtimes" and not arguments:
-        types = {a["artifact_type"] for a in CATALOGS.artifacts} | {r["model_type"] for r in CATALOGS.runtimes}
-        return typed, sorted(types)
-    if command in _DEPLOYMENT_COMMANDS and not any(a.startswith("-") for a in arguments):
-        after = rest[words[1][0]:] if len(words) > 1 else ""
-        if command == "score" and _first_argument_done(after):
-            return typed, _frame_variables()
-        quote = after[:1] if after[:1] in ("'", '"') else ""
-        return after, [f"{quote}{name}{quote}" for name in _current_deployment_names()]
-    if command in _PROJECT_COMMANDS and not any(a.startswith("-") for a in arguments):
-        # A display name may hold spaces: complete everything typed after the command.
-        typed = rest[words[1][0]:] if len(words) > 1 else ""
-        quote = typed[:1] if typed[:1] in ("'", '"') else ""
-        return typed, [f"{quote}{name}{quote}" for name in _current_project_names()]
-    return typed, []
-
-
-@context_matcher()
-def complete(context: CompletionContext) -> dict[str, Any]:
-    """IPython completion matcher for ``%mlops`` and ``%%mlops`` lines: commands, options, API
-    method names, request fields, artifact types and project names."""
-    match = _MAGIC_LINE.match(context.text_until_cursor)
-    if match is None or (match["magic"] == "%%mlops" and context.cursor_line != 0):
-        return {"completions": []}
-    typed, candidates = _candidates(match["magic"], match["rest"] or "")
-    found = [SimpleCompletion(c, type="mlops") for c in candidates if c.startswith(typed)]
-    # Suppress other matchers (Jedi would offer Python names); this matcher knows the whole grammar.
-    return {"completions": found, "matched_fragment": typed, "suppress": True, "ordered": True}
-
-
 @cache
 def _command_options() -> dict[str, list[str]]:
     """Each command's long options (argparse has no public way to list them; ``_actions`` is it)."""
@@ -949,6 +714,11 @@ def _command_options() -> dict[str, list[str]]:
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     return {name: sorted(o for a in sub._actions for o in a.option_strings if o.startswith("--"))
             for name, sub in commands.choices.items()}
+
+
+complete = completion.matcher(completion.Grammar(commands=list(COMMANDS), options=_command_options,
+                                                project_commands=_PROJECT_COMMANDS,
+                                                deployment_commands=_DEPLOYMENT_COMMANDS))
 
 
 # -- the extension -----------------------------------------------------------------------------------------

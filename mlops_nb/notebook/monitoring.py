@@ -28,6 +28,7 @@ from typing import Any
 
 import pandas as pd
 
+from mlops_nb.notebook.frames import utc_times
 from mlops_nb.notebook.lookup import deployment_id
 from mlops_nb.wire.messages import Message
 
@@ -38,7 +39,7 @@ HIGH_DRIFT, MEDIUM_DRIFT = 0.25, 0.1
 
 def _points(points: list[Message], column: str) -> pd.Series:
     """Points of a graph (x: a time, value: a number) as a series on a UTC time index."""
-    index = pd.DatetimeIndex(pd.to_datetime([p.x_axis for p in points], utc=True), name="time")
+    index = pd.DatetimeIndex(utc_times(p.x_axis for p in points), name="time")
     return pd.Series(pd.to_numeric([p.value for p in points]), index=index, name=column, dtype="float64")
 
 
@@ -202,7 +203,7 @@ def monitoring(client: Any, deployment: Message | str, start: datetime | str | N
     boxes = health.prediction_values.box if health.prediction_values is not None else []
     values = pd.DataFrame([{"time": b.x, "min": b.y0, "q1": b.y1, "median": b.y2, "q3": b.y3, "max": b.y4}
                            for b in boxes], columns=["time", "min", "q1", "median", "q3", "max"])
-    values["time"] = pd.to_datetime(values["time"], utc=True)
+    values["time"] = utc_times(values["time"]).array
     values = values.set_index("time").apply(pd.to_numeric)
 
     features = drift.feature_summary.feature if drift.feature_summary is not None else []

@@ -26,6 +26,7 @@ import pandas as pd
 import requests
 
 from mlops_nb.notebook.fanout import call_concurrently
+from mlops_nb.notebook.frames import utc_times
 from mlops_nb.notebook.lookup import deployment_id
 from mlops_nb.notebook.progress import progress
 from mlops_nb.wire.errors import ConnectionFailed, MLOpsError, WriteOutcomeUnknown
@@ -130,11 +131,14 @@ def _answer(response: Any, url: str) -> Any:
 def _as_text(column: pd.Series) -> list[str]:
     """One input column as the scoring API wants it: strings, missing values as empty ones.
 
-    Numbers are written in one C call (``json.dumps`` writes a float as ``repr`` does) and
-    split; other kinds value by value.
+    A number goes as the shortest text that reads back to the same value at its own precision
+    (a float32 0.1 as ``0.1``, not its float64 widening ``0.10000000149011612``; a NumPy float
+    of an object column as ``0.1``, not its repr ``np.float64(0.1)``). Integers and float64
+    columns are written in one C call (``json.dumps`` writes a float as ``repr`` does, the
+    shortest text at float64 precision) and split; other kinds value by value.
     """
     kind = column.dtype.kind
-    if isinstance(column.dtype, np.dtype) and (kind in "iu" or kind == "f" and column.dtype.itemsize >= 4):
+    if isinstance(column.dtype, np.dtype) and (kind in "iu" or kind == "f" and column.dtype.itemsize == 8):
         values = column.to_numpy()
         text = json.dumps(values.tolist())[1:-1].split(", ") if len(values) else []
         if kind == "f" and not np.isfinite(values).all():
@@ -146,9 +150,11 @@ def _as_text(column: pd.Series) -> list[str]:
         text = column.map({True: "true", False: "false"})
     elif pd.api.types.is_datetime64_any_dtype(column):
         text = column.map(lambda v: v.isoformat() if not pd.isna(v) else None)
+    elif pd.api.types.is_float_dtype(column):
+        width = getattr(column.dtype, "numpy_dtype", column.dtype)  # float32 of a nullable Float32 column too
+        text = pd.Series(column.to_numpy(dtype=width, na_value=np.nan).astype(str), index=column.index)
     else:
-        text = column.astype(object).map(lambda v: v if isinstance(v, str) else repr(v) if isinstance(v, float)
-                                          else str(v))
+        text = column.astype(object).map(str)
     return text.where(column.notna(), "").tolist()
 
 
@@ -174,7 +180,7 @@ def _typed(columns: list[list[str]], fields: list[str], kinds: dict[str, str], i
             continue
         column = pd.Series(values, index=index, dtype=object).replace({"": None, "NaN": None})
         if kind == "Time64":
-            typed[name] = pd.to_datetime(column, utc=True)
+            typed[name] = pd.Series(utc_times(column).array, index=index)
         elif kind == "Bool":
             typed[name] = column.map({"true": True, "false": False, "1": True, "0": False}).astype("boolean")
         elif kind in ("Int64", "Int32"):

@@ -3,6 +3,9 @@
 One kernel, one current login. The login form and ``%mlops sandbox`` set it;
 ``%mlops logout`` clears it; everything that needs a client asks
 :func:`current_client`, which says how to log in when there is none.
+
+The embedded sandbox's lifecycle, which sets and clears the login, is beside this module
+(``local_sandbox``).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from typing import Any
 
 from mlops_nb.wire.client import Client
 
-__all__ = ["NotLoggedIn", "current_client", "current_user", "set_current_client", "logout"]
+__all__ = ["NotLoggedIn", "current_client", "current_user", "logout", "set_current_client"]
 
 LOGIN_HINT = "not logged in to MLOps: run %mlops login (or %mlops sandbox for a local demo), or mlops_nb.login()"
 
@@ -61,3 +64,4 @@ def logout() -> bool:
     with _lock:
         previous, _client, _user = _client, None, None
     return previous is not None
+

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mlops_nb.notebook.client import known_deployment_name
+from mlops_nb.notebook.logs import log_lines
 from mlops_nb.notebook.lookup import deployment_id, find_deployment
 from mlops_nb.notebook.progress import in_kernel
 from mlops_nb.wire.errors import MLOpsError
@@ -90,8 +91,7 @@ class _Timeline:
 
 def _log_tail(client: Any, deployment: str) -> list[str]:
     with contextlib.suppress(MLOpsError):
-        entries = client.deployer.log.list_log_entries(parent=deployment, max_lines=LOG_LINES_IN_ERRORS).log_entries
-        return [e.text_payload for e in entries]
+        return log_lines(client, deployment, LOG_LINES_IN_ERRORS)
     return []
 
 

@@ -50,13 +50,6 @@ __all__ = ["Sandbox", "build_app", "parse_data", "rpc_status"]
 
 log = logging.getLogger("mlops_nb.sandbox")
 
-_CODE_NAMES = {
-    1: "CANCELLED", 2: "UNKNOWN", 3: "INVALID_ARGUMENT", 4: "DEADLINE_EXCEEDED", 5: "NOT_FOUND",
-    6: "ALREADY_EXISTS", 7: "PERMISSION_DENIED", 8: "RESOURCE_EXHAUSTED", 9: "FAILED_PRECONDITION",
-    10: "ABORTED", 11: "OUT_OF_RANGE", 12: "UNIMPLEMENTED", 13: "INTERNAL", 14: "UNAVAILABLE",
-    15: "DATA_LOSS", 16: "UNAUTHENTICATED",
-}
-
 
 # gRPC's default limit on a received message.
 MAX_BODY_BYTES = 4 * 1024 * 1024

@@ -174,6 +174,39 @@ def _discover_issuer(issuer: str, session: requests.Session, timeout: float) -> 
                                device_authorization_endpoint=doc.get("device_authorization_endpoint"), raw=doc)
 
 
+@dataclass(frozen=True, repr=False)  # no repr: it holds the tokens
+class _TokenState:
+    """What a :class:`TokenProvider` knows at one moment. Each exchange replaces it whole, so a
+    reader never pairs one response's token with another's expiry. Deciding is pure (no I/O,
+    the time passed in); the HTTP call is the provider's."""
+
+    refresh_token: str
+    access_token: str | None = None
+    expires_at: float = 0.0  # time.monotonic() deadline
+    lifetime: float = 0.0
+
+    def usable_token(self, threshold: float, now: float) -> str | None:
+        """The access token if it need not be exchanged yet; None if it must be."""
+        # A fixed band as long as the token's life would refresh on every call.
+        band = min(threshold, self.lifetime / 2)
+        return self.access_token if self.access_token and now < self.expires_at - band else None
+
+    def grant(self, client_id: str, client_secret: str | None) -> dict[str, str]:
+        """The token endpoint's form for exchanging the refresh token."""
+        form = {"grant_type": "refresh_token", "client_id": client_id, "refresh_token": self.refresh_token}
+        return {**form, "client_secret": client_secret} if client_secret else form
+
+    def after(self, body: dict[str, Any], now: float) -> _TokenState:
+        """The state a token response leads to (a rotated refresh token replaces this one)."""
+        try:
+            lifetime = float(body.get("expires_in", 60))
+        except (TypeError, ValueError):
+            lifetime = 60.0
+        return _TokenState(refresh_token=str(body.get("refresh_token") or self.refresh_token),
+                           access_token=str(body["access_token"]), expires_at=now + lifetime,
+                           lifetime=max(lifetime, 0.0))
+
+
 class TokenProvider:
     """Keeps a fresh access token from a refresh token (OAuth 2.0 refresh-token grant).
 
@@ -210,7 +243,6 @@ class TokenProvider:
                              "(the seed's CLIENT_ID)")
         self._token_endpoint = validate_gateway_url(token_endpoint_url, "token_endpoint_url")
         self._client_id = client_id.strip()
-        self._refresh_token = refresh_token.strip()
         self._client_secret = client_secret or None
         if isinstance(expiry_threshold_band, timedelta):
             expiry_threshold_band = expiry_threshold_band.total_seconds()
@@ -219,9 +251,7 @@ class TokenProvider:
         self._session = _session(ca_bundle if (ca_bundle and verify) else verify, session, self._token_endpoint,
                                  proxies)
         self._ca_bundle = self._session.verify if isinstance(self._session.verify, str) else None
-        self._access_token: str | None = None
-        self._expires_at = 0.0  # time.monotonic() deadline
-        self._lifetime = 0.0
+        self._state = _TokenState(refresh_token.strip())  # read without the lock, replaced whole under it
         self._lock = threading.Lock()
         self.refresh_count = 0
 
@@ -238,7 +268,7 @@ class TokenProvider:
                      client_secret: str | None, **kwargs: Any) -> TokenProvider:
         """From a token response already in hand (the device grant's)."""
         provider = cls(body["refresh_token"], client_id, token_endpoint, client_secret, **kwargs)
-        provider._store(body)
+        provider._state = provider._state.after(body, time.monotonic())
         return provider
 
     # -- public --------------------------------------------------------------------------
@@ -265,21 +295,20 @@ class TokenProvider:
     @property
     def expires_in(self) -> float:
         """Seconds until the current access token expires (0 when there is none)."""
-        return max(0.0, self._expires_at - time.monotonic()) if self._access_token else 0.0
+        state = self._state
+        return max(0.0, state.expires_at - time.monotonic()) if state.access_token else 0.0
 
     def __call__(self) -> str:
         return self.ensure_fresh_token()
 
     def ensure_fresh_token(self) -> str:
         """The current access token, exchanged first if it is missing or about to expire."""
-        token = self._access_token
-        if token and not self._needs_refresh():
+        token = self._state.usable_token(self._threshold, time.monotonic())
+        if token:
             return token
         with self._lock:
             # Another thread may have refreshed while this one waited for the lock.
-            if self._access_token is None or self._needs_refresh():
-                self._refresh()
-            return self._access_token  # type: ignore[return-value]
+            return self._state.usable_token(self._threshold, time.monotonic()) or self._refresh()
 
     def force_refresh(self) -> None:
         """Exchange the refresh token now."""
@@ -290,11 +319,11 @@ class TokenProvider:
         """The gateway refused ``token``: exchange the refresh token, unless another thread
         already replaced that token (then the new one is used, with no second exchange)."""
         with self._lock:
-            if self._access_token is None or self._access_token == token:
+            if self._state.access_token in (None, token):
                 self._refresh()
 
     def __repr__(self) -> str:
-        state = f"access token valid for {self.expires_in:.0f} s" if self._access_token else "no access token yet"
+        state = f"access token valid for {self.expires_in:.0f} s" if self._state.access_token else "no access token yet"
         secret = ", confidential client" if self._client_secret else ""
         return f"TokenProvider(client_id={self._client_id!r}, token_endpoint_url={self._token_endpoint!r}{secret}; {state})"
 
@@ -305,32 +334,16 @@ class TokenProvider:
 
     # -- internals ------------------------------------------------------------------------
 
-    def _needs_refresh(self) -> bool:
-        # A fixed band as long as the token's life would refresh on every call.
-        band = min(self._threshold, self._lifetime / 2)
-        return time.monotonic() >= self._expires_at - band
-
-    def _refresh(self) -> None:
-        data = {"grant_type": "refresh_token", "client_id": self._client_id, "refresh_token": self._refresh_token}
-        if self._client_secret:
-            data["client_secret"] = self._client_secret
-        status, body = _post_form(self._session, self._token_endpoint, data, self._timeout, "token endpoint")
+    def _refresh(self) -> str:
+        """Exchange the refresh token (the caller holds the lock); returns the new access token."""
+        form = self._state.grant(self._client_id, self._client_secret)
+        status, body = _post_form(self._session, self._token_endpoint, form, self._timeout, "token endpoint")
         if status != 200 or "access_token" not in body:
             raise _oauth_error(body, status) from None
-        self._store(body)
+        self._state = state = self._state.after(body, time.monotonic())
         self.refresh_count += 1
         log.info("refreshed the access token for client %s (valid %s s)", self._client_id, body.get("expires_in"))
-
-    def _store(self, body: dict[str, Any]) -> None:
-        self._access_token = str(body["access_token"])
-        try:
-            lifetime = float(body.get("expires_in", 60))
-        except (TypeError, ValueError):
-            lifetime = 60.0
-        self._expires_at = time.monotonic() + lifetime
-        self._lifetime = max(lifetime, 0.0)
-        if body.get("refresh_token"):
-            self._refresh_token = str(body["refresh_token"])
+        return state.access_token  # type: ignore[return-value]
 
 
 @dataclass

@@ -9,10 +9,11 @@ service (``StorageProjectService``, ...), each method a thin function over
 from __future__ import annotations
 
 import base64
+import difflib
 import inspect
 import json
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from mlops_nb.api import API, Method, Service
@@ -90,6 +91,15 @@ class Client:
         """Close the pooled HTTP connections."""
         self._transport.close()
 
+    def with_options(self, *, timeout: float | tuple[float, float] | None,
+                     retry: RetryPolicy | bool | None) -> Client:
+        """A new client of this one's gateway, token provider, TLS trust and proxies with another
+        ``timeout`` and ``retry``, for calls that must give up sooner (close it when done)."""
+        verify = self._transport.verify
+        return type(self)(self.gateway_url, self.token_provider, timeout=timeout, retry=retry,
+                          verify=verify is not False, ca_bundle=verify if isinstance(verify, str) else None,
+                          proxies=self._transport.proxies or None, max_connections=2)
+
     def __enter__(self) -> Client:
         return self
 
@@ -148,6 +158,9 @@ class ServerClient:
     def __dir__(self) -> list[str]:
         return sorted(self._entities)
 
+    def __getattr__(self, name: str) -> Any:  # only for names that are not there
+        raise _no_such(self, f"the {self.server} server", "entity", name, self._entities)
+
 
 class EntityClient:
     """One gRPC service: its methods are this object's methods."""
@@ -164,6 +177,20 @@ class EntityClient:
     def __dir__(self) -> list[str]:
         return sorted({m.python for m in self.service.methods} | set(type(self).__dict__) - {"service"}
                       - {n for n in type(self).__dict__ if n.startswith("_")})
+
+    def __getattr__(self, name: str) -> Any:  # only for names that are not there
+        raise _no_such(self, f"{self.service.server}.{self.service.entity} ({type(self).__name__})", "method", name,
+                       self.__dir__())
+
+
+def _no_such(holder: object, where: str, kind: str, name: str, choices: Iterable[str]) -> AttributeError:
+    """The error for a name ``holder`` lacks, naming the nearest of its ``choices`` when one is near."""
+    if name.startswith("_"):  # protocol probes (_repr_html_, __deepcopy__, ...): no advice wanted
+        return AttributeError(f"{type(holder).__name__!r} object has no attribute {name!r}", name=name, obj=holder)
+    choices = list(choices)
+    near = difflib.get_close_matches(name, choices, n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(near)}?" if near else f"; it has {', '.join(choices)}"
+    return AttributeError(f"{where} has no {kind} {name!r}{hint}", name=name, obj=holder)
 
 
 # -- request coercion ------------------------------------------------------------------------
@@ -376,7 +403,8 @@ def server_class(server: str) -> type[ServerClient]:
 def _build() -> None:
     for service in API.services:
         namespace: dict[str, Any] = {"service": service, "__module__": __name__}
-        name = _class_name(service.server, service.entity)
+        # "StorageProjectService", not "StorageProject": that is the entity's message class.
+        name = _class_name(service.server, service.entity.removesuffix("_service"), "service")
         namespace["__qualname__"] = name
         namespace["__doc__"] = f"``{service.server}.{service.entity}``: the {service.proto} service."
         for method in service.methods:

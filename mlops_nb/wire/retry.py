@@ -106,7 +106,6 @@ class RetryPolicy:
             backoff_factor=self.backoff,
             backoff_max=self.backoff_max,
             backoff_jitter=self.jitter,
-            retry_after_max=self.deadline,
             raise_on_status=False,  # the last answer is returned and becomes the API error
         )
         retry.deadline = time.monotonic() + self.deadline

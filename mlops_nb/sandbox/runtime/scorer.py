@@ -418,7 +418,7 @@ def _column(name: str, data_type: str, values: list[Any]) -> Any:
         _refuse(name, data_type, text, ~known)
         return lowered.isin(["true", "1"])
     if data_type == "Time64":
-        parsed = pandas.to_datetime(text.where(~missing), errors="coerce", utc=True)
+        parsed = pandas.to_datetime(text.where(~missing), errors="coerce", utc=True, format="ISO8601")
         _refuse(name, data_type, text, parsed.isna() & ~missing)
         return parsed
     numbers = pandas.to_numeric(text.where(~missing), errors="coerce")

@@ -46,7 +46,6 @@ from mlops_nb.sandbox.services.access import readable_projects_sql, require_proj
 from mlops_nb.sandbox.services.artifacts import delete_artifact_rows, remove_blobs
 from mlops_nb.sandbox.services.entities import DATASET, apply_update, find_dataset, replace_data
 from mlops_nb.sandbox.services.experiments import shaped
-from mlops_nb.sandbox.services.projects import PROJECT_DELETE_HOOKS
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -75,13 +74,11 @@ def _in_project(call: Call, dataset_id: str, project_id: str) -> bool:
             (DATASET, dataset_id, project_id, dataset_id, project_id)).fetchone() is not None
 
 
-def _leave_deleted_project(call: Call, db: sqlite3.Connection, project_id: str) -> None:
+def leave_deleted_project(call: Call, db: sqlite3.Connection, project_id: str) -> None:
     """The datasets of a deleted project go with it: drop their links, and the links into it."""
     db.execute("DELETE FROM dataset_link WHERE project_id = ? OR dataset_id IN "
                "(SELECT id FROM entity WHERE kind = ? AND project_id = ?)", (project_id, DATASET, project_id))
 
-
-PROJECT_DELETE_HOOKS.append(_leave_deleted_project)
 
 
 @handles("storage.dataset.create_dataset")

@@ -95,7 +95,6 @@ from mlops_nb.sandbox.services.environments import (
     environment_in_project,
     stored_environment,
 )
-from mlops_nb.sandbox.services.projects import PROJECT_DELETE_HOOKS
 from mlops_nb.sandbox.store import Store
 
 if TYPE_CHECKING:
@@ -168,7 +167,7 @@ LOG_LINES_KEPT = 5000  # per deployment; older lines are dropped
 SAMPLES_KEPT = 20000  # per deployment
 
 # Hooks run (inside the removing transaction) when a deployment is gone: other modules drop
-# what they keep about it (monitoring data).
+# what they keep about it (monitoring data). Filled in one place: services/__init__.py.
 DEPLOYMENT_REMOVE_HOOKS: list[Callable[[sqlite3.Connection, str], None]] = []
 
 
@@ -624,7 +623,7 @@ def supervisor_artifacts(store: Store) -> Callable[[str], Iterator[bytes]]:
     return lambda artifact_id: artifact_chunks(store, artifact_id)
 
 
-def _leave_deleted_project(call: Call, db: sqlite3.Connection, project_id: str) -> None:
+def leave_deleted_project(call: Call, db: sqlite3.Connection, project_id: str) -> None:
     """A deleted project's deployments go with it; the supervisor then stops their processes."""
     ids = [r["id"] for r in db.execute("SELECT id FROM entity WHERE kind = ? AND project_id = ?",
                                        (DEPLOYER_KIND, project_id))]
@@ -635,8 +634,6 @@ def _leave_deleted_project(call: Call, db: sqlite3.Connection, project_id: str) 
         # After the deleting transaction: stopping takes seconds and needs no lock.
         threading.Thread(target=lambda: [supervisor.remove(i) for i in ids], daemon=True).start()
 
-
-PROJECT_DELETE_HOOKS.append(_leave_deleted_project)
 
 
 def deployments_serving(store: Store, experiment_ids: Sequence[str]) -> dict[str, str]:

@@ -63,7 +63,6 @@ from mlops_nb.sandbox.services.entities import (
     find_experiment,
 )
 from mlops_nb.sandbox.services.projects import (
-    PROJECT_DELETE_HOOKS,
     changed_fields,
     projects_query,
     record_event,
@@ -451,7 +450,7 @@ def is_experiment_registered(call: Call, request: Any) -> dict[str, Any]:
 # -- when a project goes ------------------------------------------------------------------------
 
 
-def _leave_deleted_project(call: Call, db: sqlite3.Connection, project_id: str) -> None:
+def leave_deleted_project(call: Call, db: sqlite3.Connection, project_id: str) -> None:
     """Before a project's contents are deleted: save its experiments that are linked elsewhere.
 
     Each moves home to the project it was first linked into, taking its comments,
@@ -479,5 +478,3 @@ def _leave_deleted_project(call: Call, db: sqlite3.Connection, project_id: str) 
                      experiment_id=experiment_id)
     db.execute("DELETE FROM experiment_link WHERE project_id = ?", (project_id,))
 
-
-PROJECT_DELETE_HOOKS.append(_leave_deleted_project)

@@ -46,7 +46,6 @@ from mlops_nb.sandbox.services.access import readable_projects_sql, require_proj
 from mlops_nb.sandbox.services.artifacts import delete_artifact_rows, remove_blobs
 from mlops_nb.sandbox.services.deployments import deployments_serving
 from mlops_nb.sandbox.services.entities import apply_update, find_experiment, replace_data
-from mlops_nb.sandbox.services.projects import PROJECT_DELETE_HOOKS
 from mlops_nb.wire.messages import message_class
 
 MIGRATIONS: list[tuple[str, str]] = [
@@ -190,13 +189,11 @@ def batch_delete_registered_model(call: Call, request: Any) -> dict[str, Any]:
                                                           lambda i: _delete_model(call, i), lambda i: {"modelId": i})}
 
 
-def _leave_deleted_project(call: Call, db: sqlite3.Connection, project_id: str) -> None:
+def leave_deleted_project(call: Call, db: sqlite3.Connection, project_id: str) -> None:
     """A deleted project's models go with it, and so do their version counters."""
     db.execute("DELETE FROM registered_model_version_number WHERE registered_model_id IN "
                "(SELECT id FROM entity WHERE kind = ? AND project_id = ?)", (MODEL, project_id))
 
-
-PROJECT_DELETE_HOOKS.append(_leave_deleted_project)
 
 
 # -- versions ------------------------------------------------------------------------------

@@ -72,7 +72,7 @@ from mlops_nb.sandbox.rpc import (
 from mlops_nb.sandbox.runtime.scorer import MISSING as MISSING_VALUES
 from mlops_nb.sandbox.services.access import readable_projects_sql
 from mlops_nb.sandbox.services.artifacts import artifact_chunks
-from mlops_nb.sandbox.services.deployments import DEPLOYMENT_REMOVE_HOOKS, deployment_view
+from mlops_nb.sandbox.services.deployments import deployment_view
 from mlops_nb.sandbox.store import Store
 from mlops_nb.wire.messages import parse_timestamp
 
@@ -155,13 +155,11 @@ BUCKETS = 30
 HIGH_DRIFT, MEDIUM_DRIFT = 0.25, 0.1
 
 
-def _forget(db: sqlite3.Connection, deployment_id: str) -> None:
+def forget_deployment(db: sqlite3.Connection, deployment_id: str) -> None:
     db.execute("DELETE FROM scoring_request WHERE deployment_id = ?", (deployment_id,))
     db.execute("DELETE FROM scoring_rows WHERE deployment_id = ?", (deployment_id,))
     db.execute("DELETE FROM scoring_totals WHERE deployment_id = ?", (deployment_id,))
 
-
-DEPLOYMENT_REMOVE_HOOKS.append(_forget)
 
 
 # -- recording ---------------------------------------------------------------------------------
@@ -354,7 +352,7 @@ class _Range:
         return [self.start + timedelta(seconds=i * self.width) for i in range(self.count)]
 
     def bucket(self, times: pd.Series) -> np.ndarray:
-        seconds = (pd.to_datetime(times, utc=True) - pd.Timestamp(self.start)).dt.total_seconds()
+        seconds = (pd.to_datetime(times, utc=True, format="ISO8601") - pd.Timestamp(self.start)).dt.total_seconds()
         return np.clip((seconds // self.width).to_numpy(dtype=int), 0, self.count - 1)
 
     def graph(self, name: str, description: str, y_label: str, values: Sequence[float | None]) -> dict[str, Any]:
@@ -527,7 +525,7 @@ def get_model_operational_summary_metrics(call: Call, request: dict[str, Any]) -
             "AND time >= ? AND time < ? ORDER BY time", (deployer["id"], experiment_id, span.start_text,
                                                          span.end_text))], columns=["time", "rss_bytes", "cpu_seconds"])
     samples["rss_mib"] = samples["rss_bytes"] / 2**20
-    seconds = pd.to_datetime(samples["time"], utc=True).astype("int64") / 1e9
+    seconds = pd.to_datetime(samples["time"], utc=True, format="ISO8601").astype("int64") / 1e9
     # CPU time used between samples over the time between them (restarts reset the counter: dropped).
     cpu = (samples["cpu_seconds"].diff() / seconds.diff() * 100).where(lambda v: v >= 0)
     samples["cpu_percent"] = cpu

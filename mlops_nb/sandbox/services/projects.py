@@ -87,9 +87,9 @@ MIGRATIONS: list[tuple[str, str]] = [
 PROJECT_UPDATABLE = ("display_name", "description")
 
 ProjectDeleteHook = Callable[[Call, sqlite3.Connection, str], None]
-# Run inside the deleting transaction, before the generic cascade, by modules whose
+# Run inside the deleting transaction, before the generic cascade, for areas whose
 # relations need more than "delete every entity of the project" (experiments linked
-# into several projects, for one).
+# into several projects, for one). Filled in one place: services/__init__.py.
 PROJECT_DELETE_HOOKS: list[ProjectDeleteHook] = []
 
 
