@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from mlops_nb.api import Method
-from mlops_nb.notebook.frames import list_result
+from mlops_nb.notebook.frames import list_all, list_result
 from mlops_nb.notebook.settings import settings
 from mlops_nb.wire import client as wire
 from mlops_nb.wire.errors import MLOpsError
@@ -153,7 +153,7 @@ def known_deployment_name(deployment_id: str) -> str | None:
     deployments, which records the names of them all)."""
     def ask(client: Client, key: str) -> str | None:
         project_id = client.storage.deployment.get_deployment(deployment_id=key).deployment.project_id
-        client.deployer.deployment.list_project_deployments(project_id=project_id)
+        list_all(client.deployer.deployment.list_project_deployments, {"project_id": project_id})
         return client.deployment_names.get(key)
 
     return _named(lambda c: c.deployment_names, deployment_id, ask)
