@@ -37,7 +37,7 @@ def test_utc_times_reads_every_fraction_width_and_offset() -> None:
 
 
 def test_scored_and_monitored_times_of_every_width() -> None:
-    scored = _typed([[t] for t in WIDTHS], ["when"], {"when": "Time64"}, pd.Index(list("abcde")))
+    scored = _typed([WIDTHS], ["when"], {"when": "Time64"}, pd.Index(list("abcde")))
     assert list(scored["when"]) == EXPECTED and list(scored.index) == list("abcde")
     points = [mlops_nb.ApiPoint(x_axis=t, value=str(i)) for i, t in enumerate(WIDTHS)]
     assert list(_points(points, "rows").index) == EXPECTED

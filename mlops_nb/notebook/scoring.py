@@ -193,15 +193,15 @@ def _typed(columns: list[list[str]], fields: list[str], kinds: dict[str, str], i
 class _Batches:
     """The frame's rows as the scoring API's bodies, one batch at a time (made when sent, not all at once).
 
-    A frame whose inputs are all float columns is written straight from its numbers: ``json``
+    A frame whose inputs are all float64 columns is written straight from its numbers: ``json``
     writes each float as ``repr`` does, and quoting them makes them the API's strings. Others
-    go column by column through :func:`_as_text`.
+    (float32 among them, written at their own precision) go column by column through :func:`_as_text`.
     """
 
     def __init__(self, frame: pd.DataFrame, inputs: list[str], size: int) -> None:
         self.fields = json.dumps(inputs)
         self.size = size
-        numbers = all(frame[name].dtype in (np.float64, np.float32) for name in inputs) and bool(inputs)
+        numbers = all(frame[name].dtype == np.float64 for name in inputs) and bool(inputs)
         self.matrix = frame[inputs].to_numpy(dtype="float64") if numbers else None
         self.columns = [] if numbers else [_as_text(frame[name]) for name in inputs]
 
