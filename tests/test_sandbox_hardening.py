@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from mlops_nb.sandbox import Sandbox
+from mlops_nb.sandbox.services import monitoring
 from mlops_nb.sandbox.services.access import ROLE_VIEWER
 from tests.deploying import deploy, experiment_with, iris_model, python_model_zip, status, wait_for_state
 from tests.test_sandbox_artifacts import new_project
@@ -236,7 +237,6 @@ def test_monitoring_keeps_rows_and_bytes_within_bounds_after_every_request(tmp_p
     import random
 
     from mlops_nb.sandbox import services
-    from mlops_nb.sandbox.services import monitoring
     from mlops_nb.sandbox.store import Store
 
     bounds = {"REQUESTS_KEPT": 150, "ROWS_KEPT": 400, "BYTES_KEPT": 40_000, "BASELINE_ROWS": 60,
@@ -278,6 +278,7 @@ def test_a_large_unused_field_costs_the_record_nothing_and_drift_reads_quickly(
     for _ in range(4):
         rows = [[*(str(v) for v in row), "n" * 8_000_000] for row in X.head(1).itertuples(index=False)]
         assert requests.post(served["url"], json={"fields": fields, "rows": rows}, timeout=60).status_code == 200
+    monitoring.settle(sandbox.store)  # recording runs off the request's path: wait for what is queued
     assert Path(sandbox.db).stat().st_size - before < 4_000_000  # the 32 MB sent were not kept
     with sandbox.store.reading() as db:
         largest = db.execute("SELECT max(length(request)) FROM scoring_rows WHERE deployment_id = ?",
@@ -301,6 +302,7 @@ def test_oversized_and_deeply_nested_bodies_are_400s_and_413s(sandbox: Sandbox, 
         answer = requests.post(served["url"], data=body, headers={"Content-Type": "application/json"}, timeout=30)
         assert answer.status_code == 400, answer.text
         assert answer.json()["message"]
+    monitoring.settle(sandbox.store)  # recording runs off the request's path: wait for what is queued
     with sandbox.store.reading() as db:  # type: ignore[union-attr]
         statuses = [r[0] for r in db.execute("SELECT status FROM scoring_request WHERE deployment_id = ? "
                                              "ORDER BY id DESC LIMIT 2", (served["iris"],))]
