@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from mlops_nb.api import API, Field, Method
+from mlops_nb.api import API, Field, Method, description
 
 if TYPE_CHECKING:
     from mlops_nb.sandbox.runtime import Supervisor
@@ -52,6 +52,8 @@ __all__ = [
     "handles_stream",
     "HANDLERS",
     "STREAM_HANDLERS",
+    "WORKSPACES_HANDLERS",
+    "HANDLERS_BY_GENERATION",
     "invalid_argument",
     "parse_json",
     "MAX_NESTING",
@@ -158,10 +160,16 @@ def failed_precondition(message: str) -> RpcError:
 Handler = Callable[[Call, Any], Any]
 HANDLERS: dict[str, Handler] = {}
 STREAM_HANDLERS: dict[str, Callable[..., Any]] = {}
+# The workspaces generation's handlers (MLOps 1.0 and later): they get the request as wire JSON, one
+# dict of the path parameters, the query parameters (a repeated one as a list) and the body (under
+# the method's ``body_field``, or merged in when that is "*"), all by their wire names, and return
+# the response's wire JSON (or ``None`` for ``{}``).
+WORKSPACES_HANDLERS: dict[str, Handler] = {}
+HANDLERS_BY_GENERATION: dict[str, dict[str, Handler]] = {"legacy": HANDLERS, "workspaces": WORKSPACES_HANDLERS}
 
 
-def _register(table: dict[str, Any], qualified_name: str) -> Callable[[Any], Any]:
-    API.method(qualified_name)  # fail at import on a misspelt name
+def _register(table: dict[str, Any], qualified_name: str, generation: str = "legacy") -> Callable[[Any], Any]:
+    description(generation).method(qualified_name)  # fail at import on a misspelt name
 
     def decorator(fn: Any) -> Any:
         if qualified_name in table:
@@ -172,9 +180,9 @@ def _register(table: dict[str, Any], qualified_name: str) -> Callable[[Any], Any
     return decorator
 
 
-def handles(qualified_name: str) -> Callable[[Handler], Handler]:
-    """Register a handler for ``server.entity.method``."""
-    return _register(HANDLERS, qualified_name)
+def handles(qualified_name: str, *, generation: str = "legacy") -> Callable[[Handler], Handler]:
+    """Register a handler for ``server.entity.method`` of one generation of the API."""
+    return _register(HANDLERS_BY_GENERATION[generation], qualified_name, generation)
 
 
 def handles_stream(qualified_name: str) -> Callable[[Any], Any]:
