@@ -39,6 +39,14 @@ def legacy_python(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="session")
+def workspaces_python(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The python of a virtual environment with the newest official client (h2o-mlops==1.6.5), made once."""
+    from tests.legacy import environment
+
+    return environment.workspaces_python(tmp_path_factory.mktemp("workspaces") / "venv")
+
+
+@pytest.fixture(scope="session")
 def h2o_models() -> Iterator[dict[str, Any]]:
     """A binomial, a multinomial and a regression H2O-3 model (tests/h2o3.py), trained in one h2o
     cluster for the whole session, which is shut down at its end."""
