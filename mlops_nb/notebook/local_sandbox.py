@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 from mlops_nb.notebook import session
+from mlops_nb.notebook.generations import operations
 
 __all__ = ["running_sandbox", "start_sandbox", "stop_sandbox"]
 
@@ -32,7 +33,7 @@ def start_sandbox(user: str = "alice", *, data: str = "demo", port: int = 0, db:
     except ValueError:
         known = ", ".join(a.username for a in running.idp.accounts())
         raise ValueError(f"the sandbox has no user {user!r}; it has {known}") from None
-    found = client.storage.user.who_am_i().user
+    found = operations(client).who_am_i()
     session.set_current_client(client, found)
     return found
 

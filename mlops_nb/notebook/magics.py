@@ -74,11 +74,12 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.display import display
 from traitlets import Bool, TraitError, TraitType, link, validate
 
-from mlops_nb.api import API, Method
+from mlops_nb.api import API, ApiDescription, Method
 from mlops_nb.notebook import catalogs, completion
 from mlops_nb.notebook.deploy import deploy
 from mlops_nb.notebook.display import install_ipython_formatters
 from mlops_nb.notebook.frames import FRAME_ATTR, list_all
+from mlops_nb.notebook.generations import entity_id, operations
 from mlops_nb.notebook.local_sandbox import running_sandbox, start_sandbox, stop_sandbox
 from mlops_nb.notebook.logs import deployment_logs
 from mlops_nb.notebook.lookup import EntityLookupError, deployment_id, find_experiment, find_project
@@ -254,23 +255,24 @@ class MLOps(Magics):
         print("Logged out." if logout() else "Not logged in.")
 
     def _whoami(self, args: argparse.Namespace) -> Message:
-        return current_client().storage.user.who_am_i().user
+        return operations(current_client()).who_am_i()
 
     def _projects(self, args: argparse.Namespace) -> pd.DataFrame:
-        return _list(current_client(), "storage.project.list_projects", args)
+        return _list(current_client(), "project", args)
 
     def _experiments(self, args: argparse.Namespace) -> pd.DataFrame:
-        client = current_client()
-        project = find_project(client, " ".join(args.project))
-        return _list(client, "storage.experiment.list_experiments", args, project_id=project.id)
+        return self._in_project(args, "experiment")
 
     def _models(self, args: argparse.Namespace) -> pd.DataFrame:
+        return self._in_project(args, "registered model")
+
+    def _in_project(self, args: argparse.Namespace, kind: str) -> pd.DataFrame:
         client = current_client()
-        project = find_project(client, " ".join(args.project))
-        return _list(client, "storage.registered_model.list_registered_models", args, project_id=project.id)
+        project = entity_id(find_project(client, " ".join(args.project)))
+        return _list(client, kind, args, **operations(client).scope(kind, project))
 
     def _users(self, args: argparse.Namespace) -> pd.DataFrame:
-        return _list(current_client(), "storage.user.list_users", args)
+        return _list(current_client(), "user", args)
 
     def _deployments(self, args: argparse.Namespace) -> pd.DataFrame:
         from mlops_nb.notebook.fanout import all_deployments  # its thread pool loads with the first use
@@ -298,11 +300,12 @@ class MLOps(Magics):
 
     def _version(self, args: argparse.Namespace) -> pd.DataFrame:
         client = current_client()
-        methods = {m.service.server: m for m in API.methods if m.python == "get_version"}
+        api = _api(client)
+        methods = {m.service.server: m for m in api.methods if m.python == "get_version"}
         rows = []
-        for server in API.servers:
-            if server == "bytestream":
-                continue  # storage serves it: not a server of its own
+        for server in api.servers:
+            if server in ("bytestream", "authz"):
+                continue  # storage serves the one; the other is a gateway of workspaces, not an MLOps server
             method = methods.get(server)
             if method is None:
                 rows.append({"server": server, "build_version": None, "note": "this server has no version method"})
@@ -367,8 +370,7 @@ class MLOps(Magics):
             raise UsageError(f"%mlops {args.command}: {e}") from None
 
     def _status(self, args: argparse.Namespace) -> Message:
-        return current_client().deployer.deployment_status.get_deployment_status(
-            deployment_id=self._deployment(args)).deployment_status
+        return operations(current_client()).status(self._deployment(args))
 
     def _wait(self, args: argparse.Namespace) -> Message:
         return wait_for_healthy(current_client(), self._deployment(args), timeout=args.timeout)
@@ -405,20 +407,20 @@ class MLOps(Magics):
 # -- lists ------------------------------------------------------------------------------------------
 
 
-def _list(client: Any, method_name: str, args: argparse.Namespace, **fields: Any) -> pd.DataFrame:
-    """A list command's frame; says so when --limit (or max_rows) cut it."""
+def _list(client: Any, kind: str, args: argparse.Namespace, **fields: Any) -> pd.DataFrame:
+    """A list command's frame (``kind``: what it lists, listed where the client's generation keeps it);
+    says so when --limit (or max_rows) cut it."""
     limit = _limit(args)
-    frame = _fetch(client, method_name, args, limit, **fields)
+    frame = _fetch(operations(client).list_method(kind), args, limit, **fields)
     if limit is not None and len(frame) >= limit and _more_available(frame):
         print(_TRUNCATED.format(limit=limit))
     return frame
 
 
-def _fetch(client: Any, method_name: str, args: argparse.Namespace, limit: int | None,
+def _fetch(list_method: Callable[..., Any], args: argparse.Namespace, limit: int | None,
            **fields: Any) -> pd.DataFrame:
     """Every page (up to ``limit`` rows) of a list call, with the command's --filter and --sort."""
-    return list_all(_bound(client, API.method(method_name)), where=args.filter, sort=args.sort, limit=limit,
-                    **fields)
+    return list_all(list_method, where=args.filter, sort=args.sort, limit=limit, **fields)
 
 
 # -- parsing ------------------------------------------------------------------------------------------
@@ -588,11 +590,21 @@ def _limit(args: argparse.Namespace) -> int | None:
 # -- requests -------------------------------------------------------------------------------------------
 
 
+def _api(client: Any) -> ApiDescription:
+    """The description of the API the client speaks (its generation's)."""
+    return getattr(client, "api", API)
+
+
 def _method(qualified_name: str) -> Method:
+    """A method of the API the current client speaks (the legacy one before a login)."""
     try:
-        return API.method(qualified_name)
+        api = _api(current_client())
+    except NotLoggedIn:
+        api = API
+    try:
+        return api.method(qualified_name)
     except KeyError:
-        names = [m.qualified_name for m in API.methods]
+        names = [m.qualified_name for m in api.methods]
         close = _close_matches(qualified_name, names, 3)
         hint = (f"; did you mean {', '.join(close)}?" if close
                 else "; names look like storage.project.list_projects")
