@@ -681,7 +681,7 @@ def _request(method: Method, body: dict[str, Any]) -> Message | None:
         if body:
             raise UsageError(f"%mlops: {method.qualified_name} takes no request fields")
         return None
-    cls = message_class(method.request_message)
+    cls = message_class(method.request_message, **_of_generation(method))
     try:
         request = cls.from_wire(body)
     except ValueError as e:
@@ -693,9 +693,19 @@ def _request(method: Method, body: dict[str, Any]) -> Message | None:
     return request
 
 
+def _of_generation(method: Method) -> dict[str, str]:
+    """``message_class``'s generation keyword for a method's description (none for the legacy one)."""
+    generation = getattr(method.service.api, "generation", "legacy")
+    return {"generation": generation} if generation != "legacy" else {}
+
+
 def _call(method: Method, body: dict[str, Any]) -> Any:
     bound = _bound(current_client(), method)
-    if method.verb == "GET":
+    # A request message (legacy POSTs, workspaces storage) is checked field by field; the others
+    # (GETs, the workspaces REST methods) take their path, query and body fields as keywords.
+    one_message = (method.verb == "POST" and not method.path_params and not method.query_params
+                   and method.body_field in (None, "*"))
+    if not one_message:
         try:
             return bound(**body)
         except TypeError as e:
