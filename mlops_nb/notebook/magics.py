@@ -13,7 +13,7 @@ Commands (``%mlops COMMAND --help`` for each)::
     %mlops artifact-types [-o NAME]
     %mlops runtimes [ARTIFACT_TYPE] [-o NAME]
     %mlops version [-o NAME]
-    %mlops sandbox [--user alice|bob] [--db PATH] [--data demo|empty] [--port N] [--stop] [-o NAME]
+    %mlops sandbox [--user alice|bob] [--db PATH] [--data demo|empty] [--port N] [--generation G] [--stop] [-o NAME]
     %mlops call SERVER.ENTITY.METHOD [FIELD=VALUE ...] [-o NAME]
     %mlops deploy EXPERIMENT [--project P] [--name N] [--runtime R] [--passphrase-from VAR] [--no-wait] [-o NAME]
     %mlops status DEPLOYMENT [--project P] [-o NAME]
@@ -325,11 +325,12 @@ class MLOps(Magics):
             print(f"Stopped the sandbox at {gateway}." if gateway else "No sandbox is running in this kernel.")
             return None
         try:
-            user = start_sandbox(args.user, data=args.data, port=args.port, db=args.db)
+            user = start_sandbox(args.user, data=args.data, port=args.port, db=args.db, generation=args.generation)
         except ValueError as e:
             raise UsageError(f"%mlops sandbox: {e}") from None
         sandbox = running_sandbox()
-        print(f"Sandbox gateway at {sandbox.gateway_url} (database {sandbox.db}); logged in as {user.username}.")
+        print(f"Sandbox gateway at {sandbox.gateway_url} (database {sandbox.db}); logged in as "
+              f"{getattr(user, 'username', None) or user.display_name}.")
         return user
 
     def _call_command(self, args: argparse.Namespace) -> Any:
@@ -535,6 +536,8 @@ def _command_parser() -> _Parser:
                          help="what a new database starts with (default: demo)")
     sandbox.add_argument("--port", type=int, default=0, help="port to serve on (default: any free port)")
     sandbox.add_argument("--stop", action="store_true", help="stop the sandbox this kernel runs")
+    sandbox.add_argument("--generation", choices=("legacy", "workspaces"),
+                         help="the API generation to speak to it (it serves both; default: legacy)")
     deploy = sub["deploy"]
     deploy.add_argument("experiment", nargs="+", metavar="EXPERIMENT", help="the experiment's id or display name")
     deploy.add_argument("--name", help="the deployment's name (default: the experiment's)")
