@@ -296,3 +296,66 @@ def test_a_refused_token_is_reported_as_such(gateway) -> None:
 def test_generation_must_be_known() -> None:
     with pytest.raises(ValueError, match="generation must be one of 'legacy', 'workspaces' or None"):
         Client("http://127.0.0.1:9", lambda: TOKEN, generation="newest")
+
+
+# -- H2O AI Cloud discovery --------------------------------------------------------------------------
+
+DISCOVERY = "/.ai.h2o.cloud.discovery"
+
+
+def _discovery(environment: CaptureServer, services: dict[str, str], issuer: str = "https://idp.invalid/realm") -> None:
+    environment.respond(f"{DISCOVERY}/v1/environment", {"environment": {
+        "h2oCloudEnvironment": environment.url, "issuerUrl": issuer, "h2oCloudPlatformOauth2Scope": "openid"}})
+    environment.respond(f"{DISCOVERY}/v1/services", {"services": [
+        {"name": f"services/{key}", "displayName": key, "uri": uri} for key, uri in services.items()]})
+    environment.respond(f"{DISCOVERY}/v1/clients", {"clients": [
+        {"name": "clients/platform", "displayName": "Platform", "oauth2ClientId": "hac-platform-public"}]})
+
+
+def test_from_discovery_finds_both_gateways_and_is_workspaces_when_authz_is_listed(gateway, authz) -> None:
+    with CaptureServer() as environment:
+        _discovery(environment, {"mlops-api": gateway.url, "authz-gateway": authz.url,
+                                 "secure-store": f"{gateway.url}/secure-store"})
+        client = Client.from_discovery(environment.url, token_provider=lambda: TOKEN, timeout=5)
+        assert [r.path for r in environment.requests] == [f"{DISCOVERY}/v1/environment", f"{DISCOVERY}/v1/services",
+                                                          f"{DISCOVERY}/v1/clients"]
+        assert all("authorization" not in r.headers for r in environment.requests)  # discovery is public
+    assert (client.gateway_url, client.authz_gateway_url, client.generation) == (gateway.url, authz.url, "workspaces")
+    client.authz.workspace.list_workspaces()
+    client.deployer.deployment.list_deployments(parent="workspaces/p1")
+    assert [r.path for r in authz.requests] == ["/v1/workspaces"]  # no probe: discovery said which
+    assert [r.path for r in gateway.requests] == ["/deployer/v2/workspaces/p1/deployments"]
+
+
+def test_from_discovery_without_authz_finds_the_generation_on_first_use(gateway) -> None:
+    _legacy_gateway(gateway)
+    with CaptureServer() as environment:
+        _discovery(environment, {"mlops-api": gateway.url})
+        client = Client.from_discovery(environment.url, token_provider=lambda: TOKEN)
+    assert client.authz_gateway_url is None and gateway.requests == []
+    assert client.generation == "legacy"
+
+
+def test_from_discovery_says_what_is_missing(monkeypatch) -> None:
+    monkeypatch.delenv("H2O_CLOUD_CLIENT_PLATFORM_TOKEN", raising=False)
+    with CaptureServer() as environment:
+        _discovery(environment, {"feature-store": "https://fs.invalid"})
+        with pytest.raises(mlops.MLOpsError, match="lists no MLOps API .mlops-api. service; it lists feature-store"):
+            Client.from_discovery(environment.url, token_provider=lambda: TOKEN)
+        _discovery(environment, {"mlops-api": "https://api.invalid"})
+        with pytest.raises(ValueError, match="needs a token_provider, or refresh_token="):
+            Client.from_discovery(environment.url)
+        environment.respond(f"{DISCOVERY}/v1/environment", raw=b"<html>login</html>", content_type="text/html")
+        with pytest.raises(mlops.MLOpsError, match="without a discovery document"):
+            Client.from_discovery(environment.url, token_provider=lambda: TOKEN)
+
+
+def test_from_discovery_signs_in_with_the_platform_refresh_token_at_a_sandbox(tmp_path) -> None:
+    from mlops_nb.sandbox import Sandbox
+
+    with Sandbox(db=str(tmp_path / "s.sqlite3"), data="empty") as sandbox:
+        client = Client.from_discovery(sandbox.gateway_url, refresh_token=sandbox.refresh_token("alice"))
+        assert client.token_provider.client_id == sandbox.client_id
+        assert client.token_provider.token_endpoint_url == sandbox.token_endpoint
+        assert client.storage.user.who_am_i().user.username == "alice"
+        client.close()

@@ -104,6 +104,69 @@ class Client:
         if generation is not None:
             self._use_generation(generation)
 
+    @classmethod
+    def from_discovery(
+        cls,
+        environment_url: str | None = None,
+        *,
+        token_provider: Callable[[], str] | None = None,
+        refresh_token: str | None = None,
+        generation: str | None = None,
+        verify: bool = True,
+        ca_bundle: str | None = None,
+        proxies: dict[str, str] | None = None,
+        **options: Any,
+    ) -> Client:
+        """Connect to the MLOps of an H2O AI Cloud environment (``https://cloud.example.com``) as
+        ``h2o_mlops.Client(h2o_cloud_url=...)`` does: its discovery documents name the MLOps gateway
+        (``mlops-api``), the authz gateway (``authz-gateway``), the ``platform`` OAuth client and the
+        identity provider.
+
+        ``token_provider`` is used as it is; without one, a :class:`~mlops_nb.TokenProvider` is made from
+        ``refresh_token`` (or ``H2O_CLOUD_CLIENT_PLATFORM_TOKEN``, as the official client reads) for the
+        ``platform`` client at the discovered issuer. The client speaks the workspaces generation when
+        discovery lists the authz gateway; otherwise it finds its generation on first use, unless
+        ``generation`` is given. ``environment_url`` left out: ``H2O_CLOUD_DISCOVERY`` or
+        ``H2O_CLOUD_ENVIRONMENT``. Other keywords (``timeout``, ``retry``, ...) go to the client.
+        """
+        import os
+
+        from mlops_nb.wire.discovery import DiscoveryError, discover_cloud
+
+        found = discover_cloud(environment_url, verify=verify, ca_bundle=ca_bundle, proxies=proxies)
+        gateway_url = found.gateway_url
+        if not gateway_url:
+            raise DiscoveryError(f"{found.discovery_url}/v1/services lists no MLOps API (mlops-api) service; "
+                                 f"it lists {', '.join(sorted(found.services)) or 'none'}. Is MLOps installed "
+                                 "in this environment?")
+        if token_provider is None:
+            from mlops_nb.wire.auth import TokenProvider
+
+            refresh_token = refresh_token or os.environ.get("H2O_CLOUD_CLIENT_PLATFORM_TOKEN")
+            if not refresh_token:
+                raise ValueError("from_discovery needs a token_provider, or refresh_token= (the platform token from "
+                                 "your H2O AI Cloud CLI and API access page; H2O_CLOUD_CLIENT_PLATFORM_TOKEN is read "
+                                 "when it is not given)")
+            client_id = found.platform_client_id
+            if not client_id:
+                raise DiscoveryError(f"{found.discovery_url}/v1/clients lists no platform client, whose refresh "
+                                     "token signs in; pass token_provider= instead")
+            token_provider = TokenProvider.from_issuer(found.issuer_url, refresh_token, client_id, verify=verify,
+                                                       ca_bundle=ca_bundle, proxies=proxies)
+        client = cls(gateway_url, token_provider, verify=verify, ca_bundle=ca_bundle, proxies=proxies, **options)
+        # Set after construction (as with_options does), so that subclasses need not take these arguments.
+        if found.authz_gateway_url:
+            from mlops_nb.wire.transport import validate_gateway_url
+
+            client._transport.authz_gateway_url = validate_gateway_url(found.authz_gateway_url, "authz-gateway")
+        chosen = generation or ("workspaces" if found.authz_gateway_url else None)
+        if chosen is not None:
+            if chosen not in GENERATIONS:
+                raise ValueError(f"generation must be one of {', '.join(map(repr, GENERATIONS))} or None, "
+                                 f"got {chosen!r}")
+            client._use_generation(chosen)
+        return client
+
     # -- the generation ----------------------------------------------------------------------
 
     @property
