@@ -10,7 +10,7 @@ import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 import mlops_nb as mlops
-from mlops_nb.api import API
+from mlops_nb.api import API, description
 from mlops_nb.sandbox import Sandbox
 from mlops_nb.sandbox.identity import AUDIENCE
 
@@ -33,11 +33,19 @@ def token(sandbox: Sandbox) -> str:
 def test_index_lists_every_route_as_html_and_json(sandbox: Sandbox) -> None:
     listing = requests.get(sandbox.gateway_url + "/", headers={"Accept": "application/json"}, timeout=10).json()
     routes = listing["routes"]
-    assert len(routes) == len(API.methods)
+    assert listing["faces"] == ["legacy", "workspaces"]
+    # Every legacy route, then the workspaces API's routes that are not legacy routes too.
+    legacy_routes = {(m.verb, m.full_path) for m in API.methods}
+    workspaces_own = [m for m in description("workspaces").methods
+                      if (m.verb, m.full_path) not in legacy_routes]
+    assert len(routes) == len(API.methods) + len(workspaces_own)
     by_method = {r["method"]: r for r in routes}
     assert by_method["storage.project.list_projects"] == {
         "verb": "POST", "path": "/storage/ai.h2o.storage.ProjectService/ListProjects",
-        "method": "storage.project.list_projects", "implemented": True}
+        "method": "storage.project.list_projects", "faces": ["legacy", "workspaces"], "served": True,
+        "implemented": True}
+    assert by_method["authz.workspace.list_workspaces"]["path"] == "/authz/v1/workspaces"
+    assert by_method["deployer.deployment.list_deployments"]["faces"] == ["workspaces"]
     assert by_method["storage.deployment.undeploy"]["implemented"] is True
     assert by_method["model_monitoring.monitoring_service.export_metric"]["implemented"] is False
     page = requests.get(sandbox.gateway_url + "/", timeout=10)

@@ -5,14 +5,15 @@ Usage (``python -m mlops_nb.sandbox`` takes exactly the same arguments)::
     mlops-nb sandbox [--host 127.0.0.1] [--port 8731] [--db PATH] [--data demo|empty|scale:N]
                      [--token-ttl SECONDS] [--revoke-refresh-tokens] [--latency MS]
                      [--faults RATE [--fault-seed N]] [--tls-cert PEM --tls-key PEM [--tls-ca PEM]]
-                     [--durable]
+                     [--durable] [--faces legacy|workspaces|legacy,workspaces]
 
 It prints the gateway's URL, the issuer, and the four constants of the seed's
 ``connection.py`` for alice as ``export NAME=value`` lines (bob's refresh token and the
 confidential client's secret as comments, so pasting the block keeps alice), then
 serves until interrupted (SIGINT or SIGTERM), stops cleanly and exits 0. The database
 keeps data, accounts and signing keys, so refresh tokens survive a restart on the same
-port. ``--port 0`` takes any free port.
+port. ``--port 0`` takes any free port. ``--faces`` chooses the APIs it answers (default both:
+the legacy API of ``h2o-mlops`` 1.0 and the workspaces API of MLOps 1.0 and later, over one store).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import sys
 import threading
 from typing import Any
 
+from mlops_nb.sandbox.faces import FACES, check_faces
 from mlops_nb.sandbox.identity import CONFIDENTIAL_CLIENT_ID
 from mlops_nb.sandbox.server import Sandbox, parse_data
 from mlops_nb.sandbox.store import default_db_path
@@ -72,6 +74,13 @@ def _share(text: str) -> float:
     return value
 
 
+def _faces(text: str) -> str:
+    try:
+        return ",".join(check_faces(text))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def add_command(commands: Any) -> argparse.ArgumentParser:
     """Add ``sandbox`` to the ``mlops-nb`` command's subcommands (see :mod:`mlops_nb.cli`)."""
     sandbox = commands.add_parser(
@@ -108,6 +117,9 @@ def add_command(commands: Any) -> argparse.ArgumentParser:
     sandbox.add_argument("--durable", action="store_true",
                          help="sync every write to disk, so acknowledged writes survive an OS crash or power "
                               "loss too (SQLite synchronous=FULL; slower writes)")
+    sandbox.add_argument("--faces", type=_faces, default=",".join(FACES), metavar="legacy|workspaces|legacy,workspaces",
+                         help="the APIs to answer: 'legacy' (projects; h2o-mlops 1.0), 'workspaces' (MLOps 1.0 and "
+                              "later; h2o-mlops 1.4+), or both, over the same data (default: both)")
     sandbox.set_defaults(run=run)
     return sandbox
 
@@ -126,6 +138,8 @@ def _banner(sandbox: Sandbox, data: str) -> str:
         f"mlops_nb sandbox: gateway at {sandbox.gateway_url} (open it for the list of routes)",
         f"  database: {sandbox.db} (--data {data})",
         f"  issuer:   {issuer}",
+        f"  faces:    {', '.join(sandbox.faces)}"
+        + (f" (workspaces API's authz gateway: {sandbox.authz_gateway_url})" if "workspaces" in sandbox.faces else ""),
         *([f"  latency:  {sandbox.latency_ms:g} ms added to every gateway call"] if sandbox.latency_ms else []),
         "",
         "# alice (password: alice), the four constants of connection.py:",
@@ -159,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
                           revoke_refresh_token_on_use=args.revoke_refresh_tokens, faults=args.faults,
                           fault_seed=args.fault_seed, tls_cert=args.tls_cert, tls_key=args.tls_key,
                           tls_ca=args.tls_ca, durable=args.durable,
-                          latency_ms=args.latency)
+                          latency_ms=args.latency, faces=args.faces)
     except ValueError as e:
         print(f"mlops-nb sandbox: {e}", file=sys.stderr)
         return 2

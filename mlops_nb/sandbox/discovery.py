@@ -7,11 +7,17 @@ package does:
 * ``GET v1/environment``: ``{"environment": {h2oCloudEnvironment, issuerUrl,
   h2oCloudPlatformOauth2Scope, h2oCloudVersion}}``, the OpenID issuer being the sandbox's own;
 * ``GET v1/services``: ``{"services": [{name: "services/<id>", displayName, uri, version,
-  oauth2Scope, pythonClient}]}``; the MLOps gateway is ``services/mlops-api``;
+  oauth2Scope, pythonClient}]}``; the MLOps gateway is ``services/mlops-api``. With the workspaces
+  face on, also ``services/authz-gateway`` (the gateway URL + ``/authz``) and
+  ``services/secure-store`` (the gateway URL + ``/secure-store``), which ``h2o-mlops`` 1.4 and
+  later look up; ``mlops-api`` then names the newest client (``h2o-mlops`` 1.6.5);
 * ``GET v1/clients``: ``{"clients": [{name: "clients/<id>", displayName, oauth2ClientId}]}``;
   ``clients/platform`` is the sandbox's public client, whose refresh token the official client
   takes from ``H2O_CLOUD_CLIENT_PLATFORM_TOKEN``.
 
+``h2o_secure_store`` checks its endpoint by a ``GET`` of ``version`` resolved against it (which,
+without a trailing slash, is the root's ``/version``): both answer, without a token. Links and
+components (newer discovery servers) are absent, answered 404, which the package reads as none.
 Lists fit in one page (no ``nextPageToken``), which is how the package knows it has them all.
 Nothing here needs a token: discovery is public on H2O AI Cloud too.
 """
@@ -22,18 +28,23 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from mlops_nb.sandbox.faces import AUTHZ_ROOT
 from mlops_nb.sandbox.identity import PUBLIC_CLIENT_ID, IdentityProvider
 
-__all__ = ["PREFIX", "discovery_routes"]
+__all__ = ["PREFIX", "SECURE_STORE_ROOT", "discovery_routes"]
 
 PREFIX = "/.ai.h2o.cloud.discovery"
 PLATFORM_SCOPE = "openid offline_access"
-# The h2o-mlops release whose API the sandbox answers (the API description is read off it).
+# The h2o-mlops release whose API each face answers (each API description is read off it).
 MLOPS_CLIENT = "h2o-mlops==1.0.1"
+WORKSPACES_MLOPS_CLIENT = "h2o-mlops==1.6.5"
+SECURE_STORE_ROOT = "/secure-store"
 
 
-def discovery_routes(idp: IdentityProvider) -> list[Route]:
-    """The discovery documents for the sandbox whose identity provider is ``idp`` (its base URL set at start)."""
+def discovery_routes(idp: IdentityProvider, faces: tuple[str, ...] = ("legacy",)) -> list[Route]:
+    """The discovery documents for the sandbox whose identity provider is ``idp`` (its base URL set
+    at start), serving ``faces``; with the workspaces face, the secure store's version check too."""
+    workspaces = "workspaces" in faces
 
     def environment_url() -> str:
         return idp.issuer.removesuffix(idp.mount_path)
@@ -43,10 +54,22 @@ def discovery_routes(idp: IdentityProvider) -> list[Route]:
             "h2oCloudEnvironment": environment_url(), "issuerUrl": idp.issuer,
             "h2oCloudPlatformOauth2Scope": PLATFORM_SCOPE, "h2oCloudVersion": "mlops_nb sandbox"}})
 
+    def service(name: str, display: str, uri: str, client: str = "") -> dict[str, str]:
+        return {"name": f"services/{name}", "displayName": display, "uri": uri,
+                "version": client.split("==")[1] if client else "", "oauth2Scope": "", "pythonClient": client}
+
     async def services(request: Request) -> Response:
-        return JSONResponse({"services": [{
-            "name": "services/mlops-api", "displayName": "H2O MLOps API (sandbox)", "uri": environment_url(),
-            "version": MLOPS_CLIENT.split("==")[1], "oauth2Scope": "", "pythonClient": MLOPS_CLIENT}]})
+        root = environment_url()
+        if not workspaces:
+            return JSONResponse({"services": [service("mlops-api", "H2O MLOps API (sandbox)", root, MLOPS_CLIENT)]})
+        return JSONResponse({"services": [
+            service("mlops-api", "H2O MLOps API (sandbox)", root, WORKSPACES_MLOPS_CLIENT),
+            service("authz-gateway", "H2O MLOps authz gateway (sandbox: workspaces, users)", root + AUTHZ_ROOT),
+            service("secure-store", "H2O Secure Store (sandbox: its version check only)", root + SECURE_STORE_ROOT),
+        ]})
+
+    async def version(request: Request) -> Response:
+        return JSONResponse({"version": "mlops_nb sandbox"})
 
     async def clients(request: Request) -> Response:
         return JSONResponse({"clients": [{"name": "clients/platform", "displayName": "H2O AI Cloud platform client",
@@ -54,4 +77,6 @@ def discovery_routes(idp: IdentityProvider) -> list[Route]:
 
     return [Route(f"{PREFIX}/v1/environment", environment, methods=["GET"]),
             Route(f"{PREFIX}/v1/services", services, methods=["GET"]),
-            Route(f"{PREFIX}/v1/clients", clients, methods=["GET"])]
+            Route(f"{PREFIX}/v1/clients", clients, methods=["GET"]),
+            *([Route(f"{SECURE_STORE_ROOT}/version", version, methods=["GET"]),
+               Route("/version", version, methods=["GET"])] if workspaces else [])]

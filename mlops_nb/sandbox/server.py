@@ -1,10 +1,12 @@
-"""The sandbox's HTTP server: the gateway routes of the API description and the identity provider.
+"""The sandbox's HTTP server: the gateway routes of both API descriptions and the identity provider.
 
-Every method of the description is routed at its real path. Each call is
+Every method of the served faces (``faces``: the legacy API, the workspaces API of MLOps 1.0
+and later, or both; see :mod:`mlops_nb.sandbox.faces`) is routed at its real path. Each call is
 authenticated (bearer access token from the sandbox's own OpenID provider),
-decoded into its request message by the wire layer, handed to the registered
-handler (``mlops_nb.sandbox.services``) and answered in the gateway's JSON; a
-method without a handler answers 501 UNIMPLEMENTED. Every error, an unknown path or a
+decoded (legacy: into its request message by the wire layer; workspaces: into one wire-JSON
+dict of path parameters, query parameters and body, see :mod:`mlops_nb.sandbox.rpc`), handed to
+the registered handler (``mlops_nb.sandbox.services``) and answered in the gateway's JSON; a
+method without a handler answers 501 UNIMPLEMENTED. A face not served answers 404. Every error, an unknown path or a
 wrong verb included, is an RpcStatus JSON body; bodies nested deeper than protobuf's
 JSON parser allows (100 levels) or larger than gRPC's default message limit (4 MiB)
 are INVALID_ARGUMENT.
@@ -34,9 +36,30 @@ from starlette.routing import Mount, Route
 from mlops_nb.api import API, Method, Param
 from mlops_nb.sandbox import services
 from mlops_nb.sandbox.discovery import discovery_routes
+from mlops_nb.sandbox.faces import (
+    AUTHZ_ROOT,
+    FACES,
+    Match,
+    TemplateRouter,
+    check_faces,
+    legacy_twin,
+    served_path,
+    shared_with_workspaces,
+    workspaces_only,
+)
 from mlops_nb.sandbox.faults import FaultInjector
 from mlops_nb.sandbox.identity import IdentityProvider, InvalidToken
-from mlops_nb.sandbox.rpc import HANDLERS, STREAM_HANDLERS, Call, RpcError, new_id, now, parse_json
+from mlops_nb.sandbox.rpc import (
+    HANDLERS,
+    HANDLERS_BY_GENERATION,
+    STREAM_HANDLERS,
+    WORKSPACES_HANDLERS,
+    Call,
+    RpcError,
+    new_id,
+    now,
+    parse_json,
+)
 from mlops_nb.sandbox.runtime import Supervisor
 from mlops_nb.sandbox.runtime.runtimes import MAX_UNPACKED_BYTES
 from mlops_nb.sandbox.runtime.supervisor import LOAD_TIMEOUT, SCORE_DEADLINE
@@ -86,23 +109,53 @@ def parse_data(data: str) -> tuple[str, int]:
 
 
 def implemented(method: Method) -> bool:
-    return method.qualified_name in HANDLERS or method.qualified_name in STREAM_HANDLERS
+    """Whether the sandbox has a handler for ``method`` (of either generation; a workspaces
+    method served by a legacy route is implemented when that legacy method is)."""
+    twin = legacy_twin(method)
+    if twin is not None:
+        return twin.qualified_name in HANDLERS or twin.qualified_name in STREAM_HANDLERS
+    return method.qualified_name in WORKSPACES_HANDLERS
+
+
+def _rpc_label(method: Method) -> str:
+    """How errors name a method: its gRPC name, or (REST) its verb and path."""
+    if method.service.proto:
+        return f"{method.service.proto}/{method.rpc}"
+    return f"{method.verb} {served_path(method)}"
+
+
+_VERBS = ["GET", "POST", "PATCH", "DELETE", "PUT"]
 
 
 class Gateway:
     """Turns HTTP requests into handler calls."""
 
     def __init__(self, store: Store, idp: IdentityProvider, supervisor: Supervisor | None = None, *,
-                 latency_ms: float = 0) -> None:
+                 latency_ms: float = 0, faces: tuple[str, ...] = FACES) -> None:
         self.store = store
         self.idp = idp
         self.supervisor = supervisor
         self.base_url = ""
         # Added to every gateway call (not the identity provider's), as a remote gateway's round trip.
         self.latency_ms = latency_ms
+        self.faces = check_faces(faces)
+        self.router = TemplateRouter(workspaces_only())
 
     def routes(self) -> list[Route]:
-        return [Route(m.full_path, self._endpoint(m), methods=[m.verb]) for m in API.methods]
+        """Legacy routes at their paths, then one catch-all per root of the workspaces-only routes
+        (matched by :attr:`router`), then ``GET /me``. Routes of a face not served answer 404."""
+        shared = shared_with_workspaces()
+        routes = []
+        for m in API.methods:
+            served = "legacy" in self.faces or ("workspaces" in self.faces and (m.verb, m.full_path) in shared)
+            routes.append(Route(m.full_path, self._endpoint(m) if served else self._face_off("legacy"),
+                                methods=[m.verb]))
+        workspaces = "workspaces" in self.faces
+        roots = sorted({_root(served_path(m)) for m in workspaces_only()})
+        routes += [Route(root + "/{rest:path}", self._workspaces if workspaces else self._face_off("workspaces"),
+                         methods=_VERBS) for root in roots]
+        routes.append(Route("/me", self._me if workspaces else self._face_off("workspaces"), methods=["GET"]))
+        return routes
 
     def _endpoint(self, method: Method) -> Any:
         async def endpoint(request: Request) -> Response:
@@ -111,29 +164,80 @@ class Gateway:
         endpoint.__name__ = method.python
         return endpoint
 
-    async def dispatch(self, method: Method, request: Request) -> Response:
-        rpc = f"{method.service.proto}/{method.rpc}"
+    def _face_off(self, face: str) -> Any:
+        served = " and ".join(self.faces)
+
+        async def endpoint(request: Request) -> Response:
+            return rpc_status(5, f"{request.method} {request.url.path} belongs to the {face} API, which this "
+                                 f"sandbox does not serve (it serves the {served} face); start it with "
+                                 f"faces=('legacy', 'workspaces') or `mlops-nb sandbox --faces legacy,workspaces`")
+
+        return endpoint
+
+    async def _workspaces(self, request: Request) -> Response:
+        """A workspaces-only route: the template router finds the method, then :meth:`dispatch`."""
+        try:
+            found = self.router.match(request.method, request.url.path, set(WORKSPACES_HANDLERS))
+        except ValueError as e:
+            return rpc_status(5, f"{request.method} {request.url.path}: {e}")
+        if isinstance(found, Match):
+            return await self.dispatch(found.method, request, found.path_params)
+        where = f"{request.method} {request.url.path}"
+        if found:
+            return rpc_status(12, f"{where}: this route takes {', '.join(found)}", http_status=405,
+                              headers={"Allow": ", ".join(found)})
+        return rpc_status(5, f"{where}: no such route; GET / lists the gateway's routes")
+
+    async def _me(self, request: Request) -> Response:
+        """Who the caller is, as MLOps 1.0 and later answer it: their user id in ``X-User-Id``."""
+
+        async def answer(call: Call) -> Response:
+            return JSONResponse({}, headers={"X-User-Id": call.user_id})
+
+        return await self._answer(request, "GET /me", None, answer)
+
+    async def dispatch(self, method: Method, request: Request, path_params: dict[str, str] | None = None) -> Response:
+        """Authenticate, decode, run the handler of ``method`` (either generation) and answer.
+
+        ``path_params``: a workspaces route's parameters by wire name (the template router's).
+        """
+        rpc = _rpc_label(method)
+        generation = method.service.api.generation
+
+        async def answer(call: Call) -> Response:
+            stream_handler = STREAM_HANDLERS.get(method.qualified_name) if generation == "legacy" else None
+            if stream_handler is not None:
+                return await stream_handler(call, request)
+            handler = HANDLERS_BY_GENERATION[generation].get(method.qualified_name)
+            if handler is None:
+                raise RpcError(12, f"the mlops_nb sandbox does not implement {rpc} "
+                                   f"({method.qualified_name}) yet; it works against a real MLOps gateway")
+            if generation == "legacy":
+                decoded = await self._decode(method, request)
+            else:
+                decoded = await _decode_workspaces(method, request, path_params or {})
+            result = await run_in_threadpool(handler, call, decoded)
+            if generation == "legacy":
+                return JSONResponse(_encode_response(method, result))
+            return JSONResponse(result if result is not None else {})
+
+        return await self._answer(request, rpc, method, answer)
+
+    async def _answer(self, request: Request, rpc: str, method: Method | None, answer: Any) -> Response:
+        """What every gateway call shares: the latency, the caller's authentication and
+        enrolment, and errors as RpcStatus bodies."""
         if self.latency_ms:
             await asyncio.sleep(self.latency_ms / 1000)
         try:
             claims = self._authenticate(request)
             user = await run_in_threadpool(self._enroll, claims)
-            call = Call(store=self.store, user=user, claims=claims, method=method, base_url=self.base_url,
-                        supervisor=self.supervisor)
-            stream_handler = STREAM_HANDLERS.get(method.qualified_name)
-            if stream_handler is not None:
-                return await stream_handler(call, request)
-            handler = HANDLERS.get(method.qualified_name)
-            if handler is None:
-                raise RpcError(12, f"the mlops_nb sandbox does not implement {rpc} "
-                                   f"({method.qualified_name}) yet; it works against a real MLOps gateway")
-            decoded = await self._decode(method, request)
-            result = await run_in_threadpool(handler, call, decoded)
-            return JSONResponse(_encode_response(method, result))
+            call = Call(store=self.store, user=user, claims=claims, method=method,  # type: ignore[arg-type]
+                        base_url=self.base_url, supervisor=self.supervisor)
+            return await answer(call)
         except RpcError as e:
             return rpc_status(e.code, e.message)
         except Exception:  # a bug in a handler must not take the server down or leak internals
-            log.exception("sandbox handler for %s failed", method.qualified_name)
+            log.exception("sandbox handler for %s failed", rpc)
             return rpc_status(13, f"the sandbox failed while handling {rpc}; see the sandbox log")
 
     def _authenticate(self, request: Request) -> dict[str, Any]:
@@ -194,6 +298,44 @@ class Gateway:
         return decoded
 
 
+async def _decode_workspaces(method: Method, request: Request, path_params: dict[str, str]) -> dict[str, Any]:
+    """A workspaces call's request as one wire-JSON dict: query parameters (typed; a repeated one
+    as a list), the body (under the method's ``body_field``, or merged in for ``"*"``), then the
+    path parameters (which win, as in grpc-gateway), all by wire name."""
+    decoded: dict[str, Any] = {}
+    raw = await _bounded_body(request) if method.verb in ("POST", "PATCH", "PUT") else b""
+    if raw.strip():
+        body = parse_json(raw, "the request body")
+        if method.body_field is None:
+            raise RpcError(3, f"{method.rpc} takes no request body")
+        if method.body_field == "*":
+            if not isinstance(body, dict):
+                raise RpcError(3, f"the request body must be a JSON object, got {type(body).__name__}")
+            decoded.update(body)
+        else:
+            decoded[method.body_field] = body
+    params = {p.wire: p for p in method.query_params}
+    for key, text in request.query_params.multi_items():
+        param = params.get(key)
+        if param is None:
+            takes = ", ".join(params) or "no query parameters"
+            raise RpcError(3, f"{method.rpc} has no query parameter {key!r}; it takes {takes}")
+        value = _param(param, text)
+        if param.repeated:
+            decoded.setdefault(key, []).append(value)
+        elif key in decoded:
+            raise RpcError(3, f"query parameter {key!r} is given twice; {method.rpc} takes one value")
+        else:
+            decoded[key] = value
+    decoded.update(path_params)
+    return decoded
+
+
+def _root(path: str) -> str:
+    """The first two segments of a path (``/deployer/v2``): where a catch-all route starts."""
+    return "/".join(path.split("/")[:3])
+
+
 async def _bounded_body(request: Request) -> bytes:
     body = await read_at_most(request, MAX_BODY_BYTES)
     if body is None:
@@ -245,38 +387,60 @@ def _encode_response(method: Method, result: Any) -> dict[str, Any]:
     return message.to_wire(empty_collections=True)
 
 
-def _index(request: Request) -> Response:
-    rows = [
-        {"verb": m.verb, "path": m.full_path, "method": m.qualified_name, "implemented": implemented(m)}
-        for m in API.methods
-    ]
-    if "application/json" in request.headers.get("accept", ""):
-        return JSONResponse({"routes": rows})
+def _route_rows(faces: tuple[str, ...]) -> list[dict[str, Any]]:
+    """One row per route: the legacy routes (with the faces that use each), then the workspaces-only ones."""
+    shared = shared_with_workspaces()
+    rows = []
+    for m in API.methods:
+        route_faces = ["legacy", "workspaces"] if (m.verb, m.full_path) in shared else ["legacy"]
+        rows.append({"verb": m.verb, "path": m.full_path, "method": m.qualified_name, "faces": route_faces,
+                     "served": any(f in faces for f in route_faces), "implemented": implemented(m)})
+    for m in workspaces_only():
+        rows.append({"verb": m.verb, "path": served_path(m), "method": m.qualified_name, "faces": ["workspaces"],
+                     "served": "workspaces" in faces, "implemented": implemented(m)})
+    return rows
+
+
+def _index_page(faces: tuple[str, ...]) -> Any:
+    rows = _route_rows(faces)
+
+    def state(r: dict[str, Any]) -> str:
+        return "no (404: face not served)" if not r["served"] else "yes" if r["implemented"] else "no (501)"
+
     body = "".join(
         f"<tr><td>{r['verb']}</td><td><code>{html.escape(r['path'])}</code></td>"
-        f"<td>{html.escape(r['method'])}</td><td>{'yes' if r['implemented'] else 'no (501)'}</td></tr>"
+        f"<td>{html.escape(r['method'])}</td><td>{', '.join(r['faces'])}</td><td>{state(r)}</td></tr>"
         for r in rows
     )
-    done = sum(r["implemented"] for r in rows)
-    return HTMLResponse(
+    done = sum(r["implemented"] and r["served"] for r in rows)
+    page = (
         "<!doctype html><html><head><meta charset='utf-8'><title>mlops_nb sandbox gateway</title>"
         "<style>body{font-family:sans-serif;margin:2em}td,th{padding:2px 8px;text-align:left}"
         "tr:nth-child(even){background:#8881}</style></head><body>"
-        f"<h1>mlops_nb sandbox gateway</h1><p>{len(rows)} routes, {done} implemented by the sandbox; "
-        "the others answer 501 UNIMPLEMENTED.</p>"
-        f"<table><tr><th>verb</th><th>path</th><th>client method</th><th>implemented</th></tr>{body}</table>"
-        "</body></html>"
+        f"<h1>mlops_nb sandbox gateway</h1><p>Faces served: {', '.join(faces)}. {len(rows)} routes, {done} "
+        "served and implemented by the sandbox; the others answer 501 UNIMPLEMENTED (or 404 when their "
+        "face is not served). The workspaces API's authz routes are below <code>/authz</code>.</p>"
+        "<table><tr><th>verb</th><th>path</th><th>client method</th><th>faces</th><th>implemented</th></tr>"
+        f"{body}</table></body></html>"
     )
+
+    def index(request: Request) -> Response:
+        if "application/json" in request.headers.get("accept", ""):
+            return JSONResponse({"faces": list(faces), "routes": rows})
+        return HTMLResponse(page)
+
+    return index
 
 
 def build_app(store: Store, idp: IdentityProvider, supervisor: Supervisor | None = None, *,
-              latency_ms: float = 0) -> tuple[Starlette, Gateway, ScoringGateway | None]:
-    """The sandbox's web app: the route index, the identity provider, the gateway and, with a
-    supervisor, the deployments' scoring URLs."""
-    gateway = Gateway(store, idp, supervisor, latency_ms=latency_ms)
+              latency_ms: float = 0, faces: tuple[str, ...] = FACES,
+              ) -> tuple[Starlette, Gateway, ScoringGateway | None]:
+    """The sandbox's web app: the route index, the identity provider, discovery, the gateway of
+    the served faces and, with a supervisor, the deployments' scoring URLs."""
+    gateway = Gateway(store, idp, supervisor, latency_ms=latency_ms, faces=faces)
     scoring = ScoringGateway(store, idp, supervisor) if supervisor is not None else None
-    routes = [Route("/", _index, methods=["GET"]), Mount(idp.mount_path, routes=idp.routes()),
-              *discovery_routes(idp), *gateway.routes(),
+    routes = [Route("/", _index_page(gateway.faces), methods=["GET"]), Mount(idp.mount_path, routes=idp.routes()),
+              *discovery_routes(idp, gateway.faces), *gateway.routes(),
               *(scoring.routes() if scoring is not None else [])]
     handlers = {404: _routing_error, 405: _routing_error}
     return Starlette(routes=routes, exception_handlers=handlers), gateway, scoring  # type: ignore[arg-type]
@@ -302,7 +466,10 @@ class Sandbox:
     ``fault_seed`` for a repeatable sequence (see :mod:`mlops_nb.sandbox.faults`;
     ``sb.faults.injected`` counts them). ``tls_cert`` and ``tls_key`` (PEM files) serve
     HTTPS; the sandbox's own clients trust ``tls_ca`` (default: the certificate file, which
-    may carry its chain). ``score_deadline`` (seconds, default 60) is how long a scoring
+    may carry its chain). ``faces`` says which APIs it answers: ``"legacy"`` (projects, the
+    API of ``h2o-mlops`` 1.0), ``"workspaces"`` (MLOps 1.0 and later, ``h2o-mlops`` 1.4+, with its
+    authz gateway at :attr:`authz_gateway_url`), or both (the default), over one store: a
+    workspace is a project. ``score_deadline`` (seconds, default 60) is how long a scoring
     request may take before its scorer counts as stuck and is replaced; ``model_load_timeout``
     (seconds, default 300) how long a scorer may take to load its model before the deployment
     is FAILED; ``max_unpacked_bytes`` (default 2 GiB) the most an artifact may unpack to. ``durable=True`` makes each acknowledged write survive an OS crash
@@ -331,6 +498,7 @@ class Sandbox:
         score_deadline: float = SCORE_DEADLINE,
         model_load_timeout: float = LOAD_TIMEOUT,
         max_unpacked_bytes: int = MAX_UNPACKED_BYTES,
+        faces: tuple[str, ...] | str = FACES,
     ) -> None:
         parse_data(data)  # a bad value fails here, before anything starts
         if latency_ms < 0:
@@ -340,6 +508,7 @@ class Sandbox:
         for name, path in (("tls_cert", tls_cert), ("tls_key", tls_key), ("tls_ca", tls_ca)):
             if path is not None and not Path(path).is_file():
                 raise ValueError(f"{name} names {str(path)!r}, which is not a file")
+        self.faces = check_faces(faces)
         self.host = host
         self.port = port
         self.db = str(db) if db is not None else str(default_db_path())
@@ -384,7 +553,8 @@ class Sandbox:
                                      deployments.supervisor_artifacts(self.store), warm_spares=self.warm_scorers,
                                      score_deadline=self.score_deadline, load_timeout=self.model_load_timeout,
                                      max_unpacked_bytes=self.max_unpacked_bytes)
-        app, gateway, self._scoring = build_app(self.store, self.idp, self.supervisor, latency_ms=self.latency_ms)
+        app, gateway, self._scoring = build_app(self.store, self.idp, self.supervisor, latency_ms=self.latency_ms,
+                                                faces=self.faces)
         if self.fault_rate:
             app = self.faults = FaultInjector(app, self.fault_rate, self.fault_seed)  # type: ignore[assignment]
         # A keep-alive longer than any poll interval: uvicorn's default (5 s) equals the device
@@ -514,11 +684,25 @@ class Sandbox:
         kwargs.setdefault("ca_bundle", self.tls_ca)
         return TokenProvider(self.refresh_token(username), self.client_id, self.token_endpoint, **kwargs)
 
-    def client(self, username: str = "alice", **kwargs: Any) -> Any:
-        """A ready ``mlops_nb.Client`` logged in as ``username`` (keywords go to the client)."""
+    @property
+    def authz_gateway_url(self) -> str:
+        """The workspaces API's authz gateway (workspaces, users): the gateway URL + ``/authz``."""
+        self._idp()
+        return self.gateway_url + AUTHZ_ROOT
+
+    def client(self, username: str = "alice", generation: str | None = None, **kwargs: Any) -> Any:
+        """A ready ``mlops_nb.Client`` logged in as ``username`` (keywords go to the client).
+
+        ``generation`` (``"legacy"`` or ``"workspaces"``) forces the API the client speaks (with
+        the workspaces one it also gets :attr:`authz_gateway_url`); by default the client finds it.
+        """
         import mlops_nb
 
         kwargs.setdefault("ca_bundle", self.tls_ca)
+        if generation is not None:
+            kwargs["generation"] = generation
+            if generation == "workspaces":
+                kwargs.setdefault("authz_gateway_url", self.authz_gateway_url)
         return mlops_nb.Client(self.gateway_url, self.token_provider(username), **kwargs)
 
     def connection_constants(self, username: str = "alice") -> dict[str, str]:
