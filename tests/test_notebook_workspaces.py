@@ -10,12 +10,24 @@ generation's aggregates give.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from mlops_nb.notebook.generations import HIGH_DRIFT, MEDIUM_DRIFT, aggregate_metrics, psi
+import mlops_nb
+from mlops_nb.notebook.generations import (
+    HIGH_DRIFT,
+    MEDIUM_DRIFT,
+    GenerationLacks,
+    aggregate_metrics,
+    entity_id,
+    psi,
+)
+from mlops_nb.sandbox import Sandbox
+from tests.deploying import iris_model
 
 # -- the workspaces monitoring figures, from aggregates made here of known data ------------------------
 
@@ -89,3 +101,147 @@ def test_a_time_range_keeps_the_windows_inside_it(windows: dict[str, Any]) -> No
     assert found.summary["rows_scored"] == len(windows["predictions"][1])
     none = aggregate_metrics(windows["scored"], windows["baseline"], None, "2026-01-01T09:00:00+00:00")
     assert none.operational.empty and none.summary["rows_scored"] == 0
+
+
+# -- the helpers against both faces of one sandbox ----------------------------------------------------
+
+GENERATIONS = ("legacy", "workspaces")
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    with Sandbox(db=str(tmp_path_factory.mktemp("nb-workspaces") / "s.sqlite3"), data="empty") as sb:
+        yield sb
+
+
+@pytest.fixture(scope="module")
+def clients(sandbox: Sandbox) -> dict[str, Any]:
+    """alice's client on each face, forced (a client left to find it speaks legacy to the sandbox)."""
+    return {generation: sandbox.client("alice", generation=generation) for generation in GENERATIONS}
+
+
+@pytest.fixture(scope="module")
+def workspace(clients: dict[str, Any]) -> str:
+    """A project made through the legacy face: a workspace on the other."""
+    return clients["legacy"].storage.project.create_project(project={"display_name": "Iris"}).project.id
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    data, X, fitted = iris_model()
+    path = tmp_path_factory.mktemp("model") / "iris.zip"
+    path.write_bytes(data)
+    return {"path": path, "X": X, "fitted": fitted}
+
+
+@pytest.fixture(scope="module")
+def flows(clients: dict[str, Any], workspace: str, model: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """On each face, with the same helpers: upload, register, deploy with a passphrase, wait."""
+    made = {}
+    for generation, client in clients.items():
+        experiment = mlops_nb.upload_model(client, "Iris", model["path"], name=f"iris-{generation}")
+        registered = mlops_nb.register_model(client, experiment, "iris")
+        deployment = mlops_nb.deploy(client, registered, name=f"iris-{generation}", passphrase="petal")
+        status = mlops_nb.wait_for_healthy(client, deployment, timeout=300)
+        made[generation] = {"experiment": experiment, "registered": registered, "deployment": deployment,
+                            "status": status, "id": mlops_nb.deployment_id(client, deployment)}
+    return made
+
+
+def test_each_face_uploads_registers_and_deploys_with_the_same_calls(clients: dict[str, Any], workspace: str,
+                                                                     flows: dict[str, dict[str, Any]]) -> None:
+    for generation, flow in flows.items():
+        client, experiment = clients[generation], flow["experiment"]
+        assert experiment.display_name == f"iris-{generation}"
+        assert experiment.metadata.values["tool"].string_value == "MLflow"
+        [artifact] = client.storage.artifact.list_entity_artifacts(entity_id=experiment.id).artifact
+        assert (artifact.type, str(artifact.state)) == ("python/mlflow", "AVAILABLE")
+        assert str(flow["status"].state) == "HEALTHY"
+    # One registered model, a version from each face.
+    versions = [flows[g]["registered"].version.version for g in GENERATIONS]
+    assert versions == [1, 2]
+    assert len({flows[g]["registered"].model.id for g in GENERATIONS}) == 1
+    assert type(flows["legacy"]["deployment"]).__name__ == "DeployDeployment"
+    made = flows["workspaces"]["deployment"]
+    assert type(made).__name__ == "V2Deployment"
+    assert made.name == f"workspaces/{workspace}/deployments/{flows['workspaces']['id']}"
+    assert clients["legacy"].storage.artifact.list_entity_artifacts(entity_id=workspace).artifact == []
+
+
+def test_score_on_each_face_gives_the_models_predictions(clients: dict[str, Any], flows: dict[str, dict[str, Any]],
+                                                         model: dict[str, Any]) -> None:
+    X, fitted = model["X"], model["fitted"]
+    for generation, client in clients.items():
+        scored = mlops_nb.score(client, flows[generation]["deployment"], X, passphrase="petal", batch_size=40)
+        assert list(scored.index) == list(X.index) and list(scored.columns) == ["prediction"]
+        assert scored["prediction"].tolist() == fitted.predict(X).tolist()
+        with pytest.raises(mlops_nb.ScoringError, match="401: the deployment wants a passphrase"):
+            mlops_nb.score(client, flows[generation]["deployment"], X.head(2), passphrase="stem")
+
+
+def test_a_deployment_made_through_one_face_is_one_the_other_sees(clients: dict[str, Any],
+                                                                  flows: dict[str, dict[str, Any]],
+                                                                  model: dict[str, Any]) -> None:
+    X = model["X"].head(12)
+    for made, seen in (("legacy", "workspaces"), ("workspaces", "legacy")):
+        client, deployment = clients[seen], flows[made]["id"]
+        # By id and by name (looked up in every project / workspace the user may see).
+        assert mlops_nb.deployment_id(client, f"iris-{made}") == deployment
+        assert str(mlops_nb.wait_for_healthy(client, deployment, timeout=30).state) == "HEALTHY"
+        ours = mlops_nb.score(client, f"iris-{made}", X, passphrase="petal")
+        theirs = mlops_nb.score(clients[made], deployment, X, passphrase="petal")
+        pd.testing.assert_frame_equal(ours, theirs)
+        assert mlops_nb.monitoring(client, deployment).model_id == flows[made]["experiment"].id
+
+
+def test_monitoring_on_each_face_counts_the_rows_scored(clients: dict[str, Any], flows: dict[str, dict[str, Any]],
+                                                        model: dict[str, Any]) -> None:
+    X = model["X"]
+    for generation, client in clients.items():
+        deployment = flows[generation]["deployment"]
+        before = mlops_nb.monitoring(client, deployment).summary["rows_scored"]
+        mlops_nb.score(client, deployment, X, passphrase="petal")
+        watched = mlops_nb.monitoring(client, deployment)
+        assert watched.model_id == flows[generation]["experiment"].id
+        assert watched.summary["rows_scored"] >= before + len(X)
+        assert watched.operational["successful_rows"].sum() >= len(X)
+        assert str(watched.operational.index.tz) == "UTC"
+        assert set(watched.drift.index) <= set(X.columns)
+        assert watched.deployment_name == f"iris-{generation}"
+        assert "data:image/png;base64," in watched._repr_html_()
+
+
+def test_logs_on_each_face(clients: dict[str, Any], flows: dict[str, dict[str, Any]]) -> None:
+    for generation, client in clients.items():
+        logs = mlops_nb.deployment_logs(client, flows[generation]["deployment"])
+        assert list(logs.columns) == ["time", "source", "message"] and str(logs["time"].dt.tz) == "UTC"
+        assert logs["time"].notna().all() and logs["time"].is_monotonic_increasing
+        assert logs["message"].str.contains("HEALTHY").any()
+        assert len(mlops_nb.deployment_logs(client, flows[generation]["id"], max_lines=3)) == 3
+
+
+def test_workspaces_are_found_by_name_as_projects_are(clients: dict[str, Any], workspace: str,
+                                                      flows: dict[str, dict[str, Any]]) -> None:
+    client = clients["workspaces"]
+    found = mlops_nb.find_project(client, "Iris")
+    assert type(found).__name__ == "V1Workspace" and entity_id(found) == workspace
+    assert entity_id(mlops_nb.find_project(client, workspace)) == workspace
+    with pytest.raises(mlops_nb.NameNotFound, match="no workspace has the id or name 'Iri'; similar names: 'Iris'"):
+        mlops_nb.find_project(client, "Iri")
+    deployment = mlops_nb.find_deployment(client, "Iris", "iris-legacy")
+    assert type(deployment).__name__ == "V2Deployment" and entity_id(deployment) == flows["legacy"]["id"]
+    with pytest.raises(mlops_nb.NameNotFound, match=f"no deployment has the id or name 'nope' in workspace {workspace}"):
+        mlops_nb.find_deployment(client, "Iris", "nope")
+    frame = mlops_nb.all_deployments(client)
+    assert set(frame["display_name"]) >= {"iris-legacy", "iris-workspaces"}
+    assert set(frame["state"]) == {"HEALTHY"} and set(frame["project"]) == {"Iris"}
+
+
+def test_what_a_generation_lacks_is_said(clients: dict[str, Any], flows: dict[str, dict[str, Any]]) -> None:
+    experiment = flows["workspaces"]["experiment"]
+    with pytest.raises(GenerationLacks, match="the workspaces generation of the MLOps API has no deployment "
+                                              "environments .*leave environment out"):
+        mlops_nb.deploy(clients["workspaces"], experiment, environment="PROD")
+    with pytest.raises(TypeError, match="names a deployment of the workspaces generation; this client speaks the "
+                                        "legacy one"):
+        mlops_nb.deployment_id(clients["legacy"], flows["workspaces"]["deployment"])
