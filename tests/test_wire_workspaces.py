@@ -232,6 +232,22 @@ def _workspaces_gateway(server: CaptureServer) -> None:
     server.respond("/storage/ai.h2o.storage.UserService/WhoAmI", {"user": {"id": "u1"}})
 
 
+def test_who_am_i_in_each_generation(gateway, authz) -> None:
+    _workspaces_gateway(gateway)
+    authz.respond("/v1/users/u1", {"user": {"name": "users/u1", "displayName": "Alice"}})
+    client = Client(gateway.url, lambda: TOKEN, authz_gateway_url=authz.url)
+    assert client.user_id() == "u1"
+    assert client.who_am_i().user.display_name == "Alice"
+    assert [(r.verb, r.path) for r in authz.requests] == [("GET", "/v1/users/u1")]
+    legacy = CaptureServer().__enter__()
+    try:
+        _legacy_gateway(legacy)
+        old = Client(legacy.url, lambda: TOKEN)
+        assert old.user_id() == "u1" and old.who_am_i().user.id == "u1"
+    finally:
+        legacy.__exit__(None, None, None)
+
+
 def test_a_legacy_gateway_is_found_with_one_probe_on_first_use(gateway) -> None:
     _legacy_gateway(gateway)
     client = Client(gateway.url, lambda: TOKEN)
@@ -357,5 +373,52 @@ def test_from_discovery_signs_in_with_the_platform_refresh_token_at_a_sandbox(tm
         client = Client.from_discovery(sandbox.gateway_url, refresh_token=sandbox.refresh_token("alice"))
         assert client.token_provider.client_id == sandbox.client_id
         assert client.token_provider.token_endpoint_url == sandbox.token_endpoint
-        assert client.storage.user.who_am_i().user.username == "alice"
+        # The sandbox serves both faces and its discovery lists the authz gateway: workspaces, as 1.6.5 connects.
+        assert (client.generation, client.authz_gateway_url) == ("workspaces", sandbox.authz_gateway_url)
+        with Client(sandbox.gateway_url, sandbox.token_provider("alice"), generation="legacy") as legacy:
+            assert client.user_id() == legacy.storage.user.who_am_i().user.id
         client.close()
+
+
+# -- finding the generation of the sandbox's faces ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory):
+    """One sandbox per set of faces: only legacy, only workspaces, both."""
+    from mlops_nb.sandbox import Sandbox
+
+    started = {}
+    try:
+        for served in (("legacy",), ("workspaces",), ("legacy", "workspaces")):
+            db = tmp_path_factory.mktemp("faces") / "s.sqlite3"
+            started[served] = Sandbox(db=str(db), data="empty", faces=served, warm_scorers=0).start()
+        yield started
+    finally:
+        for sandbox in started.values():
+            sandbox.stop()
+
+
+@pytest.mark.parametrize(("served", "found"), [(("legacy",), "legacy"), (("workspaces",), "workspaces"),
+                                               (("legacy", "workspaces"), "legacy")])
+def test_each_face_of_the_sandbox_is_found(faces, served, found) -> None:
+    sandbox = faces[served]
+    with Client(sandbox.gateway_url, sandbox.token_provider("alice"),
+                authz_gateway_url=sandbox.authz_gateway_url) as client:
+        assert client.generation == found
+        # A call of the generation found goes through (storage: one route, both generations' messages).
+        made = client.storage.project.create_project(project={"display_name": f"found {found}"})
+        listed = client.storage.project.list_projects()
+        assert type(made).__module__ == f"mlops_nb.wire.{'messages' if found == 'legacy' else 'workspaces'}"
+        assert made.project.id in [p.id for p in listed.project]
+
+
+def test_a_forced_generation_is_spoken_without_asking(faces) -> None:
+    both = faces[("legacy", "workspaces")]
+    with Client(both.gateway_url, both.token_provider("alice"), generation="workspaces",
+                authz_gateway_url=both.authz_gateway_url) as client:
+        assert isinstance(client.storage.project.list_projects(), mlops.workspaces.StorageListProjectsResponse)
+    only_workspaces = faces[("workspaces",)]
+    client = Client(only_workspaces.gateway_url, only_workspaces.token_provider("alice"), generation="legacy")
+    with client, pytest.raises(mlops.NotFound):  # the legacy face is not served there, and nothing asked
+        client.deployer.version.get_version()

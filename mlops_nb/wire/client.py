@@ -167,6 +167,35 @@ class Client:
             client._use_generation(chosen)
         return client
 
+    # -- who is calling ----------------------------------------------------------------------
+
+    def user_id(self) -> str:
+        """The caller's user id: storage's ``WhoAmI`` (legacy), or the ``X-User-Id`` header of the
+        workspaces generation's ``GET /me`` (as ``h2o-mlops`` 1.6 asks it)."""
+        if self.generation == "legacy":
+            return self.storage.user.who_am_i().user.id
+        identity = self.api.identity or {}
+        verb, path, header = identity.get("verb", "GET"), identity.get("path", "/me"), identity.get("header", "X-User-Id")
+        response = self._transport.request(verb, path, rpc=f"identity ({verb} {path})", read_only=True,
+                                           generation=self.generation)
+        response.close()
+        user_id = response.headers.get(header)
+        if not user_id:
+            from mlops_nb.wire.errors import GatewayError
+
+            raise GatewayError(f"{verb} {self.gateway_url}{path} answered without the {header} header that names "
+                               "the caller", http_status=response.status_code, rpc=f"identity ({verb} {path})")
+        return user_id
+
+    def who_am_i(self) -> Message:
+        """The caller, as the server knows them: storage's ``WhoAmI`` answer (legacy), or the authz
+        gateway's user (``authz.user.get_user(name="users/<id>")``, workspaces). Both have ``.user``."""
+        if self.generation == "legacy":
+            return self.storage.user.who_am_i()
+        then = (self.api.identity or {}).get("then", "authz.user.get_user")
+        server, entity, method = then.split(".")
+        return getattr(getattr(getattr(self, server), entity), method)(name=f"users/{self.user_id()}")
+
     # -- the generation ----------------------------------------------------------------------
 
     @property
