@@ -494,15 +494,9 @@ class Workspaces(Operations):
         raise NotFound(f"no workspace you may see has a deployment {deployment_id}")
 
     def who_am_i(self) -> Message:
-        # As H2O's 1.6 client does: the gateway's /me names the caller in a header; authz has the user.
-        identity = self.client.api.identity or {}
-        verb, path, header = identity.get("verb", "GET"), identity.get("path", "/me"), identity.get("header", "X-User-Id")
-        response = self.client._transport.request(verb, path, rpc=f"{verb} {path}", read_only=True)
-        response.close()
-        user_id = response.headers.get(header)
-        if not user_id:
-            raise MLOpsError(f"the gateway's {verb} {path} did not say who you are (no {header} header)")
-        return self.client.authz.user.get_user(name=f"users/{user_id}").user
+        # As H2O's 1.6 client does (the wire client's who_am_i): the gateway's /me names the
+        # caller in a header, and the authz gateway has the user (a V1User).
+        return self.client.who_am_i().user
 
     def upload(self, artifact_id: str, data: bytes, progress: Callable[[int], None]) -> None:
         # As H2O's 1.6 client does: a presigned URL, one PUT without the token, then "complete"
