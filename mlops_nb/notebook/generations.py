@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from mlops_nb.notebook.frames import ListPage, list_all, list_all_json, utc_times
-from mlops_nb.wire.errors import ConnectionFailed, MLOpsError, NotFound
+from mlops_nb.wire.errors import ConnectionFailed, InvalidArgument, MLOpsError, NotFound
 from mlops_nb.wire.messages import Message
 
 __all__ = [
@@ -487,7 +487,7 @@ class Workspaces(Operations):
             candidate = f"{workspace.name}/deployments/{deployment_id}"
             try:
                 self.client.deployer.deployment.get_deployment(name=candidate)
-            except NotFound:
+            except (NotFound, InvalidArgument):  # not there, or not shaped as an id is
                 continue
             self.remember(candidate)
             return candidate
