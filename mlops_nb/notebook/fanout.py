@@ -1,7 +1,9 @@
 """The same calls for many projects, made concurrently.
 
 ``all_deployments(client)`` is "every deployment I can see, with its state": the
-deployer's deployments and their statuses, two list calls per project. Those calls run
+deployer's deployments and their statuses, two list calls per project (on the workspaces
+generation of the API, one call per workspace that lists them and then asks their statuses by
+name; :mod:`~mlops_nb.notebook.generations` says which calls). Those calls run
 on a bounded pool of threads (``settings.concurrent_calls``, default 8; ``%config
 MLOps.concurrent_calls``) that share the client, and with it the token and the pooled
 connections to the gateway. The rows and their order are those of a loop making the

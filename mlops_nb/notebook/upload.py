@@ -146,12 +146,16 @@ def upload_model(client: Any, project: Message | str, model: Any, name: str | No
                  progress: bool | None = None) -> Message:
     """Put a model into ``project`` as a new experiment; returns the ``StorageExperiment``.
 
+    On the legacy generation of the API the bytes go over ByteStream and the ingest server reads
+    them; on the workspaces generation they go to a presigned URL and storage ingests them (as
+    H2O's ``h2o-mlops`` 1.6 does): the same experiment either way.
+
     ``model`` is a path (an MLflow model folder or zip, an H2O-3 MOJO zip, a DAI MOJO pipeline
     zip), an in-memory scikit-learn estimator or pipeline, which MLflow saves
     (``mlflow.sklearn.save_model``, skops format) with a signature inferred from
     ``input_example`` (a few input rows; without it the model has no signature), or a trained
     H2O-3 model, whose MOJO its cluster exports (named after its ``model_id``). ``project``
-    is a project, its id or its display name. ``training_data`` (the frame the model was fitted
+    is a project (a workspace on the workspaces generation of the API), its id or its display name. ``training_data`` (the frame the model was fitted
     on: a DataFrame, or an H2OFrame) becomes a dataset of the project linked as the experiment's
     training dataset: model monitoring measures drift against it. The upload shows a progress bar for models over 1 MiB
     (``progress=True`` always, ``False`` never).
