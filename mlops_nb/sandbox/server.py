@@ -33,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from mlops_nb.api import API, Method, Param
+from mlops_nb.api import API, Method, Param, description
 from mlops_nb.sandbox import services
 from mlops_nb.sandbox.discovery import discovery_routes
 from mlops_nb.sandbox.faces import (
@@ -64,7 +64,7 @@ from mlops_nb.sandbox.runtime import Supervisor
 from mlops_nb.sandbox.runtime.runtimes import MAX_UNPACKED_BYTES
 from mlops_nb.sandbox.runtime.supervisor import LOAD_TIMEOUT, SCORE_DEADLINE
 from mlops_nb.sandbox.scoring import ScoringGateway, read_at_most
-from mlops_nb.sandbox.services import deployments
+from mlops_nb.sandbox.services import deployments, uploads
 from mlops_nb.sandbox.store import Store, default_db_path
 from mlops_nb.wire.errors import GRPC_TO_HTTP
 from mlops_nb.wire.messages import Message, message_class, parse_timestamp
@@ -140,6 +140,9 @@ class Gateway:
         self.latency_ms = latency_ms
         self.faces = check_faces(faces)
         self.router = TemplateRouter(workspaces_only())
+        # Legacy method -> the workspaces method served by its route.
+        self._workspaces_twins = {twin.qualified_name: m for m in description("workspaces").methods
+                                  if (twin := legacy_twin(m)) is not None}
 
     def routes(self) -> list[Route]:
         """Legacy routes at their paths, then one catch-all per root of the workspaces-only routes
@@ -155,7 +158,17 @@ class Gateway:
         routes += [Route(root + "/{rest:path}", self._workspaces if workspaces else self._face_off("workspaces"),
                          methods=_VERBS) for root in roots]
         routes.append(Route("/me", self._me if workspaces else self._face_off("workspaces"), methods=["GET"]))
+        routes.append(Route(uploads.PRESIGNED_PREFIX + "/{token}", self._presigned if workspaces
+                            else self._face_off("workspaces"), methods=["GET", "PUT"]))
         return routes
+
+    async def _presigned(self, request: Request) -> Response:
+        """A presigned URL of the workspaces API's storage (its token is the credential; no bearer)."""
+        if self.latency_ms:
+            await asyncio.sleep(self.latency_ms / 1000)
+        if request.method == "PUT":
+            return await uploads.presigned_upload(self.store, request)
+        return await uploads.presigned_download(self.store, request)
 
     def _endpoint(self, method: Method) -> Any:
         async def endpoint(request: Request) -> Response:
@@ -294,7 +307,10 @@ class Gateway:
             decoded = cls.from_wire(body)
         except ValueError as e:
             raise RpcError(3, f"invalid request: {e}") from None
-        _reject_unknown(decoded, cls.__name__)
+        # A storage route both faces share takes what the workspaces API's request adds too (the
+        # handler finds those fields in ``unknown_fields``); anything else is refused.
+        twin = self._workspaces_twins.get(method.qualified_name) if "workspaces" in self.faces else None
+        _reject_unknown(decoded, cls.__name__, twin.request_message if twin is not None else None)
         return decoded
 
 
@@ -361,17 +377,22 @@ def _param(param: Param, text: str) -> Any:
     return text
 
 
-def _reject_unknown(message: Message, path: str) -> None:
-    """grpc-gateway refuses fields the proto does not have; so does the sandbox, naming them."""
-    unknown = message.unknown_fields
+def _reject_unknown(message: Message, path: str, newer: str | None = None) -> None:
+    """grpc-gateway refuses fields the proto does not have; so does the sandbox, naming them.
+
+    ``newer``: the workspaces API's message of the same place, whose extra fields are accepted.
+    """
+    newer_fields = {f.json: f for f in description("workspaces").messages.get(newer or "", ())}
+    unknown = sorted(set(message.unknown_fields) - set(newer_fields))
     if unknown:
-        raise RpcError(3, f"invalid request: {path} has no field {sorted(unknown)[0]!r}")
-    for name, value in message.to_dict().items():
+        raise RpcError(3, f"invalid request: {path} has no field {unknown[0]!r}")
+    specs = {f.name: f for f in message.fields()}
+    for name in message.to_dict():
         inner = getattr(message, name)
+        newer_field = newer_fields.get(specs[name].json)
         for item in inner if isinstance(inner, list) else [inner]:
             if isinstance(item, Message):
-                _reject_unknown(item, f"{path}.{name}")
-        del value
+                _reject_unknown(item, f"{path}.{name}", newer_field.type if newer_field is not None else None)
 
 
 def _encode_response(method: Method, result: Any) -> dict[str, Any]:

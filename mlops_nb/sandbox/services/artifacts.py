@@ -78,6 +78,10 @@ __all__ = [
     "ARTIFACT_OWNER_KINDS",
     "delete_artifact_rows",
     "remove_blobs",
+    "begin_upload",
+    "finish_upload",
+    "abort_upload",
+    "writable_artifact",
 ]
 
 MIGRATIONS: list[tuple[str, str]] = [
@@ -362,6 +366,11 @@ def readable_artifact(call: Call, artifact_id: str, *, id_name: str = "id") -> d
     return _artifact(call, artifact_id, write=False, id_name=id_name)
 
 
+def writable_artifact(call: Call, artifact_id: str, *, id_name: str = "id") -> dict[str, Any]:
+    """An artifact the caller may change (wire JSON); NOT_FOUND or PERMISSION_DENIED otherwise."""
+    return _artifact(call, artifact_id, write=True, id_name=id_name)
+
+
 @handles("storage.artifact.create_artifact")
 def create_artifact(call: Call, request: Any) -> dict[str, Any]:
     given = request.artifact
@@ -369,9 +378,11 @@ def create_artifact(call: Call, request: Any) -> dict[str, Any]:
         raise invalid_argument("artifact is required (with entity_id and type)")
     project_id = _owning_project(call, given.entity_id, write=True)
     created = now()
+    # The workspaces API's client also says what kind of entity owns it (entityType).
     artifact = {"id": new_id(), "entityId": given.entity_id, "type": given.type, "state": "EMPTY",
                 "size": "0", "createdTime": created, "lastModifiedTime": created,
-                "location": given.location, "mimeType": given.mime_type}
+                "location": given.location, "mimeType": given.mime_type,
+                "entityType": given.unknown_fields.get("entityType", "")}
     artifact = {k: v for k, v in artifact.items() if v != ""}
     call.store.put("artifact", artifact, project_id=project_id, parent_id=given.entity_id,
                    owner_id=call.user_id)
@@ -440,15 +451,17 @@ class _Upload:
         if message.write_offset != self.received:
             raise RpcError(OUT_OF_RANGE, f"writeOffset is {message.write_offset} but {self.received} bytes "
                                          "were received so far; offsets must follow on")
-        data = message.data
+        self.append_bytes(message.data)
+        self.finished = message.finish_write
+
+    def append_bytes(self, data: bytes) -> None:
         if data:
             self.writer.write(data)
             self.md5.update(data)
             self.received += len(data)
-        self.finished = message.finish_write
 
 
-def _begin_upload(call: Call, artifact_id: str) -> _Upload:
+def begin_upload(call: Call, artifact_id: str) -> _Upload:
     blobs = _blobs(call.store)
     with call.store.transaction():
         artifact = _artifact(call, artifact_id, write=True, id_name="resourceName")
@@ -466,7 +479,7 @@ def _begin_upload(call: Call, artifact_id: str) -> _Upload:
     return upload
 
 
-def _finish_upload(store: Store, upload: _Upload) -> None:
+def finish_upload(store: Store, upload: _Upload) -> None:
     with store.transaction():
         artifact = store.get("artifact", upload.artifact_id)
         if artifact is None:
@@ -480,7 +493,7 @@ def _finish_upload(store: Store, upload: _Upload) -> None:
     _blobs(store).end_upload(upload.artifact_id)
 
 
-def _abort_upload(store: Store, upload: _Upload) -> None:
+def abort_upload(store: Store, upload: _Upload) -> None:
     upload.writer.discard()
     with store.transaction():
         artifact = store.get("artifact", upload.artifact_id)
@@ -530,21 +543,21 @@ async def write(call: Call, request: Request) -> Response:
     try:
         async for message in _write_messages(body):
             if upload is None:
-                upload = await run_in_threadpool(_begin_upload, call, message.resource_name)
+                upload = await run_in_threadpool(begin_upload, call, message.resource_name)
             await run_in_threadpool(upload.append, message)
         if upload is None:
             raise invalid_argument("the Write call carried no message")
         if not upload.finished:
             raise invalid_argument("the Write call ended without a message with finishWrite: true; "
                                    "nothing was kept, upload again from offset 0")
-        await run_in_threadpool(_finish_upload, call.store, upload)
+        await run_in_threadpool(finish_upload, call.store, upload)
     except ClientDisconnect:
         if upload is not None:
-            _abort_upload(call.store, upload)
+            abort_upload(call.store, upload)
         raise RpcError(CANCELLED, "the client went away during the upload") from None
     except BaseException as e:
         if upload is not None:
-            _abort_upload(call.store, upload)
+            abort_upload(call.store, upload)
         if isinstance(e, RpcError):
             await _drain(body)
         raise

@@ -61,12 +61,14 @@ from mlops_nb.sandbox.services.entities import (
     apply_update,
     experiments_in,
     find_experiment,
+    replace_data,
 )
 from mlops_nb.sandbox.services.projects import (
     changed_fields,
     projects_query,
     record_event,
 )
+from mlops_nb.sandbox.services.uploads import ingestion_of
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -177,12 +179,33 @@ def create_experiment(call: Call, request: Any) -> dict[str, Any]:
     created = now()
     data = {"id": new_id(), **{k: wire[k] for k in _CREATABLE if k in wire}, "ownerId": call.user_id,
             "createdTime": created, "lastModifiedTime": created}
+    # The workspaces API's client names an ingested artifact: the experiment takes its metadata
+    # and target column (the caller's win) and the artifact becomes the experiment's.
+    artifact_id = request.unknown_fields.get("artifactId", "")
     with call.store.transaction() as db:
         require_project(call, request.project_id, write=True)
+        if artifact_id:
+            _take_ingested_artifact(call, db, data, artifact_id, request.project_id)
         call.store.put("experiment", data, project_id=request.project_id, owner_id=call.user_id)
         record_event(call, db, "CREATE_EXPERIMENT", request.project_id,
                      f"created experiment {given.display_name!r}", experiment_id=data["id"])
     return _one(call, data, request.response_metadata)
+
+
+def _take_ingested_artifact(call: Call, db: Any, data: dict[str, Any], artifact_id: str, project_id: str) -> None:
+    ingestion = ingestion_of(call, artifact_id)
+    values = {**ingestion.get("metadata", {}).get("values", {}), **data.get("metadata", {}).get("values", {})}
+    if values:
+        data["metadata"] = {"values": values}
+    target = ingestion.get("parameters", {}).get("targetColumn", "")
+    if target and not data.get("parameters", {}).get("targetColumn"):
+        data["parameters"] = {**data.get("parameters", {}), "targetColumn": target}
+    artifact = call.store.get("artifact", artifact_id) or {}
+    artifact.update(entityId=data["id"], entityType="EXPERIMENT", lastModifiedTime=now(),
+                    type=ingestion.get("artifactType") or artifact.get("type", ""))
+    replace_data(call.store, "artifact", artifact)
+    db.execute("UPDATE entity SET parent_id = ?, project_id = ? WHERE kind = 'artifact' AND id = ?",
+               (data["id"], project_id, artifact_id))
 
 
 @handles("storage.experiment.get_experiment")
