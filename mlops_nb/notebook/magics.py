@@ -6,6 +6,7 @@ Commands (``%mlops COMMAND --help`` for each)::
     %mlops logout
     %mlops whoami [-o NAME]
     %mlops projects [LIST OPTIONS]
+    %mlops workspaces [LIST OPTIONS]
     %mlops experiments PROJECT [LIST OPTIONS]
     %mlops models PROJECT [LIST OPTIONS]
     %mlops deployments [PROJECT] [LIST OPTIONS]
@@ -24,6 +25,11 @@ Commands (``%mlops COMMAND --help`` for each)::
 
     %%mlops SERVER.ENTITY.METHOD [-o NAME]
     <request body as JSON or YAML>
+
+The commands do the same on either generation of the MLOps API (the client's): on the
+workspaces generation (MLOps 1.0 and later) a project is a workspace, PROJECT names one, and
+``projects`` and ``workspaces`` list them; ``sandbox --generation workspaces`` logs in to the
+local sandbox's workspaces face.
 
 LIST OPTIONS are ``--limit N`` (default: ``max_rows``) or ``--all``, ``--filter
 FIELD=VALUE`` (also ``FIELD!=VALUE``, ``FIELD~TEXT`` for "contains"; repeatable,
@@ -477,7 +483,8 @@ COMMANDS: dict[str, tuple[Callable[[MLOps, argparse.Namespace], Any], str]] = {
     "login": (MLOps._login, "show the login form"),
     "logout": (MLOps._logout, "forget the current login"),
     "whoami": (MLOps._whoami, "the user you are logged in as"),
-    "projects": (MLOps._projects, "your projects"),
+    "projects": (MLOps._projects, "your projects (workspaces, on the workspaces generation of the API)"),
+    "workspaces": (MLOps._projects, "your workspaces (the same list as projects)"),
     "experiments": (MLOps._experiments, "the experiments of a project"),
     "models": (MLOps._models, "the registered models of a project"),
     "deployments": (MLOps._deployments, "deployments with their state: of a project, or every one you can see"),
@@ -495,7 +502,7 @@ COMMANDS: dict[str, tuple[Callable[[MLOps, argparse.Namespace], Any], str]] = {
     "monitor": (MLOps._monitor, "a deployment's monitoring metrics and plots"),
 }
 
-_LIST_COMMANDS = ("projects", "experiments", "models", "deployments", "users")
+_LIST_COMMANDS = ("projects", "workspaces", "experiments", "models", "deployments", "users")
 _PROJECT_COMMANDS = ("experiments", "models", "deployments")
 _DEPLOYMENT_COMMANDS = ("status", "wait", "logs", "score", "monitor")
 
