@@ -85,6 +85,24 @@ def test_workspaces_message_wire_form_signature_and_pickle() -> None:
         message_class("V2Deployment", "newest")
 
 
+def test_cards_are_registered_per_generation() -> None:
+    from mlops_nb.wire import messages
+
+    shown = []
+    before = dict(messages._HTML_RENDERERS)
+    try:
+        messages.register_html_renderer("StorageProject", lambda m: shown.append(generation_of(m)) or "legacy card")
+        messages.register_html_renderer("*", lambda m: f"workspaces card of {type(m).__name__}", "workspaces")
+        assert mlops.StorageProject(display_name="p")._repr_html_() == "legacy card"
+        # The same name in the workspaces generation is another class, with the workspaces renderers.
+        assert mlops.workspaces.StorageProject(display_name="p")._repr_html_() == "workspaces card of StorageProject"
+        assert mlops.workspaces.V1Workspace()._repr_html_() == "workspaces card of V1Workspace"
+        assert shown == ["legacy"]
+    finally:
+        messages._HTML_RENDERERS.clear()
+        messages._HTML_RENDERERS.update(before)
+
+
 # -- REST calls: exact bytes -----------------------------------------------------------------------
 
 

@@ -341,7 +341,7 @@ class EntityClient:
 
     def __repr__(self) -> str:
         names = ", ".join(m.python for m in self.service.methods)
-        return f"<{self.service.server}.{self.service.entity} ({self.service.proto}): {names}>"
+        return f"<{self.service.server}.{self.service.entity} ({self.service.proto or self.service.name}): {names}>"
 
     def __dir__(self) -> list[str]:
         return sorted({m.python for m in self.service.methods} | set(type(self).__dict__) - {"service"}
