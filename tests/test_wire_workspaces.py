@@ -197,6 +197,25 @@ def test_authz_call_without_its_url_says_how_to_give_it(gateway) -> None:
     assert gateway.requests == []
 
 
+def test_every_generation_s_servers_are_client_attributes_before_it_is_found() -> None:
+    from mlops_nb.wire.client import SERVER_NAMES
+
+    assert sorted(SERVER_NAMES) == sorted({s for g in ("legacy", "workspaces") for s in description(g).servers})
+    client = Client("http://127.0.0.1:9", lambda: TOKEN)  # nothing listens there, and nothing is sent
+    assert set(SERVER_NAMES) <= set(dir(client))
+    assert not hasattr(type(client), "__getattr__")  # IPython's completion evaluates client.storage
+
+
+def test_every_workspaces_method_resolves_from_the_client() -> None:
+    client = Client("http://127.0.0.1:9", lambda: TOKEN, generation="workspaces")
+    for m in description("workspaces").methods:
+        bound = getattr(getattr(getattr(client, m.service.server), m.service.entity), m.python)
+        assert m.full_path in bound.__doc__
+        parameters = inspect.signature(bound).parameters
+        assert [p.name for p in m.path_params] == list(parameters)[:len(m.path_params)]
+        assert {p.name for p in m.query_params} <= set(parameters)
+
+
 def test_wrong_arguments_are_named(client) -> None:
     with pytest.raises(TypeError, match="has no parameter 'parnt'; did you mean parent"):
         client.deployer.deployment.list_deployments(parnt="workspaces/p1")
