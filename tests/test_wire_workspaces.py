@@ -85,6 +85,24 @@ def test_workspaces_message_wire_form_signature_and_pickle() -> None:
         message_class("V2Deployment", "newest")
 
 
+def test_cards_are_registered_per_generation() -> None:
+    from mlops_nb.wire import messages
+
+    shown = []
+    before = dict(messages._HTML_RENDERERS)
+    try:
+        messages.register_html_renderer("StorageProject", lambda m: shown.append(generation_of(m)) or "legacy card")
+        messages.register_html_renderer("*", lambda m: f"workspaces card of {type(m).__name__}", "workspaces")
+        assert mlops.StorageProject(display_name="p")._repr_html_() == "legacy card"
+        # The same name in the workspaces generation is another class, with the workspaces renderers.
+        assert mlops.workspaces.StorageProject(display_name="p")._repr_html_() == "workspaces card of StorageProject"
+        assert mlops.workspaces.V1Workspace()._repr_html_() == "workspaces card of V1Workspace"
+        assert shown == ["legacy"]
+    finally:
+        messages._HTML_RENDERERS.clear()
+        messages._HTML_RENDERERS.update(before)
+
+
 # -- REST calls: exact bytes -----------------------------------------------------------------------
 
 
@@ -177,6 +195,25 @@ def test_authz_call_without_its_url_says_how_to_give_it(gateway) -> None:
     with pytest.raises(ValueError, match="pass authz_gateway_url=.* or connect with Client.from_discovery"):
         client.authz.workspace.list_workspaces()
     assert gateway.requests == []
+
+
+def test_every_generation_s_servers_are_client_attributes_before_it_is_found() -> None:
+    from mlops_nb.wire.client import SERVER_NAMES
+
+    assert sorted(SERVER_NAMES) == sorted({s for g in ("legacy", "workspaces") for s in description(g).servers})
+    client = Client("http://127.0.0.1:9", lambda: TOKEN)  # nothing listens there, and nothing is sent
+    assert set(SERVER_NAMES) <= set(dir(client))
+    assert not hasattr(type(client), "__getattr__")  # IPython's completion evaluates client.storage
+
+
+def test_every_workspaces_method_resolves_from_the_client() -> None:
+    client = Client("http://127.0.0.1:9", lambda: TOKEN, generation="workspaces")
+    for m in description("workspaces").methods:
+        bound = getattr(getattr(getattr(client, m.service.server), m.service.entity), m.python)
+        assert m.full_path in bound.__doc__
+        parameters = inspect.signature(bound).parameters
+        assert [p.name for p in m.path_params] == list(parameters)[:len(m.path_params)]
+        assert {p.name for p in m.query_params} <= set(parameters)
 
 
 def test_wrong_arguments_are_named(client) -> None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import base64
 import difflib
-import functools
 import inspect
 import json
 import sys
@@ -219,15 +218,6 @@ class Client:
             self.__dict__[server] = server_class(server, generation)(self)
         self._generation = generation
 
-    def __getattr__(self, name: str) -> Any:  # only for names that are not there: servers before the generation is known
-        if not name.startswith("_") and "_transport" in self.__dict__ and name in _all_servers():
-            generation = self.__dict__.get("_generation")
-            if generation is None:
-                self.generation  # noqa: B018 - finds it, which sets its servers
-                return getattr(self, name)
-            raise AttributeError(f"the {generation} generation of the API has no {name!r} server; it has "
-                                 f"{', '.join(description(generation).servers)}", name=name, obj=self)
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}", name=name, obj=self)
 
     @property
     def gateway_url(self) -> str:
@@ -276,7 +266,7 @@ class Client:
 
     def __dir__(self) -> list[str]:
         # Before the generation is known, every generation's servers (dir() sends nothing).
-        servers = description(self._generation).servers if self._generation else _all_servers()
+        servers = description(self._generation).servers if self._generation else SERVER_NAMES
         return sorted(set(super().__dir__()) | set(servers))
 
     # -- the one place every call goes through -------------------------------------------------
@@ -310,6 +300,41 @@ class Client:
         return (cls.from_wire(item) for item in stream)
 
 
+# Every generation's server names (a test checks them against the descriptions): each is an attribute
+# of every client, so that ``client.storage`` works before the generation is known (reading the
+# workspaces description at import would slow ``import mlops_nb`` down).
+SERVER_NAMES = ("storage", "deployer", "ingest", "model_monitoring", "bytestream",  # legacy
+                "batch", "monitoring", "runtime", "authz")  # workspaces (with storage, deployer)
+
+
+class _Server:
+    """``client.<server>`` before the client's generation is known: finding it sets the generation's
+    servers on the client, which then shadow this. A plain descriptor rather than ``__getattr__``, so
+    that IPython's completion (whose default policy refuses objects with a ``__getattr__``) still
+    evaluates ``client.storage``."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, client: Client | None, owner: type) -> Any:
+        if client is None:
+            return self
+        generation = client.generation  # finds it, which sets its servers
+        found = client.__dict__.get(self.name)
+        if found is None:
+            raise AttributeError(f"the {generation} generation of the API has no {self.name!r} server; it has "
+                                 f"{', '.join(description(generation).servers)}", name=self.name, obj=client)
+        return found
+
+
+def _add_servers(cls: type[Client]) -> None:
+    for name in SERVER_NAMES:
+        setattr(cls, name, _Server(name))
+
+
+_add_servers(Client)
+
+
 class ServerClient:
     """One of the gateway's servers (``storage``, ``deployer``, ...): its entities are attributes."""
 
@@ -341,7 +366,7 @@ class EntityClient:
 
     def __repr__(self) -> str:
         names = ", ".join(m.python for m in self.service.methods)
-        return f"<{self.service.server}.{self.service.entity} ({self.service.proto}): {names}>"
+        return f"<{self.service.server}.{self.service.entity} ({self.service.proto or self.service.name}): {names}>"
 
     def __dir__(self) -> list[str]:
         return sorted({m.python for m in self.service.methods} | set(type(self).__dict__) - {"service"}
@@ -707,12 +732,6 @@ def download_file(self: EntityClient, resource_name: str, file: BinaryIO) -> Non
 _ENTITY_CLASSES: dict[str, dict[tuple[str, str], type[EntityClient]]] = {}
 _SERVER_CLASSES: dict[str, dict[str, type[ServerClient]]] = {}
 _BUILD_LOCK = threading.Lock()
-
-
-@functools.cache
-def _all_servers() -> frozenset[str]:
-    """Every generation's server names (for a client that has not found its generation yet)."""
-    return frozenset(server for generation in GENERATIONS for server in description(generation).servers)
 
 
 def _built(generation: str) -> None:

@@ -59,12 +59,17 @@ __all__ = [
 _MODULE = sys.modules[__name__]
 
 # Filled by the notebook layer (cards); the wire layer only looks them up.
-_HTML_RENDERERS: dict[str, Callable[[Message], str]] = {}
+_HTML_RENDERERS: dict[tuple[str, str], Callable[[Message], str]] = {}
 
 
-def register_html_renderer(message_name: str, render: Callable[[Message], str]) -> None:
-    """Give a message class a ``_repr_html_`` (used by the notebook layer's cards)."""
-    _HTML_RENDERERS[message_name] = render
+def register_html_renderer(message_name: str, render: Callable[[Message], str], generation: str = "legacy") -> None:
+    """Give a message class a ``_repr_html_`` (used by the notebook layer's cards).
+
+    Renderers are per generation (a name both generations have is two classes, whose fields may
+    differ); ``message_name="*"`` renders every message of ``generation`` that has none of its own.
+    Classes not built yet (the workspaces ones) may be named: the renderer is looked up when shown.
+    """
+    _HTML_RENDERERS[(generation, message_name)] = render
 
 
 class MessageEnum(str, enum.Enum):
@@ -556,7 +561,8 @@ class Message:
         return f"{type(self).__name__}({', '.join(parts)})"
 
     def _repr_html_(self) -> str | None:
-        render = _HTML_RENDERERS.get(type(self).__name__)
+        render = (_HTML_RENDERERS.get((self._generation, type(self).__name__))
+                  or _HTML_RENDERERS.get((self._generation, "*")))
         return render(self) if render else None
 
     def __reduce__(self) -> tuple[Any, ...]:
