@@ -84,6 +84,9 @@ def test_an_experiment_from_an_mlflow_zip_is_the_same_experiment_in_both_faces(
     artifacts = alice.storage.artifact.list_entity_artifacts(entity_id=made["uid"]).artifact
     assert [(a.id, a.type, a.state) for a in artifacts] == [(workflow["artifacts"][0]["uid"], "python/mlflow",
                                                              "AVAILABLE")]
+    assert workflow["counts"] == {"artifacts": 1, "comments": 1, "datasets": 0, "tags": 0}
+    comments = alice.storage.experiment.list_experiment_comments(experiment_id=made["uid"]).comment
+    assert [c.message for c in comments] == ["made by h2o-mlops 1.6.5"]
     downloaded = io.BytesIO()
     alice.storage.artifact.download_artifact(artifacts[0].id, downloaded)
     assert downloaded.getvalue() == mlflow_zip[1]
