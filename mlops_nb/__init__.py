@@ -4,6 +4,8 @@
 gave (``mlops.Client``, ``mlops.TokenProvider`` and every request/response
 message and enum by its legacy name, e.g. ``mlops.StorageListProjectsRequest``)
 plus the notebook layer. ``%load_ext mlops_nb`` loads the ``%mlops`` magics.
+The workspaces generation's messages and enums (MLOps 1.0 and later) are in
+``mlops.workspaces`` (``mlops.workspaces.V2Deployment``), built on first use.
 
 Importing the package stays quick: the login form (ipywidgets), the magics (IPython,
 yaml), authentication and retries (requests), the deployment and monitoring helpers and the concurrent
@@ -91,9 +93,14 @@ _LAZY = {
     **dict.fromkeys(("TokenProvider", "DeviceLogin", "OpenIDConfiguration", "discover"), "mlops_nb.wire.auth"),
     "RetryPolicy": "mlops_nb.wire.retry",
 }
+# Submodules that are public names, loaded on first use: the workspaces generation's classes.
+_LAZY_MODULES = {"workspaces": "mlops_nb.workspaces"}
 
 
 def __getattr__(name: str) -> _Any:
+    if name in _LAZY_MODULES:
+        value = globals()[name] = _importlib.import_module(_LAZY_MODULES[name])
+        return value
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'mlops_nb' has no attribute {name!r}")
@@ -103,7 +110,7 @@ def __getattr__(name: str) -> _Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+    return sorted({*globals(), *_LAZY, *_LAZY_MODULES})
 
 __all__ = [
     "Client",
@@ -166,5 +173,6 @@ __all__ = [
     "Unimplemented",
     "Internal",
     "InsecureTLSWarning",
+    "workspaces",
     *_MESSAGE_NAMES,
 ]

@@ -60,6 +60,7 @@ from mlops_nb.wire.errors import DeadlineExceeded as DeadlineExceeded
 from mlops_nb.wire.errors import Unimplemented as Unimplemented
 from mlops_nb.wire.errors import Internal as Internal
 from mlops_nb.wire.errors import InsecureTLSWarning as InsecureTLSWarning
+from . import workspaces as workspaces
 from mlops_nb.wire.messages import ApiBin as ApiBin
 from mlops_nb.wire.messages import ApiBox as ApiBox
 from mlops_nb.wire.messages import ApiBoxPlot as ApiBoxPlot

@@ -37,6 +37,7 @@ class Canned:
     body: bytes = b"{}"
     content_type: str = "application/json"
     delay: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -48,9 +49,10 @@ class CaptureServer:
     default: Canned = field(default_factory=Canned)
 
     def respond(self, path: str, body: Any = None, *, status: int = 200, raw: bytes | None = None,
-                content_type: str = "application/json", delay: float = 0.0) -> None:
+                content_type: str = "application/json", delay: float = 0.0,
+                headers: dict[str, str] | None = None) -> None:
         data = raw if raw is not None else json.dumps(body if body is not None else {}).encode()
-        self.responses[path] = Canned(status, data, content_type, delay)
+        self.responses[path] = Canned(status, data, content_type, delay, dict(headers or {}))
 
     def __enter__(self) -> CaptureServer:
         capture = self
@@ -83,12 +85,14 @@ class CaptureServer:
                     self.send_response(canned.status)
                     self.send_header("Content-Type", canned.content_type)
                     self.send_header("Content-Length", str(len(canned.body)))
+                    for name, value in canned.headers.items():
+                        self.send_header(name, value)
                     self.end_headers()
                     self.wfile.write(canned.body)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up first (the timeout tests do that on purpose)
 
-            do_GET = do_POST = do_PUT = do_DELETE = _handle
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
             def log_message(self, *args: Any) -> None:  # keep test output clean
                 pass

@@ -57,8 +57,14 @@ def test_paths_and_qualified_names_are_unique() -> None:
     assert len(set(names)) == len(names)
 
 
+def _offline_client() -> mlops.wire.Client:
+    """A client to look at, not to call: nothing listens at its URL, so its generation is given (finding it
+    would ask the gateway)."""
+    return mlops.wire.Client("http://127.0.0.1:9", lambda: "unused", generation="legacy")
+
+
 def test_every_method_resolves_from_the_client() -> None:
-    client = mlops.Client("http://127.0.0.1:9", lambda: "unused")
+    client = _offline_client()
     for m in API.methods:
         server = getattr(client, m.service.server)
         entity = getattr(server, m.service.entity)
@@ -81,7 +87,7 @@ def test_every_method_resolves_from_the_client() -> None:
     ],
 )
 def test_legacy_entity_names(path: str, entity: str) -> None:
-    client = mlops.Client("http://127.0.0.1:9", lambda: "unused")
+    client = _offline_client()
     server, name = path.split(".")
     assert getattr(getattr(client, server), name).service.name == entity
 
@@ -96,14 +102,14 @@ def test_every_message_and_enum_is_importable_from_the_package() -> None:
 
 def test_classes_are_built_once_at_module_level() -> None:
     assert wire_client.StorageProjectService is wire_client.entity_class("storage", "project")
-    a = mlops.Client("http://127.0.0.1:9", lambda: "x")
-    b = mlops.Client("http://127.0.0.1:9", lambda: "x")
+    a = _offline_client()
+    b = _offline_client()
     assert type(a.storage.project) is type(b.storage.project)
 
 
 def test_service_classes_are_named_apart_from_the_message_classes() -> None:
     services = {type(getattr(getattr(client, server), entity)).__name__
-                for client in [mlops.Client("http://127.0.0.1:9", lambda: "x")]
+                for client in [_offline_client()]
                 for server in API.servers for entity in dir(getattr(client, server))}
     assert "StorageProjectService" in services and len(services) == len(API.services)
     assert services.isdisjoint(messages.all_message_classes())
@@ -111,7 +117,7 @@ def test_service_classes_are_named_apart_from_the_message_classes() -> None:
 
 
 def test_a_misspelt_method_or_entity_gets_the_nearest_names() -> None:
-    client = mlops.Client("http://127.0.0.1:9", lambda: "x")
+    client = _offline_client()
     with pytest.raises(AttributeError, match=r"storage.project \(StorageProjectService\) has no method 'list_project'; "
                                              r"did you mean list_projects"):
         client.storage.project.list_project()

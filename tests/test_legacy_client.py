@@ -30,10 +30,9 @@ def _canned(server: CaptureServer) -> None:
                    raw=json.dumps({"result": {"data": data}}).encode() + b"\n")
 
 
-def _same_calls_with_mlops_nb(url: str) -> None:
+def _same_calls_with_mlops_nb(client: mlops.Client) -> None:
     import io
 
-    client = mlops.Client(url, lambda: "legacy-token")
     when = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
     client.storage.user.who_am_i(body={})
     client.storage.project.list_projects(mlops.StorageListProjectsRequest(
@@ -78,8 +77,10 @@ def test_same_requests_as_the_legacy_client(legacy_python) -> None:
                               text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         legacy = _normalise(server.requests)
+        client = mlops.Client(server.url, lambda: "legacy-token")
+        assert client.generation == "legacy"  # found by a probe of its own, not one of the compared calls
         server.requests.clear()
-        _same_calls_with_mlops_nb(server.url)
+        _same_calls_with_mlops_nb(client)
         ours = _normalise(server.requests)
     assert len(legacy) == 13
     for theirs, mine in zip(legacy, ours, strict=True):

@@ -21,7 +21,8 @@ import mlops_nb.wire
 HEAVY = ["ipywidgets", "IPython", "yaml", "requests", "mlops_nb.notebook.display", "mlops_nb.notebook.magics",
          "mlops_nb.notebook.login", "mlops_nb.notebook.fanout", "mlops_nb.notebook.deploy",
          "mlops_nb.notebook.upload", "mlops_nb.notebook.waiting", "mlops_nb.notebook.scoring", "mlops_nb.notebook.logs",
-         "mlops_nb.notebook.monitoring", "mlops_nb.wire.auth", "mlops_nb.sandbox"]
+         "mlops_nb.notebook.monitoring", "mlops_nb.wire.auth", "mlops_nb.sandbox", "mlops_nb.wire.workspaces",
+         "mlops_nb.workspaces"]
 
 
 def fresh(code: str) -> dict:

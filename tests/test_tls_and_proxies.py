@@ -232,7 +232,10 @@ def test_explicit_proxies_win_over_the_variables(plain: Sandbox, clean_env) -> N
         provider = _provider(plain, proxies={"http": proxy.url})
         client = mlops.Client(plain.gateway_url, provider, proxies={"http": proxy.url})
         assert client.storage.user.who_am_i().user.username == "alice"
+    # Every request went through the explicit proxy: the token, the probe that finds the API's
+    # generation (on first use), the call.
     assert proxy.seen == ["/auth/realms/mlops/protocol/openid-connect/token",
+                          "/deployer/ai.h2o.deploy.VersionService/GetVersion",
                           "/storage/ai.h2o.storage.UserService/WhoAmI"]
 
 

@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any, ClassVar
 
-from mlops_nb.api import API, SECRET_FIELDS, Field
+from mlops_nb.api import API, GENERATIONS, SECRET_FIELDS, ApiDescription, Field
 
 __all__ = [
     "Message",
@@ -50,6 +50,7 @@ __all__ = [
     "enum_class",
     "all_message_classes",
     "all_enum_classes",
+    "generation_of",
     "parse_timestamp",
     "format_timestamp",
     "register_html_renderer",
@@ -58,12 +59,17 @@ __all__ = [
 _MODULE = sys.modules[__name__]
 
 # Filled by the notebook layer (cards); the wire layer only looks them up.
-_HTML_RENDERERS: dict[str, Callable[[Message], str]] = {}
+_HTML_RENDERERS: dict[tuple[str, str], Callable[[Message], str]] = {}
 
 
-def register_html_renderer(message_name: str, render: Callable[[Message], str]) -> None:
-    """Give a message class a ``_repr_html_`` (used by the notebook layer's cards)."""
-    _HTML_RENDERERS[message_name] = render
+def register_html_renderer(message_name: str, render: Callable[[Message], str], generation: str = "legacy") -> None:
+    """Give a message class a ``_repr_html_`` (used by the notebook layer's cards).
+
+    Renderers are per generation (a name both generations have is two classes, whose fields may
+    differ); ``message_name="*"`` renders every message of ``generation`` that has none of its own.
+    Classes not built yet (the workspaces ones) may be named: the renderer is looked up when shown.
+    """
+    _HTML_RENDERERS[(generation, message_name)] = render
 
 
 class MessageEnum(str, enum.Enum):
@@ -258,17 +264,19 @@ PYTHON_TYPES = {
 class _Codec:
     """How one field's single value is checked, decoded from and encoded to the wire."""
 
-    __slots__ = ("type", "coerce", "decode", "encode", "default")
+    __slots__ = ("type", "classes", "is_enum", "coerce", "decode", "encode", "default")
 
-    def __init__(self, field: Field) -> None:
+    def __init__(self, field: Field, classes: _Classes) -> None:
         self.type = field.type
+        self.classes = classes
+        self.is_enum = classes.api.is_enum(field.type)
         if field.type in _SCALARS:
             self.coerce, self.decode, self.encode, self.default = _SCALARS[field.type]
-        elif API.is_enum(field.type):
+        elif self.is_enum:
             self.coerce = self.decode = self._enum_value
             self.encode = str
             self.default = None  # resolved lazily: enum classes are built after codecs
-        elif API.is_message(field.type):
+        elif classes.api.is_message(field.type):
             self.coerce = self._message_value
             self.decode = self._message_from_wire
             self.encode = _message_to_wire
@@ -277,7 +285,7 @@ class _Codec:
             raise ValueError(f"unknown type {field.type!r} in the API description")
 
     def _enum_value(self, v: Any) -> Any:
-        cls = enum_class(self.type)
+        cls = self.classes.enum(self.type)
         if isinstance(v, cls):
             return v
         if isinstance(v, str):
@@ -292,7 +300,7 @@ class _Codec:
         raise _FieldError(f"expected one of {', '.join(cls.__members__)}, got {v!r}")
 
     def _message_value(self, v: Any) -> Message:
-        cls = message_class(self.type)
+        cls = self.classes.message(self.type)
         if isinstance(v, cls):
             return v
         if isinstance(v, Mapping):
@@ -302,7 +310,7 @@ class _Codec:
     def _message_from_wire(self, v: Any) -> Message:
         if not isinstance(v, Mapping):
             raise _FieldError(f"expected a JSON object, got {type(v).__name__}")
-        return message_class(self.type).from_wire(v)
+        return self.classes.message(self.type).from_wire(v)
 
 
 def _message_to_wire(m: Message) -> dict[str, Any]:
@@ -314,9 +322,9 @@ class _FieldSpec:
 
     __slots__ = ("field", "codec", "name", "json")
 
-    def __init__(self, field: Field) -> None:
+    def __init__(self, field: Field, classes: _Classes) -> None:
         self.field = field
-        self.codec = _Codec(field)
+        self.codec = _Codec(field, classes)
         self.name = field.name
         self.json = field.json
 
@@ -326,8 +334,8 @@ class _FieldSpec:
             return []
         if self.field.map:
             return {}
-        if self.codec.default is None and API.is_enum(self.field.type):
-            return next(iter(enum_class(self.field.type)))
+        if self.codec.default is None and self.codec.is_enum:
+            return next(iter(self.codec.classes.enum(self.field.type)))
         return self.codec.default
 
     def coerce(self, value: Any) -> Any:
@@ -401,6 +409,7 @@ class Message:
 
     __slots__ = ("_values", "_unknown")
 
+    _generation: ClassVar[str] = "legacy"  # the API generation whose description made the class
     _specs: ClassVar[dict[str, _FieldSpec]] = {}
     _by_json: ClassVar[dict[str, _FieldSpec]] = {}
 
@@ -430,11 +439,11 @@ class Message:
             coerced = spec.coerce(value)
         except _FieldError as e:
             raise TypeError(f"{type(self).__name__}.{spec.name}: {e}") from None
-        if API.is_enum(spec.field.type):
+        if spec.codec.is_enum:
             values = coerced if isinstance(coerced, list) else list(coerced.values()) if isinstance(coerced, dict) else [coerced]
             bad = [v for v in values if not isinstance(v, MessageEnum)]
             if bad:
-                allowed = ", ".join(enum_class(spec.field.type).__members__)
+                allowed = ", ".join(spec.codec.classes.enum(spec.field.type).__members__)
                 raise ValueError(f"{type(self).__name__}.{spec.name}: {bad[0]!r} is not one of {allowed}")
         self._values[spec.name] = coerced
 
@@ -552,11 +561,14 @@ class Message:
         return f"{type(self).__name__}({', '.join(parts)})"
 
     def _repr_html_(self) -> str | None:
-        render = _HTML_RENDERERS.get(type(self).__name__)
+        render = (_HTML_RENDERERS.get((self._generation, type(self).__name__))
+                  or _HTML_RENDERERS.get((self._generation, "*")))
         return render(self) if render else None
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_restore, (type(self).__name__, self.to_wire()))
+        if self._generation == "legacy":  # as pickles made before the second generation spell it
+            return (_restore, (type(self).__name__, self.to_wire()))
+        return (_restore, (type(self).__name__, self.to_wire(), self._generation))
 
     def __copy__(self) -> Message:
         return type(self).from_wire(self.to_wire())
@@ -565,41 +577,80 @@ class Message:
         return self.__copy__()
 
 
-def _restore(name: str, wire: dict[str, Any]) -> Message:
-    return message_class(name).from_wire(wire)
+def _restore(name: str, wire: dict[str, Any], generation: str = "legacy") -> Message:
+    return message_class(name, generation).from_wire(wire)
 
 
 # -- building the classes ----------------------------------------------------------------
 
-_MESSAGES: dict[str, type[Message]] = {}
-_ENUMS: dict[str, type[MessageEnum]] = {}
+# Where each generation's classes live: the legacy ones here (built at import), the others in
+# a module of their own, built when it is first imported (so importing the package costs no more).
+GENERATION_MODULES = {"legacy": __name__, "workspaces": "mlops_nb.wire.workspaces"}
 
 
-def message_class(name: str) -> type[Message]:
-    """The message class named ``name`` (e.g. ``"StorageProject"``)."""
-    try:
-        return _MESSAGES[name]
-    except KeyError:
-        raise KeyError(f"no message named {name!r} in the API description") from None
+class _Classes:
+    """One generation's message and enum classes, and the module they are attributes of."""
+
+    def __init__(self, api: ApiDescription, module: Any) -> None:
+        self.api = api
+        self.module = module
+        self.messages: dict[str, type[Message]] = {}
+        self.enums: dict[str, type[MessageEnum]] = {}
+
+    def message(self, name: str) -> type[Message]:
+        try:
+            return self.messages[name]
+        except KeyError:
+            raise KeyError(f"no message named {name!r} in the {self.api.generation} API description") from None
+
+    def enum(self, name: str) -> type[MessageEnum]:
+        try:
+            return self.enums[name]
+        except KeyError:
+            raise KeyError(f"no enum named {name!r} in the {self.api.generation} API description") from None
 
 
-def enum_class(name: str) -> type[MessageEnum]:
-    try:
-        return _ENUMS[name]
-    except KeyError:
-        raise KeyError(f"no enum named {name!r} in the API description") from None
+_GENERATIONS: dict[str, _Classes] = {}
 
 
-def all_message_classes() -> dict[str, type[Message]]:
-    return dict(_MESSAGES)
+def _classes(generation: str) -> _Classes:
+    found = _GENERATIONS.get(generation)
+    if found is None:
+        if generation not in GENERATION_MODULES:
+            raise ValueError(f"no API generation {generation!r}; known: {', '.join(GENERATIONS)}")
+        import importlib
+
+        importlib.import_module(GENERATION_MODULES[generation])  # builds them (see build_classes)
+        found = _GENERATIONS[generation]
+    return found
 
 
-def all_enum_classes() -> dict[str, type[MessageEnum]]:
-    return dict(_ENUMS)
+def message_class(name: str, generation: str = "legacy") -> type[Message]:
+    """The message class named ``name`` (e.g. ``"StorageProject"``) of an API generation
+    (``"legacy"``, or ``"workspaces"``, whose classes are built on first use)."""
+    return _classes(generation).message(name)
 
 
-def _message_doc(name: str, specs: dict[str, _FieldSpec]) -> str:
-    lines = [f"{name}: a message of the MLOps API.", ""]
+def enum_class(name: str, generation: str = "legacy") -> type[MessageEnum]:
+    return _classes(generation).enum(name)
+
+
+def all_message_classes(generation: str = "legacy") -> dict[str, type[Message]]:
+    return dict(_classes(generation).messages)
+
+
+def all_enum_classes(generation: str = "legacy") -> dict[str, type[MessageEnum]]:
+    return dict(_classes(generation).enums)
+
+
+def generation_of(message: Message | type[Message]) -> str:
+    """The API generation (``"legacy"`` or ``"workspaces"``) a message or message class belongs to."""
+    return message._generation
+
+
+def _message_doc(name: str, specs: dict[str, _FieldSpec], generation: str) -> str:
+    where = "" if generation == "legacy" else f" ({generation} generation)"
+    lines = [f"{name}: a message of the MLOps API{where}.", ""]
     if specs:
         lines.append("Fields (python name: type, wire name):")
         lines += [f"    {s.name}: {s.annotation()}  (``{s.json}``)" for s in specs.values()]
@@ -639,27 +690,34 @@ def _signature(cls: type[Message]) -> inspect.Signature:
     ])
 
 
-def _build() -> None:
-    for name, values in API.enums.items():
-        cls = MessageEnum(name, [(v, v) for v in values], module=__name__, qualname=name)  # type: ignore[call-overload]
+def build_classes(api: ApiDescription, module: Any) -> list[str]:
+    """Build ``api``'s message and enum classes as attributes of ``module`` (once per generation);
+    returns their names. The workspaces generation's module calls this when first imported."""
+    if api.generation in _GENERATIONS:
+        raise RuntimeError(f"the {api.generation} generation's classes are built already")
+    classes = _GENERATIONS[api.generation] = _Classes(api, module)
+    module_name = module.__name__
+    for name, values in api.enums.items():
+        cls = MessageEnum(name, [(v, v) for v in values], module=module_name, qualname=name)  # type: ignore[call-overload]
         cls.__doc__ = f"{name}: an enum of the MLOps API. Values: {', '.join(values)}."
-        _ENUMS[name] = cls
-        setattr(_MODULE, name, cls)
-    for name, fields in API.messages.items():
-        specs = {f.name: _FieldSpec(f) for f in fields}
+        classes.enums[name] = cls
+        setattr(module, name, cls)
+    for name, fields in api.messages.items():
+        specs = {f.name: _FieldSpec(f, classes) for f in fields}
         namespace = {
             "__slots__": (),
-            "__module__": __name__,
+            "__module__": module_name,
             "__qualname__": name,
-            "__doc__": _OnFirstUse(lambda cls: _message_doc(cls.__name__, cls._specs)),
+            "__doc__": _OnFirstUse(lambda cls: _message_doc(cls.__name__, cls._specs, cls._generation)),
             "__signature__": _OnFirstUse(_signature),
+            "_generation": api.generation,
             "_specs": specs,
             "_by_json": {s.json: s for s in specs.values()},
         }
         cls = type(name, (Message,), namespace)
-        _MESSAGES[name] = cls
-        setattr(_MODULE, name, cls)
+        classes.messages[name] = cls
+        setattr(module, name, cls)
+    return sorted(classes.messages) + sorted(classes.enums)
 
 
-_build()
-__all__ += sorted(_MESSAGES) + sorted(_ENUMS)
+__all__ += build_classes(API, _MODULE)

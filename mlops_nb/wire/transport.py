@@ -20,7 +20,7 @@ from urllib.parse import quote, urlsplit
 import requests
 from urllib3.exceptions import InsecureRequestWarning
 
-from mlops_nb.api import API
+from mlops_nb.api import description
 from mlops_nb.wire.errors import (
     ConnectionFailed,
     GatewayError,
@@ -95,7 +95,8 @@ def validate_gateway_url(url: str, what: str = "gateway_url") -> str:
 
 
 class Transport:
-    """Sends calls to one gateway with a bearer token from ``token_provider``."""
+    """Sends calls to one gateway with a bearer token from ``token_provider``; in the workspaces
+    generation also to its second gateway, ``authz_gateway_url`` (the same pooled session)."""
 
     def __init__(
         self,
@@ -108,6 +109,7 @@ class Transport:
         proxies: dict[str, str] | None = None,
         retry: RetryPolicy | bool | None = True,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        authz_gateway_url: str | None = None,
     ) -> None:
         if not callable(token_provider):
             raise TypeError(
@@ -117,6 +119,8 @@ class Transport:
         if not (isinstance(max_connections, int) and max_connections >= 1):
             raise ValueError(f"max_connections must be a positive integer, got {max_connections!r}")
         self.gateway_url = validate_gateway_url(gateway_url)
+        self.authz_gateway_url = (validate_gateway_url(authz_gateway_url, "authz_gateway_url")
+                                  if authz_gateway_url is not None else None)
         self.token_provider = token_provider
         self.timeout = timeout
         self.retry = RetryPolicy.from_option(retry)
@@ -131,6 +135,8 @@ class Transport:
         # REQUESTS_CA_BUNDLE and HTTP(S)_PROXY override a session's own, which would silently
         # drop what the caller chose. Without them, those variables apply.
         self.verify: bool | str = tls_verify(verify, ca_bundle, self.gateway_url)
+        if self.authz_gateway_url:
+            tls_verify(verify, ca_bundle, self.authz_gateway_url)  # the same choice; warns for that server too
         if isinstance(self.verify, str) and getattr(token_provider, "ca_bundle", "") is None:
             token_provider.ca_bundle = self.verify  # type: ignore[attr-defined]
         self.proxies = dict(proxies or {})
@@ -141,10 +147,26 @@ class Transport:
     def close(self) -> None:
         self.session.close()
 
-    def url(self, path: str, path_params: dict[str, Any] | None = None) -> str:
+    def base_url(self, gateway: str = "mlops") -> str:
+        """The root URL of one of the API's gateways: ``"mlops"`` (``gateway_url``) or ``"authz"``."""
+        if gateway == "mlops":
+            return self.gateway_url
+        if gateway == "authz":
+            if self.authz_gateway_url is None:
+                raise ValueError(
+                    "this call goes to the authz gateway (workspaces and users), whose URL this client was not "
+                    "given: pass authz_gateway_url='https://...' to Client(...), or connect with "
+                    "Client.from_discovery(environment_url), which finds it")
+            return self.authz_gateway_url
+        raise ValueError(f"no gateway {gateway!r}; known: mlops, authz")
+
+    def url(self, path: str, path_params: dict[str, Any] | None = None, *, gateway: str = "mlops",
+            keep_slashes: bool = False) -> str:
+        """The URL of ``path`` with its ``{name}`` templates filled. ``keep_slashes``: a value's ``/``
+        stays a path separator (the workspaces generation's resource names, ``workspaces/W/...``)."""
         for name, value in (path_params or {}).items():
-            path = path.replace("{" + name + "}", quote(str(value), safe=""))
-        return self.gateway_url + path
+            path = path.replace("{" + name + "}", quote(str(value), safe="/" if keep_slashes else ""))
+        return self.base_url(gateway) + path
 
     # -- calls ---------------------------------------------------------------------------
 
@@ -160,11 +182,15 @@ class Transport:
         path_params: dict[str, Any] | None = None,
         query: list[tuple[str, str]] | None = None,
         stream: bool = False,
+        gateway: str = "mlops",
+        generation: str = "legacy",
     ) -> requests.Response:
         """Send one call (again, as the retry policy allows); raise the package's errors for
-        anything but a 2xx answer. ``read_only`` calls may be sent more than once."""
-        url = self.url(path, path_params)
-        send = dict(rpc=rpc, read_only=read_only, json_body=json_body, data=data, query=query, stream=stream)
+        anything but a 2xx answer. ``read_only`` calls may be sent more than once. ``gateway``
+        names the gateway the call goes to and ``generation`` the API generation of ``rpc``."""
+        url = self.url(path, path_params, gateway=gateway, keep_slashes=generation != "legacy")
+        send = dict(rpc=rpc, read_only=read_only, json_body=json_body, data=data, query=query, stream=stream,
+                    where=self.base_url(gateway), generation=generation)
         response, token = self._send(verb, url, **send)
         if response.status_code == 401 and data is None and _can_refresh(self.token_provider):
             # The token may have been revoked or expired early: refresh (once, however many
@@ -173,7 +199,7 @@ class Transport:
             _refresh_after_rejection(self.token_provider, token)
             response, _ = self._send(verb, url, **send)
         if not 200 <= response.status_code < 300:
-            raise self._error(response, rpc)
+            raise self._error(response, rpc, self.base_url(gateway))
         return response
 
     def call_json(self, verb: str, path: str, *, rpc: str, **kwargs: Any) -> dict[str, Any]:
@@ -229,7 +255,7 @@ class Transport:
     # -- internals -------------------------------------------------------------------------
 
     def _send(self, verb: str, url: str, *, rpc: str, read_only: bool, json_body: Any, data: Any, query: Any,
-              stream: bool) -> tuple[requests.Response, str]:
+              stream: bool, where: str, generation: str) -> tuple[requests.Response, str]:
         token = self._token(rpc)
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         if json_body is not None or data is not None:
@@ -244,11 +270,13 @@ class Transport:
             if not stream:
                 response.content  # noqa: B018 - read the body here, where a lost connection is mapped
         except requests.exceptions.RequestException as e:
-            raise self._network_error(e, rpc, read_only) from None
+            raise self._network_error(e, rpc, read_only, where, generation) from None
         return response, token
 
-    def _network_error(self, error: requests.exceptions.RequestException, rpc: str, read_only: bool) -> Exception:
-        where = f"the MLOps gateway at {self.gateway_url}"
+    def _network_error(self, error: requests.exceptions.RequestException, rpc: str, read_only: bool,
+                       base_url: str, generation: str) -> Exception:
+        where = (f"the MLOps gateway at {base_url}" if base_url == self.gateway_url
+                 else f"the authz gateway at {base_url}")
         if isinstance(error, requests.exceptions.SSLError):
             return ConnectionFailed(f"TLS verification failed for {where} ({_reason(error)}); {TLS_ADVICE}")
         retried = f", retried for up to {self.retry.deadline:g} s" if self.retry.enabled else ""
@@ -261,7 +289,7 @@ class Transport:
         lost = f"did not answer within {self.timeout} s" if timed_out else f"dropped the connection ({_reason(error)})"
         if read_only:
             return ConnectionFailed(f"{rpc}: {where} {lost}{retried}")
-        checks = _reads_to_check(rpc)
+        checks = _reads_to_check(rpc, generation)
         how = (f"check first, e.g. with {' or '.join(f'client.{c}(...)' for c in checks)}, "
                if checks else "check first ")
         return WriteOutcomeUnknown(
@@ -278,7 +306,7 @@ class Transport:
             )
         return token
 
-    def _error(self, response: requests.Response, rpc: str) -> Exception:
+    def _error(self, response: requests.Response, rpc: str, base_url: str) -> Exception:
         try:
             payload = response.json()
         except ValueError:
@@ -291,7 +319,7 @@ class Transport:
             return error_for_status(code, str(payload.get("message", "")), details=payload.get("details"),
                                     rpc=rpc, http_status=response.status_code)
         return GatewayError(
-            f"{rpc}: the gateway at {self.gateway_url} answered HTTP {response.status_code} "
+            f"{rpc}: the gateway at {base_url} answered HTTP {response.status_code} "
             f"{response.reason or ''} without an API error body ({_describe_body(response)}); "
             "a proxy or load balancer in front of MLOps may be failing",
             http_status=response.status_code, rpc=rpc,
@@ -320,10 +348,10 @@ def _lines(response: requests.Response, rpc: str, gateway_url: str) -> Iterator[
 
 
 @cache
-def _reads_to_check(rpc: str) -> tuple[str, ...]:
+def _reads_to_check(rpc: str, generation: str = "legacy") -> tuple[str, ...]:
     """The read calls of the entity ``rpc`` belongs to (``server.entity.method``), gets first."""
     server, entity, _ = rpc.split(".", 2) if rpc.count(".") >= 2 else ("", "", "")
-    reads = [m.qualified_name for m in API.methods
+    reads = [m.qualified_name for m in description(generation).methods
              if m.read_only and (m.service.server, m.service.entity) == (server, entity)]
     # A get and the shortest list (list_projects rather than list_all_projects).
     return tuple(sorted(reads, key=lambda name: (not name.split(".")[-1].startswith("get_"), len(name)))[:2])
