@@ -84,7 +84,12 @@ __all__ = [
     "finish_upload",
     "abort_upload",
     "writable_artifact",
+    "MODEL_INGESTION",
 ]
+
+# What a model ingestion found in an artifact (kept by the workspaces API's storage calls, see
+# services/uploads.py): an entity whose parent is the artifact, gone with it.
+MODEL_INGESTION = "model_ingestion"
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -151,6 +156,7 @@ def _delete_artifacts(store: Store, db: sqlite3.Connection, artifact_ids: Sequen
             raise failed_precondition(f"artifact {artifact_id!r} is being uploaded; "
                                       "delete it once the upload has ended")
         db.execute("DELETE FROM entity WHERE kind = 'artifact' AND id = ?", (artifact_id,))
+        db.execute("DELETE FROM entity WHERE kind = ? AND parent_id = ?", (MODEL_INGESTION, artifact_id))
         blobs.remove_in_transaction(db, artifact_id)
 
 
