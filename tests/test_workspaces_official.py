@@ -84,6 +84,9 @@ def test_an_experiment_from_an_mlflow_zip_is_the_same_experiment_in_both_faces(
     artifacts = alice.storage.artifact.list_entity_artifacts(entity_id=made["uid"]).artifact
     assert [(a.id, a.type, a.state) for a in artifacts] == [(workflow["artifacts"][0]["uid"], "python/mlflow",
                                                              "AVAILABLE")]
+    assert workflow["counts"] == {"artifacts": 1, "comments": 1, "datasets": 0, "tags": 0}
+    comments = alice.storage.experiment.list_experiment_comments(experiment_id=made["uid"]).comment
+    assert [c.message for c in comments] == ["made by h2o-mlops 1.6.5"]
     downloaded = io.BytesIO()
     alice.storage.artifact.download_artifact(artifacts[0].id, downloaded)
     assert downloaded.getvalue() == mlflow_zip[1]
@@ -213,3 +216,56 @@ def test_a_presigned_url_works_once(sandbox: Sandbox, alice: Any) -> None:
                           headers=headers, timeout=10)
     assert wrong.status_code == 400 and "sizeBytes is 6 but 5 bytes arrived" in wrong.json()["message"]
     assert alice.storage.artifact.get_artifact(id=artifact.id).artifact.state == "UPLOAD_FAILED"
+
+
+# -- the authz server through our own client ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def alice_workspaces(sandbox: Sandbox) -> Any:
+    from mlops_nb.wire import Client
+
+    return Client(sandbox.gateway_url, sandbox.token_provider("alice"), generation="workspaces",
+                  authz_gateway_url=sandbox.authz_gateway_url)
+
+
+def test_workspaces_list_filter_order_pages_and_archive(alice_workspaces: Any, alice: Any) -> None:
+    workspace = alice_workspaces.authz.workspace
+    made = [workspace.create_workspace(workspace={"display_name": f"zz paged {i}"}).workspace for i in range(3)]
+    ordered = "display_name desc"
+    pages, token = [], None
+    while True:
+        page = workspace.list_workspaces(page_size=2, page_token=token, filter="display_name:'zz paged'",
+                                         order_by=ordered)
+        pages.append([w.display_name for w in page.workspaces])
+        token = page.next_page_token
+        if not token:
+            break
+    assert pages == [["zz paged 2", "zz paged 1"], ["zz paged 0"]]
+    assert workspace.count_workspaces(filter="display_name = 'zz paged 1' OR display_name = 'zz paged 0'"
+                                      ).total_size == 2
+    archived = workspace.archive_workspace(name=made[0].name).workspace
+    assert archived.archiver == f"users/{alice.storage.user.who_am_i().user.id}" and archived.archive_time
+    names = {w.name for w in workspace.list_workspaces(filter="display_name:'zz paged'").workspaces}
+    assert names == {made[1].name, made[2].name}
+    shown = workspace.list_workspaces(filter="display_name:'zz paged'", show_archived=True).workspaces
+    assert {w.name for w in shown} == {m.name for m in made}
+    assert workspace.get_workspace(name=made[0].name).workspace.archive_time  # still there, still readable
+    assert not workspace.unarchive_workspace(name=made[0].name).workspace.archive_time
+    renamed = workspace.update_workspace(name=made[1].name, workspace={"display_name": "zz renamed"},
+                                         update_mask="display_name").workspace
+    assert renamed.display_name == "zz renamed"
+    assert alice.storage.project.get_project(project_id=made[1].name.split("/")[1]).project.display_name == \
+        "zz renamed"
+    for m in made:
+        workspace.delete_workspace(name=m.name)
+    assert not workspace.list_workspaces(filter="display_name:'zz '").workspaces
+
+
+def test_users_by_id_and_email(alice_workspaces: Any, bob: Any) -> None:
+    users = alice_workspaces.authz.user
+    bob_id = bob.storage.user.who_am_i().user.id
+    found = users.list_users_by_email(email="bob@example.com").users
+    assert [(u.name, u.login_principal) for u in found] == [(f"users/{bob_id}", "bob")]
+    assert users.get_user(name=f"users/{bob_id}").user.emails[0].address == "bob@example.com"
+    assert {u.login_principal for u in users.list_users().users} >= {"alice", "bob"}

@@ -230,9 +230,7 @@ class Gateway:
             else:
                 decoded = await _decode_workspaces(method, request, path_params or {})
             result = await run_in_threadpool(handler, call, decoded)
-            if generation == "legacy":
-                return JSONResponse(_encode_response(method, result))
-            return JSONResponse(result if result is not None else {})
+            return JSONResponse(_encode_response(method, result))
 
         return await self._answer(request, rpc, method, answer)
 
@@ -400,8 +398,10 @@ def _encode_response(method: Method, result: Any) -> dict[str, Any]:
         return {}
     if method.response_message is None:
         return result.to_wire() if isinstance(result, Message) else dict(result)
-    # Round-trip through the response class: a handler cannot send what the API does not define.
-    message = result if isinstance(result, Message) else message_class(method.response_message).from_wire(result)
+    # Round-trip through the response class (of the method's generation): a handler cannot send
+    # what the API does not define.
+    cls = message_class(method.response_message, generation=method.service.api.generation)
+    message = result if isinstance(result, Message) else cls.from_wire(result)
     # Lists and maps go out even when empty, at every level, as the gateway sends them: the
     # legacy client reads a missing list as None, and the official high-level client
     # iterates an experiment's ``tag`` or a metadata map's ``values`` without a check.

@@ -24,6 +24,9 @@ listed = [w.uid for w in mlops.workspaces.list(name="Workspaces face")]
 
 experiment = workspace.experiments.create(data=zip_path, name="iris logistic")
 artifacts = experiment.artifacts.list()
+experiment.comments.add("made by h2o-mlops 1.6.5")
+counts = {"artifacts": experiment.artifacts.count(), "comments": experiment.comments.count(),
+          "datasets": workspace.datasets.count(), "tags": workspace.tags.count()}
 model = workspace.models.create(name="iris", description="registered by 1.6.5")
 model.register(experiment=experiment)
 versions = model.versions()
@@ -39,6 +42,7 @@ print(json.dumps({
                   "annotations": fetched.annotations, "creator": fetched.creator.uid if fetched.creator else None},
     "listed": listed,
     "count": mlops.workspaces.count(),
+    "counts": counts,
     "experiment": {"uid": experiment.uid, "name": experiment.name,
                    "metadata": {k: str(v) for row in experiment.metadata for k, v in row.items()},
                    "target": experiment.parameters.target_column if experiment.parameters else None},

@@ -55,6 +55,7 @@ from mlops_nb.sandbox.rpc import (
     Call,
     ListQuery,
     RpcError,
+    count_matching,
     failed_precondition,
     handles,
     handles_stream,
@@ -68,6 +69,7 @@ from mlops_nb.sandbox.rpc import (
 )
 from mlops_nb.sandbox.services.access import require_via_project
 from mlops_nb.sandbox.services.entities import apply_update, find_dataset, find_experiment, replace_data
+from mlops_nb.sandbox.services.rest import storage_filter
 from mlops_nb.sandbox.store import Store
 from mlops_nb.wire.messages import Message, message_class
 
@@ -82,7 +84,12 @@ __all__ = [
     "finish_upload",
     "abort_upload",
     "writable_artifact",
+    "MODEL_INGESTION",
 ]
+
+# What a model ingestion found in an artifact (kept by the workspaces API's storage calls, see
+# services/uploads.py): an entity whose parent is the artifact, gone with it.
+MODEL_INGESTION = "model_ingestion"
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -149,6 +156,7 @@ def _delete_artifacts(store: Store, db: sqlite3.Connection, artifact_ids: Sequen
             raise failed_precondition(f"artifact {artifact_id!r} is being uploaded; "
                                       "delete it once the upload has ended")
         db.execute("DELETE FROM entity WHERE kind = 'artifact' AND id = ?", (artifact_id,))
+        db.execute("DELETE FROM entity WHERE kind = ? AND parent_id = ?", (MODEL_INGESTION, artifact_id))
         blobs.remove_in_transaction(db, artifact_id)
 
 
@@ -394,13 +402,21 @@ def get_artifact(call: Call, request: Any) -> dict[str, Any]:
     return {"artifact": _artifact(call, request.id, write=False)}
 
 
+def _artifacts_of(call: Call, entity_id: str) -> ListQuery:
+    _owning_project(call, entity_id, write=False)
+    return ListQuery(kind="artifact", message="StorageArtifact", where="e.parent_id = ?", params=[entity_id])
+
+
 @handles("storage.artifact.list_entity_artifacts")
 def list_entity_artifacts(call: Call, request: Any) -> dict[str, Any]:
-    _owning_project(call, request.entity_id, write=False)
-    query = ListQuery(kind="artifact", message="StorageArtifact", where="e.parent_id = ?",
-                      params=[request.entity_id])
-    items, token = list_page(call, query, request)
+    items, token = list_page(call, _artifacts_of(call, request.entity_id), request)
     return page_response("artifact", items, token)
+
+
+@handles("storage.artifact.count_entity_artifacts", generation="workspaces")
+def count_entity_artifacts(call: Call, request: dict[str, Any]) -> dict[str, Any]:
+    query = _artifacts_of(call, str(request.get("entityId") or ""))
+    return {"count": str(count_matching(call, query, filter=storage_filter(request)))}
 
 
 @handles("storage.artifact.update_artifact")

@@ -68,6 +68,7 @@ from mlops_nb.sandbox.services.projects import (
     projects_query,
     record_event,
 )
+from mlops_nb.sandbox.services.rest import storage_filter
 from mlops_nb.sandbox.services.uploads import ingestion_of
 
 MIGRATIONS: list[tuple[str, str]] = [
@@ -396,12 +397,21 @@ def create_experiment_comment(call: Call, request: Any) -> dict[str, Any]:
     return {"comment": comment}
 
 
+def _comments_of(call: Call, experiment_id: str) -> ListQuery:
+    experiment = find_experiment(call, experiment_id)
+    return ListQuery(kind="comment", message="StorageComment", where="e.parent_id = ?", params=[experiment.id])
+
+
 @handles("storage.experiment.list_experiment_comments")
 def list_experiment_comments(call: Call, request: Any) -> dict[str, Any]:
-    experiment = find_experiment(call, request.experiment_id)
-    query = ListQuery(kind="comment", message="StorageComment", where="e.parent_id = ?", params=[experiment.id])
-    items, token = list_page(call, query, request)
+    items, token = list_page(call, _comments_of(call, request.experiment_id), request)
     return page_response("comment", items, token)
+
+
+@handles("storage.experiment.count_experiment_comments", generation="workspaces")
+def count_experiment_comments(call: Call, request: dict[str, Any]) -> dict[str, Any]:
+    query = _comments_of(call, str(request.get("experimentId") or ""))
+    return {"count": str(count_matching(call, query, filter=storage_filter(request)))}
 
 
 @handles("storage.comment.get_comment")
@@ -437,12 +447,29 @@ def create_experiment_metric(call: Call, request: Any) -> dict[str, Any]:
     return {"metric": _only_fields(metric, "StorageMetric")}
 
 
+def _metrics_of(call: Call, experiment_id: str) -> ListQuery:
+    experiment = find_experiment(call, experiment_id)
+    return ListQuery(kind="experiment_metric", message="StorageMetric", where="e.parent_id = ?",
+                     params=[experiment.id])
+
+
+@handles("storage.experiment.count_experiment_metrics", generation="workspaces")
+def count_experiment_metrics(call: Call, request: dict[str, Any]) -> dict[str, Any]:
+    query = _metrics_of(call, str(request.get("experimentId") or ""))
+    return {"count": str(count_matching(call, query, filter=storage_filter(request)))}
+
+
+@handles("storage.experiment.is_experiment_linked_into_project", generation="workspaces")
+def is_experiment_linked_into_project(call: Call, request: dict[str, Any]) -> dict[str, Any]:
+    experiment = find_experiment(call, str(request.get("experimentId") or ""), field="experimentId")
+    project = require_project(call, str(request.get("projectId") or ""))
+    with call.store.reading() as db:
+        return {"isLinked": project["id"] in _projects_of(db, experiment)}
+
+
 @handles("storage.experiment.list_experiment_metrics")
 def list_experiment_metrics(call: Call, request: Any) -> dict[str, Any]:
-    experiment = find_experiment(call, request.experiment_id)
-    query = ListQuery(kind="experiment_metric", message="StorageMetric", where="e.parent_id = ?",
-                      params=[experiment.id])
-    items, token = list_page(call, query, request)
+    items, token = list_page(call, _metrics_of(call, request.experiment_id), request)
     return page_response("metric", [_only_fields(m, "StorageMetric") for m in items], token)
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from mlops_nb.sandbox.rpc import Call, ListQuery, count_matching, invalid_argument, list_page
 from mlops_nb.wire.messages import message_class
 
-__all__ = ["memory_count", "memory_list", "rest_count", "rest_list", "resource_id"]
+__all__ = ["memory_count", "memory_list", "rest_count", "rest_list", "resource_id", "storage_filter"]
 
 _TOKEN = re.compile(r"""\s*(?:(?P<lp>\()|(?P<rp>\))|(?P<op><=|>=|!=|=|<|>|:)|(?P<str>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
                         |(?P<ts>timestamp\(\s*(?:'[^']*'|"[^"]*")\s*\))|(?P<word>[A-Za-z0-9_.\-+]+))""", re.VERBOSE)
@@ -206,3 +206,12 @@ def memory_list(items: list[dict[str, Any]], request: dict[str, Any], names: dic
 def memory_count(items: list[dict[str, Any]], request: dict[str, Any], names: dict[str, str]) -> int:
     """How many of ``items`` match a REST request's ``filter`` (see :func:`memory_list`)."""
     return len(memory_list(items, {"filter": request.get("filter"), "pageSize": 2**31 - 1}, names)[0])
+
+
+def storage_filter(request: dict[str, Any]) -> Any:
+    """A workspaces storage request's ``filter`` (wire JSON) as storage's filter message, for
+    :func:`mlops_nb.sandbox.rpc.count_matching`."""
+    try:
+        return message_class("StorageFilterRequest").from_wire(request.get("filter") or {})
+    except ValueError as e:
+        raise invalid_argument(f"invalid filter: {e}") from None

@@ -39,6 +39,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from mlops_nb.sandbox.rpc import Call, RpcError, failed_precondition, handles, invalid_argument, now
 from mlops_nb.sandbox.services.artifacts import (
+    MODEL_INGESTION,
     abort_upload,
     artifact_chunks,
     begin_upload,
@@ -57,7 +58,6 @@ __all__ = ["MAX_UPLOAD_BYTES", "PRESIGNED_PREFIX", "URL_LIFETIME", "ingestion_of
 PRESIGNED_PREFIX = "/presigned"
 URL_LIFETIME = 15 * 60  # seconds
 MAX_UPLOAD_BYTES = 2 * 1024**3
-INGESTION_KIND = "model_ingestion"
 
 
 @dataclass
@@ -259,10 +259,10 @@ def _set_ingestion(call: Call, artifact_id: str, state: dict[str, Any], result: 
         artifact = writable_artifact(call, artifact_id, id_name="artifactId")
         artifact.update(modelIngestionState=state, lastModifiedTime=now())
         replace_data(call.store, "artifact", artifact)
-        db.execute("DELETE FROM entity WHERE kind = ? AND id = ?", (INGESTION_KIND, artifact_id))
+        db.execute("DELETE FROM entity WHERE kind = ? AND id = ?", (MODEL_INGESTION, artifact_id))
         if result is not None:
             row = call.store.row("artifact", artifact_id)
-            call.store.put(INGESTION_KIND, {"id": artifact_id, **result}, project_id=row["project_id"],
+            call.store.put(MODEL_INGESTION, {"id": artifact_id, **result}, project_id=row["project_id"],
                            parent_id=artifact_id, owner_id=call.user_id)
 
 
@@ -303,7 +303,7 @@ def ingestion_of(call: Call, artifact_id: str) -> dict[str, Any]:
     (``StorageMetadata``), parameters; FAILED_PRECONDITION when there is none."""
     artifact = writable_artifact(call, artifact_id, id_name="artifact_id")
     state = artifact.get("modelIngestionState") or {}
-    result = call.store.get(INGESTION_KIND, artifact_id)
+    result = call.store.get(MODEL_INGESTION, artifact_id)
     if state.get("status") != "SUCCEEDED" or result is None:
         why = state.get("errorMessage") or f"its model ingestion is {state.get('status', 'not requested')}"
         raise failed_precondition(f"artifact {artifact_id!r} cannot make an experiment: {why}; call "

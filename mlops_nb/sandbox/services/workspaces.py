@@ -3,11 +3,13 @@
 A workspace IS a project: ``workspaces/<project id>`` (display name, description, creation and
 update times, creator ``users/<owner id>``), made, read, listed, changed and deleted through the
 project handlers, so the legacy face sees the same project and its DEV/PROD environments, events
-and deletion cascade. A workspace's ``annotations`` (which projects lack) are kept beside it
-(kind ``workspace_annotations``, deleted with the project). Listing and counting take AIP-160
-``filter``/``orderBy`` over ``display_name``, ``description``, ``create_time``, ``update_time``.
-Archiving, deleting softly (undelete) and importing are MLOps' own lifecycle, which the sandbox
-does not have: they answer UNIMPLEMENTED (no handler).
+and deletion cascade. What projects lack is kept beside it (kind ``workspace_meta``, deleted with
+the project): ``annotations``, and ``archiveTime``/``archiver`` once archived. An archived
+workspace is read and used as before but left out of lists and counts unless ``showArchived``.
+Listing and counting take AIP-160 ``filter``/``orderBy`` over ``display_name``, ``description``,
+``create_time``, ``update_time``. Deleting is at once and for good, as the legacy DeleteProject
+is: undelete (and ``showDeleted``, which finds nothing) and importing answer UNIMPLEMENTED (no
+handler).
 
 Users are storage's users: ``users/<user id>`` (the id ``GET /me`` answers in ``X-User-Id``),
 display name and login principal the username, the primary email as the one email.
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlops_nb.sandbox.rpc import Call, handles, invalid_argument
+from mlops_nb.sandbox.rpc import Call, handles, invalid_argument, now
 from mlops_nb.sandbox.services import projects
 from mlops_nb.sandbox.services.access import require_project
 from mlops_nb.sandbox.services.rest import resource_id, rest_count, rest_list
@@ -26,7 +28,9 @@ from mlops_nb.wire.messages import message_class
 
 __all__ = ["workspace_id", "workspace_wire"]
 
-ANNOTATIONS_KIND = "workspace_annotations"
+META_KIND = "workspace_meta"
+NOT_ARCHIVED = (f"NOT EXISTS (SELECT 1 FROM entity m WHERE m.kind = '{META_KIND}' AND m.id = e.id "
+                "AND json_extract(m.data, '$.archiveTime') IS NOT NULL)")
 # REST field names of a workspace -> the project's (as storage filters and sorts them).
 WORKSPACE_FIELDS = {"display_name": "display_name", "description": "description", "create_time": "created_time",
                     "update_time": "last_modified_time"}
@@ -41,11 +45,14 @@ def workspace_id(name: Any, what: str = "name") -> str:
 
 def workspace_wire(call: Call, project: dict[str, Any]) -> dict[str, Any]:
     """A project as a ``V1Workspace`` (wire JSON)."""
-    annotations = call.store.get(ANNOTATIONS_KIND, project["id"]) or {}
-    return {"name": f"workspaces/{project['id']}", "displayName": project.get("displayName", ""),
-            "description": project.get("description", ""), "annotations": annotations.get("values", {}),
+    meta = call.store.get(META_KIND, project["id"]) or {}
+    wire = {"name": f"workspaces/{project['id']}", "displayName": project.get("displayName", ""),
+            "description": project.get("description", ""), "annotations": meta.get("annotations", {}),
             "createTime": project.get("createdTime"), "updateTime": project.get("lastModifiedTime"),
             "creator": f"users/{project.get('ownerId', '')}", "tags": [], "labels": []}
+    if meta.get("archiveTime"):
+        wire.update(archiveTime=meta["archiveTime"], archiver=meta.get("archiver", ""))
+    return wire
 
 
 def _annotations(value: Any) -> dict[str, str]:
@@ -56,9 +63,12 @@ def _annotations(value: Any) -> dict[str, str]:
     return value
 
 
-def _set_annotations(call: Call, project_id: str, values: dict[str, str]) -> None:
-    call.store.put(ANNOTATIONS_KIND, {"id": project_id, "values": values}, project_id=project_id,
-                   parent_id=project_id, owner_id=call.user_id)
+def _set_meta(call: Call, project_id: str, **values: Any) -> None:
+    """Change what a workspace keeps beside its project (a value of None removes the key)."""
+    with call.store.transaction():
+        meta = {**(call.store.get(META_KIND, project_id) or {"id": project_id}), **values}
+        call.store.put(META_KIND, {k: v for k, v in meta.items() if v is not None}, project_id=project_id,
+                       parent_id=project_id, owner_id=call.user_id)
 
 
 def _project_request(name: str, wire: dict[str, Any]) -> Any:
@@ -78,7 +88,7 @@ def create_workspace(call: Call, request: dict[str, Any]) -> dict[str, Any]:
         created = projects.create_project(call, _project_request("StorageCreateProjectRequest",
                                                                  {"project": project}))["project"]
         if annotations:
-            _set_annotations(call, created["id"], annotations)
+            _set_meta(call, created["id"], annotations=annotations)
     return {"workspace": workspace_wire(call, created)}
 
 
@@ -87,8 +97,14 @@ def get_workspace(call: Call, request: dict[str, Any]) -> dict[str, Any]:
     return {"workspace": workspace_wire(call, require_project(call, workspace_id(request.get("name"))))}
 
 
+def _workspaces(call: Call, request: dict[str, Any]) -> Any:
+    """The projects a list or count of workspaces covers: archived ones only with ``showArchived``."""
+    return projects.projects_query(call, "1" if request.get("showArchived") else NOT_ARCHIVED)
+
+
 def _list(call: Call, request: dict[str, Any]) -> dict[str, Any]:
-    items, token = rest_list(call, projects.projects_query(call), request, WORKSPACE_FIELDS)
+    query = {k: v for k, v in request.items() if k not in ("showArchived", "showDeleted")}
+    items, token = rest_list(call, _workspaces(call, request), query, WORKSPACE_FIELDS)
     return {"workspaces": [workspace_wire(call, p) for p in items], "nextPageToken": token}
 
 
@@ -104,7 +120,7 @@ def list_all_workspaces(call: Call, request: dict[str, Any]) -> dict[str, Any]:
 
 @handles("authz.workspace.count_workspaces", generation="workspaces")
 def count_workspaces(call: Call, request: dict[str, Any]) -> dict[str, Any]:
-    return {"totalSize": str(rest_count(call, projects.projects_query(call), request, WORKSPACE_FIELDS))}
+    return {"totalSize": str(rest_count(call, _workspaces(call, {}), request, WORKSPACE_FIELDS))}
 
 
 _UPDATABLE = {"display_name": "displayName", "displayName": "displayName", "description": "description"}
@@ -132,7 +148,7 @@ def update_workspace(call: Call, request: dict[str, Any]) -> dict[str, Any]:
             project = projects.update_project(call, _project_request("StorageUpdateProjectRequest", {
                 "project": patch, "updateMask": ",".join(_MASK_NAMES[f] for f in fields)}))["project"]
         if "annotations" in mask:
-            _set_annotations(call, project_id, _annotations(change.get("annotations")))
+            _set_meta(call, project_id, annotations=_annotations(change.get("annotations")))
     return {"workspace": workspace_wire(call, project)}
 
 
@@ -142,6 +158,27 @@ def delete_workspace(call: Call, request: dict[str, Any]) -> dict[str, Any]:
     gone = workspace_wire(call, require_project(call, project_id))
     projects.delete_project_now(call, project_id)
     return {"workspace": gone}
+
+
+def _archive(call: Call, request: dict[str, Any], archived: bool) -> dict[str, Any]:
+    project_id = workspace_id(request.get("name"))
+    with call.store.transaction():
+        require_project(call, project_id, write=True)
+        if archived:
+            _set_meta(call, project_id, archiveTime=now(), archiver=f"users/{call.user_id}")
+        else:
+            _set_meta(call, project_id, archiveTime=None, archiver=None)
+        return {"workspace": workspace_wire(call, require_project(call, project_id))}
+
+
+@handles("authz.workspace.archive_workspace", generation="workspaces")
+def archive_workspace(call: Call, request: dict[str, Any]) -> dict[str, Any]:
+    return _archive(call, request, True)
+
+
+@handles("authz.workspace.unarchive_workspace", generation="workspaces")
+def unarchive_workspace(call: Call, request: dict[str, Any]) -> dict[str, Any]:
+    return _archive(call, request, False)
 
 
 # -- users ---------------------------------------------------------------------------------------
