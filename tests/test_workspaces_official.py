@@ -146,8 +146,8 @@ def test_the_workflow_takes_seconds(workflow: dict[str, Any]) -> None:
 def one_face(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Sandbox]]:
     faces = {}
     try:
-        for face in ("legacy", "workspaces"):
-            faces[face] = Sandbox(db=":memory:", data="empty", faces=(face,), warm_scorers=0).start()
+        for face, data in (("legacy", "empty"), ("workspaces", "scale:3")):
+            faces[face] = Sandbox(db=":memory:", data=data, faces=(face,), warm_scorers=0).start()
         yield faces
     finally:
         for sb in faces.values():
@@ -170,10 +170,12 @@ def test_a_face_not_served_answers_not_found_saying_so(one_face: dict[str, Sandb
                                 "ListDeploymentStatuses", json={}, headers={"Authorization": f"Bearer {token}"},
                                 timeout=10)
     assert legacy_only.status_code == 404 and "legacy API" in legacy_only.json()["message"]
+    # The sandbox seeds its data through the legacy API, whatever faces it serves.
+    assert _get(workspaces, "/authz/v1/workspaces:count").json() == {"totalSize": "3"}
     # Storage's routes are both faces'.
     shared = requests.post(workspaces.gateway_url + "/storage/ai.h2o.storage.ProjectService/ListProjects",
                            json={}, headers={"Authorization": f"Bearer {token}"}, timeout=10)
-    assert shared.status_code == 200 and shared.json()["project"] == []
+    assert shared.status_code == 200 and len(shared.json()["project"]) == 3
     services = requests.get(legacy.gateway_url + "/.ai.h2o.cloud.discovery/v1/services", timeout=10).json()
     assert [s["name"] for s in services["services"]] == ["services/mlops-api"]
     services = requests.get(workspaces.gateway_url + "/.ai.h2o.cloud.discovery/v1/services", timeout=10).json()
