@@ -176,6 +176,8 @@ def test_a_face_not_served_answers_not_found_saying_so(one_face: dict[str, Sandb
     shared = requests.post(workspaces.gateway_url + "/storage/ai.h2o.storage.ProjectService/ListProjects",
                            json={}, headers={"Authorization": f"Bearer {token}"}, timeout=10)
     assert shared.status_code == 200 and len(shared.json()["project"]) == 3
+    secrets = requests.get(workspaces.gateway_url + "/secure-store/v1/workspaces/w/secrets", timeout=10)
+    assert secrets.status_code == 501 and "no secure store" in secrets.json()["message"]
     services = requests.get(legacy.gateway_url + "/.ai.h2o.cloud.discovery/v1/services", timeout=10).json()
     assert [s["name"] for s in services["services"]] == ["services/mlops-api"]
     services = requests.get(workspaces.gateway_url + "/.ai.h2o.cloud.discovery/v1/services", timeout=10).json()

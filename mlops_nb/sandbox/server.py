@@ -40,6 +40,7 @@ from mlops_nb.sandbox import services
 from mlops_nb.sandbox.discovery import discovery_routes
 from mlops_nb.sandbox.faces import (
     AUTHZ_ROOT,
+    EXTRA_QUERY,
     FACES,
     Match,
     TemplateRouter,
@@ -342,7 +343,7 @@ async def _decode_workspaces(method: Method, request: Request, path_params: dict
             decoded.update(body)
         else:
             decoded[method.body_field] = body
-    params = {p.wire: p for p in method.query_params}
+    params = {p.wire: p for p in (*method.query_params, *EXTRA_QUERY.get(method.qualified_name, ()))}
     for key, text in request.query_params.multi_items():
         param = params.get(key)
         if param is None:
