@@ -13,6 +13,7 @@ Prints one JSON line with what it saw, for tests/test_legacy_client.py.
 import json
 import os
 
+import h2o_mlops  # noqa: F401  (makes h2o_mlops_client importable)
 import h2o_mlops_client
 import httpx
 from in_venv import high_level_client, legacy_client, legacy_states, token_provider, wait_until_healthy
