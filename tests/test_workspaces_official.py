@@ -273,3 +273,21 @@ def test_users_by_id_and_email(alice_workspaces: Any, bob: Any) -> None:
     assert [(u.name, u.login_principal) for u in found] == [(f"users/{bob_id}", "bob")]
     assert users.get_user(name=f"users/{bob_id}").user.emails[0].address == "bob@example.com"
     assert {u.login_principal for u in users.list_users().users} >= {"alice", "bob"}
+
+
+def test_implicit_registration_and_link_checks(alice_workspaces: Any, alice: Any) -> None:
+    project = alice.storage.project.create_project(project={"display_name": "implicit"}).project
+    experiment = alice.storage.experiment.create_experiment(
+        project_id=project.id, experiment={"display_name": "churn gbm"}).experiment
+    storage = alice_workspaces.storage.experiment
+    first = storage.implicit_register_model(experiment_id=experiment.id, project_id=project.id)
+    assert first.registered and first.registered_model.display_name == "churn gbm"
+    assert first.registered_model_version.version == 1
+    again = storage.implicit_register_model(experiment_id=experiment.id, project_id=project.id)
+    assert not again.registered and again.registered_model_version.id == first.registered_model_version.id
+    assert storage.is_experiment_linked_into_project(experiment_id=experiment.id, project_id=project.id).is_linked
+    other = alice.storage.project.create_project(project={"display_name": "implicit elsewhere"}).project
+    assert not storage.is_experiment_linked_into_project(experiment_id=experiment.id, project_id=other.id).is_linked
+    versions = alice.storage.registered_model_version.list_model_versions_for_model(
+        registered_model_id=first.registered_model.id).model_versions
+    assert [v.experiment_id for v in versions] == [experiment.id]
