@@ -291,3 +291,17 @@ def test_implicit_registration_and_link_checks(alice_workspaces: Any, alice: Any
     versions = alice.storage.registered_model_version.list_model_versions_for_model(
         registered_model_id=first.registered_model.id).model_versions
     assert [v.experiment_id for v in versions] == [experiment.id]
+
+
+def test_sandbox_client_passes_a_generation_only_when_given(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mlops_nb
+
+    made: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(mlops_nb, "Client", lambda url, provider, **kwargs: made.append((url, kwargs)))
+    sandbox.client("alice")
+    sandbox.client("alice", generation="legacy")
+    sandbox.client("bob", generation="workspaces")
+    assert made == [(sandbox.gateway_url, {"ca_bundle": None}),
+                    (sandbox.gateway_url, {"ca_bundle": None, "generation": "legacy"}),
+                    (sandbox.gateway_url, {"ca_bundle": None, "generation": "workspaces",
+                                           "authz_gateway_url": sandbox.gateway_url + "/authz"})]
