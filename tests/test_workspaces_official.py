@@ -146,8 +146,8 @@ def test_the_workflow_takes_seconds(workflow: dict[str, Any]) -> None:
 def one_face(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Sandbox]]:
     faces = {}
     try:
-        for face in ("legacy", "workspaces"):
-            faces[face] = Sandbox(db=":memory:", data="empty", faces=(face,), warm_scorers=0).start()
+        for face, data in (("legacy", "empty"), ("workspaces", "scale:3")):
+            faces[face] = Sandbox(db=":memory:", data=data, faces=(face,), warm_scorers=0).start()
         yield faces
     finally:
         for sb in faces.values():
@@ -170,10 +170,14 @@ def test_a_face_not_served_answers_not_found_saying_so(one_face: dict[str, Sandb
                                 "ListDeploymentStatuses", json={}, headers={"Authorization": f"Bearer {token}"},
                                 timeout=10)
     assert legacy_only.status_code == 404 and "legacy API" in legacy_only.json()["message"]
+    # The sandbox seeds its data through the legacy API, whatever faces it serves.
+    assert _get(workspaces, "/authz/v1/workspaces:count").json() == {"totalSize": "3"}
     # Storage's routes are both faces'.
     shared = requests.post(workspaces.gateway_url + "/storage/ai.h2o.storage.ProjectService/ListProjects",
                            json={}, headers={"Authorization": f"Bearer {token}"}, timeout=10)
-    assert shared.status_code == 200 and shared.json()["project"] == []
+    assert shared.status_code == 200 and len(shared.json()["project"]) == 3
+    secrets = requests.get(workspaces.gateway_url + "/secure-store/v1/workspaces/w/secrets", timeout=10)
+    assert secrets.status_code == 501 and "no secure store" in secrets.json()["message"]
     services = requests.get(legacy.gateway_url + "/.ai.h2o.cloud.discovery/v1/services", timeout=10).json()
     assert [s["name"] for s in services["services"]] == ["services/mlops-api"]
     services = requests.get(workspaces.gateway_url + "/.ai.h2o.cloud.discovery/v1/services", timeout=10).json()
@@ -269,3 +273,35 @@ def test_users_by_id_and_email(alice_workspaces: Any, bob: Any) -> None:
     assert [(u.name, u.login_principal) for u in found] == [(f"users/{bob_id}", "bob")]
     assert users.get_user(name=f"users/{bob_id}").user.emails[0].address == "bob@example.com"
     assert {u.login_principal for u in users.list_users().users} >= {"alice", "bob"}
+
+
+def test_implicit_registration_and_link_checks(alice_workspaces: Any, alice: Any) -> None:
+    project = alice.storage.project.create_project(project={"display_name": "implicit"}).project
+    experiment = alice.storage.experiment.create_experiment(
+        project_id=project.id, experiment={"display_name": "churn gbm"}).experiment
+    storage = alice_workspaces.storage.experiment
+    first = storage.implicit_register_model(experiment_id=experiment.id, project_id=project.id)
+    assert first.registered and first.registered_model.display_name == "churn gbm"
+    assert first.registered_model_version.version == 1
+    again = storage.implicit_register_model(experiment_id=experiment.id, project_id=project.id)
+    assert not again.registered and again.registered_model_version.id == first.registered_model_version.id
+    assert storage.is_experiment_linked_into_project(experiment_id=experiment.id, project_id=project.id).is_linked
+    other = alice.storage.project.create_project(project={"display_name": "implicit elsewhere"}).project
+    assert not storage.is_experiment_linked_into_project(experiment_id=experiment.id, project_id=other.id).is_linked
+    versions = alice.storage.registered_model_version.list_model_versions_for_model(
+        registered_model_id=first.registered_model.id).model_versions
+    assert [v.experiment_id for v in versions] == [experiment.id]
+
+
+def test_sandbox_client_passes_a_generation_only_when_given(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mlops_nb
+
+    made: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(mlops_nb, "Client", lambda url, provider, **kwargs: made.append((url, kwargs)))
+    sandbox.client("alice")
+    sandbox.client("alice", generation="legacy")
+    sandbox.client("bob", generation="workspaces")
+    assert made == [(sandbox.gateway_url, {"ca_bundle": None}),
+                    (sandbox.gateway_url, {"ca_bundle": None, "generation": "legacy"}),
+                    (sandbox.gateway_url, {"ca_bundle": None, "generation": "workspaces",
+                                           "authz_gateway_url": sandbox.gateway_url + "/authz"})]

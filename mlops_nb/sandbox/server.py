@@ -22,6 +22,8 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,7 @@ from mlops_nb.sandbox import services
 from mlops_nb.sandbox.discovery import discovery_routes
 from mlops_nb.sandbox.faces import (
     AUTHZ_ROOT,
+    EXTRA_QUERY,
     FACES,
     Match,
     TemplateRouter,
@@ -139,6 +142,7 @@ class Gateway:
         # Added to every gateway call (not the identity provider's), as a remote gateway's round trip.
         self.latency_ms = latency_ms
         self.faces = check_faces(faces)
+        self.serving = self.faces  # what is answered now (all_faces() opens both for a while)
         self.router = TemplateRouter(workspaces_only())
         # Legacy method -> the workspaces method served by its route.
         self._workspaces_twins = {twin.qualified_name: m for m in description("workspaces").methods
@@ -146,21 +150,42 @@ class Gateway:
 
     def routes(self) -> list[Route]:
         """Legacy routes at their paths, then one catch-all per root of the workspaces-only routes
-        (matched by :attr:`router`), then ``GET /me``. Routes of a face not served answer 404."""
+        (matched by :attr:`router`), ``GET /me`` and the presigned URLs. A route of a face not
+        served answers 404 (checked per request: :meth:`all_faces` opens every route for a while)."""
         shared = shared_with_workspaces()
-        routes = []
-        for m in API.methods:
-            served = "legacy" in self.faces or ("workspaces" in self.faces and (m.verb, m.full_path) in shared)
-            routes.append(Route(m.full_path, self._endpoint(m) if served else self._face_off("legacy"),
-                                methods=[m.verb]))
-        workspaces = "workspaces" in self.faces
+        routes = [Route(m.full_path, self._gated(FACES if (m.verb, m.full_path) in shared else ("legacy",),
+                                                 self._endpoint(m)), methods=[m.verb]) for m in API.methods]
+        only = ("workspaces",)
         roots = sorted({_root(served_path(m)) for m in workspaces_only()})
-        routes += [Route(root + "/{rest:path}", self._workspaces if workspaces else self._face_off("workspaces"),
-                         methods=_VERBS) for root in roots]
-        routes.append(Route("/me", self._me if workspaces else self._face_off("workspaces"), methods=["GET"]))
-        routes.append(Route(uploads.PRESIGNED_PREFIX + "/{token}", self._presigned if workspaces
-                            else self._face_off("workspaces"), methods=["GET", "PUT"]))
+        routes += [Route(root + "/{rest:path}", self._gated(only, self._workspaces), methods=_VERBS)
+                   for root in roots]
+        routes.append(Route("/me", self._gated(only, self._me), methods=["GET"]))
+        routes.append(Route(uploads.PRESIGNED_PREFIX + "/{token}", self._gated(only, self._presigned),
+                            methods=["GET", "PUT"]))
         return routes
+
+    @contextmanager
+    def all_faces(self) -> Iterator[None]:
+        """Serve both faces inside the block (the sandbox seeds its data through the legacy API)."""
+        self.serving = FACES
+        try:
+            yield
+        finally:
+            self.serving = self.faces
+
+    def _gated(self, faces: tuple[str, ...], endpoint: Any) -> Any:
+        """``endpoint`` while one of ``faces`` is served; otherwise NOT_FOUND saying which face it is."""
+
+        async def gated(request: Request) -> Response:
+            if any(f in self.serving for f in faces):
+                return await endpoint(request)
+            return rpc_status(5, f"{request.method} {request.url.path} belongs to the {faces[0]} API, which this "
+                                 f"sandbox does not serve (it serves the {' and '.join(self.faces)} face); start "
+                                 "it with faces=('legacy', 'workspaces') or `mlops-nb sandbox --faces "
+                                 "legacy,workspaces`")
+
+        gated.__name__ = getattr(endpoint, "__name__", "endpoint")
+        return gated
 
     async def _presigned(self, request: Request) -> Response:
         """A presigned URL of the workspaces API's storage (its token is the credential; no bearer)."""
@@ -175,16 +200,6 @@ class Gateway:
             return await self.dispatch(method, request)
 
         endpoint.__name__ = method.python
-        return endpoint
-
-    def _face_off(self, face: str) -> Any:
-        served = " and ".join(self.faces)
-
-        async def endpoint(request: Request) -> Response:
-            return rpc_status(5, f"{request.method} {request.url.path} belongs to the {face} API, which this "
-                                 f"sandbox does not serve (it serves the {served} face); start it with "
-                                 f"faces=('legacy', 'workspaces') or `mlops-nb sandbox --faces legacy,workspaces`")
-
         return endpoint
 
     async def _workspaces(self, request: Request) -> Response:
@@ -307,7 +322,7 @@ class Gateway:
             raise RpcError(3, f"invalid request: {e}") from None
         # A storage route both faces share takes what the workspaces API's request adds too (the
         # handler finds those fields in ``unknown_fields``); anything else is refused.
-        twin = self._workspaces_twins.get(method.qualified_name) if "workspaces" in self.faces else None
+        twin = self._workspaces_twins.get(method.qualified_name) if "workspaces" in self.serving else None
         _reject_unknown(decoded, cls.__name__, twin.request_message if twin is not None else None)
         return decoded
 
@@ -328,7 +343,7 @@ async def _decode_workspaces(method: Method, request: Request, path_params: dict
             decoded.update(body)
         else:
             decoded[method.body_field] = body
-    params = {p.wire: p for p in method.query_params}
+    params = {p.wire: p for p in (*method.query_params, *EXTRA_QUERY.get(method.qualified_name, ()))}
     for key, text in request.query_params.multi_items():
         param = params.get(key)
         if param is None:
@@ -602,14 +617,15 @@ class Sandbox:
         self.supervisor.start()
         deployments.restore(self.store, self.supervisor)
         kind, count = parse_data(self.data)
-        if kind == "demo":
-            from mlops_nb.sandbox.demo import seed_demo_data
+        with gateway.all_faces():  # seeding speaks the legacy API, whatever faces are served
+            if kind == "demo":
+                from mlops_nb.sandbox.demo import seed_demo_data
 
-            seed_demo_data(self)
-        elif kind == "scale":
-            from mlops_nb.sandbox.scale import seed_scale_data
+                seed_demo_data(self)
+            elif kind == "scale":
+                from mlops_nb.sandbox.scale import seed_scale_data
 
-            seed_scale_data(self, count)
+                seed_scale_data(self, count)
         if self.faults is not None:
             self.faults.active = True
         return self
