@@ -340,6 +340,23 @@ def test_a_gateway_that_is_down_fails_fast_on_first_use() -> None:
         client.storage.user.who_am_i()
 
 
+def test_an_unavailable_gateway_is_not_taken_for_either_generation(gateway) -> None:
+    gateway.default = Canned(503, json.dumps({"code": 14, "message": "overloaded"}).encode())
+    client = Client(gateway.url, lambda: TOKEN, retry=False)
+    with pytest.raises(mlops.Unavailable, match="UNAVAILABLE in deployer.version.get_version .generation probe.: "
+                                                "overloaded"):
+        client.storage.user.who_am_i()
+    assert client._generation is None  # not kept: the next use asks again
+    _legacy_gateway(gateway)
+    assert client.generation == "legacy"
+
+
+def test_a_probe_refused_on_its_merits_shows_the_route_is_there(gateway) -> None:
+    gateway.default = NOT_FOUND
+    gateway.respond(LEGACY_PROBE, {"code": 7, "message": "not for you"}, status=403)
+    assert Client(gateway.url, lambda: TOKEN).generation == "legacy"
+
+
 def test_a_refused_token_is_reported_as_such(gateway) -> None:
     gateway.default = Canned(401, json.dumps({"code": 16, "message": "token expired"}).encode())
     with pytest.raises(mlops.Unauthenticated, match="token expired"):
