@@ -21,7 +21,6 @@ import pytest
 import mlops_nb as mlops
 from mlops_nb.api import description
 from mlops_nb.wire.client import Client
-from mlops_nb.wire.detect import GenerationUnknown
 from mlops_nb.wire.messages import generation_of, message_class
 from tests.capture import Canned, CaptureServer
 
@@ -321,13 +320,15 @@ def test_neither_generation_says_what_it_saw(gateway) -> None:
     gateway.default = NOT_FOUND
     gateway.respond("/me", raw=b"<html>welcome</html>", content_type="text/html")  # a web page, not MLOps
     client = Client(gateway.url, lambda: TOKEN)
-    with pytest.raises(GenerationUnknown) as e:
+    with pytest.raises(mlops.GenerationUnknown) as e:
         client.storage.user.who_am_i()
     text = str(e.value)
     assert f"could not tell which generation of the MLOps API {gateway.url} speaks" in text
     assert f"POST {LEGACY_PROBE} got HTTP 404 NOT_FOUND" in text
     assert "GET /me got HTTP 200 without the X-User-Id header" in text
     assert "generation='legacy' or generation='workspaces'" in text and isinstance(e.value, mlops.GatewayError)
+    again = pickle.loads(pickle.dumps(e.value))
+    assert type(again) is mlops.GenerationUnknown and str(again) == text
 
 
 def test_a_gateway_that_is_down_fails_fast_on_first_use() -> None:
@@ -410,13 +411,13 @@ def test_from_discovery_says_what_is_missing(monkeypatch) -> None:
     monkeypatch.delenv("H2O_CLOUD_CLIENT_PLATFORM_TOKEN", raising=False)
     with CaptureServer() as environment:
         _discovery(environment, {"feature-store": "https://fs.invalid"})
-        with pytest.raises(mlops.MLOpsError, match="lists no MLOps API .mlops-api. service; it lists feature-store"):
+        with pytest.raises(mlops.DiscoveryError, match="lists no MLOps API .mlops-api. service; it lists feature-store"):
             Client.from_discovery(environment.url, token_provider=lambda: TOKEN)
         _discovery(environment, {"mlops-api": "https://api.invalid"})
         with pytest.raises(ValueError, match="needs a token_provider, or refresh_token="):
             Client.from_discovery(environment.url)
         environment.respond(f"{DISCOVERY}/v1/environment", raw=b"<html>login</html>", content_type="text/html")
-        with pytest.raises(mlops.MLOpsError, match="without a discovery document"):
+        with pytest.raises(mlops.DiscoveryError, match="without a discovery document"):
             Client.from_discovery(environment.url, token_provider=lambda: TOKEN)
 
 

@@ -126,7 +126,8 @@ class Client:
         """
         import os
 
-        from mlops_nb.wire.discovery import DiscoveryError, discover_cloud
+        from mlops_nb.wire.discovery import discover_cloud
+        from mlops_nb.wire.errors import DiscoveryError
 
         found = discover_cloud(environment_url, verify=verify, ca_bundle=ca_bundle, proxies=proxies)
         gateway_url = found.gateway_url

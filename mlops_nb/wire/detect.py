@@ -24,12 +24,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mlops_nb.api import API, description
-from mlops_nb.wire.errors import ApiError, GatewayError
+from mlops_nb.wire.errors import ApiError, GatewayError, GenerationUnknown
 
 if TYPE_CHECKING:
     from mlops_nb.wire.transport import Transport
 
-__all__ = ["GenerationUnknown", "LEGACY_PROBE", "detect_generation"]
+__all__ = ["LEGACY_PROBE", "detect_generation"]
 
 # The legacy generation's read-only call that the workspaces generation does not have.
 LEGACY_PROBE = "deployer.version.get_version"
@@ -38,10 +38,6 @@ _ABSENT = frozenset({404, 405, 501})
 # gRPC codes of a call the server routed and then refused on its merits: the route is there. Other
 # errors (unavailable, throttled, internal...) say nothing about routes and are raised as they are.
 _REFUSED_ON_MERITS = frozenset({3, 6, 7, 9, 10, 11})  # INVALID_ARGUMENT ... OUT_OF_RANGE
-
-
-class GenerationUnknown(GatewayError):
-    """The gateway answered neither generation's probe: it is most likely not an MLOps API gateway."""
 
 
 def detect_generation(transport: Transport) -> str:
@@ -79,8 +75,6 @@ def _probe(transport: Transport, verb: str, path: str, rpc: str, body: dict | No
             return f"HTTP {e.http_status} {e.code_name} ({e.message[:120]})"
         if e.code in _REFUSED_ON_MERITS:
             return None  # the route is there; the call itself was refused (permission, argument...)
-        raise
-    except GenerationUnknown:
         raise
     except GatewayError as e:
         if e.http_status not in _ABSENT:
