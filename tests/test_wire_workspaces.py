@@ -102,6 +102,19 @@ def test_cards_are_registered_per_generation() -> None:
         messages._HTML_RENDERERS.update(before)
 
 
+def test_workspaces_secrets_stay_out_of_reprs() -> None:
+    from mlops_nb.api import SECRET_FIELDS
+
+    security = mlops.workspaces.V2Security(passphrase={"passphrase": "open sesame", "hash_algorithm": "PLAINTEXT"})
+    aws = mlops.workspaces.CredentialsAWSCredentials(access_token="AKIA-secret", secret_token="s3cr3t")
+    for message, secret in ((security, "open sesame"), (aws, "AKIA-secret"), (aws, "s3cr3t")):
+        assert secret not in repr(message) and "<hidden>" in repr(message)
+    assert security.to_wire()["passphrase"]["passphrase"] == "open sesame"  # sent as given
+    workspaces = description("workspaces").messages
+    assert all(name in workspaces and field in {f.name for f in workspaces[name]} or name in description(
+        "legacy").messages for name, field in SECRET_FIELDS)
+
+
 # -- REST calls: exact bytes -----------------------------------------------------------------------
 
 
