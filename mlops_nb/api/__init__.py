@@ -248,6 +248,7 @@ SECRET_FIELDS: frozenset[tuple[str, str]] = frozenset({
     ("CredentialsAWSCredentials", "session_token"),
     ("CredentialsAzureCredentials", "account_key"),
     ("CredentialsAzureCredentials", "sas_token"),
+    ("CredentialsAzureCredentials", "storage_connection_string"),
 })
 
 
