@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 
@@ -490,3 +491,58 @@ def test_a_forced_generation_is_spoken_without_asking(faces) -> None:
     client = Client(only_workspaces.gateway_url, only_workspaces.token_provider("alice"), generation="legacy")
     with client, pytest.raises(mlops.NotFound):  # the legacy face is not served there, and nothing asked
         client.deployer.version.get_version()
+
+
+# -- the same requests as the newest official client ------------------------------------------------
+
+
+def _newest_client_calls(client: Client) -> None:
+    """What tests/legacy/workspaces_calls.py does with h2o-mlops 1.6.5, with mlops_nb."""
+    name = "workspaces/p1/deployments/d1"
+    client.deployer.deployment.create_deployment(parent="workspaces/p1", deployment={
+        "display_name": "churn", "description": "scores churn",
+        "security": {"passphrase": {"passphrase": "open sesame", "hash_algorithm": "PLAINTEXT"}}})
+    client.deployer.deployment.get_deployment(name=name)
+    client.deployer.deployment.list_deployments(parent="workspaces/p1", page_size=5, page_token="t1",
+                                                filter='display_name = "churn"', order_by="create_time desc")
+    client.deployer.deployment.update_deployment(deployment_name=name, deployment={"display_name": "renamed"},
+                                                 update_mask="display_name")
+    client.deployer.deployment.pause_deployment(name=name)
+    client.deployer.status.batch_get_deployment_statuses(parent="workspaces/p1",
+                                                         names=[name, "workspaces/p1/deployments/d2"])
+    client.deployer.log.generate_logs(name=name, since_time=datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc))
+    client.deployer.deployment.delete_deployment(name=name)
+    client.authz.workspace.create_workspace(workspace={"display_name": "W", "description": "d"})
+    client.authz.workspace.list_workspaces(page_size=2, show_archived=True)
+    client.authz.workspace.update_workspace(name="workspaces/p1", workspace={"description": "new"},
+                                            update_mask="description")
+    client.authz.workspace.delete_workspace(name="workspaces/p1")
+    client.storage.experiment.list_experiments(project_id="p1")
+
+
+def _as_sent(server: CaptureServer) -> list[tuple]:
+    def same_instant(value):  # both spell the same instant in RFC 3339: 1.6.5 as +00:00, mlops_nb as Z
+        if isinstance(value, dict):
+            return {k: same_instant(v) for k, v in value.items()}
+        if isinstance(value, str) and value[:4].isdigit() and "T" in value:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).isoformat()
+        return value
+
+    return [(r.verb, r.path, r.query, same_instant(r.json()) if r.body else None,
+             r.headers.get("authorization", "").split(" ")[0], r.headers.get("content-type") if r.body else None)
+            for r in server.requests]
+
+
+def test_same_requests_as_the_newest_official_client(workspaces_python, gateway, authz) -> None:
+    done = subprocess.run([workspaces_python, "tests/legacy/workspaces_calls.py", gateway.url, authz.url],
+                          capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stderr
+    theirs = _as_sent(gateway), _as_sent(authz)
+    gateway.requests.clear()
+    authz.requests.clear()
+    _newest_client_calls(Client(gateway.url, lambda: TOKEN, generation="workspaces", authz_gateway_url=authz.url))
+    ours = _as_sent(gateway), _as_sent(authz)
+    assert [len(sent) for sent in theirs] == [9, 4]
+    for their_requests, our_requests in zip(theirs, ours, strict=True):
+        for their, our in zip(their_requests, our_requests, strict=True):
+            assert our == their
