@@ -236,8 +236,20 @@ class Catalogs:
 
 # Fields that hold a secret: reprs show that they are set, never their value. A deployment's
 # passphrase travels in ``DeployAuthenticationPassphrase.hash`` (plain text unless its hash
-# type is BCRYPT).
-SECRET_FIELDS: frozenset[tuple[str, str]] = frozenset({("DeployAuthenticationPassphrase", "hash")})
+# type is BCRYPT); in the workspaces generation in ``V2AuthenticationPassphrase.passphrase`` and
+# ``V2AuthenticationAPIKey.plaintext``, and batch jobs carry cloud storage credentials. (Class
+# names: no legacy class has these names.)
+SECRET_FIELDS: frozenset[tuple[str, str]] = frozenset({
+    ("DeployAuthenticationPassphrase", "hash"),
+    ("V2AuthenticationPassphrase", "passphrase"),
+    ("V2AuthenticationAPIKey", "plaintext"),
+    ("CredentialsAWSCredentials", "access_token"),
+    ("CredentialsAWSCredentials", "secret_token"),
+    ("CredentialsAWSCredentials", "session_token"),
+    ("CredentialsAzureCredentials", "account_key"),
+    ("CredentialsAzureCredentials", "sas_token"),
+    ("CredentialsAzureCredentials", "storage_connection_string"),
+})
 
 
 def _load_json(name: str) -> dict[str, Any]:
