@@ -10,6 +10,7 @@ generation's aggregates give.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,12 +19,14 @@ import pandas as pd
 import pytest
 
 import mlops_nb
+from mlops_nb.notebook import session
 from mlops_nb.notebook.generations import (
     HIGH_DRIFT,
     MEDIUM_DRIFT,
     GenerationLacks,
     aggregate_metrics,
     entity_id,
+    operations,
     psi,
 )
 from mlops_nb.sandbox import Sandbox
@@ -245,3 +248,65 @@ def test_what_a_generation_lacks_is_said(clients: dict[str, Any], flows: dict[st
     with pytest.raises(TypeError, match="names a deployment of the workspaces generation; this client speaks the "
                                         "legacy one"):
         mlops_nb.deployment_id(clients["legacy"], flows["workspaces"]["deployment"])
+
+
+# -- %mlops on a workspaces client, in a real IPython shell ----------------------------------------------
+
+
+@pytest.fixture
+def ip(clients: dict[str, Any]) -> Iterator[Any]:
+    from IPython.testing.globalipapp import get_ipython
+
+    shell = get_ipython()
+    shell.run_line_magic("load_ext", "mlops_nb")
+    client = clients["workspaces"]
+    session.set_current_client(client, operations(client).who_am_i())
+    yield shell
+    session.logout()
+    shell.run_line_magic("unload_ext", "mlops_nb")
+
+
+def test_magics_on_a_workspaces_client(ip: Any, workspace: str, flows: dict[str, dict[str, Any]],
+                                       model: dict[str, Any]) -> None:
+    def line(text: str) -> Any:
+        result = ip.run_cell(text, store_history=False)
+        assert result.success, result.error_in_exec or result.error_before_exec
+        return result.result
+
+    me = line("%mlops whoami")
+    assert type(me).__name__ == "V1User" and me.display_name == "alice"
+    for command in ("projects", "workspaces"):
+        assert "Iris" in set(line(f"%mlops {command}")["display_name"])
+    assert set(line("%mlops experiments Iris")["display_name"]) >= {"iris-legacy", "iris-workspaces"}
+    listed = line("%mlops deployments Iris")
+    assert set(listed["display_name"]) >= {"iris-legacy", "iris-workspaces"} and set(listed["state"]) == {"HEALTHY"}
+    status = line("%mlops status iris-legacy")
+    assert type(status).__name__ == "V2DeploymentStatus" and str(status.state) == "HEALTHY"
+    ip.user_ns.update(frame=model["X"].head(7), secret="petal")
+    scored = line("%mlops score iris-workspaces frame --passphrase-from secret")
+    assert scored["prediction"].tolist() == model["fitted"].predict(model["X"].head(7)).tolist()
+    assert len(line("%mlops logs iris-workspaces --lines 2")) == 2
+    got = line(f"%mlops call deployer.deployment.get_deployment name=workspaces/{workspace}/deployments/"
+               f"{flows['legacy']['id']}")
+    assert got.deployment.display_name == "iris-legacy"
+    made = line("%mlops deploy iris-workspaces --project Iris --name by-magic --no-wait")
+    assert type(made).__name__ == "V2Deployment" and made.display_name == "by-magic"
+    assert str(line("%mlops wait by-magic --timeout 300").state) == "HEALTHY"
+    operations(session.current_client()).delete_deployment(entity_id(made))
+
+
+# -- last: deleting through one face removes it from both -------------------------------------------------
+
+
+def test_a_deployment_deleted_through_either_face_is_gone_from_both(clients: dict[str, Any],
+                                                                     flows: dict[str, dict[str, Any]]) -> None:
+    for deleted_by, other in (("workspaces", "legacy"), ("legacy", "workspaces")):
+        deployment = flows[other]["id"]
+        operations(clients[deleted_by]).delete_deployment(deployment)
+        for client in clients.values():
+            deadline = time.monotonic() + 60
+            while operations(client).deployment_exists(deployment):
+                assert time.monotonic() < deadline, f"deployment {deployment} is still there"
+                time.sleep(0.2)
+            with pytest.raises(mlops_nb.NameNotFound, match=f"iris-{other}"):
+                mlops_nb.deployment_id(client, f"iris-{other}")
