@@ -264,7 +264,7 @@ def test_sigterm_stops_it_cleanly_too(tmp_path: Path) -> None:
 
 def test_generated_data_and_latency_from_the_command_line(tmp_path: Path) -> None:
     running = Running("sandbox", "--port", "0", "--db", str(tmp_path / "scale.sqlite3"), "--data", "scale:30",
-                      "--latency", "20")
+                      "--latency", "20", "--faces", "workspaces")
     try:
         banner = running.until(READY)
         constants = {k: v for line in banner if line.startswith("export ") for k, v in _assignments(line).items()}
@@ -276,6 +276,9 @@ def test_generated_data_and_latency_from_the_command_line(tmp_path: Path) -> Non
         code, _ = running.stop(signal.SIGTERM)
     assert banner[1].endswith("scale.sqlite3 (--data scale:30)")
     assert "  latency:  20 ms added to every gateway call" in banner
+    # Storage's routes are the workspaces face's too: the legacy client lists through them.
+    gateway = constants["H2O_MLOPS_GATEWAY"]
+    assert f"  faces:    workspaces (workspaces API's authz gateway: {gateway}/authz)" in banner
     assert listed.user_project_count == 30 and listed.project[0].display_name == "project 30"
     assert code == 0
 
@@ -298,7 +301,8 @@ def test_bad_command_lines(capsys: pytest.CaptureFixture[str], tmp_path: Path) -
     assert "sandbox" in capsys.readouterr().err
     for argv in (["sandbox", "--port", "70000"], ["sandbox", "--token-ttl", "0"], ["sandbox", "--data", "lots"],
                  ["sandbox", "--data", "scale:0"], ["sandbox", "--data", "scale:many"], ["sandbox", "--latency", "-1"],
-                 ["sandbox", "--latency", "nan"], ["sandbox", "--latency", "soon"]):
+                 ["sandbox", "--latency", "nan"], ["sandbox", "--latency", "soon"], ["sandbox", "--faces", "projects"],
+                 ["sandbox", "--faces", ""]):
         with pytest.raises(SystemExit) as exited:
             main(argv)
         assert exited.value.code == 2

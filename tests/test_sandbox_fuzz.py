@@ -18,9 +18,10 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlops_nb.api import API, Method
+from mlops_nb.api import API, Method, description
 from mlops_nb.sandbox import Sandbox
-from mlops_nb.sandbox.rpc import MAX_NESTING
+from mlops_nb.sandbox.faces import NAME_SHAPES, Match, TemplateRouter, served_path, workspaces_only
+from mlops_nb.sandbox.rpc import MAX_NESTING, WORKSPACES_HANDLERS
 from mlops_nb.sandbox.server import implemented
 
 NESTED_10000 = b'{"a":' * 10_000 + b"1" + b"}" * 10_000
@@ -115,6 +116,41 @@ def requests_for(draw: Any, method: Method) -> tuple[str, str, bytes | None, dic
 
 calls = st.sampled_from(API.methods).flatmap(lambda m: st.tuples(st.just(m), requests_for(m)))
 
+# The workspaces API's own routes: REST templates whose names span slashes.
+WORKSPACES_OWN = workspaces_only()
+ROUTER = TemplateRouter(WORKSPACES_OWN)
+names = bad_ids | st.text(max_size=30) | st.builds(
+    lambda kind, a, b: f"workspaces/{a}/{kind}/{b}",
+    st.sampled_from(["deployments", "endpoints", "jobs", "runtimes", "runtimeImages", "experiments"]),
+    bad_ids | st.just("-"), bad_ids) | st.sampled_from(["users/x", "workspaces/-", "configuration/monitoring"])
+
+
+@st.composite
+def workspaces_requests_for(draw: Any, method: Method) -> tuple[str, str, bytes | None, dict[str, str]]:
+    path = served_path(method)
+    for param in method.path_params:
+        path = path.replace("{" + param.wire + "}", quote(draw(names), safe="/"))
+    query = {p.wire: draw(st.text(max_size=40) | bad_ids) for p in method.query_params if draw(st.booleans())}
+    body = None
+    if method.verb in ("POST", "PATCH"):
+        fields = description("workspaces").messages.get(method.request or "", ())
+        keyed = st.dictionaries(st.sampled_from([f.json for f in fields] or ["field"]),
+                                json_values | bad_ids | huge_strings, max_size=4).map(lambda b: json.dumps(b).encode())
+        body = draw(keyed | raw_bodies | st.binary(max_size=200))
+    return method.verb, path, body, query
+
+
+workspaces_calls = st.sampled_from(WORKSPACES_OWN).flatmap(lambda m: workspaces_requests_for(m))
+
+
+def _routed(verb: str, url: str) -> Method | None:
+    """The method the sandbox routes a workspaces request to (None: no route, or no such name shape)."""
+    try:
+        found = ROUTER.match(verb, requests.utils.unquote(requests.utils.urlparse(url).path), set(WORKSPACES_HANDLERS))
+    except ValueError:
+        return None
+    return found.method if isinstance(found, Match) else None
+
 
 # -- tests ---------------------------------------------------------------------------------------
 
@@ -129,11 +165,32 @@ def test_hostile_requests_on_every_route(demo: Sandbox, stranger: requests.Sessi
     check_answer(method, response)
 
 
+@settings(max_examples=400, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(call=workspaces_calls)
+def test_hostile_requests_on_every_workspaces_route(demo: Sandbox, stranger: requests.Session, call: Any) -> None:
+    verb, path, body, query = call
+    response = stranger.request(verb, demo.gateway_url + path, data=body, params=query, timeout=60,
+                                headers={"Content-Type": "application/json"})
+    check_answer(_routed(verb, response.url), response)
+
+
 def test_deep_nesting_is_invalid_argument_on_every_post_route(demo: Sandbox, stranger: requests.Session) -> None:
     for method in API.methods:
         if method.verb != "POST" or method.streaming or method.service.server == "bytestream":
             continue
         response = stranger.post(demo.gateway_url + method.full_path, data=NESTED_10000, timeout=60)
+        check_answer(method, response)
+        if implemented(method):
+            assert response.status_code == 400 and "nested more than 100 levels" in response.json()["message"]
+    for method in WORKSPACES_OWN:
+        if method.verb not in ("POST", "PATCH") or method.body_field is None:
+            continue
+        path = served_path(method)
+        for param in method.path_params:
+            path = path.replace("{" + param.wire + "}", NAME_SHAPES.get(method.qualified_name, "workspaces/*")
+                                .replace("*", "w"))
+        response = stranger.request(method.verb, demo.gateway_url + path, data=NESTED_10000, timeout=60)
         check_answer(method, response)
         if implemented(method):
             assert response.status_code == 400 and "nested more than 100 levels" in response.json()["message"]

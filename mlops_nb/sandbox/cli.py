@@ -152,6 +152,8 @@ def _banner(sandbox: Sandbox, data: str) -> str:
                          f"REFRESH_TOKEN={shlex.quote(confidential_token)}"]),
         "# code written for H2O AI Cloud (h2o_mlops.Client() with no arguments) finds the sandbox by discovery:",
         "# " + _export("H2O_CLOUD_ENVIRONMENT", sandbox.gateway_url) + ' H2O_CLOUD_CLIENT_PLATFORM_TOKEN="$REFRESH_TOKEN"',
+        *([f"# h2o-mlops 1.4 and later (the workspaces API): h2o_mlops.Client(h2o_cloud_url={sandbox.gateway_url!r}, "
+           "refresh_token=REFRESH_TOKEN)"] if "workspaces" in sandbox.faces else []),
         "",
         *([f"# HTTPS: trust {sandbox.tls_ca} (ca_bundle={sandbox.tls_ca!r}, or export "
            f"MLOPS_AUTH_CA_FILE_OVERRIDE={shlex.quote(str(sandbox.tls_ca))})"] if sandbox.tls_cert else []),

@@ -18,6 +18,7 @@ package does:
 ``h2o_secure_store`` checks its endpoint by a ``GET`` of ``version`` resolved against it (which,
 without a trailing slash, is the root's ``/version``): both answer, without a token. Links and
 components (newer discovery servers) are absent, answered 404, which the package reads as none.
+Anything else below ``/secure-store`` (secrets) answers 501 UNIMPLEMENTED.
 Lists fit in one page (no ``nextPageToken``), which is how the package knows it has them all.
 Nothing here needs a token: discovery is public on H2O AI Cloud too.
 """
@@ -71,6 +72,11 @@ def discovery_routes(idp: IdentityProvider, faces: tuple[str, ...] = ("legacy",)
     async def version(request: Request) -> Response:
         return JSONResponse({"version": "mlops_nb sandbox"})
 
+    async def no_secure_store(request: Request) -> Response:
+        return JSONResponse({"code": 12, "message": f"{request.method} {request.url.path}: the mlops_nb sandbox has "
+                             "no secure store (it answers its version check only); secrets work against H2O AI "
+                             "Cloud's", "details": []}, status_code=501)
+
     async def clients(request: Request) -> Response:
         return JSONResponse({"clients": [{"name": "clients/platform", "displayName": "H2O AI Cloud platform client",
                                           "oauth2ClientId": PUBLIC_CLIENT_ID}]})
@@ -79,4 +85,6 @@ def discovery_routes(idp: IdentityProvider, faces: tuple[str, ...] = ("legacy",)
             Route(f"{PREFIX}/v1/services", services, methods=["GET"]),
             Route(f"{PREFIX}/v1/clients", clients, methods=["GET"]),
             *([Route(f"{SECURE_STORE_ROOT}/version", version, methods=["GET"]),
-               Route("/version", version, methods=["GET"])] if workspaces else [])]
+               Route("/version", version, methods=["GET"]),
+               Route(SECURE_STORE_ROOT + "/{rest:path}", no_secure_store,
+                     methods=["GET", "POST", "PATCH", "DELETE", "PUT"])] if workspaces else [])]

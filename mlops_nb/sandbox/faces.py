@@ -22,10 +22,11 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from mlops_nb.api import API, Method, description
+from mlops_nb.api import API, Method, Param, description
 
 __all__ = [
     "AUTHZ_ROOT",
+    "EXTRA_QUERY",
     "FACES",
     "NAME_SHAPES",
     "Match",
@@ -91,6 +92,14 @@ NAME_SHAPES: dict[str, str] = {
     "monitoring.aggregate.count_baseline_aggregates2": "workspaces/*/jobs/*/experiments/*",
     "monitoring.aggregate.list_aggregates2": "workspaces/*/jobs/*/experiments/*",
     "monitoring.aggregate.count_aggregates2": "workspaces/*/jobs/*/experiments/*",
+}
+
+
+# Query parameters h2o-mlops 1.6.5 sends that the description (read off the generated client,
+# which lacks them) does not list: accepted too, typed.
+EXTRA_QUERY: dict[str, tuple[Param, ...]] = {
+    "batch.job.get_job_output": (Param("since_time", "sinceTime", "timestamp"),),
+    "batch.job.get_job_output_without_preload_content": (Param("since_time", "sinceTime", "timestamp"),),
 }
 
 

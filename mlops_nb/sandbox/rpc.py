@@ -40,6 +40,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from mlops_nb.api import API, Field, Method, description
+from mlops_nb.wire.messages import message_class
 
 if TYPE_CHECKING:
     from mlops_nb.sandbox.runtime import Supervisor
@@ -248,6 +249,12 @@ _OPERATORS = {
 }
 
 
+# Names the workspaces API's client (h2o-mlops 1.6.5) sorts and filters storage lists by: MLOps
+# storage's own column names, where they differ from the message's field names.
+_STORAGE_COLUMNS = {"version_number": ("version",), "last_modified_time": ("updated_time",),
+                    "name": ("display_name",)}
+
+
 def _field_expr(query: ListQuery, name: str) -> tuple[str, str]:
     """(SQL expression, type) for a sortable/filterable field name."""
     if name in query.fields:
@@ -256,15 +263,18 @@ def _field_expr(query: ListQuery, name: str) -> tuple[str, str]:
         return "e.created_time", "timestamp"
     if name == "id":
         return "e.id", "string"
+    if name == "project_id" and not any(f.name == "project_id" for f in API.messages[query.message]):
+        return "e.project_id", "string"  # every entity's home project, as MLOps storage filters by it
     fields: Sequence[Field] = API.messages[query.message]
-    for f in fields:
-        if name in (f.name, f.json) and not f.repeated and not f.map and (
-            f.type in ("string", "int32", "int64", "double", "bool", "timestamp") or API.is_enum(f.type)
-        ):
-            expr = f"json_extract(e.data, '$.{f.json}')"
-            if f.type == "int64":
-                expr = f"CAST({expr} AS INTEGER)"
-            return expr, f.type
+    for wanted in (name, *_STORAGE_COLUMNS.get(name, ())):
+        for f in fields:
+            if wanted in (f.name, f.json) and not f.repeated and not f.map and (
+                f.type in ("string", "int32", "int64", "double", "bool", "timestamp") or API.is_enum(f.type)
+            ):
+                expr = f"json_extract(e.data, '$.{f.json}')"
+                if f.type == "int64":
+                    expr = f"CAST({expr} AS INTEGER)"
+                return expr, f.type
     valid = sorted(
         {f.name for f in fields if not f.repeated and not f.map
          and (f.type in ("string", "int32", "int64", "double", "bool", "timestamp") or API.is_enum(f.type))}
@@ -304,16 +314,21 @@ def _filter_sql(query: ListQuery, filter_: Any) -> tuple[str, list[Any]]:
                 raise invalid_argument("a property constraint needs property.field (e.g. 'display_name')")
             expr, type_name = _field_expr(query, prop.field)
             op = str(c.operator)
-            value = _constraint_value(c.value, type_name)
-            if op == "CONTAINS":
+            value = _constraint_value(c.value, type_name) if op != "IN_LIST" else None
+            if op in ("CONTAINS", "ICONTAINS"):
                 ands.append(f"instr(lower(CAST({expr} AS TEXT)), lower(?)) > 0")
                 params.append(str(value))
+            elif op == "IN_LIST":  # the workspaces API's storage: one of ``values``
+                listed = [_constraint_value(message_class("StorageValue").from_wire(v), type_name)
+                          for v in c.unknown_fields.get("values", [])]
+                ands.append(f"{_or_zero(expr, type_name)} IN ({', '.join('?' * len(listed))})" if listed else "0")
+                params += listed
             elif op in _OPERATORS:
                 ands.append(f"{_or_zero(expr, type_name)} {_OPERATORS[op]} ?")
                 params.append(value)
             else:
                 raise invalid_argument(
-                    f"operator {op!r} on {prop.field!r}: use one of {', '.join([*_OPERATORS, 'CONTAINS'])}"
+                    f"operator {op!r} on {prop.field!r}: use one of {', '.join([*_OPERATORS, 'CONTAINS', 'IN_LIST'])}"
                 )
         for t in clause.tag_constraint:
             if not t.tag_id:

@@ -22,6 +22,8 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +35,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from mlops_nb.api import API, Method, Param
+from mlops_nb.api import API, Method, Param, description
 from mlops_nb.sandbox import services
 from mlops_nb.sandbox.discovery import discovery_routes
 from mlops_nb.sandbox.faces import (
     AUTHZ_ROOT,
+    EXTRA_QUERY,
     FACES,
     Match,
     TemplateRouter,
@@ -64,7 +67,7 @@ from mlops_nb.sandbox.runtime import Supervisor
 from mlops_nb.sandbox.runtime.runtimes import MAX_UNPACKED_BYTES
 from mlops_nb.sandbox.runtime.supervisor import LOAD_TIMEOUT, SCORE_DEADLINE
 from mlops_nb.sandbox.scoring import ScoringGateway, read_at_most
-from mlops_nb.sandbox.services import deployments
+from mlops_nb.sandbox.services import deployments, uploads
 from mlops_nb.sandbox.store import Store, default_db_path
 from mlops_nb.wire.errors import GRPC_TO_HTTP
 from mlops_nb.wire.messages import Message, message_class, parse_timestamp
@@ -139,39 +142,64 @@ class Gateway:
         # Added to every gateway call (not the identity provider's), as a remote gateway's round trip.
         self.latency_ms = latency_ms
         self.faces = check_faces(faces)
+        self.serving = self.faces  # what is answered now (all_faces() opens both for a while)
         self.router = TemplateRouter(workspaces_only())
+        # Legacy method -> the workspaces method served by its route.
+        self._workspaces_twins = {twin.qualified_name: m for m in description("workspaces").methods
+                                  if (twin := legacy_twin(m)) is not None}
 
     def routes(self) -> list[Route]:
         """Legacy routes at their paths, then one catch-all per root of the workspaces-only routes
-        (matched by :attr:`router`), then ``GET /me``. Routes of a face not served answer 404."""
+        (matched by :attr:`router`), ``GET /me`` and the presigned URLs. A route of a face not
+        served answers 404 (checked per request: :meth:`all_faces` opens every route for a while)."""
         shared = shared_with_workspaces()
-        routes = []
-        for m in API.methods:
-            served = "legacy" in self.faces or ("workspaces" in self.faces and (m.verb, m.full_path) in shared)
-            routes.append(Route(m.full_path, self._endpoint(m) if served else self._face_off("legacy"),
-                                methods=[m.verb]))
-        workspaces = "workspaces" in self.faces
+        routes = [Route(m.full_path, self._gated(FACES if (m.verb, m.full_path) in shared else ("legacy",),
+                                                 self._endpoint(m)), methods=[m.verb]) for m in API.methods]
+        only = ("workspaces",)
         roots = sorted({_root(served_path(m)) for m in workspaces_only()})
-        routes += [Route(root + "/{rest:path}", self._workspaces if workspaces else self._face_off("workspaces"),
-                         methods=_VERBS) for root in roots]
-        routes.append(Route("/me", self._me if workspaces else self._face_off("workspaces"), methods=["GET"]))
+        routes += [Route(root + "/{rest:path}", self._gated(only, self._workspaces), methods=_VERBS)
+                   for root in roots]
+        routes.append(Route("/me", self._gated(only, self._me), methods=["GET"]))
+        routes.append(Route(uploads.PRESIGNED_PREFIX + "/{token}", self._gated(only, self._presigned),
+                            methods=["GET", "PUT"]))
         return routes
+
+    @contextmanager
+    def all_faces(self) -> Iterator[None]:
+        """Serve both faces inside the block (the sandbox seeds its data through the legacy API)."""
+        self.serving = FACES
+        try:
+            yield
+        finally:
+            self.serving = self.faces
+
+    def _gated(self, faces: tuple[str, ...], endpoint: Any) -> Any:
+        """``endpoint`` while one of ``faces`` is served; otherwise NOT_FOUND saying which face it is."""
+
+        async def gated(request: Request) -> Response:
+            if any(f in self.serving for f in faces):
+                return await endpoint(request)
+            return rpc_status(5, f"{request.method} {request.url.path} belongs to the {faces[0]} API, which this "
+                                 f"sandbox does not serve (it serves the {' and '.join(self.faces)} face); start "
+                                 "it with faces=('legacy', 'workspaces') or `mlops-nb sandbox --faces "
+                                 "legacy,workspaces`")
+
+        gated.__name__ = getattr(endpoint, "__name__", "endpoint")
+        return gated
+
+    async def _presigned(self, request: Request) -> Response:
+        """A presigned URL of the workspaces API's storage (its token is the credential; no bearer)."""
+        if self.latency_ms:
+            await asyncio.sleep(self.latency_ms / 1000)
+        if request.method == "PUT":
+            return await uploads.presigned_upload(self.store, request)
+        return await uploads.presigned_download(self.store, request)
 
     def _endpoint(self, method: Method) -> Any:
         async def endpoint(request: Request) -> Response:
             return await self.dispatch(method, request)
 
         endpoint.__name__ = method.python
-        return endpoint
-
-    def _face_off(self, face: str) -> Any:
-        served = " and ".join(self.faces)
-
-        async def endpoint(request: Request) -> Response:
-            return rpc_status(5, f"{request.method} {request.url.path} belongs to the {face} API, which this "
-                                 f"sandbox does not serve (it serves the {served} face); start it with "
-                                 f"faces=('legacy', 'workspaces') or `mlops-nb sandbox --faces legacy,workspaces`")
-
         return endpoint
 
     async def _workspaces(self, request: Request) -> Response:
@@ -217,9 +245,7 @@ class Gateway:
             else:
                 decoded = await _decode_workspaces(method, request, path_params or {})
             result = await run_in_threadpool(handler, call, decoded)
-            if generation == "legacy":
-                return JSONResponse(_encode_response(method, result))
-            return JSONResponse(result if result is not None else {})
+            return JSONResponse(_encode_response(method, result))
 
         return await self._answer(request, rpc, method, answer)
 
@@ -294,7 +320,10 @@ class Gateway:
             decoded = cls.from_wire(body)
         except ValueError as e:
             raise RpcError(3, f"invalid request: {e}") from None
-        _reject_unknown(decoded, cls.__name__)
+        # A storage route both faces share takes what the workspaces API's request adds too (the
+        # handler finds those fields in ``unknown_fields``); anything else is refused.
+        twin = self._workspaces_twins.get(method.qualified_name) if "workspaces" in self.serving else None
+        _reject_unknown(decoded, cls.__name__, twin.request_message if twin is not None else None)
         return decoded
 
 
@@ -314,7 +343,7 @@ async def _decode_workspaces(method: Method, request: Request, path_params: dict
             decoded.update(body)
         else:
             decoded[method.body_field] = body
-    params = {p.wire: p for p in method.query_params}
+    params = {p.wire: p for p in (*method.query_params, *EXTRA_QUERY.get(method.qualified_name, ()))}
     for key, text in request.query_params.multi_items():
         param = params.get(key)
         if param is None:
@@ -361,17 +390,22 @@ def _param(param: Param, text: str) -> Any:
     return text
 
 
-def _reject_unknown(message: Message, path: str) -> None:
-    """grpc-gateway refuses fields the proto does not have; so does the sandbox, naming them."""
-    unknown = message.unknown_fields
+def _reject_unknown(message: Message, path: str, newer: str | None = None) -> None:
+    """grpc-gateway refuses fields the proto does not have; so does the sandbox, naming them.
+
+    ``newer``: the workspaces API's message of the same place, whose extra fields are accepted.
+    """
+    newer_fields = {f.json: f for f in description("workspaces").messages.get(newer or "", ())}
+    unknown = sorted(set(message.unknown_fields) - set(newer_fields))
     if unknown:
-        raise RpcError(3, f"invalid request: {path} has no field {sorted(unknown)[0]!r}")
-    for name, value in message.to_dict().items():
+        raise RpcError(3, f"invalid request: {path} has no field {unknown[0]!r}")
+    specs = {f.name: f for f in message.fields()}
+    for name in message.to_dict():
         inner = getattr(message, name)
+        newer_field = newer_fields.get(specs[name].json)
         for item in inner if isinstance(inner, list) else [inner]:
             if isinstance(item, Message):
-                _reject_unknown(item, f"{path}.{name}")
-        del value
+                _reject_unknown(item, f"{path}.{name}", newer_field.type if newer_field is not None else None)
 
 
 def _encode_response(method: Method, result: Any) -> dict[str, Any]:
@@ -379,8 +413,10 @@ def _encode_response(method: Method, result: Any) -> dict[str, Any]:
         return {}
     if method.response_message is None:
         return result.to_wire() if isinstance(result, Message) else dict(result)
-    # Round-trip through the response class: a handler cannot send what the API does not define.
-    message = result if isinstance(result, Message) else message_class(method.response_message).from_wire(result)
+    # Round-trip through the response class (of the method's generation): a handler cannot send
+    # what the API does not define.
+    cls = message_class(method.response_message, generation=method.service.api.generation)
+    message = result if isinstance(result, Message) else cls.from_wire(result)
     # Lists and maps go out even when empty, at every level, as the gateway sends them: the
     # legacy client reads a missing list as None, and the official high-level client
     # iterates an experiment's ``tag`` or a metadata map's ``values`` without a check.
@@ -581,14 +617,15 @@ class Sandbox:
         self.supervisor.start()
         deployments.restore(self.store, self.supervisor)
         kind, count = parse_data(self.data)
-        if kind == "demo":
-            from mlops_nb.sandbox.demo import seed_demo_data
+        with gateway.all_faces():  # seeding speaks the legacy API, whatever faces are served
+            if kind == "demo":
+                from mlops_nb.sandbox.demo import seed_demo_data
 
-            seed_demo_data(self)
-        elif kind == "scale":
-            from mlops_nb.sandbox.scale import seed_scale_data
+                seed_demo_data(self)
+            elif kind == "scale":
+                from mlops_nb.sandbox.scale import seed_scale_data
 
-            seed_scale_data(self, count)
+                seed_scale_data(self, count)
         if self.faults is not None:
             self.faults.active = True
         return self

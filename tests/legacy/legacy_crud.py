@@ -9,10 +9,9 @@ import os
 
 import h2o_mlops  # noqa: F401
 import h2o_mlops_client as mlops
+from in_venv import legacy_client
 
-provider = mlops.TokenProvider(refresh_token=os.environ["REFRESH_TOKEN"], client_id=os.environ["CLIENT_ID"],
-                               token_endpoint_url=os.environ["TOKEN_ENDPOINT"])
-client = mlops.Client(gateway_url=os.environ["H2O_MLOPS_GATEWAY"], token_provider=provider)
+client = legacy_client()
 seen = {}
 
 before = client.storage.project.list_projects(mlops.StorageListProjectsRequest()).project

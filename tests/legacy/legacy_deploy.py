@@ -4,14 +4,12 @@ the four constants). Prints one JSON line with what it saw."""
 
 import json
 import os
-import time
 
 import h2o_mlops  # noqa: F401
 import h2o_mlops_client as mlops
+from in_venv import legacy_client, legacy_states
 
-provider = mlops.TokenProvider(refresh_token=os.environ["REFRESH_TOKEN"], client_id=os.environ["CLIENT_ID"],
-                               token_endpoint_url=os.environ["TOKEN_ENDPOINT"])
-client = mlops.Client(gateway_url=os.environ["H2O_MLOPS_GATEWAY"], token_provider=provider)
+client = legacy_client()
 project_id, experiment_id = os.environ["PROJECT_ID"], os.environ["EXPERIMENT_ID"]
 seen = {}
 
@@ -23,17 +21,7 @@ created = client.deployer.deployment.create_deployment(mlops.DeployCreateDeploym
         single_deployment=mlops.DeploySingleDeployment(deployment_composition=mlops.DeployDeploymentComposition(
             experiment_id=experiment_id, deployable_artifact_type_name="python/mlflow.zip",
             artifact_processor_name="unzip_processor", runtime_name="python-scorer_mlflow_38"))))).deployment
-states = []
-deadline = time.monotonic() + 240
-while True:
-    status = client.deployer.deployment_status.get_deployment_status(
-        mlops.DeployGetDeploymentStatusRequest(deployment_id=created.id)).deployment_status
-    if not states or states[-1] != status.state:
-        states.append(status.state)
-    if status.state in ("HEALTHY", "FAILED") or time.monotonic() > deadline:
-        break
-    time.sleep(0.2)
-seen["states"] = states
+seen["states"], status = legacy_states(client, created.id)
 seen["score_url"] = status.scorer.score.url
 seen["storage_type"] = client.storage.deployment.get_deployment(
     mlops.StorageGetDeploymentRequest(deployment_id=created.id)).deployment.type

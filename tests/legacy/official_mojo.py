@@ -12,27 +12,17 @@ Prints one JSON line with what it saw, for tests/test_legacy_client.py.
 
 import json
 import os
-import time
 
-import h2o_mlops
+import h2o_mlops  # noqa: F401  (makes h2o_mlops_client importable)
 import h2o_mlops_client
 import httpx
+from in_venv import high_level_client, legacy_client, legacy_states, token_provider, wait_until_healthy
 
-provider = h2o_mlops_client.TokenProvider(refresh_token=os.environ["REFRESH_TOKEN"], client_id=os.environ["CLIENT_ID"],
-                                          token_endpoint_url=os.environ["TOKEN_ENDPOINT"])
-mlops = h2o_mlops.Client(gateway_url=os.environ["H2O_MLOPS_GATEWAY"], token_provider=provider)
+provider = token_provider()
+mlops = high_level_client(provider)
 with open(os.environ["ROWS_JSON"]) as file:
     request = json.load(file)
 seen = {}
-
-
-def wait_until_healthy(deployment, timeout=240):
-    deadline = time.monotonic() + timeout
-    while not deployment.is_healthy():
-        deployment.raise_for_failure()
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"deployment {deployment.uid} is still {deployment.status()}")
-        time.sleep(0.5)
 
 
 project = mlops.projects.create(name="h2o-3 mojo", description="an H2O-3 MOJO through h2o_mlops")
@@ -57,7 +47,7 @@ seen["high_level_score"] = scored.json()
 deployment.delete()
 
 # The legacy client, as H2O-3's cloud extensions deploy: the artifact named in the composition.
-backend = h2o_mlops_client.Client(gateway_url=os.environ["H2O_MLOPS_GATEWAY"], token_provider=provider)
+backend = legacy_client(provider)
 artifact = backend.storage.artifact.list_entity_artifacts(
     h2o_mlops_client.StorageListEntityArtifactsRequest(entity_id=experiment.uid)).artifact[0]
 environment_id = backend.storage.deployment_environment.list_deployment_environments(
@@ -69,17 +59,7 @@ created = backend.deployer.deployment.create_deployment(h2o_mlops_client.DeployC
             deployment_composition=h2o_mlops_client.DeployDeploymentComposition(
                 experiment_id=artifact.entity_id, artifact_id=artifact.id, deployable_artifact_type_name="h2o3_mojo",
                 artifact_processor_name="h2o3_mojo_extractor", runtime_name="h2o3_mojo_runtime"))))).deployment
-states = []
-deadline = time.monotonic() + 240
-while True:
-    status = backend.deployer.deployment_status.get_deployment_status(
-        h2o_mlops_client.DeployGetDeploymentStatusRequest(deployment_id=created.id)).deployment_status
-    if not states or states[-1] != status.state:
-        states.append(status.state)
-    if status.state in ("HEALTHY", "FAILED") or time.monotonic() > deadline:
-        break
-    time.sleep(0.2)
-seen["legacy_states"] = states
+seen["legacy_states"], status = legacy_states(backend, created.id)
 scored = httpx.post(status.scorer.score.url, json=request, timeout=60)
 scored.raise_for_status()
 seen["legacy_score"] = scored.json()

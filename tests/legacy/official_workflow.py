@@ -6,24 +6,13 @@ import json
 import os
 import time
 
-import h2o_mlops
-import h2o_mlops_client
 import httpx
 from h2o_mlops import options
+from in_venv import high_level_client, token_provider, wait_until_healthy
 
-provider = h2o_mlops_client.TokenProvider(refresh_token=os.environ["REFRESH_TOKEN"], client_id=os.environ["CLIENT_ID"],
-                                          token_endpoint_url=os.environ["TOKEN_ENDPOINT"])
-mlops = h2o_mlops.Client(gateway_url=os.environ["H2O_MLOPS_GATEWAY"], token_provider=provider)
+provider = token_provider()
+mlops = high_level_client(provider)
 seen = {}
-
-
-def wait_until_healthy(deployment, timeout=240):
-    deadline = time.monotonic() + timeout
-    while not deployment.is_healthy():
-        deployment.raise_for_failure()
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"deployment {deployment.uid} is still {deployment.status()}")
-        time.sleep(0.5)
 
 
 project = mlops.projects.create(name="official workflow", description="h2o_mlops 1.0.1 against the sandbox")

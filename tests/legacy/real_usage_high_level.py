@@ -9,23 +9,13 @@ passphrase is set right after, as scripts do. Prints one JSON line with what it 
 
 import json
 import os
-import time
 
 import h2o_discovery
 import h2o_mlops
 import httpx
+from in_venv import wait_until_healthy
 
 seen = {}
-
-
-def wait_until_healthy(deployment, timeout=240):
-    deadline = time.monotonic() + timeout
-    while not deployment.is_healthy():
-        deployment.raise_for_failure()
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"deployment {deployment.uid} is still {deployment.status()}")
-        time.sleep(0.5)
-
 
 discovered = h2o_discovery.discover(os.environ["H2O_CLOUD_ENVIRONMENT"])
 seen["discovered"] = [discovered.services["mlops-api"].uri, discovered.environment.issuer_url,

@@ -27,6 +27,9 @@ MODULES = [
     "endpoints",
     "monitoring",
     "misc",
+    "uploads",
+    "workspaces",
+    "runtimes",
 ]
 
 

@@ -55,6 +55,7 @@ from mlops_nb.sandbox.rpc import (
     Call,
     ListQuery,
     RpcError,
+    count_matching,
     failed_precondition,
     handles,
     handles_stream,
@@ -68,6 +69,7 @@ from mlops_nb.sandbox.rpc import (
 )
 from mlops_nb.sandbox.services.access import require_via_project
 from mlops_nb.sandbox.services.entities import apply_update, find_dataset, find_experiment, replace_data
+from mlops_nb.sandbox.services.rest import storage_filter
 from mlops_nb.sandbox.store import Store
 from mlops_nb.wire.messages import Message, message_class
 
@@ -78,7 +80,16 @@ __all__ = [
     "ARTIFACT_OWNER_KINDS",
     "delete_artifact_rows",
     "remove_blobs",
+    "begin_upload",
+    "finish_upload",
+    "abort_upload",
+    "writable_artifact",
+    "MODEL_INGESTION",
 ]
+
+# What a model ingestion found in an artifact (kept by the workspaces API's storage calls, see
+# services/uploads.py): an entity whose parent is the artifact, gone with it.
+MODEL_INGESTION = "model_ingestion"
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -145,6 +156,7 @@ def _delete_artifacts(store: Store, db: sqlite3.Connection, artifact_ids: Sequen
             raise failed_precondition(f"artifact {artifact_id!r} is being uploaded; "
                                       "delete it once the upload has ended")
         db.execute("DELETE FROM entity WHERE kind = 'artifact' AND id = ?", (artifact_id,))
+        db.execute("DELETE FROM entity WHERE kind = ? AND parent_id = ?", (MODEL_INGESTION, artifact_id))
         blobs.remove_in_transaction(db, artifact_id)
 
 
@@ -362,6 +374,11 @@ def readable_artifact(call: Call, artifact_id: str, *, id_name: str = "id") -> d
     return _artifact(call, artifact_id, write=False, id_name=id_name)
 
 
+def writable_artifact(call: Call, artifact_id: str, *, id_name: str = "id") -> dict[str, Any]:
+    """An artifact the caller may change (wire JSON); NOT_FOUND or PERMISSION_DENIED otherwise."""
+    return _artifact(call, artifact_id, write=True, id_name=id_name)
+
+
 @handles("storage.artifact.create_artifact")
 def create_artifact(call: Call, request: Any) -> dict[str, Any]:
     given = request.artifact
@@ -369,9 +386,11 @@ def create_artifact(call: Call, request: Any) -> dict[str, Any]:
         raise invalid_argument("artifact is required (with entity_id and type)")
     project_id = _owning_project(call, given.entity_id, write=True)
     created = now()
+    # The workspaces API's client also says what kind of entity owns it (entityType).
     artifact = {"id": new_id(), "entityId": given.entity_id, "type": given.type, "state": "EMPTY",
                 "size": "0", "createdTime": created, "lastModifiedTime": created,
-                "location": given.location, "mimeType": given.mime_type}
+                "location": given.location, "mimeType": given.mime_type,
+                "entityType": given.unknown_fields.get("entityType", "")}
     artifact = {k: v for k, v in artifact.items() if v != ""}
     call.store.put("artifact", artifact, project_id=project_id, parent_id=given.entity_id,
                    owner_id=call.user_id)
@@ -383,13 +402,21 @@ def get_artifact(call: Call, request: Any) -> dict[str, Any]:
     return {"artifact": _artifact(call, request.id, write=False)}
 
 
+def _artifacts_of(call: Call, entity_id: str) -> ListQuery:
+    _owning_project(call, entity_id, write=False)
+    return ListQuery(kind="artifact", message="StorageArtifact", where="e.parent_id = ?", params=[entity_id])
+
+
 @handles("storage.artifact.list_entity_artifacts")
 def list_entity_artifacts(call: Call, request: Any) -> dict[str, Any]:
-    _owning_project(call, request.entity_id, write=False)
-    query = ListQuery(kind="artifact", message="StorageArtifact", where="e.parent_id = ?",
-                      params=[request.entity_id])
-    items, token = list_page(call, query, request)
+    items, token = list_page(call, _artifacts_of(call, request.entity_id), request)
     return page_response("artifact", items, token)
+
+
+@handles("storage.artifact.count_entity_artifacts", generation="workspaces")
+def count_entity_artifacts(call: Call, request: dict[str, Any]) -> dict[str, Any]:
+    query = _artifacts_of(call, str(request.get("entityId") or ""))
+    return {"count": str(count_matching(call, query, filter=storage_filter(request)))}
 
 
 @handles("storage.artifact.update_artifact")
@@ -440,15 +467,17 @@ class _Upload:
         if message.write_offset != self.received:
             raise RpcError(OUT_OF_RANGE, f"writeOffset is {message.write_offset} but {self.received} bytes "
                                          "were received so far; offsets must follow on")
-        data = message.data
+        self.append_bytes(message.data)
+        self.finished = message.finish_write
+
+    def append_bytes(self, data: bytes) -> None:
         if data:
             self.writer.write(data)
             self.md5.update(data)
             self.received += len(data)
-        self.finished = message.finish_write
 
 
-def _begin_upload(call: Call, artifact_id: str) -> _Upload:
+def begin_upload(call: Call, artifact_id: str) -> _Upload:
     blobs = _blobs(call.store)
     with call.store.transaction():
         artifact = _artifact(call, artifact_id, write=True, id_name="resourceName")
@@ -466,7 +495,7 @@ def _begin_upload(call: Call, artifact_id: str) -> _Upload:
     return upload
 
 
-def _finish_upload(store: Store, upload: _Upload) -> None:
+def finish_upload(store: Store, upload: _Upload) -> None:
     with store.transaction():
         artifact = store.get("artifact", upload.artifact_id)
         if artifact is None:
@@ -480,7 +509,7 @@ def _finish_upload(store: Store, upload: _Upload) -> None:
     _blobs(store).end_upload(upload.artifact_id)
 
 
-def _abort_upload(store: Store, upload: _Upload) -> None:
+def abort_upload(store: Store, upload: _Upload) -> None:
     upload.writer.discard()
     with store.transaction():
         artifact = store.get("artifact", upload.artifact_id)
@@ -530,21 +559,21 @@ async def write(call: Call, request: Request) -> Response:
     try:
         async for message in _write_messages(body):
             if upload is None:
-                upload = await run_in_threadpool(_begin_upload, call, message.resource_name)
+                upload = await run_in_threadpool(begin_upload, call, message.resource_name)
             await run_in_threadpool(upload.append, message)
         if upload is None:
             raise invalid_argument("the Write call carried no message")
         if not upload.finished:
             raise invalid_argument("the Write call ended without a message with finishWrite: true; "
                                    "nothing was kept, upload again from offset 0")
-        await run_in_threadpool(_finish_upload, call.store, upload)
+        await run_in_threadpool(finish_upload, call.store, upload)
     except ClientDisconnect:
         if upload is not None:
-            _abort_upload(call.store, upload)
+            abort_upload(call.store, upload)
         raise RpcError(CANCELLED, "the client went away during the upload") from None
     except BaseException as e:
         if upload is not None:
-            _abort_upload(call.store, upload)
+            abort_upload(call.store, upload)
         if isinstance(e, RpcError):
             await _drain(body)
         raise

@@ -32,6 +32,7 @@ from mlops_nb.sandbox.rpc import (
     Call,
     ListQuery,
     already_exists,
+    count_matching,
     failed_precondition,
     handles,
     invalid_argument,
@@ -46,6 +47,7 @@ from mlops_nb.sandbox.services.access import readable_projects_sql, require_proj
 from mlops_nb.sandbox.services.artifacts import delete_artifact_rows, remove_blobs
 from mlops_nb.sandbox.services.entities import DATASET, apply_update, find_dataset, replace_data
 from mlops_nb.sandbox.services.experiments import shaped
+from mlops_nb.sandbox.services.rest import storage_filter
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -101,20 +103,30 @@ def get_dataset(call: Call, request: Any) -> dict[str, Any]:
     return {"dataset": shaped(call, [dataset], request.response_metadata)[0]}
 
 
-@handles("storage.dataset.list_datasets")
-def list_datasets(call: Call, request: Any) -> dict[str, Any]:
-    if request.project_id:
-        require_project(call, request.project_id)
+def _datasets_in(call: Call, project_id: str) -> ListQuery:
+    """The datasets of a project (home or linked), or with none given of every project the caller may read."""
+    if project_id:
+        require_project(call, project_id)
         where = "(e.project_id = ? OR e.id IN (SELECT dataset_id FROM dataset_link WHERE project_id = ?))"
-        params = [request.project_id, request.project_id]
+        params = [project_id, project_id]
     else:
         home, home_params = readable_projects_sql(call)
         linked, linked_params = readable_projects_sql(call, "l.project_id")
         where = f"({home} OR e.id IN (SELECT l.dataset_id FROM dataset_link l WHERE {linked}))"
         params = [*home_params, *linked_params]
-    query = ListQuery(kind=DATASET, message="StorageDataset", where=where, params=params)
-    items, token = list_page(call, query, request)
+    return ListQuery(kind=DATASET, message="StorageDataset", where=where, params=params)
+
+
+@handles("storage.dataset.list_datasets")
+def list_datasets(call: Call, request: Any) -> dict[str, Any]:
+    items, token = list_page(call, _datasets_in(call, request.project_id), request)
     return page_response("dataset", shaped(call, items, request.response_metadata), token)
+
+
+@handles("storage.dataset.count_datasets", generation="workspaces")
+def count_datasets(call: Call, request: dict[str, Any]) -> dict[str, Any]:
+    query = _datasets_in(call, str(request.get("projectId") or ""))
+    return {"count": str(count_matching(call, query, filter=storage_filter(request)))}
 
 
 @handles("storage.dataset.update_dataset")

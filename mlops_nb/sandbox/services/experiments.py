@@ -61,12 +61,15 @@ from mlops_nb.sandbox.services.entities import (
     apply_update,
     experiments_in,
     find_experiment,
+    replace_data,
 )
 from mlops_nb.sandbox.services.projects import (
     changed_fields,
     projects_query,
     record_event,
 )
+from mlops_nb.sandbox.services.rest import storage_filter
+from mlops_nb.sandbox.services.uploads import ingestion_of
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -177,12 +180,33 @@ def create_experiment(call: Call, request: Any) -> dict[str, Any]:
     created = now()
     data = {"id": new_id(), **{k: wire[k] for k in _CREATABLE if k in wire}, "ownerId": call.user_id,
             "createdTime": created, "lastModifiedTime": created}
+    # The workspaces API's client names an ingested artifact: the experiment takes its metadata
+    # and target column (the caller's win) and the artifact becomes the experiment's.
+    artifact_id = request.unknown_fields.get("artifactId", "")
     with call.store.transaction() as db:
         require_project(call, request.project_id, write=True)
+        if artifact_id:
+            _take_ingested_artifact(call, db, data, artifact_id, request.project_id)
         call.store.put("experiment", data, project_id=request.project_id, owner_id=call.user_id)
         record_event(call, db, "CREATE_EXPERIMENT", request.project_id,
                      f"created experiment {given.display_name!r}", experiment_id=data["id"])
     return _one(call, data, request.response_metadata)
+
+
+def _take_ingested_artifact(call: Call, db: Any, data: dict[str, Any], artifact_id: str, project_id: str) -> None:
+    ingestion = ingestion_of(call, artifact_id)
+    values = {**ingestion.get("metadata", {}).get("values", {}), **data.get("metadata", {}).get("values", {})}
+    if values:
+        data["metadata"] = {"values": values}
+    target = ingestion.get("parameters", {}).get("targetColumn", "")
+    if target and not data.get("parameters", {}).get("targetColumn"):
+        data["parameters"] = {**data.get("parameters", {}), "targetColumn": target}
+    artifact = call.store.get("artifact", artifact_id) or {}
+    artifact.update(entityId=data["id"], entityType="EXPERIMENT", lastModifiedTime=now(),
+                    type=ingestion.get("artifactType") or artifact.get("type", ""))
+    replace_data(call.store, "artifact", artifact)
+    db.execute("UPDATE entity SET parent_id = ?, project_id = ? WHERE kind = 'artifact' AND id = ?",
+               (data["id"], project_id, artifact_id))
 
 
 @handles("storage.experiment.get_experiment")
@@ -373,12 +397,21 @@ def create_experiment_comment(call: Call, request: Any) -> dict[str, Any]:
     return {"comment": comment}
 
 
+def _comments_of(call: Call, experiment_id: str) -> ListQuery:
+    experiment = find_experiment(call, experiment_id)
+    return ListQuery(kind="comment", message="StorageComment", where="e.parent_id = ?", params=[experiment.id])
+
+
 @handles("storage.experiment.list_experiment_comments")
 def list_experiment_comments(call: Call, request: Any) -> dict[str, Any]:
-    experiment = find_experiment(call, request.experiment_id)
-    query = ListQuery(kind="comment", message="StorageComment", where="e.parent_id = ?", params=[experiment.id])
-    items, token = list_page(call, query, request)
+    items, token = list_page(call, _comments_of(call, request.experiment_id), request)
     return page_response("comment", items, token)
+
+
+@handles("storage.experiment.count_experiment_comments", generation="workspaces")
+def count_experiment_comments(call: Call, request: dict[str, Any]) -> dict[str, Any]:
+    query = _comments_of(call, str(request.get("experimentId") or ""))
+    return {"count": str(count_matching(call, query, filter=storage_filter(request)))}
 
 
 @handles("storage.comment.get_comment")
@@ -414,12 +447,29 @@ def create_experiment_metric(call: Call, request: Any) -> dict[str, Any]:
     return {"metric": _only_fields(metric, "StorageMetric")}
 
 
+def _metrics_of(call: Call, experiment_id: str) -> ListQuery:
+    experiment = find_experiment(call, experiment_id)
+    return ListQuery(kind="experiment_metric", message="StorageMetric", where="e.parent_id = ?",
+                     params=[experiment.id])
+
+
+@handles("storage.experiment.count_experiment_metrics", generation="workspaces")
+def count_experiment_metrics(call: Call, request: dict[str, Any]) -> dict[str, Any]:
+    query = _metrics_of(call, str(request.get("experimentId") or ""))
+    return {"count": str(count_matching(call, query, filter=storage_filter(request)))}
+
+
+@handles("storage.experiment.is_experiment_linked_into_project", generation="workspaces")
+def is_experiment_linked_into_project(call: Call, request: dict[str, Any]) -> dict[str, Any]:
+    experiment = find_experiment(call, str(request.get("experimentId") or ""), field="experimentId")
+    project = require_project(call, str(request.get("projectId") or ""))
+    with call.store.reading() as db:
+        return {"isLinked": project["id"] in _projects_of(db, experiment)}
+
+
 @handles("storage.experiment.list_experiment_metrics")
 def list_experiment_metrics(call: Call, request: Any) -> dict[str, Any]:
-    experiment = find_experiment(call, request.experiment_id)
-    query = ListQuery(kind="experiment_metric", message="StorageMetric", where="e.parent_id = ?",
-                      params=[experiment.id])
-    items, token = list_page(call, query, request)
+    items, token = list_page(call, _metrics_of(call, request.experiment_id), request)
     return page_response("metric", [_only_fields(m, "StorageMetric") for m in items], token)
 
 

@@ -37,7 +37,7 @@ from mlops_nb.sandbox.rpc import Call, handles, invalid_argument
 from mlops_nb.sandbox.runtime.runtimes import BAD_ZIP, read_member, read_yaml
 from mlops_nb.sandbox.services.artifacts import artifact_chunks, readable_artifact
 
-__all__: list[str] = []
+__all__ = ["ingest_artifact"]
 
 MAX_HEADER_BYTES = 64 * 1024
 LOOKED_FOR = ("an MLflow model (an MLmodel file at the zip's root), an H2O-3 MOJO (model.ini at the root) or "
@@ -158,9 +158,15 @@ def _inspect(archive: zipfile.ZipFile) -> dict[str, Any]:
 
 @handles("ingest.model.create_model_ingestion")
 def create_model_ingestion(call: Call, request: Any) -> dict[str, Any]:
-    artifact = readable_artifact(call, request.artifact_id, id_name="artifact_id")
+    return {"ingestion": ingest_artifact(call, request.artifact_id, id_name="artifact_id")}
+
+
+def ingest_artifact(call: Call, artifact_id: str, *, id_name: str = "artifactId") -> dict[str, Any]:
+    """What model the artifact holds, as a ``ModelIngestion`` (wire JSON: artifactId, artifactType,
+    modelMetadata, modelParameters); INVALID_ARGUMENT saying why when it holds none the sandbox knows."""
+    artifact = readable_artifact(call, artifact_id, id_name=id_name)
     if artifact.get("state") != "AVAILABLE":
-        raise invalid_argument(f"artifact {request.artifact_id!r} has no uploaded bytes "
+        raise invalid_argument(f"artifact {artifact_id!r} has no uploaded bytes "
                                f"(its state is {artifact.get('state', 'EMPTY')}); upload them first")
     with tempfile.TemporaryFile() as file:
         for chunk in artifact_chunks(call.store, artifact["id"]):
@@ -175,8 +181,8 @@ def create_model_ingestion(call: Call, request: Any) -> dict[str, Any]:
         except BAD_ZIP as e:
             raise invalid_argument(f"artifact {artifact['id']!r} is a damaged zip archive ({e}); upload it "
                                    "again") from None
-    return {"ingestion": {
+    return {
         "artifactId": artifact["id"], "artifactType": found["artifactType"],
         "modelMetadata": {"values": {k: _value(v) for k, v in found["values"].items()}},
         "modelParameters": {"targetColumn": found["target"]},
-    }}
+    }

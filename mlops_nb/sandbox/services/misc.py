@@ -40,6 +40,7 @@ from mlops_nb.sandbox.services.access import ROLES, ROLES_CREATED_TIME, require_
 from mlops_nb.sandbox.services.entities import apply_update, experiments_in
 from mlops_nb.sandbox.services.experiments import registered_versions, shaped
 from mlops_nb.sandbox.services.projects import projects_query, record_event
+from mlops_nb.sandbox.services.rest import storage_filter
 
 MIGRATIONS: list[tuple[str, str]] = []
 
@@ -92,12 +93,21 @@ def get_tag(call: Call, request: Any) -> dict[str, Any]:
     return {"tag": _tag(call, request.id, request.project_id)}
 
 
+def _tags_of(call: Call, project_id: str) -> ListQuery:
+    project = require_project(call, project_id)
+    return ListQuery(kind="tag", message="StorageTag", where="e.project_id = ?", params=[project["id"]])
+
+
 @handles("storage.tag.list_tags")
 def list_tags(call: Call, request: Any) -> dict[str, Any]:
-    project = require_project(call, request.project_id)
-    query = ListQuery(kind="tag", message="StorageTag", where="e.project_id = ?", params=[project["id"]])
-    items, token = list_page(call, query, request)
+    items, token = list_page(call, _tags_of(call, request.project_id), request)
     return page_response("tag", items, token)
+
+
+@handles("storage.tag.count_tags", generation="workspaces")
+def count_tags(call: Call, request: dict[str, Any]) -> dict[str, Any]:
+    query = _tags_of(call, str(request.get("projectId") or ""))
+    return {"count": str(count_matching(call, query, filter=storage_filter(request)))}
 
 
 @handles("storage.tag.update_tag")

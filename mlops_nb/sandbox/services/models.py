@@ -246,6 +246,26 @@ def create_model_version(call: Call, request: Any) -> dict[str, Any]:
     return {"registeredModelVersion": version}
 
 
+@handles("storage.experiment.implicit_register_model", generation="workspaces")
+def implicit_register_model(call: Call, request: dict[str, Any]) -> dict[str, Any]:
+    """Register an experiment as a version of the model named like it (made when missing) in a
+    project; an experiment registered already is left as it is (``registered`` false)."""
+    experiment_id, project_id = str(request.get("experimentId") or ""), str(request.get("projectId") or "")
+    experiment = find_experiment(call, experiment_id, field="experimentId")
+    with call.store.reading() as db:
+        existing = db.execute("SELECT data FROM entity WHERE kind = ? AND json_extract(data, '$.experimentId') = ? "
+                              "ORDER BY created_time LIMIT 1", (VERSION, experiment.id)).fetchone()
+    if existing is not None:
+        version = json.loads(existing["data"])
+        return {"registered": False, "registeredModel": _model(call, version["registeredModelId"]),
+                "registeredModelVersion": version}
+    version = create_model_version(call, message_class("StorageCreateModelVersionRequest").from_wire({
+        "registeredModelVersion": {"experimentId": experiment.id}, "projectId": project_id or experiment.home,
+        "registeredModelDisplayName": experiment.data.get("displayName", experiment.id)}))["registeredModelVersion"]
+    return {"registered": True, "registeredModel": _model(call, version["registeredModelId"]),
+            "registeredModelVersion": version}
+
+
 @handles("storage.registered_model_version.get_model_version")
 def get_model_version(call: Call, request: Any) -> dict[str, Any]:
     return {"registeredModelVersion": _version(call, request.model_version_id, id_name="model_version_id")}
