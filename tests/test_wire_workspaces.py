@@ -546,3 +546,23 @@ def test_same_requests_as_the_newest_official_client(workspaces_python, gateway,
     for their_requests, our_requests in zip(theirs, ours, strict=True):
         for their, our in zip(their_requests, our_requests, strict=True):
             assert our == their
+
+
+def test_workspaces_rest_calls_round_trip_with_the_sandbox(faces) -> None:
+    sandbox = faces[("workspaces",)]
+    with Client(sandbox.gateway_url, sandbox.token_provider("alice"),
+                authz_gateway_url=sandbox.authz_gateway_url) as client:
+        made = client.authz.workspace.create_workspace(workspace={"display_name": "round trip"}).workspace
+        assert made.name.startswith("workspaces/") and made.display_name == "round trip"
+        listed = client.authz.workspace.list_workspaces(page_size=50).workspaces
+        assert made.name in [w.name for w in listed]
+        # PATCH with an update mask, the name taken from the body (the workspace as read).
+        made.description = "patched"
+        client.authz.workspace.update_workspace(workspace=made, update_mask="description")
+        assert client.authz.workspace.get_workspace(made.name).workspace.description == "patched"
+        runtimes = client.runtime.runtime.list_runtimes(parent=made.name, page_size=1)
+        assert len(runtimes.runtimes) == 1 and runtimes.next_page_token  # the query reached it, paged
+        assert client.who_am_i().user.name == f"users/{client.user_id()}"
+        client.authz.workspace.delete_workspace(made.name)
+        with pytest.raises(mlops.NotFound):
+            client.authz.workspace.get_workspace(made.name)
