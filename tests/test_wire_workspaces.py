@@ -313,7 +313,9 @@ def test_a_legacy_gateway_is_found_with_one_probe_on_first_use(gateway) -> None:
 def test_a_workspaces_gateway_is_found_and_kept_by_with_options(gateway) -> None:
     _workspaces_gateway(gateway)
     client = Client(gateway.url, lambda: TOKEN)
+    assert repr(client) == f"Client(gateway_url={gateway.url!r})"  # a repr asks nothing
     assert client.generation == "workspaces" and client.api is description("workspaces")
+    assert repr(client) == f"Client(gateway_url={gateway.url!r}, generation='workspaces')"
     assert [(r.verb, r.path) for r in gateway.requests] == [("POST", LEGACY_PROBE), ("GET", "/me")]
     assert type(client.deployer.deployment).__module__ == "mlops_nb.wire.workspaces"
     other = client.with_options(timeout=5, retry=False)
