@@ -188,6 +188,33 @@ def test_storage_keeps_the_rpc_style(gateway, client) -> None:
                                                    {"projectId": "p1"})
 
 
+def test_reads_are_sent_again_and_writes_are_not(gateway, authz) -> None:
+    unavailable = json.dumps({"code": 14, "message": "busy"}).encode()
+    gateway.default = Canned(503, unavailable)
+    authz.default = Canned(503, unavailable)
+    quick = mlops.RetryPolicy(deadline=2, max_attempts=3, backoff=0.01, jitter=0)
+    client = Client(gateway.url, lambda: TOKEN, generation="workspaces", authz_gateway_url=authz.url, retry=quick)
+    with pytest.raises(mlops.Unavailable):
+        client.deployer.deployment.get_deployment(name=DEPLOYMENT)  # read_only in the description
+    with pytest.raises(mlops.Unavailable):
+        client.authz.workspace.list_workspaces()  # the second gateway's calls too
+    with pytest.raises(mlops.Unavailable):
+        client.deployer.deployment.update_deployment(deployment_name=DEPLOYMENT, deployment={}, update_mask="x")
+    assert [r.verb for r in gateway.requests] == ["GET", "GET", "GET", "PATCH"]
+    assert [r.verb for r in authz.requests] == ["GET", "GET", "GET"]
+
+
+def test_streamed_job_output_comes_as_messages(gateway, client) -> None:
+    lines = [{"result": {"pod": "job-1", "line": "started", "logTime": "2026-01-02T03:04:05Z"}},
+             {"result": {"pod": "job-1", "line": "done", "logTime": "2026-01-02T03:04:06Z"}}]
+    gateway.respond("/batch/v1/workspaces/p1/jobs/j1:output",
+                    raw=b"".join(json.dumps(line).encode() + b"\n" for line in lines))
+    received = list(client.batch.job.get_job_output(name="workspaces/p1/jobs/j1"))
+    assert all(type(m) is mlops.workspaces.V1JobOutputResponse for m in received)
+    assert [m.to_wire() for m in received] == [line["result"] for line in lines]
+    assert [m.line for m in received] == ["started", "done"] and received[1].log_time.second == 6
+
+
 def test_authz_calls_go_to_the_second_gateway(gateway, authz, client) -> None:
     authz.respond("/v1/workspaces", {"workspaces": [{"name": "workspaces/p1", "displayName": "P"}]})
     listed = client.authz.workspace.list_workspaces(page_size=2)
