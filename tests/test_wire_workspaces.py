@@ -188,6 +188,33 @@ def test_storage_keeps_the_rpc_style(gateway, client) -> None:
                                                    {"projectId": "p1"})
 
 
+def test_reads_are_sent_again_and_writes_are_not(gateway, authz) -> None:
+    unavailable = json.dumps({"code": 14, "message": "busy"}).encode()
+    gateway.default = Canned(503, unavailable)
+    authz.default = Canned(503, unavailable)
+    quick = mlops.RetryPolicy(deadline=2, max_attempts=3, backoff=0.01, jitter=0)
+    client = Client(gateway.url, lambda: TOKEN, generation="workspaces", authz_gateway_url=authz.url, retry=quick)
+    with pytest.raises(mlops.Unavailable):
+        client.deployer.deployment.get_deployment(name=DEPLOYMENT)  # read_only in the description
+    with pytest.raises(mlops.Unavailable):
+        client.authz.workspace.list_workspaces()  # the second gateway's calls too
+    with pytest.raises(mlops.Unavailable):
+        client.deployer.deployment.update_deployment(deployment_name=DEPLOYMENT, deployment={}, update_mask="x")
+    assert [r.verb for r in gateway.requests] == ["GET", "GET", "GET", "PATCH"]
+    assert [r.verb for r in authz.requests] == ["GET", "GET", "GET"]
+
+
+def test_streamed_job_output_comes_as_messages(gateway, client) -> None:
+    lines = [{"result": {"pod": "job-1", "line": "started", "logTime": "2026-01-02T03:04:05Z"}},
+             {"result": {"pod": "job-1", "line": "done", "logTime": "2026-01-02T03:04:06Z"}}]
+    gateway.respond("/batch/v1/workspaces/p1/jobs/j1:output",
+                    raw=b"".join(json.dumps(line).encode() + b"\n" for line in lines))
+    received = list(client.batch.job.get_job_output(name="workspaces/p1/jobs/j1"))
+    assert all(type(m) is mlops.workspaces.V1JobOutputResponse for m in received)
+    assert [m.to_wire() for m in received] == [line["result"] for line in lines]
+    assert [m.line for m in received] == ["started", "done"] and received[1].log_time.second == 6
+
+
 def test_authz_calls_go_to_the_second_gateway(gateway, authz, client) -> None:
     authz.respond("/v1/workspaces", {"workspaces": [{"name": "workspaces/p1", "displayName": "P"}]})
     listed = client.authz.workspace.list_workspaces(page_size=2)
@@ -313,7 +340,9 @@ def test_a_legacy_gateway_is_found_with_one_probe_on_first_use(gateway) -> None:
 def test_a_workspaces_gateway_is_found_and_kept_by_with_options(gateway) -> None:
     _workspaces_gateway(gateway)
     client = Client(gateway.url, lambda: TOKEN)
+    assert repr(client) == f"Client(gateway_url={gateway.url!r})"  # a repr asks nothing
     assert client.generation == "workspaces" and client.api is description("workspaces")
+    assert repr(client) == f"Client(gateway_url={gateway.url!r}, generation='workspaces')"
     assert [(r.verb, r.path) for r in gateway.requests] == [("POST", LEGACY_PROBE), ("GET", "/me")]
     assert type(client.deployer.deployment).__module__ == "mlops_nb.wire.workspaces"
     other = client.with_options(timeout=5, retry=False)
@@ -546,3 +575,23 @@ def test_same_requests_as_the_newest_official_client(workspaces_python, gateway,
     for their_requests, our_requests in zip(theirs, ours, strict=True):
         for their, our in zip(their_requests, our_requests, strict=True):
             assert our == their
+
+
+def test_workspaces_rest_calls_round_trip_with_the_sandbox(faces) -> None:
+    sandbox = faces[("workspaces",)]
+    with Client(sandbox.gateway_url, sandbox.token_provider("alice"),
+                authz_gateway_url=sandbox.authz_gateway_url) as client:
+        made = client.authz.workspace.create_workspace(workspace={"display_name": "round trip"}).workspace
+        assert made.name.startswith("workspaces/") and made.display_name == "round trip"
+        listed = client.authz.workspace.list_workspaces(page_size=50).workspaces
+        assert made.name in [w.name for w in listed]
+        # PATCH with an update mask, the name taken from the body (the workspace as read).
+        made.description = "patched"
+        client.authz.workspace.update_workspace(workspace=made, update_mask="description")
+        assert client.authz.workspace.get_workspace(made.name).workspace.description == "patched"
+        runtimes = client.runtime.runtime.list_runtimes(parent=made.name, page_size=1)
+        assert len(runtimes.runtimes) == 1 and runtimes.next_page_token  # the query reached it, paged
+        assert client.who_am_i().user.name == f"users/{client.user_id()}"
+        client.authz.workspace.delete_workspace(made.name)
+        with pytest.raises(mlops.NotFound):
+            client.authz.workspace.get_workspace(made.name)

@@ -8,7 +8,8 @@ Two generations of the API, each a JSON file read by one loader (:class:`ApiDesc
   from it.
 * ``description_workspaces.json`` (``description("workspaces")``, loaded on first use): the
   workspaces generation of MLOps 1.0 and later, regenerated from ``h2o-mlops`` 1.6.5 and
-  1.5.x by ``scripts/regen_api_description_workspaces.py``. Nothing uses it yet.
+  1.5.x by ``scripts/regen_api_description_workspaces.py``. The wire layer builds a second set of
+  message and client classes from it (``mlops_nb.wire.workspaces``) for servers of that generation.
 
 ``catalogs.json`` holds the seed's artifact-name and runtime-name tables. This module
 imports nothing from the package.

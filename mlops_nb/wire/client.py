@@ -258,7 +258,10 @@ class Client:
         self.close()
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(gateway_url={self.gateway_url!r})"
+        # What is known, without asking the gateway (a repr sends nothing).
+        known = f", generation={self._generation!r}" if self._generation else ""
+        authz = f", authz_gateway_url={self.authz_gateway_url!r}" if self.authz_gateway_url else ""
+        return f"{type(self).__name__}(gateway_url={self.gateway_url!r}{known}{authz})"
 
     def __dir__(self) -> list[str]:
         # Before the generation is known, every generation's servers (dir() sends nothing).
