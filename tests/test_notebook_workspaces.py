@@ -29,16 +29,18 @@ from mlops_nb.notebook.generations import (
     operations,
     psi,
 )
+from mlops_nb.notebook.lookup import deployment_id
 from mlops_nb.sandbox import Sandbox
 from tests.deploying import iris_model
 
 # -- the workspaces monitoring figures, from aggregates made here of known data ------------------------
 
-EDGES = np.linspace(-4.0, 8.0, 25)
+EDGES = np.linspace(-4.0, 8.0, 25)  # as the API sends them: the outer -inf and +inf left out
+BINS = [-np.inf, *EDGES, np.inf]
 
 
 def _numerical(values: np.ndarray) -> dict[str, Any]:
-    counts, _ = np.histogram(values, bins=EDGES)
+    counts, _ = np.histogram(values, bins=BINS)
     return {"binEdges": EDGES.tolist(), "binCount": counts.tolist(), "min": float(values.min()),
             "max": float(values.max()), "mean": float(values.mean()), "sum": float(values.sum())}
 
@@ -71,9 +73,11 @@ def test_rows_and_predictions_come_from_the_model_output_aggregates(windows: dic
     assert found.summary["rows_scored"] == sum(len(p) for p in windows["predictions"])
     assert found.summary["prediction_name"] == "y"
     every = np.concatenate(windows["predictions"])
-    expected, _ = np.histogram(every, bins=EDGES)
-    shown = found.predictions.set_index("low")["rows"]
-    assert {low: shown.get(low, 0) for low in EDGES[:-1]} == dict(zip(EDGES[:-1], expected.tolist(), strict=True))
+    expected, _ = np.histogram(every, bins=BINS)
+    assert found.predictions["rows"].tolist() == expected.tolist()
+    # The open outer bins are shown from the smallest and to the largest prediction.
+    assert found.predictions["low"].tolist() == [min(every.min(), EDGES[0]), *EDGES]
+    assert found.predictions["high"].tolist() == [*EDGES, max(every.max(), EDGES[-1])]
     # Quartiles read off each window's histogram: within one bin width of the data's own.
     width = EDGES[1] - EDGES[0]
     for (_, row), values in zip(found.prediction_values.iterrows(), windows["predictions"], strict=True):
@@ -91,6 +95,7 @@ def test_drift_is_the_stability_index_of_each_window_against_the_baseline(window
     assert found.drift.loc["x", "level"] == "high"  # both windows together: the shifted one weighs in
     assert found.drift.loc["x", "missing_values"] == pytest.approx(7 / (len(windows["same"]) + 7 + len(windows["shifted"])))
     assert (found.summary["features_drifting"], found.summary["high_drift"]) == (1, 1)
+    assert found.summary["baseline_rows"] == 5000
     # The index is zero against itself and symmetric.
     a = {"1": 10.0, "2": 30.0, "3": 60.0}
     b = {"1": 40.0, "2": 40.0, "3": 20.0}
@@ -147,7 +152,7 @@ def flows(clients: dict[str, Any], workspace: str, model: dict[str, Any]) -> dic
         deployment = mlops_nb.deploy(client, registered, name=f"iris-{generation}", passphrase="petal")
         status = mlops_nb.wait_for_healthy(client, deployment, timeout=300)
         made[generation] = {"experiment": experiment, "registered": registered, "deployment": deployment,
-                            "status": status, "id": mlops_nb.deployment_id(client, deployment)}
+                            "status": status, "id": deployment_id(client, deployment)}
     return made
 
 
@@ -189,7 +194,7 @@ def test_a_deployment_made_through_one_face_is_one_the_other_sees(clients: dict[
     for made, seen in (("legacy", "workspaces"), ("workspaces", "legacy")):
         client, deployment = clients[seen], flows[made]["id"]
         # By id and by name (looked up in every project / workspace the user may see).
-        assert mlops_nb.deployment_id(client, f"iris-{made}") == deployment
+        assert deployment_id(client, f"iris-{made}") == deployment
         assert str(mlops_nb.wait_for_healthy(client, deployment, timeout=30).state) == "HEALTHY"
         ours = mlops_nb.score(client, f"iris-{made}", X, passphrase="petal")
         theirs = mlops_nb.score(clients[made], deployment, X, passphrase="petal")
@@ -202,16 +207,21 @@ def test_monitoring_on_each_face_counts_the_rows_scored(clients: dict[str, Any],
     X = model["X"]
     for generation, client in clients.items():
         deployment = flows[generation]["deployment"]
-        before = mlops_nb.monitoring(client, deployment).summary["rows_scored"]
         mlops_nb.score(client, deployment, X, passphrase="petal")
         watched = mlops_nb.monitoring(client, deployment)
         assert watched.model_id == flows[generation]["experiment"].id
-        assert watched.summary["rows_scored"] >= before + len(X)
-        assert watched.operational["successful_rows"].sum() >= len(X)
-        assert str(watched.operational.index.tz) == "UTC"
-        assert set(watched.drift.index) <= set(X.columns)
         assert watched.deployment_name == f"iris-{generation}"
+        assert str(watched.operational.index.tz) == "UTC"
+        assert set(watched.drift.index) == set(X.columns)
         assert "data:image/png;base64," in watched._repr_html_()
+        # The same traffic through both faces: the legacy metrics count every row; the workspaces
+        # aggregates those after the baseline, which is the model's first traffic.
+        views = {g: mlops_nb.monitoring(c, flows[generation]["id"]) for g, c in clients.items()}
+        total, aggregated = views["legacy"].summary["rows_scored"], views["workspaces"].summary
+        assert total >= 2 * len(X)
+        assert aggregated["rows_scored"] + aggregated["baseline_rows"] == total
+        assert views["workspaces"].operational["successful_rows"].sum() == aggregated["rows_scored"] > 0
+        assert views["legacy"].operational["successful_rows"].sum() == total
 
 
 def test_logs_on_each_face(clients: dict[str, Any], flows: dict[str, dict[str, Any]]) -> None:
@@ -247,7 +257,7 @@ def test_what_a_generation_lacks_is_said(clients: dict[str, Any], flows: dict[st
         mlops_nb.deploy(clients["workspaces"], experiment, environment="PROD")
     with pytest.raises(TypeError, match="names a deployment of the workspaces generation; this client speaks the "
                                         "legacy one"):
-        mlops_nb.deployment_id(clients["legacy"], flows["workspaces"]["deployment"])
+        deployment_id(clients["legacy"], flows["workspaces"]["deployment"])
 
 
 # -- %mlops on a workspaces client, in a real IPython shell ----------------------------------------------
@@ -309,4 +319,4 @@ def test_a_deployment_deleted_through_either_face_is_gone_from_both(clients: dic
                 assert time.monotonic() < deadline, f"deployment {deployment} is still there"
                 time.sleep(0.2)
             with pytest.raises(mlops_nb.NameNotFound, match=f"iris-{other}"):
-                mlops_nb.deployment_id(client, f"iris-{other}")
+                deployment_id(client, f"iris-{other}")

@@ -729,12 +729,25 @@ def _drift_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return per_feature.set_index("feature")
 
 
+def _histogram(numerical: dict[str, Any]) -> tuple[list[float], list[float]]:
+    """(edges, counts) of a numerical aggregate, ``len(edges) == len(counts) + 1``. The API leaves
+    the outer edges out (-inf and +inf: one more count than edges, as H2O's 1.6 client reads it);
+    edges that include them are taken as they are."""
+    edges = [float(e) for e in numerical.get("binEdges") or []]
+    counts = [float(c) for c in numerical.get("binCount") or []]
+    if len(counts) == len(edges) + 1:
+        return [-math.inf, *edges, math.inf], counts
+    if len(counts) == len(edges) - 1:
+        return edges, counts
+    return [], []
+
+
 def _counts(aggregate: dict[str, Any]) -> dict[str, float]:
     """One column's aggregate as bin -> rows: numerical bins by their edges, categories by value."""
     numerical = aggregate.get("numericalAggregate")
     if numerical:
-        edges, counts = numerical.get("binEdges") or [], numerical.get("binCount") or []
-        return {f"{low}|{high}": float(c) for low, high, c in zip(edges, edges[1:], counts, strict=False)}
+        edges, counts = _histogram(numerical)
+        return {f"{low}|{high}": c for low, high, c in zip(edges, edges[1:], counts, strict=False)}
     categorical = aggregate.get("categoricalAggregate") or {}
     return {str(k): float(v) for k, v in (categorical.get("valueCounts") or {}).items()}
 
@@ -759,14 +772,16 @@ def _rows(aggregate: dict[str, Any]) -> float:
 
 
 def _quantiles(numerical: dict[str, Any]) -> dict[str, float]:
-    """min, quartiles (read off the histogram, linearly within a bin) and max of one window."""
-    edges = np.asarray(numerical.get("binEdges") or [], dtype="float64")
-    counts = np.asarray(numerical.get("binCount") or [], dtype="float64")
-    found = {"min": numerical.get("min", math.nan), "max": numerical.get("max", math.nan)}
-    if len(edges) < 2 or len(counts) != len(edges) - 1 or counts.sum() <= 0:
+    """min, quartiles (read off the histogram, linearly within a bin; the open outer bins end at
+    the window's min and max) and max of one window."""
+    found = {"min": float(numerical.get("min", math.nan)), "max": float(numerical.get("max", math.nan))}
+    edges, counts = _histogram(numerical)
+    total = sum(counts)
+    if not edges or total <= 0:
         return {**found, "q1": math.nan, "median": math.nan, "q3": math.nan}
-    cumulative = np.concatenate([[0.0], np.cumsum(counts)]) / counts.sum()
-    q1, median, q3 = np.interp([0.25, 0.5, 0.75], cumulative, edges)
+    closed = np.clip(np.asarray(edges), min(found["min"], edges[1]), max(found["max"], edges[-2]))
+    cumulative = np.concatenate([[0.0], np.cumsum(counts)]) / total
+    q1, median, q3 = np.interp([0.25, 0.5, 0.75], cumulative, closed)
     return {**found, "q1": float(q1), "median": float(median), "q3": float(q3)}
 
 
@@ -775,7 +790,9 @@ def aggregate_metrics(scored: list[dict[str, Any]], baseline: list[dict[str, Any
     """The monitoring figures of the workspaces generation's aggregates (wire JSON): rows scored per
     window and the prediction column's distribution from the model-output aggregates; drift per
     feature (population stability index) of the scored inputs against the baseline. That monitoring
-    measures no latency, memory, CPU, availability or failed rows: those columns are empty."""
+    measures no latency, memory, CPU, availability or failed rows: those columns are empty. Rows
+    that make the baseline (where it is the model's first traffic) are in ``baseline_rows``, not in
+    ``rows_scored``."""
     scored = [a for a in scored if a.get("startTime") and _in_window(a["startTime"], start, end)]
     outputs = sorted({a["column"] for a in scored if a.get("isModelOutput")})
     prediction = outputs[0] if outputs else ""
@@ -793,8 +810,16 @@ def aggregate_metrics(scored: list[dict[str, Any]], baseline: list[dict[str, Any
         for b, c in _counts(a).items():
             totals[b] = totals.get(b, 0.0) + c
     numeric = any(a.get("numericalAggregate") for a in made)
-    predictions = _bin_frame([{"low": float(b.split("|")[0]), "high": float(b.split("|")[1]), "rows": int(c)}
-                              if numeric else {"low": b, "high": b, "rows": int(c)} for b, c in totals.items()])
+    if numeric:
+        # The open outer bins shown from the smallest to the largest prediction (they hold those).
+        lowest = min((a["numericalAggregate"].get("min", math.inf) for a in made), default=math.inf)
+        highest = max((a["numericalAggregate"].get("max", -math.inf) for a in made), default=-math.inf)
+        bins = sorted((float(b.split("|")[0]), float(b.split("|")[1]), c) for b, c in totals.items())
+        shown = [{"low": low if math.isfinite(low) else min(lowest, high),
+                  "high": high if math.isfinite(high) else max(highest, low), "rows": int(c)} for low, high, c in bins]
+    else:
+        shown = [{"low": b, "high": b, "rows": int(c)} for b, c in sorted(totals.items())]
+    predictions = _bin_frame(shown)
     values = _values_frame([{"time": a["startTime"], **_quantiles(a["numericalAggregate"])}
                             for a in made if a.get("numericalAggregate")])
 
@@ -821,7 +846,9 @@ def aggregate_metrics(scored: list[dict[str, Any]], baseline: list[dict[str, Any
         "features_drifting": int((drift["drift"] >= MEDIUM_DRIFT).sum()),
         "high_drift": int((drift["drift"] >= HIGH_DRIFT).sum()),
         "prediction_name": prediction or "prediction",
-        "baseline": "the baseline aggregates of the deployment's monitoring options" if baseline else "no baseline",
+        "baseline_rows": int(max((_rows(a) for a in baseline), default=0)),
+        "baseline": ("the baseline aggregates (rows scored after them are compared with them)" if baseline
+                     else "no baseline"),
         "not_measured": "latency, memory, CPU, availability, failed rows (the workspaces generation's monitoring "
                         "keeps aggregates of the scored data only)",
     }
