@@ -385,7 +385,7 @@ class Legacy(Operations):
         return status.scorer.score.url if status.scorer is not None and status.scorer.score is not None else ""
 
     def delete_deployment(self, deployment_id: str) -> None:
-        self.client.deployer.deployment.delete_deployment(deployment_id=deployment_id)
+        self.client.deployer.deployment.delete_deployment(id=deployment_id)
 
     def models_of(self, deployment_id: str) -> list[str]:
         storage = self.client.storage.deployment.get_deployment(deployment_id=deployment_id).deployment
@@ -572,8 +572,9 @@ class Workspaces(Operations):
 
     def deployment_exists(self, deployment_id: str) -> bool:
         try:
-            self.name(deployment_id)
-        except NotFound:
+            # Asked again even when the workspace is remembered: the deployment may have gone since.
+            self.client.deployer.deployment.get_deployment(name=self.name(deployment_id))
+        except (NotFound, InvalidArgument):
             return False
         return True
 
