@@ -260,6 +260,39 @@ def test_what_a_generation_lacks_is_said(clients: dict[str, Any], flows: dict[st
         deployment_id(clients["legacy"], flows["workspaces"]["deployment"])
 
 
+def test_split_and_shadow_on_the_workspaces_face(clients: dict[str, Any], flows: dict[str, dict[str, Any]],
+                                                 model: dict[str, Any], tmp_path: Any) -> None:
+    client, X = clients["workspaces"], model["X"]
+    data, _, _ = iris_model("linear")
+    (tmp_path / "linear.zip").write_bytes(data)
+    # Uploaded with its training data: the monitoring baseline (a dataset of the workspace).
+    second = mlops_nb.upload_model(client, "Iris", tmp_path / "linear.zip", name="linear", training_data=X)
+    assert second.parameters.training_dataset_id
+    first = flows["workspaces"]["experiment"]
+    split = mlops_nb.deploy_split(client, [first, second], weights=[70, 30])
+    assert [e.weight for e in split.split.split_elements] == [70, 30] and split.display_name == "iris-workspaces / linear"
+    shadow = mlops_nb.deploy_shadow(client, first, second.id)
+    assert shadow.shadow.secondary_element.deployment_composition.experiment_id == second.id
+    for deployment in (split, shadow):
+        assert str(mlops_nb.wait_for_healthy(client, deployment, timeout=300).state) == "HEALTHY"
+    # The shadow answers with the primary; both score each request, and both are monitored.
+    scored = mlops_nb.score(client, shadow, X)
+    assert scored["prediction"].tolist() == model["fitted"].predict(X).tolist()
+    # The shadow scores its copy after the primary has answered: its rows arrive a moment later.
+    deadline = time.monotonic() + 60
+    while (watched := mlops_nb.monitoring(client, shadow, model=second.id)).summary["rows_scored"] < len(X):
+        assert time.monotonic() < deadline, f"the shadow's rows are not counted: {watched.summary}"
+        time.sleep(0.2)
+    assert watched.model_id == second.id and watched.summary["baseline_rows"] == len(X)
+    assert watched.summary["rows_scored"] == len(X) and set(watched.drift.index) == set(X.columns)
+    assert (watched.drift["drift"] < MEDIUM_DRIFT).all()  # scored the data it was trained on
+    with pytest.raises(ValueError, match="serves the models"):
+        mlops_nb.monitoring(client, split, model="someone-else")
+    assert mlops_nb.monitoring(client, split, model=second.id).model_id == second.id
+    for deployment in (split, shadow):
+        operations(client).delete_deployment(entity_id(deployment))
+
+
 # -- %mlops on a workspaces client, in a real IPython shell ----------------------------------------------
 
 
