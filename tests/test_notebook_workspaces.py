@@ -338,6 +338,25 @@ def test_magics_on_a_workspaces_client(ip: Any, workspace: str, flows: dict[str,
     operations(session.current_client()).delete_deployment(entity_id(made))
 
 
+def test_mlops_sandbox_logs_in_to_the_workspaces_face(ip: Any, tmp_path: Any,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    def line(text: str) -> Any:
+        result = ip.run_cell(text, store_history=False)
+        assert result.success, result.error_in_exec or result.error_before_exec
+        return result.result
+
+    try:
+        me = line(f"%mlops sandbox --db {tmp_path / 'ws.sqlite3'} --data empty --generation workspaces")
+        assert type(me).__name__ == "V1User" and me.display_name == "alice"
+        assert "logged in as alice" in capsys.readouterr().out
+        client = session.current_client()
+        assert client.generation == "workspaces" and client.authz_gateway_url == client.gateway_url + "/authz"
+        line("%mlops call authz.workspace.create_workspace workspace='{\"display_name\": \"Mine\"}'")
+        assert list(line("%mlops workspaces")["display_name"]) == ["Mine"]
+    finally:
+        line("%mlops sandbox --stop")
+
+
 # -- last: deleting through one face removes it from both -------------------------------------------------
 
 
