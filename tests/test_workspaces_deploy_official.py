@@ -129,6 +129,10 @@ def test_update_logs_and_endpoint(deployed: dict[str, Any], sandbox: Sandbox, al
     assert (updated["name"], updated["description"]) == ("iris renamed", "updated by h2o-mlops 1.6.5")
     assert updated["security"] == ["SecurityType.HASHED_PASSPHRASE"]
     assert len(updated["scored"]["score"]) == len(deployed["sample"]["rows"])
+    assert updated["securities"] == ["SecurityType.HASHED_PASSPHRASE", "SecurityType.OIDC_AUTH"]
+    assert updated["with_token"] == updated["scored"]  # the same rows scored with an access token instead
+    assert deployed["paused"] == {"is_paused": True, "can_resume": True}
+    assert deployed["after_resume"] == updated["scored"]
     assert sum(deployed["logs"].values()) > 0
     endpoint = deployed["endpoint"]
     assert (endpoint["path"], endpoint["target"]) == ("iris-ws", deployed["deployment"])

@@ -76,7 +76,21 @@ deployment.update(name="iris renamed", description="updated by h2o-mlops 1.6.5",
                                                            passphrase="n3w-hashed"))
 updated = workspace.deployments.get(deployment.uid)
 after_update = updated.scorer.score(sample, auth_value="n3w-hashed")
+# Granular: token authentication added beside the passphrase; either one scores.
+deployment.update(security_options=[options.SecurityOptions(action=types.SecurityAction.ADD,
+                                                            security_type=types.SecurityType.OIDC_AUTH)])
+token = str(mlops._token_provider.token())
+with_token = workspace.deployments.get(deployment.uid).scorer.score(sample, auth_value=token)
+securities = [str(s.security_type) for s in workspace.deployments.get(deployment.uid).securities_options]
 logs = deployment.logs()
+
+started = time.monotonic()
+deployment.pause()
+paused = {"is_paused": deployment.is_paused, "can_resume": deployment.can_resume}
+deployment.resume()
+deployment.wait_for_healthy(timeout=180, interval=1)
+seconds["pause_resume"] = time.monotonic() - started
+after_resume = deployment.scorer.score(sample, auth_value="n3w-hashed")
 endpoint = deployment.configure_endpoint(path="iris-ws", name="iris endpoint")
 
 print(json.dumps({
@@ -93,7 +107,8 @@ print(json.dumps({
     "baselines": {"count": len(baselines), "columns": sorted({b._raw_info.column for b in baselines})},
     "updated": {"name": updated.name, "description": updated.description,
                 "security": [str(s.security_type) for s in updated.securities_options],
-                "scored": after_update},
+                "scored": after_update, "securities": securities, "with_token": with_token},
+    "paused": paused, "after_resume": after_resume,
     "logs": {k: len(v) for k, v in logs.items()},
     "endpoint": {"uid": endpoint.uid, "path": endpoint.path,
                  "target": endpoint.target_deployment.uid if endpoint.target_deployment else None},
