@@ -94,7 +94,9 @@ def test_an_experiment_from_an_mlflow_zip_is_the_same_experiment_in_both_faces(
 
 def test_a_model_and_its_version_registered_by_the_official_client(workflow: dict[str, Any], alice: Any) -> None:
     models = alice.storage.registered_model.list_registered_models(project_id=workflow["workspace"]["uid"])
-    assert [(m.id, m.display_name) for m in models.registered_models] == [(workflow["model"]["uid"], "iris")]
+    # Renamed by the official client after it registered the version (it names the field "name").
+    assert [(m.id, m.display_name) for m in models.registered_models] == [(workflow["model"]["uid"], "iris v2")]
+    assert workflow["all_models"] == [workflow["model"]["uid"]]  # listed across workspaces
     versions = alice.storage.registered_model_version.list_model_versions_for_model(
         registered_model_id=workflow["model"]["uid"]).model_versions
     assert [(v.version, v.experiment_id) for v in versions] == [(1, workflow["experiment"]["uid"])]
