@@ -307,3 +307,25 @@ def test_sandbox_client_passes_a_generation_only_when_given(sandbox: Sandbox, mo
                     (sandbox.gateway_url, {"ca_bundle": None, "generation": "legacy"}),
                     (sandbox.gateway_url, {"ca_bundle": None, "generation": "workspaces",
                                            "authz_gateway_url": sandbox.gateway_url + "/authz"})]
+
+
+def test_every_workspaces_route_leads_back_to_its_method() -> None:
+    from mlops_nb.sandbox.faces import NAME_SHAPES, Match, TemplateRouter, served_path, workspaces_only
+
+    router = TemplateRouter(workspaces_only())
+    for method in workspaces_only():
+        path, values = served_path(method), {}
+        for i, param in enumerate(method.path_params):
+            value = NAME_SHAPES.get(method.qualified_name, "workspaces/*").replace("*", f"id{i}") if i == 0 \
+                else f"workspaces/id{i}"
+            path = path.replace("{" + param.wire + "}", value)
+            values[param.wire] = value
+        found = router.match(method.verb, path)
+        assert isinstance(found, Match), (method.qualified_name, path, found)
+        assert found.path_params == values, method.qualified_name
+        # Two methods of one template and one name shape are the same call (get_job_output and its
+        # streaming twin): either may serve it.
+        assert found.method == method or (
+            served_path(found.method) == served_path(method) and found.method.verb == method.verb
+            and NAME_SHAPES.get(found.method.qualified_name) == NAME_SHAPES.get(method.qualified_name)
+        ), (method.qualified_name, found.method.qualified_name)

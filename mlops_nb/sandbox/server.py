@@ -205,7 +205,7 @@ class Gateway:
     async def _workspaces(self, request: Request) -> Response:
         """A workspaces-only route: the template router finds the method, then :meth:`dispatch`."""
         try:
-            found = self.router.match(request.method, request.url.path, set(WORKSPACES_HANDLERS))
+            found = self.router.match(request.method, request.url.path, WORKSPACES_HANDLERS)
         except ValueError as e:
             return rpc_status(5, f"{request.method} {request.url.path}: {e}")
         if isinstance(found, Match):
