@@ -26,7 +26,8 @@ from mlops_nb.sandbox.runtime.runtimes import runnable_runtimes
 from mlops_nb.sandbox.server import implemented
 from tests.deploying import iris_model
 
-pytestmark = pytest.mark.legacy  # an official client in an isolated virtual environment
+# Tests that run the official client in its isolated virtual environment.
+official = pytest.mark.legacy
 
 SCRIPTS = Path(__file__).parent / "workspaces"
 
@@ -55,12 +56,14 @@ def workflow(sandbox: Sandbox, workspaces_python: str, mlflow_zip: tuple[Path, b
     return seen
 
 
+@official
 def test_official_client_connects_through_discovery_and_knows_who_it_is(workflow: dict[str, Any], alice: Any) -> None:
     me = alice.storage.user.who_am_i().user
     assert workflow["me"] == {"name": f"users/{me.id}", "login": "alice"}
     assert workflow["workspace"]["creator"] == me.id
 
 
+@official
 def test_a_workspace_made_by_the_official_client_is_a_project(workflow: dict[str, Any], alice: Any) -> None:
     made = workflow["workspace"]
     project = alice.storage.project.get_project(project_id=made["uid"]).project
@@ -71,6 +74,7 @@ def test_a_workspace_made_by_the_official_client_is_a_project(workflow: dict[str
     assert workflow["count"] == len(alice.storage.project.list_projects().project)
 
 
+@official
 def test_an_experiment_from_an_mlflow_zip_is_the_same_experiment_in_both_faces(
         workflow: dict[str, Any], alice: Any, mlflow_zip: tuple[Path, bytes]) -> None:
     made = workflow["experiment"]
@@ -92,6 +96,7 @@ def test_an_experiment_from_an_mlflow_zip_is_the_same_experiment_in_both_faces(
     assert downloaded.getvalue() == mlflow_zip[1]
 
 
+@official
 def test_a_model_and_its_version_registered_by_the_official_client(workflow: dict[str, Any], alice: Any) -> None:
     models = alice.storage.registered_model.list_registered_models(project_id=workflow["workspace"]["uid"])
     # Renamed by the official client after it registered the version (it names the field "name").
@@ -104,6 +109,7 @@ def test_a_model_and_its_version_registered_by_the_official_client(workflow: dic
     assert workflow["registered"] == {"model": workflow["model"]["uid"], "version": 1}
 
 
+@official
 def test_runtimes_are_the_sandboxs_own(workflow: dict[str, Any]) -> None:
     states = {r["uid"]: r["state"] for r in workflow["runtimes"]}
     assert set(states) == {r["runtime_name"] for r in CATALOGS.runtimes}
@@ -115,6 +121,7 @@ def test_runtimes_are_the_sandboxs_own(workflow: dict[str, Any]) -> None:
                                              if r["runtime_name"] == first)
 
 
+@official
 def test_what_the_legacy_face_makes_the_official_client_reads(
         sandbox: Sandbox, workspaces_python: str, alice: Any) -> None:
     project = alice.storage.project.create_project(project={"display_name": "Made by the legacy face"}).project
@@ -136,6 +143,7 @@ def test_what_the_legacy_face_makes_the_official_client_reads(
     assert seen["models"] == ["legacy model"]
 
 
+@official
 def test_the_workflow_takes_seconds(workflow: dict[str, Any]) -> None:
     # Connect, workspace, upload + ingestion, experiment, model, version, runtimes: one process.
     assert workflow["seconds"] < 60, workflow["seconds"]
