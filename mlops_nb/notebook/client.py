@@ -173,7 +173,9 @@ class Client(wire.Client):
     entities. ``timeout`` defaults to ``mlops_nb.notebook.settings.settings.timeout``
     (seconds per HTTP attempt) and ``retry`` to the default ``RetryPolicy`` with
     ``settings.retry_deadline`` as its deadline, or none when ``settings.retries`` is
-    False; the other arguments are those of the wire client.
+    False; the other arguments are those of the wire client (``generation``: ``"legacy"``,
+    ``"workspaces"`` or ``None`` to find it on first use; ``authz_gateway_url``: the workspaces
+    generation's second gateway, found by ``Client.from_discovery``).
     """
 
     def __init__(
@@ -181,6 +183,8 @@ class Client(wire.Client):
         gateway_url: str,
         token_provider: Callable[[], str],
         *,
+        generation: str | None = None,
+        authz_gateway_url: str | None = None,
         timeout: float | tuple[float, float] | None = _TIMEOUT_FROM_SETTINGS,
         verify: bool = True,
         ca_bundle: str | None = None,
@@ -194,7 +198,8 @@ class Client(wire.Client):
             from mlops_nb.wire.retry import RetryPolicy  # with requests, when the first client is made
 
             retry = RetryPolicy(deadline=settings.retry_deadline) if settings.retries else RetryPolicy.off()
-        super().__init__(gateway_url, token_provider, timeout=timeout, verify=verify, ca_bundle=ca_bundle,
+        super().__init__(gateway_url, token_provider, generation=generation, authz_gateway_url=authz_gateway_url,
+                         timeout=timeout, verify=verify, ca_bundle=ca_bundle,
                          proxies=proxies, retry=retry, max_connections=max_connections)
         self.usernames: RecentCache[str] = RecentCache()
         self.experiment_names: RecentCache[str] = RecentCache()
