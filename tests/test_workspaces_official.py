@@ -237,10 +237,9 @@ def test_a_presigned_url_works_once(sandbox: Sandbox, alice: Any) -> None:
 
 @pytest.fixture(scope="module")
 def alice_workspaces(sandbox: Sandbox) -> Any:
-    from mlops_nb.wire import Client
-
-    return Client(sandbox.gateway_url, sandbox.token_provider("alice"), generation="workspaces",
-                  authz_gateway_url=sandbox.authz_gateway_url)
+    client = sandbox.client("alice", generation="workspaces")
+    assert (client.generation, client.authz_gateway_url) == ("workspaces", sandbox.authz_gateway_url)
+    return client
 
 
 def test_workspaces_list_filter_order_pages_and_archive(alice_workspaces: Any, alice: Any) -> None:
