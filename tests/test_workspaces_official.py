@@ -257,6 +257,8 @@ def test_workspaces_list_filter_order_pages_and_archive(alice_workspaces: Any, a
     assert pages == [["zz paged 2", "zz paged 1"], ["zz paged 0"]]
     assert workspace.count_workspaces(filter="display_name = 'zz paged 1' OR display_name = 'zz paged 0'"
                                       ).total_size == 2
+    by_name = workspace.list_workspaces(filter=f'name = "{made[2].name}" AND create_time >= timestamp("2000-01-01T00:00:00Z")')
+    assert [w.display_name for w in by_name.workspaces] == ["zz paged 2"]
     archived = workspace.archive_workspace(name=made[0].name).workspace
     assert archived.archiver == f"users/{alice.storage.user.who_am_i().user.id}" and archived.archive_time
     names = {w.name for w in workspace.list_workspaces(filter="display_name:'zz paged'").workspaces}
