@@ -8,8 +8,8 @@ the project): ``annotations``, and ``archiveTime``/``archiver`` once archived. A
 workspace is read and used as before but left out of lists and counts unless ``showArchived``.
 Listing and counting take AIP-160 ``filter``/``orderBy`` over ``name``, ``display_name``, ``description``,
 ``create_time``, ``update_time``. Deleting is at once and for good, as the legacy DeleteProject
-is: undelete (and ``showDeleted``, which finds nothing) and importing answer UNIMPLEMENTED (no
-handler).
+is: undelete and importing answer UNIMPLEMENTED (no handler; ``showDeleted`` adds nothing to a
+list).
 
 Users are storage's users: ``users/<user id>`` (the id ``GET /me`` answers in ``X-User-Id``),
 display name and login principal the username, the primary email as the one email.
