@@ -338,3 +338,14 @@ def test_every_workspaces_route_leads_back_to_its_method() -> None:
             served_path(found.method) == served_path(method) and found.method.verb == method.verb
             and NAME_SHAPES.get(found.method.qualified_name) == NAME_SHAPES.get(method.qualified_name)
         ), (method.qualified_name, found.method.qualified_name)
+
+
+@official
+def test_the_official_workflow_needs_only_the_workspaces_face(one_face: dict[str, Sandbox], workspaces_python: str,
+                                                              mlflow_zip: tuple[Path, bytes]) -> None:
+    sb = one_face["workspaces"]
+    seen = _run(workspaces_python, "official_workflow.py", sb.gateway_url, sb.refresh_token("alice"),
+                str(mlflow_zip[0]))
+    assert seen["me"]["login"] == "alice" and seen["count"] == 4  # the 3 generated projects and this one
+    assert [(a["name"], a["state"]) for a in seen["artifacts"]] == [("python/mlflow", "AVAILABLE")]
+    assert seen["registered"] == {"model": seen["model"]["uid"], "version": 1}
