@@ -24,6 +24,7 @@ from mlops_nb.api import CATALOGS, description
 from mlops_nb.sandbox import Sandbox
 from mlops_nb.sandbox.runtime.runtimes import runnable_runtimes
 from mlops_nb.sandbox.server import implemented
+from mlops_nb.wire.errors import InvalidArgument
 from tests.deploying import iris_model
 
 # Tests that run the official client in its isolated virtual environment.
@@ -259,6 +260,13 @@ def test_workspaces_list_filter_order_pages_and_archive(alice_workspaces: Any, a
                                       ).total_size == 2
     by_name = workspace.list_workspaces(filter=f'name = "{made[2].name}" AND create_time >= timestamp("2000-01-01T00:00:00Z")')
     assert [w.display_name for w in by_name.workspaces] == ["zz paged 2"]
+    grouped = workspace.count_workspaces(
+        filter="(display_name = 'zz paged 1' OR display_name = \"zz paged 2\") AND description = ''")
+    assert grouped.total_size == 2
+    with pytest.raises(InvalidArgument, match="does not take NOT"):
+        workspace.list_workspaces(filter="NOT display_name = 'x'")
+    with pytest.raises(InvalidArgument, match="use one of: create_time, description"):
+        workspace.list_workspaces(order_by="owner desc")
     archived = workspace.archive_workspace(name=made[0].name).workspace
     assert archived.archiver == f"users/{alice.storage.user.who_am_i().user.id}" and archived.archive_time
     names = {w.name for w in workspace.list_workspaces(filter="display_name:'zz paged'").workspaces}
