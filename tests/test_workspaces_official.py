@@ -357,3 +357,29 @@ def test_the_official_workflow_needs_only_the_workspaces_face(one_face: dict[str
     assert seen["me"]["login"] == "alice" and seen["count"] == 4  # the 3 generated projects and this one
     assert [(a["name"], a["state"]) for a in seen["artifacts"]] == [("python/mlflow", "AVAILABLE")]
     assert seen["registered"] == {"model": seen["model"]["uid"], "version": 1}
+
+
+def test_presigned_upload_and_download_of_more_than_a_gateway_call_takes(sandbox: Sandbox, alice: Any) -> None:
+    import os
+
+    project = alice.storage.project.create_project(project={"display_name": "big upload"}).project
+    artifact = alice.storage.artifact.create_artifact(artifact={"entity_id": project.id, "type": "raw"}).artifact
+    headers = {"Authorization": f"Bearer {sandbox.token_provider('alice')()}"}
+    storage = sandbox.gateway_url + "/storage/ai.h2o.storage.ArtifactService/"
+    blob = os.urandom(6 * 1024 * 1024)  # more than the 4 MiB a gateway call may carry
+    url = requests.post(storage + "GenerateArtifactUploadURL", json={"id": artifact.id}, headers=headers,
+                        timeout=10).json()["presignedUrl"]["url"]
+    assert requests.put(url, data=blob, timeout=60).status_code == 200
+    done = requests.post(storage + "CompleteArtifactUpload", json={"id": artifact.id, "sizeBytes": str(len(blob)),
+                         "md5Digest": hashlib.md5(blob).hexdigest()}, headers=headers, timeout=10)
+    assert done.status_code == 200 and done.json()["artifact"]["state"] == "AVAILABLE"
+    assert done.json()["artifact"]["size"] == str(len(blob))
+    download = requests.post(storage + "GenerateArtifactDownloadURL", json={"id": artifact.id}, headers=headers,
+                             timeout=10).json()["presignedUrl"]
+    assert download["method"] == "HTTP_METHOD_GET"
+    got = requests.get(download["url"], timeout=60)
+    assert got.status_code == 200 and hashlib.sha256(got.content).digest() == hashlib.sha256(blob).digest()
+    assert requests.get(download["url"], timeout=10).status_code == 403  # once
+    legacy = io.BytesIO()
+    alice.storage.artifact.download_artifact(artifact.id, legacy)
+    assert legacy.getvalue() == blob
