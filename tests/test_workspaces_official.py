@@ -383,3 +383,20 @@ def test_presigned_upload_and_download_of_more_than_a_gateway_call_takes(sandbox
     legacy = io.BytesIO()
     alice.storage.artifact.download_artifact(artifact.id, legacy)
     assert legacy.getvalue() == blob
+
+
+def test_a_presigned_upload_past_the_bound_is_refused(sandbox: Sandbox, alice: Any,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlops_nb.sandbox.services import uploads
+
+    monkeypatch.setattr(uploads, "MAX_UPLOAD_BYTES", 1000)
+    project = alice.storage.project.create_project(project={"display_name": "bounded"}).project
+    headers = {"Authorization": f"Bearer {sandbox.token_provider('alice')()}"}
+    storage = sandbox.gateway_url + "/storage/ai.h2o.storage.ArtifactService/"
+    for body in (b"x" * 2000, (b"x" * 500 for _ in range(4))):  # declared length, then chunked without one
+        artifact = alice.storage.artifact.create_artifact(artifact={"entity_id": project.id, "type": "raw"}).artifact
+        url = requests.post(storage + "GenerateArtifactUploadURL", json={"id": artifact.id}, headers=headers,
+                            timeout=10).json()["presignedUrl"]["url"]
+        refused = requests.put(url, data=body, timeout=10)
+        assert refused.status_code == 400 and "(1000 bytes)" in refused.json()["message"]
+        assert alice.storage.artifact.get_artifact(id=artifact.id).artifact.state in ("EMPTY", "UPLOAD_FAILED")
