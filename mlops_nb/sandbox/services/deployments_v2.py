@@ -56,6 +56,7 @@ from mlops_nb.sandbox.rpc import (
     invalid_argument,
     new_id,
     not_found,
+    not_implemented,
     now,
 )
 from mlops_nb.sandbox.runtime.runtimes import cannot_run
@@ -908,12 +909,5 @@ _NOT_DONE = {
 }
 
 
-def _refuse(what: str) -> Callable[[Call, dict[str, Any]], None]:
-    def refuse(call: Call, request: dict[str, Any]) -> None:
-        raise unimplemented(what)
-
-    return refuse
-
-
 for _method, _what in _NOT_DONE.items():
-    handles(_method, generation="workspaces")(_refuse(_what))
+    not_implemented(_method, _what, generation="workspaces")
