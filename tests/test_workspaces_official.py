@@ -209,6 +209,12 @@ def test_me_and_resource_name_shapes(sandbox: Sandbox, alice: Any) -> None:
         assert status.json()["code"] in (3, 5, 7), status.text  # no workspace W
     else:
         assert status.status_code == 501 and "deployer.status.get_deployment_status" in status.json()["message"]
+    token = sandbox.token_provider("alice")()
+    undelete = requests.post(sandbox.gateway_url + "/authz/v1/workspaces/w:undelete", json={},
+                             headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert undelete.status_code == 501 and undelete.json()["message"].startswith(
+        "the mlops_nb sandbox does not implement undeleting workspaces (the sandbox deletes a workspace at once")
+    assert "(POST /authz/v1/{name}:undelete, authz.workspace.undelete_workspace)" in undelete.json()["message"]
     wrong_verb = requests.put(sandbox.gateway_url + "/authz/v1/workspaces:count", timeout=10)
     assert wrong_verb.status_code == 405 and wrong_verb.headers["Allow"] == "GET"
     bad_query = _get(sandbox, "/authz/v1/workspaces", params={"pageSize": "many"})

@@ -21,7 +21,7 @@ import dataclasses
 import json
 from typing import Any
 
-from mlops_nb.sandbox.rpc import Call, handles, invalid_argument, now
+from mlops_nb.sandbox.rpc import Call, handles, invalid_argument, not_implemented, now
 from mlops_nb.sandbox.services import projects
 from mlops_nb.sandbox.services.access import require_project
 from mlops_nb.sandbox.services.rest import resource_id, rest_count, rest_list
@@ -192,6 +192,13 @@ def archive_workspace(call: Call, request: dict[str, Any]) -> dict[str, Any]:
 @handles("authz.workspace.unarchive_workspace", generation="workspaces")
 def unarchive_workspace(call: Call, request: dict[str, Any]) -> dict[str, Any]:
     return _archive(call, request, False)
+
+
+_UNDELETE = "undeleting workspaces (the sandbox deletes a workspace at once and for good, as DeleteProject does)"
+not_implemented("authz.workspace.undelete_workspace", _UNDELETE, generation="workspaces")
+not_implemented("authz.workspace.undelete_workspace2", _UNDELETE, generation="workspaces")
+not_implemented("authz.workspace.import_workspace", "importing workspaces exported by another MLOps installation",
+                generation="workspaces")
 
 
 # -- users ---------------------------------------------------------------------------------------
