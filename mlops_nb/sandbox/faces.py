@@ -35,6 +35,7 @@ __all__ = [
     "legacy_twin",
     "name_shape",
     "served_path",
+    "shared_with_workspaces",
     "workspaces_only",
 ]
 
@@ -125,11 +126,7 @@ def served_path(method: Method) -> str:
     return root + method.full_path
 
 
-def _legacy_routes() -> dict[tuple[str, str], Method]:
-    return {(m.verb, m.full_path): m for m in API.methods}
-
-
-_LEGACY_ROUTES = _legacy_routes()
+_LEGACY_ROUTES: dict[tuple[str, str], Method] = {(m.verb, m.full_path): m for m in API.methods}
 
 
 def legacy_twin(method: Method) -> Method | None:
