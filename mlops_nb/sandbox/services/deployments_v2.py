@@ -61,6 +61,7 @@ from mlops_nb.sandbox.rpc import (
     invalid_argument,
     new_id,
     not_found,
+    not_implemented,
     now,
 )
 from mlops_nb.sandbox.runtime.runtimes import cannot_run
@@ -922,3 +923,25 @@ def list_artifact_processors(call: Call, request: dict[str, Any]) -> dict[str, A
 @handles("deployer.artifact_processor.list_deployable_artifact_types", generation="workspaces")
 def list_deployable_artifact_types(call: Call, request: dict[str, Any]) -> dict[str, Any]:
     return {"deployableArtifactTypes": [_deployable(r) for r in CATALOGS.artifacts]}
+
+
+# -- what the sandbox does not do: said plainly ---------------------------------------------------------------
+
+_NOT_DONE = {
+    "deployer.deployment.upgrade_runtime_image": "runtime image upgrades (each sandbox runtime has one image)",
+    "deployer.deployment.batch_upgrade_runtime_image": "runtime image upgrades (each sandbox runtime has one image)",
+    "deployer.deployment.delete_deployment_monitoring": "deleting a deployment's monitoring data alone",
+    "deployer.schedule.get_deployment_schedule": "deployment scaling schedules",
+    "deployer.schedule.update_deployment_schedule": "deployment scaling schedules",
+    "deployer.schedule.list_deployment_schedule_presets": "deployment scaling schedules",
+    "deployer.endpoint_schedule.get_endpoint_schedule": "endpoint target schedules",
+    "deployer.endpoint_schedule.update_endpoint_schedule": "endpoint target schedules",
+    "deployer.on_demand.get_deployment_on_demand": "on-demand (scale to zero) deployments",
+    "deployer.on_demand.update_deployment_on_demand": "on-demand (scale to zero) deployments",
+    "deployer.profiling.compute_suggested_scoring_resource_requirements":
+        "resource suggestions on the workspaces face (the legacy GetSuggestedScoringResourceSpec has them)",
+}
+
+
+for _method, _what in _NOT_DONE.items():
+    not_implemented(_method, _what, generation="workspaces")

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlops_nb.sandbox.rpc import Call, handles, invalid_argument, not_found
+from mlops_nb.sandbox.rpc import Call, handles, invalid_argument, not_found, not_implemented
 from mlops_nb.sandbox.services.batch import job_experiments, job_key
 from mlops_nb.sandbox.services.deployments import deployment_view, elements_of
 from mlops_nb.sandbox.services.monitoring import (
@@ -190,3 +190,8 @@ def list_aggregates(call: Call, request: dict[str, Any]) -> dict[str, Any]:
 @handles("monitoring.aggregate.count_aggregates2", generation="workspaces")
 def count_aggregates(call: Call, request: dict[str, Any]) -> dict[str, Any]:
     return {"count": str(memory_count(_scoring_rows(call, request.get("parent")), request, _FIELDS))}
+
+
+not_implemented("monitoring.aggregate.generate_aggregator_config",
+                "an aggregator configuration (its aggregates are computed from the recorded scoring rows, with "
+                "no aggregator to configure)", generation="workspaces")
