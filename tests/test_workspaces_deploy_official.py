@@ -109,10 +109,24 @@ def test_a_batch_job_scores_a_local_csv_through_the_models_scorer(deployed: dict
     job = deployed["job"]
     assert (job["state"], job["processed"], job["errors"]) == ("FINISHED", str(len(ROWS)), "0")
     assert job["listed"] == [job["uid"]]
+    # Monitored: every row of the file, per input column, counted in the job's own aggregates.
+    assert set(job["aggregate_rows"]) >= set(deployed["schema_fields"])
+    assert set(job["aggregate_rows"].values()) == {len(ROWS)}
     written = list(csv.reader((files["output"] / f"{job['uid']}.csv").open()))
     # A header (the score's fields), then the scorer's answer for every row: the same as scoring them online.
     assert written[0] == deployed["scored_rows"]["fields"] and len(written) == len(ROWS) + 1
     assert written[1:4] == [[str(v) for v in row] for row in deployed["scored_rows"]["score"]]
+
+
+def test_the_jobs_record_outlives_its_scorer(deployed: dict[str, Any], sandbox: Sandbox) -> None:
+    """Read later, through our own client's workspaces face: the job's scorer is gone, its aggregates are not."""
+    client = sandbox.client("alice", generation="workspaces")
+    job = f"workspaces/{deployed['workspace']}/jobs/{deployed['job']['uid']}"
+    aggregates = client.monitoring.aggregate.list_aggregates2(f"{job}/experiments/-").aggregates
+    counted = {a.column: sum(int(c) for c in a.numerical_aggregate.bin_count) + int(a.missing_values.row_count)
+               for a in aggregates if a.numerical_aggregate is not None}
+    assert counted == deployed["job"]["aggregate_rows"]
+    assert client.batch.job.get_job(name=job).job.state == "FINISHED"
 
 
 def test_monitoring_aggregates_after_traffic(deployed: dict[str, Any]) -> None:

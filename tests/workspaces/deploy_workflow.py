@@ -58,12 +58,16 @@ job = workspace.batch_scoring_jobs.create(
     sink=options.BatchSinkOptions(spec_uid="local", config={}, mime_type=types.MimeType.CSV_WITH_HEADER,
                                   location=output_dir),
     model=model, scoring_runtime=runtime, name="iris batch", mini_batch_size=50,
-    monitoring_options=None)
+    monitoring_options=options.MonitoringOptions(enabled=True))
 job.wait(logs=True)
 seconds["batch_job"] = time.monotonic() - started
 job.refresh()
 jobs = [j.uid for j in workspace.batch_scoring_jobs.list()]
 stats = job._job.completion_stats
+job_aggregates = job.monitoring.scoring_aggregates.list()
+job_aggregate_rows = {a._raw_info.column: sum(a._raw_info.numerical_aggregate.bin_count)
+                      + a._raw_info.missing_values.row_count for a in job_aggregates
+                      if a._raw_info.numerical_aggregate}
 
 aggregates = deployment.monitoring.scoring_aggregates.list()
 
@@ -101,7 +105,8 @@ print(json.dumps({
     "schema_fields": rows["fields"], "sample": sample, "scored": scored, "scored_rows": scored_rows,
     "refused": refused,
     "job": {"uid": job.uid, "state": str(job.state), "processed": stats.processed_rows if stats else None,
-            "errors": stats.error_rows_count if stats else None, "listed": jobs},
+            "errors": stats.error_rows_count if stats else None, "listed": jobs,
+            "aggregate_rows": job_aggregate_rows},
     "aggregates": {"count": len(aggregates), "columns": sorted({a._raw_info.column for a in aggregates}),
                    "first_type": str(aggregate._raw_info.logical_type.value) if aggregate else None},
     "baselines": {"count": len(baselines), "columns": sorted({b._raw_info.column for b in baselines})},

@@ -201,6 +201,9 @@ def _log(store: Store, job_id: str, text: str) -> None:
 def _run(store: Store, supervisor: Any, job: dict[str, Any], model: ModelSpec, cancel: threading.Event) -> None:
     job_id = job["id"]
     key = job_key(job_id)
+    # The scorer runs under an id of its own: when the supervisor removes it, what it forgets (that id's
+    # log lines, monitoring record) is not the job's.
+    scorer = f"batch-scorer/{job_id}"
     processed = errors = 0
     try:
         source, sink = job["source"], job["sink"]
@@ -208,12 +211,12 @@ def _run(store: Store, supervisor: Any, job: dict[str, Any], model: ModelSpec, c
         fields, rows = _read_rows(source_path, _mime(source.get("mimeType"), source_path, "source"))
         _log(store, job_id, f"read {len(rows)} rows of {len(fields)} columns from {source_path}")
         _save(store, job_id, state="RUNNING", startTime=now())
-        supervisor.apply(DeploymentSpec(key, new_id(), "single", (model,)))
+        supervisor.apply(DeploymentSpec(scorer, new_id(), "single", (model,)))
         timeout = _seconds(job.get("jobTimeout")) or DEFAULT_TIMEOUT
         deadline = time.monotonic() + timeout
         port = 0
         while not cancel.is_set():
-            route = supervisor.route(key)
+            route = supervisor.route(scorer)
             if route is not None and route.models and route.models[0].ports:
                 port = route.models[0].ports[0]
                 break
@@ -273,7 +276,7 @@ def _run(store: Store, supervisor: Any, job: dict[str, Any], model: ModelSpec, c
         _log(store, job_id, f"failed: {e}")
         _save(store, job_id, state="FAILED", endTime=now(), completionStats=_stats(processed, errors, str(e)[:4000]))
     finally:
-        supervisor.remove(key)
+        supervisor.remove(scorer)
         _running(store).pop(job_id, None)
 
 
@@ -344,9 +347,9 @@ def create_job(call: Call, request: dict[str, Any]) -> dict[str, Any]:
     model = ModelSpec(experiment_id=composition["experimentId"], artifact_id=composition["artifactId"],
                       processor=composition["artifactProcessorName"], runtime=runtime, name=name,
                       environment=dict(instance.get("environmentVariables") or {}), replicas=1)
-    call.store.put(KIND, job, project_id=project_id, owner_id=call.user_id)
     cancel = threading.Event()
-    _running(call.store)[job_id] = cancel
+    _running(call.store)[job_id] = cancel  # before it is stored: a job not running here reads as cut off
+    call.store.put(KIND, job, project_id=project_id, owner_id=call.user_id)
     threading.Thread(target=_run, args=(call.store, call.supervisor, job, model, cancel),
                      name=f"batch-{job_id[:8]}", daemon=True).start()
     return {"job": _public(job)}
