@@ -183,3 +183,38 @@ def test_the_official_client_lists_the_legacy_faces_deployment_and_deletes_its_o
     else:
         pytest.fail("the deployment the official client deleted is still there after 60 s")
     alice.deployer.deployment.delete_deployment(id=legacy.id)
+
+
+def test_a_batch_job_with_no_deployment_of_its_model_runs_its_own_scorer(
+        deployed: dict[str, Any], sandbox: Sandbox, files: dict[str, Path]) -> None:
+    client = sandbox.client("alice", generation="workspaces")
+    workspace = f"workspaces/{deployed['workspace']}"
+    deadline = time.monotonic() + 60
+    while client.deployer.deployment.list_deployments(parent=workspace).deployments:  # the earlier test deleted them
+        assert time.monotonic() < deadline, "the deployments are still there"
+        time.sleep(0.5)
+    source = files["csv"].with_suffix(".jsonl")
+    fields = deployed["schema_fields"]
+    source.write_text("".join(json.dumps(dict(zip(fields, row, strict=True))) + "\n" for row in ROWS[:7]))
+    sink = files["output"] / "own-scorer.jsonl"
+    processor = next(r for r in CATALOGS.artifacts if r["artifact_type"] == "python/mlflow")
+    started = time.monotonic()
+    job = client.batch.job.create_job(parent=workspace, job={
+        "display_name": "no deployment",
+        "source": {"spec": "sourceSpecs/local", "config": "{}", "mime_type": "text/jsonl", "location": str(source)},
+        "sink": {"spec": "sinkSpecs/local", "config": "{}", "mime_type": "text/jsonl", "location": str(sink)},
+        "instance_spec": {"deployment_composition": {
+            "experiment_id": deployed["experiment"], "artifact_type": processor["deployable_artifact_type_name"],
+            "artifact_processor": processor["artifact_processor_name"], "runtime": _mlflow_runtime()}}}).job
+    while (state := client.batch.job.get_job(name=job.name).job.state) not in ("FINISHED", "FAILED", "TIMEOUT"):
+        assert time.monotonic() - started < 180, f"the job is still {state}"
+        time.sleep(0.5)
+    print(f"measured: a job starting its own scorer took {time.monotonic() - started:.1f} s")
+    finished = client.batch.job.get_job(name=job.name).job
+    assert (finished.state, finished.completion_stats.processed_rows) == ("FINISHED", "7")
+    written = [json.loads(line) for line in sink.read_text().splitlines()]
+    assert [list(r) for r in written] == [deployed["scored_rows"]["fields"]] * 7
+    assert [list(r.values()) for r in written] == (deployed["scored_rows"]["score"] * 3)[:7]
+    client.batch.job.delete_job(name=job.name)
+    assert [j.name for j in client.batch.job.list_jobs(parent=workspace).jobs] == [
+        f"{workspace}/jobs/{deployed['job']['uid']}"]
