@@ -127,6 +127,9 @@ def test_the_jobs_record_outlives_its_scorer(deployed: dict[str, Any], sandbox: 
                for a in aggregates if a.numerical_aggregate is not None}
     assert counted == deployed["job"]["aggregate_rows"]
     assert client.batch.job.get_job(name=job).job.state == "FINISHED"
+    assert job in [j.name for j in client.batch.job.list_jobs(parent="workspaces/-").jobs]  # every workspace's
+    every = client.deployer.deployment.list_deployments(parent="workspaces/-").deployments
+    assert f"workspaces/{deployed['workspace']}/deployments/{deployed['deployment']}" in [d.name for d in every]
 
 
 def test_monitoring_aggregates_after_traffic(deployed: dict[str, Any]) -> None:

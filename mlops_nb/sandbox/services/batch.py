@@ -46,7 +46,7 @@ import urllib3
 from mlops_nb.sandbox.rpc import Call, failed_precondition, handles, invalid_argument, new_id, not_found, now
 from mlops_nb.sandbox.runtime import DeploymentSpec, ModelSpec
 from mlops_nb.sandbox.runtime.supervisor import SECRET_HEADER
-from mlops_nb.sandbox.services.access import require_project
+from mlops_nb.sandbox.services.access import readable_projects_sql, require_project
 from mlops_nb.sandbox.services.deployments import DEPLOYER_KIND, check_composition, elements_of
 from mlops_nb.sandbox.services.monitoring import Scored, forget_deployment, record_scoring
 from mlops_nb.sandbox.services.rest import memory_count, memory_list
@@ -407,10 +407,14 @@ def get_job(call: Call, request: dict[str, Any]) -> dict[str, Any]:
 
 
 def _jobs(call: Call, parent: Any) -> list[dict[str, Any]]:
-    project_id = _parent(call, parent)
+    """The jobs of a workspace (``workspaces/-``: of every workspace the caller may read)."""
+    if str(parent) == "workspaces/-":
+        where, params = readable_projects_sql(call)
+    else:
+        where, params = "e.project_id = ?", [_parent(call, parent)]
     with call.store.reading() as db:
-        rows = db.execute("SELECT data FROM entity WHERE kind = ? AND project_id = ? ORDER BY created_time, id",
-                          (KIND, project_id)).fetchall()
+        rows = db.execute(f"SELECT e.data FROM entity e WHERE e.kind = ? AND {where} ORDER BY e.created_time, e.id",
+                          (KIND, *params)).fetchall()
     return [_settled(call.store, json.loads(r["data"])) for r in rows]
 
 
