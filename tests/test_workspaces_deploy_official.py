@@ -23,7 +23,8 @@ import requests
 from mlops_nb.api import CATALOGS
 from mlops_nb.sandbox import Sandbox
 from mlops_nb.sandbox.runtime.runtimes import runnable_runtimes
-from mlops_nb.wire.errors import NotFound
+from mlops_nb.sandbox.services.access import ROLE_VIEWER
+from mlops_nb.wire.errors import NotFound, PermissionDenied
 from tests.deploying import iris_model
 
 pytestmark = pytest.mark.legacy  # an official client in an isolated virtual environment
@@ -102,6 +103,19 @@ def test_the_deployment_is_the_legacy_faces_deployment(deployed: dict[str, Any],
         project_id=deployed["workspace"]).deployment if d.id == deployment_id)
     assert (deployer.display_name, deployer.description) == ("iris renamed", "updated by h2o-mlops 1.6.5")
     assert deployer.security.passphrase.passphrase_hash_type == "PASSPHRASE_HASH_TYPE_BCRYPT"
+
+
+def test_a_workspace_viewer_reads_the_deployment_without_its_secrets(deployed: dict[str, Any], sandbox: Sandbox,
+                                                                    alice: Any, bob: Any) -> None:
+    bob_id = bob.storage.user.who_am_i().user.id
+    alice.storage.project.share_project(project_id=deployed["workspace"], user_id=bob_id, restriction_role_id=ROLE_VIEWER)
+    viewer = sandbox.client("bob", generation="workspaces")
+    name = f"workspaces/{deployed['workspace']}/deployments/{deployed['deployment']}"
+    seen = viewer.deployer.deployment.get_deployment(name=name).deployment
+    assert seen.display_name == "iris renamed"
+    assert [s.passphrase.passphrase for s in seen.securities if s.passphrase is not None] == [""]  # hashed: never sent
+    with pytest.raises(PermissionDenied):
+        viewer.deployer.deployment.delete_deployment(name=name)
 
 
 def test_a_batch_job_scores_a_local_csv_through_the_models_scorer(deployed: dict[str, Any],
