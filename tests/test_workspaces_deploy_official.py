@@ -33,6 +33,26 @@ SCRIPTS = Path(__file__).parent / "workspaces"
 ROWS = [["5.1", "3.5", "1.4", "0.2"], ["6.7", "3.0", "5.2", "2.3"], ["5.9", "3.0", "4.2", "1.5"]] * 40
 
 
+@pytest.fixture(scope="module", autouse=True)
+def unknown_fields() -> Any:
+    """Every field a workspaces message decoded in this process did not know: the sandbox's answers (and
+    what our client decodes of them) must use the description's own names, at every level."""
+    from mlops_nb.wire import messages
+
+    seen: list[tuple[str, list[str]]] = []
+    original = messages.Message.__dict__["from_wire"].__func__
+
+    def from_wire(cls: Any, data: Any) -> Any:
+        decoded = original(cls, data)
+        if messages.generation_of(cls) == "workspaces" and decoded.unknown_fields:
+            seen.append((cls.__name__, sorted(decoded.unknown_fields)))
+        return decoded
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(messages.Message, "from_wire", classmethod(from_wire))
+        yield seen
+
+
 def _run(python: str, script: str, *args: str) -> dict[str, Any]:
     done = subprocess.run([python, str(SCRIPTS / script), *args], capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stderr[-4000:]
@@ -116,6 +136,38 @@ def test_a_workspace_viewer_reads_the_deployment_without_its_secrets(deployed: d
     assert [s.passphrase.passphrase for s in seen.securities if s.passphrase is not None] == [""]  # hashed: never sent
     with pytest.raises(PermissionDenied):
         viewer.deployer.deployment.delete_deployment(name=name)
+
+
+def test_the_rest_of_the_deployer_face_through_our_own_client(deployed: dict[str, Any], sandbox: Sandbox) -> None:
+    client = sandbox.client("alice", generation="workspaces")
+    workspace = f"workspaces/{deployed['workspace']}"
+    name = f"{workspace}/deployments/{deployed['deployment']}"
+    missing = f"{workspace}/deployments/no-such-deployment"
+    statuses = client.deployer.status.batch_get_deployment_statuses(parent=workspace, names=[f"{name}/status", missing])
+    assert [(s.name, s.state) for s in statuses.deployment_statuses] == [(f"{name}/status", "HEALTHY")]
+    assert list(statuses.errors) == [missing]
+    metadata = client.deployer.metadata.batch_get_deployments_metadata(parent=workspace, names=[f"{name}/metadata"])
+    assert [m.scoring_interface.score.uri for m in metadata.deployments_metadata] == [deployed["score_url"]]
+    assert client.deployer.deployment.count_deployments(parent=workspace, filter="display_name = 'iris renamed'").count \
+        == 1
+    endpoints = client.deployer.endpoint.list_endpoints(parent=workspace, filter=f"target = '{name}'").endpoints
+    assert [(e.path, e.state) for e in endpoints] == [("iris-ws", "ENDPOINT_STATE_READY")]
+    assert client.deployer.endpoint.count_endpoints(parent=workspace).count == 1
+    types = client.deployer.config.list_security_option_types().security_option_types
+    assert {t.hash_algorithm for t in types} >= {"PLAINTEXT", "BCRYPT", "PBKDF2"}
+    assert client.deployer.config.get_default_security_option_type().default_security_option_type.hash_algorithm \
+        == "PBKDF2"
+    assert client.deployer.config.get_monitoring_config(name="configuration/monitoring").monitoring_config.enabled
+    assert client.deployer.config.discover_kubernetes_config_shortcuts().kubernetes_affinity_shortcuts == []
+    defaults = client.deployer.config.discover_default_runtime_kubernetes_resource_requirements()
+    assert defaults.default_runtime_kubernetes_resource_requirements.requests == {"cpu": "250m", "memory": "512Mi"}
+    compositions = client.deployer.composition.list_experiment_artifact_compositions(
+        parent=f"{workspace}/experiments/{deployed['experiment']}").experiment_artifact_compositions
+    assert {c.deployable_artifact_type.artifact_type for c in compositions} == {"python/mlflow"}
+    assert _mlflow_runtime() in {c.runtime.name for c in compositions}
+    assert "mlflow" in {t.name for t in client.deployer.composition.list_model_types().model_types}
+    assert [s.name for s in client.batch.source_spec.list_source_specs().source_specs] == ["sourceSpecs/local"]
+    assert client.batch.sink_spec.get_sink_spec(name="sinkSpecs/local").sink_spec.supported_mime_types
 
 
 def test_a_batch_job_scores_a_local_csv_through_the_models_scorer(deployed: dict[str, Any],
@@ -235,3 +287,7 @@ def test_a_batch_job_with_no_deployment_of_its_model_runs_its_own_scorer(
     client.batch.job.delete_job(name=job.name)
     assert [j.name for j in client.batch.job.list_jobs(parent=workspace).jobs] == [
         f"{workspace}/jobs/{deployed['job']['uid']}"]
+
+
+def test_every_answer_used_the_descriptions_field_names(unknown_fields: list[tuple[str, list[str]]]) -> None:
+    assert unknown_fields == []

@@ -832,7 +832,7 @@ def list_security_option_types(call: Call, request: dict[str, Any]) -> dict[str,
 
 @handles("deployer.config.get_default_security_option_type", generation="workspaces")
 def get_default_security_option_type(call: Call, request: dict[str, Any]) -> dict[str, Any]:
-    return {"securityOptionType": _SECURITY_TYPES[3]}
+    return {"defaultSecurityOptionType": _SECURITY_TYPES[3]}
 
 
 @handles("deployer.config.get_monitoring_config", generation="workspaces")
@@ -845,8 +845,8 @@ def get_monitoring_config(call: Call, request: dict[str, Any]) -> dict[str, Any]
 @handles("deployer.config.discover_default_runtime_kubernetes_resource_requirements", generation="workspaces")
 def discover_default_runtime_kubernetes_resource_requirements(call: Call, request: dict[str, Any]) -> dict[str, Any]:
     # Recorded on every deployment, not enforced: the sandbox's scorers are local processes.
-    return {"kubernetesResourceRequirements": {"requests": {"cpu": "250m", "memory": "512Mi"},
-                                               "limits": {"cpu": "1", "memory": "1Gi"}}}
+    return {"defaultRuntimeKubernetesResourceRequirements": {"requests": {"cpu": "250m", "memory": "512Mi"},
+                                                             "limits": {"cpu": "1", "memory": "1Gi"}}}
 
 
 @handles("deployer.config.discover_kubernetes_deployment_max_replicas", generation="workspaces")
@@ -906,7 +906,7 @@ def list_experiment_artifact_compositions(call: Call, request: dict[str, Any]) -
     with call.store.reading() as db:
         rows = db.execute("SELECT data FROM entity WHERE kind = 'artifact' AND parent_id = ?", (parts[3],)).fetchall()
     types = {json.loads(r["data"]).get("type", "") for r in rows if json.loads(r["data"]).get("state") == "AVAILABLE"}
-    return {"artifactCompositions": _compositions(types)}
+    return {"experimentArtifactCompositions": _compositions(types)}
 
 
 @handles("deployer.composition.list_model_types", generation="workspaces")
