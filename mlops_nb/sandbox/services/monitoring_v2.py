@@ -9,10 +9,10 @@ scoring job's, recorded the same way by ``services/batch.py``).
   drift metrics use: the experiment's training dataset when it links an uploaded CSV, else the
   first rows the model scored (its outputs too, ``isModelOutput``).
 * **Scoring aggregates**: one per column and hour (``segmentDuration`` ``3600s``, ``startTime`` the
-  hour) of the recorded rows after the baseline's: inputs, then outputs.
+  hour) of every recorded row (the baseline's too): inputs, then outputs.
 
 A column whose values are all numbers is ``NUMERICAL`` (``numericalAggregate``: ``binEdges``, the
-baseline's deciles without the infinite ends, ``binCount`` one more than the edges, mean, standard
+baseline's deciles without their ends (its distinct values when it has ten or fewer), ``binCount`` one more than the edges, mean, standard
 deviation, min, max, sum), any other ``CATEGORICAL`` (``valueCounts``); ``missingValues.rowCount``
 counts the missing ones. A deployment whose monitoring is off has none. Lists and counts take
 ``filter``/``orderBy`` over ``id``, ``column_name``, ``logical_type``, ``timestamp``,
@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlops_nb.sandbox.rpc import Call, RpcError, handles, invalid_argument, not_found
+from mlops_nb.sandbox.rpc import Call, handles, invalid_argument, not_found, not_implemented
 from mlops_nb.sandbox.services.batch import job_experiments, job_key
 from mlops_nb.sandbox.services.deployments import deployment_view, elements_of
 from mlops_nb.sandbox.services.monitoring import (
@@ -102,12 +102,17 @@ def _aggregate(values: pd.Series, edges: np.ndarray | None) -> dict[str, Any]:
 
 
 def _edges(baseline: pd.Series | None) -> np.ndarray | None:
+    """Bin edges for a column whose baseline values are all numbers (None: the column is categorical):
+    the baseline's deciles without their ends, or its distinct values when it has ten or fewer."""
     if baseline is None or baseline.empty:
         return None
-    kind, bins = bins_of(baseline)
-    if kind != "numeric":
+    numbers = numeric_values(baseline)
+    if numbers is None or numbers.notna().sum() == 0:
         return None
-    return np.asarray(bins[1:-1] if len(bins) > 2 else bins, dtype=float)
+    kind, bins = bins_of(baseline)
+    if kind == "numeric" and len(bins) > 2:
+        return np.asarray(bins[1:-1], dtype=float)
+    return np.unique(numbers.dropna().to_numpy(dtype=float))
 
 
 def _baselines(call: Call, owner_id: str, experiment_id: str) -> tuple[pd.DataFrame, pd.DataFrame, int]:
@@ -140,8 +145,8 @@ def _baseline_rows(call: Call, parent: Any) -> list[dict[str, Any]]:
 def _scoring_rows(call: Call, parent: Any) -> list[dict[str, Any]]:
     rows = []
     for owner_id, experiment_id in _models(call, parent):
-        base_inputs, base_outputs, last = _baselines(call, owner_id, experiment_id)
-        inputs, outputs = scored_rows(call, owner_id, experiment_id, None, after=last)
+        base_inputs, base_outputs, _ = _baselines(call, owner_id, experiment_id)
+        inputs, outputs = scored_rows(call, owner_id, experiment_id, None)
         for frame, baseline, is_output in ((inputs, base_inputs, False), (outputs, base_outputs, True)):
             if frame.empty:
                 continue
@@ -187,7 +192,6 @@ def count_aggregates(call: Call, request: dict[str, Any]) -> dict[str, Any]:
     return {"count": str(memory_count(_scoring_rows(call, request.get("parent")), request, _FIELDS))}
 
 
-@handles("monitoring.aggregate.generate_aggregator_config", generation="workspaces")
-def generate_aggregator_config(call: Call, request: dict[str, Any]) -> None:
-    raise RpcError(12, "the mlops_nb sandbox does not implement GenerateAggregatorConfig (its aggregates are "
-                       "computed from the recorded scoring rows, with no aggregator to configure)")
+not_implemented("monitoring.aggregate.generate_aggregator_config",
+                "an aggregator configuration (its aggregates are computed from the recorded scoring rows, with "
+                "no aggregator to configure)", generation="workspaces")
