@@ -170,6 +170,16 @@ def test_update_patches_with_update_mask_and_takes_the_name_from_keyword_or_body
     assert gateway.requests[-1].path == f"/deployer/v2/{DEPLOYMENT}"
     with pytest.raises(TypeError, match="needs deployment_name .or set 'name' in deployment=."):
         client.deployer.deployment.update_deployment(deployment={"display_name": "x"})
+    with pytest.raises(TypeError, match="TheDeploymentToUpdate has no field 'colour'"):
+        client.deployer.deployment.update_deployment(deployment={"name": DEPLOYMENT, "colour": "red"})
+
+
+def test_a_template_field_spelt_in_camel_case_is_read_from_the_body(gateway, client) -> None:
+    image = "workspaces/p1/runtimeImages/python-scorer"
+    client.runtime.runtime_image.update_runtime_image(runtime_image={"name": image, "display_name": "x"},
+                                                      update_mask="display_name")
+    sent = only(gateway)
+    assert (sent.verb, sent.path, sent.json()) == ("PATCH", f"/runtime/v1/{image}", {"displayName": "x"})
 
 
 def test_body_star_takes_the_request_fields_and_an_empty_request_sends_braces(gateway, client) -> None:

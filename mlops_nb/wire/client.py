@@ -536,6 +536,12 @@ class _RestCall:
             self.body_keywords = tuple(f.name for f in self.body_class.fields() if f.name not in taken)
         else:
             self.body_keywords = (self.body_field,)  # type: ignore[assignment]
+        # Fields of the body a path template names (``name`` of ``{deployment.name}``, also spelt
+        # ``{runtimeImage.name}`` for the body field runtime_image), by wire name: path name -> field.
+        self.from_body = {p.name: p.wire.split(".", 1)[1] for p in self.path_params
+                          if "." in p.wire and self.body_field
+                          and _lower_camel(p.wire.split(".", 1)[0]) == _lower_camel(self.body_field)}
+        self.template_fields = set(self.from_body.values())
 
     def keywords(self) -> list[str]:
         return [p.name for p in self.path_params] + list(self.query_params) + list(self.body_keywords) + (
@@ -560,11 +566,10 @@ class _RestCall:
         path_params = {}
         for p in self.path_params:
             value = values.get(p.name)
-            if value in (None, "") and self.body_field not in (None, "*") and p.wire.startswith(self.body_field + "."):
-                value = body_wire.get(_lower_camel(p.wire.split(".", 1)[1]))
+            if value in (None, "") and p.name in self.from_body:
+                value = body_wire.get(self.from_body[p.name])
             if value in (None, ""):
-                also = (f" (or set {p.wire.split('.', 1)[1]!r} in {self.body_field}=)"
-                        if "." in p.wire and self.body_field not in (None, "*") else "")
+                also = f" (or set {self.from_body[p.name]!r} in {self.body_field}=)" if p.name in self.from_body else ""
                 raise TypeError(f"{self.name} needs {p.name}{also}")
             path_params[p.wire] = value
         query: list[tuple[str, str]] = []
@@ -607,7 +612,9 @@ class _RestCall:
             wire = {_lower_camel(k): v for k, v in value.items()}
             known = {f.name for f in cls.fields()} | {f.json for f in cls.fields()}
             # A template's field the body's message lacks (``name`` of ``{deployment.name}``): read, not sent.
-            return cls(**{k: v for k, v in value.items() if k in known}), wire
+            # Any other unknown key is the message's to refuse.
+            read_only = {k for k in value if k not in known and _lower_camel(k) in self.template_fields}
+            return cls(**{k: v for k, v in value.items() if k not in read_only}), wire
         raise TypeError(f"{self.name}: {self.body_field if self.body_field != '*' else 'body'} takes a "
                         f"{cls.__name__} or a dict, got {type(value).__name__}")
 
