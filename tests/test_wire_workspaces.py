@@ -474,10 +474,16 @@ def test_from_discovery_says_what_is_missing(monkeypatch) -> None:
             Client.from_discovery(environment.url, token_provider=lambda: TOKEN)
 
 
-def test_from_discovery_signs_in_with_the_platform_refresh_token_at_a_sandbox(tmp_path) -> None:
+def test_from_discovery_signs_in_with_the_platform_refresh_token_at_a_sandbox(tmp_path, monkeypatch) -> None:
     from mlops_nb.sandbox import Sandbox
 
     with Sandbox(db=str(tmp_path / "s.sqlite3"), data="empty") as sandbox:
+        # As the official client: the environment from H2O_CLOUD_ENVIRONMENT, the token from H2O_CLOUD_CLIENT_PLATFORM_TOKEN.
+        monkeypatch.setenv("H2O_CLOUD_ENVIRONMENT", sandbox.gateway_url)
+        monkeypatch.setenv("H2O_CLOUD_CLIENT_PLATFORM_TOKEN", sandbox.refresh_token("bob"))
+        monkeypatch.delenv("H2O_CLOUD_DISCOVERY", raising=False)
+        with Client.from_discovery() as from_variables:
+            assert from_variables.who_am_i().user.login_principal == "bob"  # bob's token signs bob in
         client = Client.from_discovery(sandbox.gateway_url, refresh_token=sandbox.refresh_token("alice"))
         assert client.token_provider.client_id == sandbox.client_id
         assert client.token_provider.token_endpoint_url == sandbox.token_endpoint
