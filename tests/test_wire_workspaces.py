@@ -14,6 +14,7 @@ import pickle
 import socket
 import subprocess
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -238,6 +239,19 @@ def test_authz_calls_go_to_the_second_gateway(gateway, authz, client) -> None:
     assert (updated.verb, updated.path, updated.query, updated.json()) == (
         "PATCH", "/v1/workspaces/p1", [("updateMask", "description")], {"description": "x"})
     assert listed.workspaces[0].display_name == "P"
+
+
+def test_an_authz_gateway_that_never_answered_fails_at_once_whatever_the_other_did(gateway) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = Client(gateway.url, lambda: TOKEN, generation="workspaces", authz_gateway_url=f"http://127.0.0.1:{port}")
+    client.deployer.deployment.get_deployment(name=DEPLOYMENT)  # the MLOps gateway has answered
+    started = time.monotonic()
+    with pytest.raises(mlops.ConnectionFailed, match=f"could not reach the authz gateway at http://127.0.0.1:{port} .*"
+                                                     "never answered this client"):
+        client.authz.workspace.list_workspaces()
+    assert time.monotonic() - started < 2  # not retried for the default 30 s
 
 
 def test_authz_call_without_its_url_says_how_to_give_it(gateway) -> None:
