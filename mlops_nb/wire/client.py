@@ -33,7 +33,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from mlops_nb.api import API, GENERATIONS, ApiDescription, Method, Service, description
-from mlops_nb.wire.messages import GENERATION_MODULES, Message, format_timestamp, message_class
+from mlops_nb.wire.messages import (
+    GENERATION_MODULES,
+    Message,
+    field_annotation,
+    format_timestamp,
+    message_class,
+)
 
 if TYPE_CHECKING:
     from mlops_nb.wire.retry import RetryPolicy
@@ -543,6 +549,17 @@ class _RestCall:
                           and _lower_camel(p.wire.split(".", 1)[0]) == _lower_camel(self.body_field)}
         self.template_fields = set(self.from_body.values())
 
+    def annotation(self, keyword: str) -> str:
+        """What a keyword takes, for signatures (Shift-Tab)."""
+        if keyword in self.query_params:
+            return f"{field_annotation(self.query_params[keyword])} | None"
+        if self.body_class is None:
+            return "Any"
+        if keyword == "body" or self.body_field != "*":
+            return f"{self.body_class.__name__} | dict | None"
+        field = next(f for f in self.body_class.fields() if f.name == keyword)
+        return f"{field_annotation(field)} | None"
+
     def keywords(self) -> list[str]:
         return [p.name for p in self.path_params] + list(self.query_params) + list(self.body_keywords) + (
             ["body"] if self.body_class is not None and self.body_field == "*" else [])
@@ -632,10 +649,11 @@ def _make_rest(method: Method) -> Callable[..., Any]:
 
     params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
     # A template's field of the body (``{deployment.name}``) may come from the body instead: optional.
-    params += [inspect.Parameter(p.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation="str",
-                                 **({"default": None} if "." in p.wire else {}))
+    params += [inspect.Parameter(p.name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                 **({"default": None, "annotation": "str | None"} if p.name in rest.from_body
+                                    else {"annotation": "str"}))
                for p in method.path_params]
-    params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None)
+    params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=rest.annotation(name))
                for name in rest.keywords()[len(method.path_params):]]
     call.__signature__ = inspect.Signature(params, return_annotation=method.response)  # type: ignore[attr-defined]
     return call

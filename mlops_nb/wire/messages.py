@@ -55,6 +55,7 @@ __all__ = [
     "all_message_classes",
     "all_enum_classes",
     "generation_of",
+    "field_annotation",
     "parse_timestamp",
     "format_timestamp",
     "register_html_renderer",
@@ -376,13 +377,17 @@ class _FieldSpec:
         return encode(value)
 
     def annotation(self) -> str:
-        t = self.field.type
-        base = PYTHON_TYPES.get(t, t)
-        if self.field.repeated:
-            return f"list[{base}]"
-        if self.field.map:
-            return f"dict[str, {base}]"
-        return base
+        return field_annotation(self.field)
+
+
+def field_annotation(field: Field | Any) -> str:
+    """A field's (or a REST parameter's) python type as text: ``list[str]``, ``dict[str, int]``, ``V2Deployment``."""
+    base = PYTHON_TYPES.get(field.type, field.type)
+    if field.repeated:
+        return f"list[{base}]"
+    if getattr(field, "map", False):
+        return f"dict[str, {base}]"
+    return base
 
 
 def _plain(value: Any) -> Any:
