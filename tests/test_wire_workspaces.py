@@ -361,6 +361,18 @@ def test_a_legacy_gateway_is_found_with_one_probe_on_first_use(gateway) -> None:
     assert len(gateway.requests) == 3  # found once, kept
 
 
+def test_threads_using_a_new_client_at_once_find_the_generation_once(gateway) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    _legacy_gateway(gateway)
+    gateway.respond(LEGACY_PROBE, {"version": "0.70.1"}, delay=0.2)  # long enough for every thread to arrive
+    client = Client(gateway.url, lambda: TOKEN)
+    with ThreadPoolExecutor(8) as pool:
+        servers = list(pool.map(lambda _: client.storage, range(8)))
+    assert all(server is servers[0] for server in servers)
+    assert [r.path for r in gateway.requests] == [LEGACY_PROBE]
+
+
 def test_a_workspaces_gateway_is_found_and_kept_by_with_options(gateway) -> None:
     _workspaces_gateway(gateway)
     client = Client(gateway.url, lambda: TOKEN)
