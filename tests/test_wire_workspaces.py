@@ -283,6 +283,8 @@ def test_every_workspaces_method_resolves_from_the_client() -> None:
 def test_wrong_arguments_are_named(client) -> None:
     with pytest.raises(TypeError, match="has no parameter 'parnt'; did you mean parent"):
         client.deployer.deployment.list_deployments(parnt="workspaces/p1")
+    with pytest.raises(TypeError, match="has no parameter 'colour'. Valid: parent, page_size, page_token, filter, order_by"):
+        client.deployer.deployment.list_deployments(parent="workspaces/p1", colour="red")
     with pytest.raises(TypeError, match="needs parent"):
         client.deployer.deployment.list_deployments()
     with pytest.raises(AttributeError, match="the workspaces generation of the API has no 'ingest' server"):

@@ -574,7 +574,7 @@ class _RestCall:
         for name, value in kwargs.items():
             if name not in known:
                 near = difflib.get_close_matches(name, known, n=2, cutoff=0.6)
-                hint = f"; did you mean {' or '.join(near)}?" if near else ""
+                hint = f"; did you mean {' or '.join(near)}?" if near else "."
                 raise TypeError(f"{self.name} has no parameter {name!r}{hint} Valid: {', '.join(self.keywords())}")
             if name in values:
                 raise TypeError(f"{self.name} got {name!r} twice")
