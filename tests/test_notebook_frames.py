@@ -387,7 +387,7 @@ def test_list_all_pages_rest_methods_through_the_query_and_stops_on_a_repeated_t
     with CaptureServer() as server:
         server.respond("/model-monitoring/v1/deployment",
                        {"deployment": [{"id": "d-1"}], "totalDeployments": "2", "nextPageToken": "next"})
-        client = Client(server.url, lambda: "token")
+        client = Client(server.url, lambda: "token", generation="legacy")
         with pytest.raises(RuntimeError, match="same page token twice"):
             list_all(client.model_monitoring.monitoring_service.list_monitored_deployments, page_size=1,
                      order_by="name", progress=False)

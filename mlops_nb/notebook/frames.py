@@ -66,7 +66,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlops_nb.api import API, Field, Method
+from mlops_nb.api import SECRET_FIELDS, ApiDescription, Field, Method, description
 from mlops_nb.notebook.progress import Progress
 from mlops_nb.notebook.progress import progress as new_progress
 from mlops_nb.notebook.query import request_fields
@@ -75,6 +75,8 @@ from mlops_nb.wire.messages import Message, message_class, parse_timestamp
 
 __all__ = [
     "FRAME_ATTR",
+    "GENERATION_ATTR",
+    "HIDDEN",
     "LOG_ATTR",
     "ListFrame",
     "ListPage",
@@ -96,13 +98,17 @@ FRAME_ATTR = "mlops_nb_entity"
 # The key a log frame (``deployment_logs``) leaves in ``DataFrame.attrs``: it displays as a log.
 LOG_ATTR = "mlops_nb_log"
 
+# The API generation of a list frame's entities, where it is not the legacy one.
+GENERATION_ATTR = "mlops_nb_generation"
+
 TIMESTAMP_DTYPE = "datetime64[us, UTC]"
 
 
 def entity_field(method: Method) -> Field:
     """The repeated message field of a list method's response that holds its entities."""
-    fields = API.messages.get(method.response_message or "", ())
-    candidates = [f for f in fields if f.repeated and API.is_message(f.type)]
+    api = method.service.api
+    fields = api.messages.get(method.response_message or "", ())
+    candidates = [f for f in fields if f.repeated and api.is_message(f.type)]
     if len(candidates) != 1:
         raise ValueError(f"{method.qualified_name}: its response has no single repeated entity field")
     return candidates[0]
@@ -123,28 +129,28 @@ class _Nested:
     parts: tuple[_Column | _Nested, ...]
 
 
-def _is_flattened(f: Field) -> bool:
-    return API.is_message(f.type) and not f.repeated and not f.map
+def _is_flattened(api: ApiDescription, f: Field) -> bool:
+    return api.is_message(f.type) and not f.repeated and not f.map
 
 
 @cache
-def _plan(message: str, prefix: str = "") -> tuple[_Column | _Nested, ...]:
+def _plan(api: ApiDescription, message: str, prefix: str = "") -> tuple[_Column | _Nested, ...]:
     parts: list[_Column | _Nested] = []
-    for f in API.messages[message]:
+    for f in api.messages[message]:
         name = prefix + f.name.lstrip("_")
-        parts.append(_Nested(f, _plan(f.type, name + "_")) if _is_flattened(f) else _Column(f, name))
+        parts.append(_Nested(f, _plan(api, f.type, name + "_")) if _is_flattened(api, f) else _Column(f, name))
     return tuple(parts)
 
 
-def frame_columns(message: str) -> list[str]:
-    """The column names a list frame of ``message`` entities has, in order (without the
-    data-dependent ``metadata.<key>`` columns)."""
+def frame_columns(message: str, generation: str = "legacy") -> list[str]:
+    """The column names a list frame of ``message`` entities (of that API generation) has, in
+    order (without the data-dependent ``metadata.<key>`` columns)."""
 
     def names(parts: tuple[_Column | _Nested, ...]) -> Iterator[str]:
         for part in parts:
             yield from (names(part.parts) if isinstance(part, _Nested) else [part.name])
 
-    return list(names(_plan(message)))
+    return list(names(_plan(description(generation), message)))
 
 
 # -- column conversions ------------------------------------------------------------------------
@@ -190,8 +196,7 @@ def utc_times(values: Iterable[str | None]) -> pd.Series:
     return _timestamps(pd.Series(list(values), dtype=object))
 
 
-def _enum(raw: pd.Series, enum: str) -> pd.Series:
-    names = API.enums[enum]
+def _enum(raw: pd.Series, names: tuple[str, ...]) -> pd.Series:
     seen = pd.unique(raw.dropna())
     if any(isinstance(v, int) for v in seen):  # proto3 JSON may send an enum's number
         raw = raw.map(lambda v: names[v] if isinstance(v, int) and 0 <= v < len(names) else v)
@@ -222,13 +227,14 @@ class StorageValues(Mapping[str, dict[str, Any]]):
     large frame's map column at about 50 bytes a row.
     """
 
-    __slots__ = ("_wire",)
+    __slots__ = ("_generation", "_wire")
 
-    def __init__(self, wire: Mapping[str, Any]) -> None:
+    def __init__(self, wire: Mapping[str, Any], generation: str = "legacy") -> None:
         self._wire = wire
+        self._generation = generation
 
     def __getitem__(self, key: str) -> dict[str, Any]:
-        return _storage_value(self._wire[key])
+        return _storage_value(self._wire[key], self._generation)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._wire)
@@ -240,7 +246,7 @@ class StorageValues(Mapping[str, dict[str, Any]]):
         return repr(dict(self))
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (StorageValues, (dict(self._wire),))
+        return (StorageValues, (dict(self._wire), self._generation))
 
     # camelCase: the name pandas' to_json looks for on an object it does not know.
     def toDict(self) -> dict[str, dict[str, Any]]:  # noqa: N802
@@ -248,23 +254,24 @@ class StorageValues(Mapping[str, dict[str, Any]]):
         return dict(self)
 
 
-def _storage_value(wire: Any) -> dict[str, Any]:
-    return message_class("StorageValue").from_wire(wire).to_dict()
+def _storage_value(wire: Any, generation: str) -> dict[str, Any]:
+    return message_class("StorageValue", generation).from_wire(wire).to_dict()
 
 
-def _python_objects(values: list[Any], present: np.ndarray | None, f: Field, owner: str) -> pd.Series:
+def _python_objects(values: list[Any], present: np.ndarray | None, f: Field, owner: str,
+                    generation: str) -> pd.Series:
     """Repeated, map, bytes and ``object`` columns: decoded value by value by the wire layer
     (maps of StorageValues as :class:`StorageValues` over the wire JSON)."""
-    cls = message_class(owner)
+    cls = message_class(owner, generation)
     lazy = f.map and f.type == "StorageValue"
     out: list[Any] = []
     for i, value in enumerate(values):
         if value is not None and lazy and isinstance(value, Mapping):
-            out.append(StorageValues(value))
+            out.append(StorageValues(value, generation))
         elif value is not None:
             out.append(cls.from_wire({f.json: value}).to_dict().get(f.name))
         elif present is None or present[i]:
-            out.append(StorageValues({}) if lazy else _object_default(f))
+            out.append(StorageValues({}, generation) if lazy else _object_default(f))
         else:
             out.append(None)
     return pd.Series(out, dtype=object)
@@ -278,14 +285,21 @@ def _object_default(f: Field) -> Any:
     return b"" if f.type == "bytes" else None
 
 
-def _column(values: list[Any], present: np.ndarray | None, f: Field, owner: str) -> pd.Series:
+# What a secret field's column shows where the entity has one (see ``SECRET_FIELDS``).
+HIDDEN = "<hidden>"
+
+
+def _column(api: ApiDescription, values: list[Any], present: np.ndarray | None, f: Field, owner: str) -> pd.Series:
+    if (owner, f.name) in SECRET_FIELDS:
+        # A passphrase, key or token: the frame says whether it is set, never what it is.
+        values = [HIDDEN if v else v for v in values]
     if f.repeated or f.map or f.type in ("bytes", "object"):
-        return _python_objects(values, present, f, owner)
+        return _python_objects(values, present, f, owner, api.generation)
     raw = pd.Series(values, dtype=object)
     absent = raw.isna().to_numpy()
     try:
-        if API.is_enum(f.type):
-            column, default = _enum(raw, f.type), API.enums[f.type][0]
+        if api.is_enum(f.type):
+            column, default = _enum(raw, api.enums[f.type]), api.enums[f.type][0]
         else:
             column, default = _SCALAR_CONVERSIONS[f.type](raw), _SCALAR_DEFAULTS.get(f.type)
     except (ValueError, TypeError, OverflowError) as e:
@@ -297,7 +311,7 @@ def _column(values: list[Any], present: np.ndarray | None, f: Field, owner: str)
     return column
 
 
-def _fill_columns(parts: tuple[_Column | _Nested, ...], owner: str, objects: list[Any],
+def _fill_columns(api: ApiDescription, parts: tuple[_Column | _Nested, ...], owner: str, objects: list[Any],
                   present: np.ndarray | None, out: dict[str, pd.Series]) -> None:
     """Convert every column under ``owner``; ``present`` is None at the top (every row has an entity)."""
     for part in parts:
@@ -308,15 +322,16 @@ def _fill_columns(parts: tuple[_Column | _Nested, ...], owner: str, objects: lis
             values = [o.get(key) if o is not None else None for o in objects]
         if isinstance(part, _Nested):
             nested_present = np.fromiter((v is not None for v in values), dtype=bool, count=len(values))
-            _fill_columns(part.parts, part.field.type, values, nested_present, out)
+            _fill_columns(api, part.parts, part.field.type, values, nested_present, out)
         else:
-            out[part.name] = _column(values, present, part.field, owner)
+            out[part.name] = _column(api, values, present, part.field, owner)
 
 
-def _entity_frame(message: str, rows: list[dict[str, Any]]) -> dict[str, pd.Series]:
+def _entity_frame(api: ApiDescription, message: str, rows: list[dict[str, Any]]) -> dict[str, pd.Series]:
     columns: dict[str, pd.Series] = {}
-    _fill_columns(_plan(message), message, rows, None, columns)
-    maps = _value_maps(_plan(message))
+    plan = _plan(api, message)
+    _fill_columns(api, plan, message, rows, None, columns)
+    maps = _value_maps(plan)
     if not maps:
         return columns
     with_keys: dict[str, pd.Series] = {}
@@ -382,20 +397,22 @@ def _value_columns(name: str, maps: pd.Series) -> dict[str, pd.Series]:
 
 @dataclass
 class ListPage:
-    """A list response as received: the method's qualified name and the wire JSON."""
+    """A list response as received: the method's qualified name, the wire JSON and the API
+    generation the method belongs to (``"legacy"`` or ``"workspaces"``)."""
 
     rpc: str
     payload: dict[str, Any]
+    generation: str = "legacy"
     _response: Message | None = field(default=None, repr=False)
 
     @property
     def method(self) -> Method:
-        return API.method(self.rpc)
+        return description(self.generation).method(self.rpc)
 
     @property
     def response(self) -> Message:
         if self._response is None:
-            self._response = message_class(self.method.response).from_wire(self.payload)
+            self._response = message_class(self.method.response, self.generation).from_wire(self.payload)
         return self._response
 
 
@@ -434,7 +451,8 @@ class ListFrame(pd.DataFrame):
     def _response_fields(self) -> tuple[str, ...]:
         if self._page is None:
             return ()
-        return tuple(f.name for f in API.messages[self._page.method.response])
+        method = self._page.method
+        return tuple(f.name for f in method.service.api.messages[method.response])
 
     def __getattr__(self, name: str) -> Any:
         if not name.startswith("_") and name in self._response_fields():
@@ -461,10 +479,13 @@ def register_frame_renderer(render: Callable[[pd.DataFrame], str]) -> None:
 def frame_from_wire(method: Method, payload: Mapping[str, Any]) -> ListFrame:
     """The :class:`ListFrame` of a list method's response JSON (``payload`` is kept for the typed view)."""
     entity = entity_field(method)
+    api = method.service.api
     rows = payload.get(entity.json) or []
-    frame = ListFrame(_entity_frame(entity.type, rows))
+    frame = ListFrame(_entity_frame(api, entity.type, rows))
     frame.attrs[FRAME_ATTR] = entity.type
-    frame._page = ListPage(method.qualified_name, dict(payload))
+    if api.generation != "legacy":
+        frame.attrs[GENERATION_ATTR] = api.generation
+    frame._page = ListPage(method.qualified_name, dict(payload), api.generation)
     return frame
 
 
@@ -500,10 +521,11 @@ class _Paging:
 
     @classmethod
     def of(cls, method: Method) -> _Paging:
-        response = {f.name: f for f in API.messages[method.response]}
+        messages = method.service.api.messages
+        response = {f.name: f for f in messages[method.response]}
         in_paging = "paging" in response
         if method.request_message:
-            request = {f.name: f for f in API.messages[method.request_message]}
+            request = {f.name: f for f in messages[method.request_message]}
             if "paging" in request:
                 return cls("message", request["paging"].type, in_paging)
             if {"page_size", "page_token"} <= set(request):
@@ -521,7 +543,7 @@ def _expected_rows(method: Method, payload: Mapping[str, Any], limit: int | None
     """How many rows the list will have, if known: ``limit``, or the entity count some
     responses carry (``user_project_count``, ``event_count``, ...), whichever is smaller."""
     total = None
-    for f in API.messages[method.response]:
+    for f in method.service.api.messages[method.response]:
         if f.name.endswith("_count") and f.type in ("int32", "int64") and not f.repeated:
             with contextlib.suppress(TypeError, ValueError):
                 total = int(payload.get(f.json) or 0)
@@ -637,7 +659,7 @@ def list_all_json(
             bar.close(len(rows), _describe(len(rows), None, pages), done)
     if limit is not None:
         del rows[limit:]
-    return ListPage(method.qualified_name, {**last, entity.json: rows})
+    return ListPage(method.qualified_name, {**last, entity.json: rows}, method.service.api.generation)
 
 
 def _page_fetcher(method: Method, call: Callable[..., Any], paging: _Paging,
@@ -645,7 +667,7 @@ def _page_fetcher(method: Method, call: Callable[..., Any], paging: _Paging,
                   fields: dict[str, Any]) -> Callable[[str, int], dict[str, Any]]:
     """A function (page token, page size) -> the page's JSON, for any paging style."""
     if method.request_message:
-        cls = message_class(method.request_message)
+        cls = message_class(method.request_message, method.service.api.generation)
         if request is None:
             base = cls(**fields)
         elif fields:
@@ -657,14 +679,15 @@ def _page_fetcher(method: Method, call: Callable[..., Any], paging: _Paging,
             page = copy.copy(base)
             if paging.style == "message":
                 # Built from wire JSON so the base64 token is decoded the way the wire layer decodes it.
-                page.paging = message_class(paging.request_type or "").from_wire(
+                page.paging = message_class(paging.request_type or "", method.service.api.generation).from_wire(
                     {"pageSize": size, **({"pageToken": token} if token else {})})
             elif paging.style == "fields":
                 page.page_size, page.page_token = size, token or None
             return page
 
         def fetch(token: str, size: int) -> dict[str, Any]:
-            return _call_for_payload(call, page_request(token, size))
+            # body= is how every generation's methods take a whole request (RPC style and REST "*").
+            return _call_for_payload(call, body=page_request(token, size))
     else:
         if request is not None:
             raise TypeError(f"{method.qualified_name} takes keyword arguments, not a request message")

@@ -10,13 +10,14 @@ fit raises :class:`QueryError` (a ``ValueError``) saying why, before any call.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
 
-from mlops_nb.api import API, Field, Method
+from mlops_nb.api import ApiDescription, Field, Method
 from mlops_nb.wire.messages import format_timestamp, parse_timestamp
 
 __all__ = ["QueryError", "condition_field", "conditions", "filter_frame", "request_fields", "sort_frame"]
@@ -67,9 +68,13 @@ def _value(field: Field | None, text: str, operator: str) -> dict[str, Any]:
     return {"stringValue": text}
 
 
-def _filter(entity: str, where: Sequence[str]) -> dict[str, Any]:
+def _fields(api: ApiDescription, entity: str) -> dict[str, Field]:
+    return {name: f for f in api.messages[entity] for name in (f.name, f.json)}
+
+
+def _filter(api: ApiDescription, entity: str, where: Sequence[str]) -> dict[str, Any]:
     """A filter of one clause (its constraints all hold) in wire spelling, which storage and deployer share."""
-    fields = {name: f for f in API.messages[entity] for name in (f.name, f.json)}
+    fields = _fields(api, entity)
     constraints = []
     for condition in where:
         match = _parsed(condition)
@@ -80,30 +85,69 @@ def _filter(entity: str, where: Sequence[str]) -> dict[str, Any]:
     return {"query": {"clause": [{"propertyConstraint": constraints}]}}
 
 
-def _sorting(sort: str) -> dict[str, Any]:
+def _text_filter(api: ApiDescription, entity: str, where: Sequence[str]) -> str:
+    """The same conditions as a REST list's ``filter`` text (AIP-160: ``display_name = "x" AND
+    state != FAILED``, ``:`` for contains), which the workspaces generation's REST lists take."""
+    fields = _fields(api, entity)
+    parts = []
+    for condition in where:
+        match = _parsed(condition)
+        name = match["field"].strip()
+        known = fields.get(name)
+        typed = _value(known, match["value"], match["op"])
+        kind, value = next(iter(typed.items()))
+        if kind == "stringValue" and known is not None and api.is_enum(known.type) and match["op"] != "~":
+            text = value  # enum values are bare words
+        elif kind == "stringValue":
+            text = json.dumps(value)
+        elif kind == "timestampValue":
+            text = f"timestamp({json.dumps(value)})"
+        elif kind == "boolValue":
+            text = "true" if value else "false"
+        else:
+            text = str(value)
+        operator = {"=": "=", "!=": "!=", "~": ":"}[match["op"]]
+        parts.append(f"{known.name if known else name} {operator} {text}")
+    return " AND ".join(parts)
+
+
+def _sort_field(sort: str) -> str:
     field = sort.lstrip("-+") if isinstance(sort, str) else ""
     if not field:
         raise QueryError(f"sort takes a field name, e.g. display_name or -created_time; got {sort!r}")
+    return field
+
+
+def _sorting(sort: str) -> dict[str, Any]:
     order = "DESCENDING" if sort.startswith("-") else "ASCENDING"
-    return {"property": [{"property": {"field": field}, "order": order}]}
+    return {"property": [{"property": {"field": _sort_field(sort)}, "order": order}]}
 
 
 def request_fields(method: Method, entity: str, where: str | Sequence[str] | None,
                    sort: str | None) -> dict[str, Any]:
     """The list request's filter and sorting fields for ``where`` and ``sort`` (``entity``: the listed
-    message's name, whose fields type the values)."""
-    request = {f.name for f in API.messages[method.request_message or ""]} if method.request_message else set()
+    message's name, whose fields type the values): storage's filter and sorting messages, or, for the
+    workspaces generation's REST lists, the ``filter`` and ``order_by`` query parameters' texts."""
+    api = method.service.api
+    request = {f.name for f in api.messages[method.request_message or ""]} if method.request_message else set()
+    query = {p.name for p in method.query_params}
     fields: dict[str, Any] = {}
     listed = conditions(where)
     if listed:
-        if "filter" not in request:
+        if "filter" in request:
+            fields["filter"] = _filter(api, entity, listed)
+        elif "filter" in query:
+            fields["filter"] = _text_filter(api, entity, listed)
+        else:
             raise QueryError(f"{method.qualified_name} cannot filter")
-        fields["filter"] = _filter(entity, listed)
     if sort is not None:
         sort_field = "sorting" if "sorting" in request else "sort" if "sort" in request else None
-        if sort_field is None:
+        if sort_field is not None:
+            fields[sort_field] = _sorting(sort)
+        elif "order_by" in query:
+            fields["order_by"] = _sort_field(sort) + (" desc" if sort.startswith("-") else "")
+        else:
             raise QueryError(f"{method.qualified_name} cannot sort")
-        fields[sort_field] = _sorting(sort)
     return fields
 
 
