@@ -633,6 +633,9 @@ def test_workspaces_rest_calls_round_trip_with_the_sandbox(faces) -> None:
         made.description = "patched"
         client.authz.workspace.update_workspace(workspace=made, update_mask="description")
         assert client.authz.workspace.get_workspace(made.name).workspace.description == "patched"
+        assert client.deployer.deployment.list_deployments(parent=made.name, page_size=10).deployments == []
+        with pytest.raises(mlops.NotFound):
+            client.deployer.deployment.get_deployment(name=f"{made.name}/deployments/none-such")
         runtimes = client.runtime.runtime.list_runtimes(parent=made.name, page_size=1)
         assert len(runtimes.runtimes) == 1 and runtimes.next_page_token  # the query reached it, paged
         assert client.who_am_i().user.name == f"users/{client.user_id()}"
