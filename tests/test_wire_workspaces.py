@@ -80,6 +80,9 @@ def test_workspaces_message_wire_form_signature_and_pickle() -> None:
     again = pickle.loads(pickle.dumps(made))
     assert type(again) is cls and again == made
     assert "workspaces generation" in cls.__doc__
+    with pytest.raises(KeyError, match=r"no message named 'V2Deployment' in the legacy API description \(the "
+                                       r"workspaces generation has it: message_class\('V2Deployment', 'workspaces'\)\)"):
+        message_class("V2Deployment")
     with pytest.raises(KeyError, match="no message named 'Nope' in the workspaces API description"):
         message_class("Nope", "workspaces")
     with pytest.raises(ValueError, match="no API generation 'newest'"):

@@ -610,7 +610,8 @@ class _Classes:
         try:
             return self.messages[name]
         except KeyError:
-            raise KeyError(f"no message named {name!r} in the {self.api.generation} API description") from None
+            raise KeyError(f"no message named {name!r} in the {self.api.generation} API description"
+                           f"{_elsewhere(name, self.api.generation)}") from None
 
     def enum(self, name: str) -> type[MessageEnum]:
         try:
@@ -620,6 +621,14 @@ class _Classes:
 
 
 _GENERATIONS: dict[str, _Classes] = {}
+
+
+def _elsewhere(name: str, generation: str) -> str:
+    """Where a message missing from one generation is (for the error)."""
+    from mlops_nb.api import description
+
+    others = [g for g in GENERATIONS if g != generation and name in description(g).messages]
+    return f" (the {others[0]} generation has it: message_class({name!r}, {others[0]!r}))" if others else ""
 
 
 def _classes(generation: str) -> _Classes:
