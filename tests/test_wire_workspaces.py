@@ -292,6 +292,17 @@ def test_wrong_arguments_are_named(client) -> None:
         client.deployer.deployment.list_deployments()
     with pytest.raises(AttributeError, match="the workspaces generation of the API has no 'ingest' server"):
         client.ingest  # noqa: B018
+    # What only the other generation has says so.
+    with pytest.raises(AttributeError, match=r"the deployer server has no entity 'deployment_status'.*\(the legacy "
+                                             "generation of the API has it; this client speaks the workspaces one"):
+        client.deployer.deployment_status  # noqa: B018
+    with pytest.raises(AttributeError, match=r"has no method 'list_project_deployments'.*\(the legacy generation"):
+        client.deployer.deployment.list_project_deployments  # noqa: B018
+    legacy = Client("http://127.0.0.1:9", lambda: TOKEN, generation="legacy")
+    with pytest.raises(AttributeError, match=r"has no method 'list_deployments'.*\(the workspaces generation of the "
+                                             "API has it; this client speaks the legacy one"):
+        legacy.deployer.deployment.list_deployments  # noqa: B018
+    assert not hasattr(client.deployer.deployment, "_repr_html_")
     signature = inspect.signature(client.deployer.deployment.update_deployment)
     assert list(signature.parameters) == ["deployment_name", "update_mask", "deployment"]
 

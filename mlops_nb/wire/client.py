@@ -358,7 +358,9 @@ class ServerClient:
         return sorted(self._entities)
 
     def __getattr__(self, name: str) -> Any:  # only for names that are not there
-        raise _no_such(self, f"the {self.server} server", "entity", name, self._entities)
+        raise _no_such(self, f"the {self.server} server", "entity", name, self._entities,
+                       lambda: _elsewhere(self._client.generation, lambda api: any(
+                           s.server == self.server and s.entity == name for s in api.services)))
 
 
 class EntityClient:
@@ -378,18 +380,29 @@ class EntityClient:
                       - {n for n in type(self).__dict__ if n.startswith("_")})
 
     def __getattr__(self, name: str) -> Any:  # only for names that are not there
+        qualified = f"{self.service.server}.{self.service.entity}.{name}"
         raise _no_such(self, f"{self.service.server}.{self.service.entity} ({type(self).__name__})", "method", name,
-                       self.__dir__())
+                       self.__dir__(), lambda: _elsewhere(self.service.api.generation,
+                                                          lambda api: qualified in {m.qualified_name for m in api.methods}))
 
 
-def _no_such(holder: object, where: str, kind: str, name: str, choices: Iterable[str]) -> AttributeError:
-    """The error for a name ``holder`` lacks, naming the nearest of its ``choices`` when one is near."""
+def _elsewhere(generation: str, has: Callable[[ApiDescription], bool]) -> str:
+    """Which other generation has what this one lacks (for the error), or nothing."""
+    others = [g for g in GENERATIONS if g != generation and has(description(g))]
+    return (f" (the {others[0]} generation of the API has it; this client speaks the {generation} one)"
+            if others else "")
+
+
+def _no_such(holder: object, where: str, kind: str, name: str, choices: Iterable[str],
+             elsewhere: Callable[[], str] = lambda: "") -> AttributeError:
+    """The error for a name ``holder`` lacks, naming the nearest of its ``choices`` when one is near
+    (and ``elsewhere``: where else it is)."""
     if name.startswith("_"):  # protocol probes (_repr_html_, __deepcopy__, ...): no advice wanted
         return AttributeError(f"{type(holder).__name__!r} object has no attribute {name!r}", name=name, obj=holder)
     choices = list(choices)
     near = difflib.get_close_matches(name, choices, n=3, cutoff=0.6)
     hint = f"; did you mean {' or '.join(near)}?" if near else f"; it has {', '.join(choices)}"
-    return AttributeError(f"{where} has no {kind} {name!r}{hint}", name=name, obj=holder)
+    return AttributeError(f"{where} has no {kind} {name!r}{hint}{elsewhere()}", name=name, obj=holder)
 
 
 # -- request coercion ------------------------------------------------------------------------
