@@ -45,6 +45,8 @@ from mlops_nb.wire.messages import MessageEnum as MessageEnum
 from mlops_nb.wire.errors import MLOpsError as MLOpsError
 from mlops_nb.wire.errors import ApiError as ApiError
 from mlops_nb.wire.errors import GatewayError as GatewayError
+from mlops_nb.wire.errors import GenerationUnknown as GenerationUnknown
+from mlops_nb.wire.errors import DiscoveryError as DiscoveryError
 from mlops_nb.wire.errors import ConnectionFailed as ConnectionFailed
 from mlops_nb.wire.errors import WriteOutcomeUnknown as WriteOutcomeUnknown
 from mlops_nb.wire.errors import AuthenticationError as AuthenticationError

@@ -15,13 +15,13 @@ import socket
 import subprocess
 import sys
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 
 import mlops_nb as mlops
 from mlops_nb.api import description
 from mlops_nb.wire.client import Client
-from mlops_nb.wire.detect import GenerationUnknown
 from mlops_nb.wire.messages import generation_of, message_class
 from tests.capture import Canned, CaptureServer
 
@@ -103,6 +103,19 @@ def test_cards_are_registered_per_generation() -> None:
         messages._HTML_RENDERERS.update(before)
 
 
+def test_workspaces_secrets_stay_out_of_reprs() -> None:
+    from mlops_nb.api import SECRET_FIELDS
+
+    security = mlops.workspaces.V2Security(passphrase={"passphrase": "open sesame", "hash_algorithm": "PLAINTEXT"})
+    aws = mlops.workspaces.CredentialsAWSCredentials(access_token="AKIA-secret", secret_token="s3cr3t")
+    for message, secret in ((security, "open sesame"), (aws, "AKIA-secret"), (aws, "s3cr3t")):
+        assert secret not in repr(message) and "<hidden>" in repr(message)
+    assert security.to_wire()["passphrase"]["passphrase"] == "open sesame"  # sent as given
+    workspaces = description("workspaces").messages
+    assert all(name in workspaces and field in {f.name for f in workspaces[name]} or name in description(
+        "legacy").messages for name, field in SECRET_FIELDS)
+
+
 # -- REST calls: exact bytes -----------------------------------------------------------------------
 
 
@@ -157,6 +170,16 @@ def test_update_patches_with_update_mask_and_takes_the_name_from_keyword_or_body
     assert gateway.requests[-1].path == f"/deployer/v2/{DEPLOYMENT}"
     with pytest.raises(TypeError, match="needs deployment_name .or set 'name' in deployment=."):
         client.deployer.deployment.update_deployment(deployment={"display_name": "x"})
+    with pytest.raises(TypeError, match="TheDeploymentToUpdate has no field 'colour'"):
+        client.deployer.deployment.update_deployment(deployment={"name": DEPLOYMENT, "colour": "red"})
+
+
+def test_a_template_field_spelt_in_camel_case_is_read_from_the_body(gateway, client) -> None:
+    image = "workspaces/p1/runtimeImages/python-scorer"
+    client.runtime.runtime_image.update_runtime_image(runtime_image={"name": image, "display_name": "x"},
+                                                      update_mask="display_name")
+    sent = only(gateway)
+    assert (sent.verb, sent.path, sent.json()) == ("PATCH", f"/runtime/v1/{image}", {"displayName": "x"})
 
 
 def test_body_star_takes_the_request_fields_and_an_empty_request_sends_braces(gateway, client) -> None:
@@ -173,6 +196,33 @@ def test_storage_keeps_the_rpc_style(gateway, client) -> None:
     sent = only(gateway)
     assert (sent.verb, sent.path, sent.json()) == ("POST", "/storage/ai.h2o.storage.ExperimentService/ListExperiments",
                                                    {"projectId": "p1"})
+
+
+def test_reads_are_sent_again_and_writes_are_not(gateway, authz) -> None:
+    unavailable = json.dumps({"code": 14, "message": "busy"}).encode()
+    gateway.default = Canned(503, unavailable)
+    authz.default = Canned(503, unavailable)
+    quick = mlops.RetryPolicy(deadline=2, max_attempts=3, backoff=0.01, jitter=0)
+    client = Client(gateway.url, lambda: TOKEN, generation="workspaces", authz_gateway_url=authz.url, retry=quick)
+    with pytest.raises(mlops.Unavailable):
+        client.deployer.deployment.get_deployment(name=DEPLOYMENT)  # read_only in the description
+    with pytest.raises(mlops.Unavailable):
+        client.authz.workspace.list_workspaces()  # the second gateway's calls too
+    with pytest.raises(mlops.Unavailable):
+        client.deployer.deployment.update_deployment(deployment_name=DEPLOYMENT, deployment={}, update_mask="x")
+    assert [r.verb for r in gateway.requests] == ["GET", "GET", "GET", "PATCH"]
+    assert [r.verb for r in authz.requests] == ["GET", "GET", "GET"]
+
+
+def test_streamed_job_output_comes_as_messages(gateway, client) -> None:
+    lines = [{"result": {"pod": "job-1", "line": "started", "logTime": "2026-01-02T03:04:05Z"}},
+             {"result": {"pod": "job-1", "line": "done", "logTime": "2026-01-02T03:04:06Z"}}]
+    gateway.respond("/batch/v1/workspaces/p1/jobs/j1:output",
+                    raw=b"".join(json.dumps(line).encode() + b"\n" for line in lines))
+    received = list(client.batch.job.get_job_output(name="workspaces/p1/jobs/j1"))
+    assert all(type(m) is mlops.workspaces.V1JobOutputResponse for m in received)
+    assert [m.to_wire() for m in received] == [line["result"] for line in lines]
+    assert [m.line for m in received] == ["started", "done"] and received[1].log_time.second == 6
 
 
 def test_authz_calls_go_to_the_second_gateway(gateway, authz, client) -> None:
@@ -300,7 +350,9 @@ def test_a_legacy_gateway_is_found_with_one_probe_on_first_use(gateway) -> None:
 def test_a_workspaces_gateway_is_found_and_kept_by_with_options(gateway) -> None:
     _workspaces_gateway(gateway)
     client = Client(gateway.url, lambda: TOKEN)
+    assert repr(client) == f"Client(gateway_url={gateway.url!r})"  # a repr asks nothing
     assert client.generation == "workspaces" and client.api is description("workspaces")
+    assert repr(client) == f"Client(gateway_url={gateway.url!r}, generation='workspaces')"
     assert [(r.verb, r.path) for r in gateway.requests] == [("POST", LEGACY_PROBE), ("GET", "/me")]
     assert type(client.deployer.deployment).__module__ == "mlops_nb.wire.workspaces"
     other = client.with_options(timeout=5, retry=False)
@@ -321,13 +373,15 @@ def test_neither_generation_says_what_it_saw(gateway) -> None:
     gateway.default = NOT_FOUND
     gateway.respond("/me", raw=b"<html>welcome</html>", content_type="text/html")  # a web page, not MLOps
     client = Client(gateway.url, lambda: TOKEN)
-    with pytest.raises(GenerationUnknown) as e:
+    with pytest.raises(mlops.GenerationUnknown) as e:
         client.storage.user.who_am_i()
     text = str(e.value)
     assert f"could not tell which generation of the MLOps API {gateway.url} speaks" in text
     assert f"POST {LEGACY_PROBE} got HTTP 404 NOT_FOUND" in text
     assert "GET /me got HTTP 200 without the X-User-Id header" in text
     assert "generation='legacy' or generation='workspaces'" in text and isinstance(e.value, mlops.GatewayError)
+    again = pickle.loads(pickle.dumps(e.value))
+    assert type(again) is mlops.GenerationUnknown and str(again) == text
 
 
 def test_a_gateway_that_is_down_fails_fast_on_first_use() -> None:
@@ -338,6 +392,23 @@ def test_a_gateway_that_is_down_fails_fast_on_first_use() -> None:
     with pytest.raises(mlops.ConnectionFailed, match=f"could not reach the MLOps gateway at http://127.0.0.1:{port}"
                                                      ".*never answered this client"):
         client.storage.user.who_am_i()
+
+
+def test_an_unavailable_gateway_is_not_taken_for_either_generation(gateway) -> None:
+    gateway.default = Canned(503, json.dumps({"code": 14, "message": "overloaded"}).encode())
+    client = Client(gateway.url, lambda: TOKEN, retry=False)
+    with pytest.raises(mlops.Unavailable, match="UNAVAILABLE in deployer.version.get_version .generation probe.: "
+                                                "overloaded"):
+        client.storage.user.who_am_i()
+    assert client._generation is None  # not kept: the next use asks again
+    _legacy_gateway(gateway)
+    assert client.generation == "legacy"
+
+
+def test_a_probe_refused_on_its_merits_shows_the_route_is_there(gateway) -> None:
+    gateway.default = NOT_FOUND
+    gateway.respond(LEGACY_PROBE, {"code": 7, "message": "not for you"}, status=403)
+    assert Client(gateway.url, lambda: TOKEN).generation == "legacy"
 
 
 def test_a_refused_token_is_reported_as_such(gateway) -> None:
@@ -393,13 +464,13 @@ def test_from_discovery_says_what_is_missing(monkeypatch) -> None:
     monkeypatch.delenv("H2O_CLOUD_CLIENT_PLATFORM_TOKEN", raising=False)
     with CaptureServer() as environment:
         _discovery(environment, {"feature-store": "https://fs.invalid"})
-        with pytest.raises(mlops.MLOpsError, match="lists no MLOps API .mlops-api. service; it lists feature-store"):
+        with pytest.raises(mlops.DiscoveryError, match="lists no MLOps API .mlops-api. service; it lists feature-store"):
             Client.from_discovery(environment.url, token_provider=lambda: TOKEN)
         _discovery(environment, {"mlops-api": "https://api.invalid"})
         with pytest.raises(ValueError, match="needs a token_provider, or refresh_token="):
             Client.from_discovery(environment.url)
         environment.respond(f"{DISCOVERY}/v1/environment", raw=b"<html>login</html>", content_type="text/html")
-        with pytest.raises(mlops.MLOpsError, match="without a discovery document"):
+        with pytest.raises(mlops.DiscoveryError, match="without a discovery document"):
             Client.from_discovery(environment.url, token_provider=lambda: TOKEN)
 
 
@@ -459,3 +530,78 @@ def test_a_forced_generation_is_spoken_without_asking(faces) -> None:
     client = Client(only_workspaces.gateway_url, only_workspaces.token_provider("alice"), generation="legacy")
     with client, pytest.raises(mlops.NotFound):  # the legacy face is not served there, and nothing asked
         client.deployer.version.get_version()
+
+
+# -- the same requests as the newest official client ------------------------------------------------
+
+
+def _newest_client_calls(client: Client) -> None:
+    """What tests/legacy/workspaces_calls.py does with h2o-mlops 1.6.5, with mlops_nb."""
+    name = "workspaces/p1/deployments/d1"
+    client.deployer.deployment.create_deployment(parent="workspaces/p1", deployment={
+        "display_name": "churn", "description": "scores churn",
+        "security": {"passphrase": {"passphrase": "open sesame", "hash_algorithm": "PLAINTEXT"}}})
+    client.deployer.deployment.get_deployment(name=name)
+    client.deployer.deployment.list_deployments(parent="workspaces/p1", page_size=5, page_token="t1",
+                                                filter='display_name = "churn"', order_by="create_time desc")
+    client.deployer.deployment.update_deployment(deployment_name=name, deployment={"display_name": "renamed"},
+                                                 update_mask="display_name")
+    client.deployer.deployment.pause_deployment(name=name)
+    client.deployer.status.batch_get_deployment_statuses(parent="workspaces/p1",
+                                                         names=[name, "workspaces/p1/deployments/d2"])
+    client.deployer.log.generate_logs(name=name, since_time=datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc))
+    client.deployer.deployment.delete_deployment(name=name)
+    client.authz.workspace.create_workspace(workspace={"display_name": "W", "description": "d"})
+    client.authz.workspace.list_workspaces(page_size=2, show_archived=True)
+    client.authz.workspace.update_workspace(name="workspaces/p1", workspace={"description": "new"},
+                                            update_mask="description")
+    client.authz.workspace.delete_workspace(name="workspaces/p1")
+    client.storage.experiment.list_experiments(project_id="p1")
+
+
+def _as_sent(server: CaptureServer) -> list[tuple]:
+    def same_instant(value):  # both spell the same instant in RFC 3339: 1.6.5 as +00:00, mlops_nb as Z
+        if isinstance(value, dict):
+            return {k: same_instant(v) for k, v in value.items()}
+        if isinstance(value, str) and value[:4].isdigit() and "T" in value:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).isoformat()
+        return value
+
+    return [(r.verb, r.path, r.query, same_instant(r.json()) if r.body else None,
+             r.headers.get("authorization", "").split(" ")[0], r.headers.get("content-type") if r.body else None)
+            for r in server.requests]
+
+
+def test_same_requests_as_the_newest_official_client(workspaces_python, gateway, authz) -> None:
+    done = subprocess.run([workspaces_python, "tests/legacy/workspaces_calls.py", gateway.url, authz.url],
+                          capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stderr
+    theirs = _as_sent(gateway), _as_sent(authz)
+    gateway.requests.clear()
+    authz.requests.clear()
+    _newest_client_calls(Client(gateway.url, lambda: TOKEN, generation="workspaces", authz_gateway_url=authz.url))
+    ours = _as_sent(gateway), _as_sent(authz)
+    assert [len(sent) for sent in theirs] == [9, 4]
+    for their_requests, our_requests in zip(theirs, ours, strict=True):
+        for their, our in zip(their_requests, our_requests, strict=True):
+            assert our == their
+
+
+def test_workspaces_rest_calls_round_trip_with_the_sandbox(faces) -> None:
+    sandbox = faces[("workspaces",)]
+    with Client(sandbox.gateway_url, sandbox.token_provider("alice"),
+                authz_gateway_url=sandbox.authz_gateway_url) as client:
+        made = client.authz.workspace.create_workspace(workspace={"display_name": "round trip"}).workspace
+        assert made.name.startswith("workspaces/") and made.display_name == "round trip"
+        listed = client.authz.workspace.list_workspaces(page_size=50).workspaces
+        assert made.name in [w.name for w in listed]
+        # PATCH with an update mask, the name taken from the body (the workspace as read).
+        made.description = "patched"
+        client.authz.workspace.update_workspace(workspace=made, update_mask="description")
+        assert client.authz.workspace.get_workspace(made.name).workspace.description == "patched"
+        runtimes = client.runtime.runtime.list_runtimes(parent=made.name, page_size=1)
+        assert len(runtimes.runtimes) == 1 and runtimes.next_page_token  # the query reached it, paged
+        assert client.who_am_i().user.name == f"users/{client.user_id()}"
+        client.authz.workspace.delete_workspace(made.name)
+        with pytest.raises(mlops.NotFound):
+            client.authz.workspace.get_workspace(made.name)

@@ -8,7 +8,8 @@ Two generations of the API, each a JSON file read by one loader (:class:`ApiDesc
   from it.
 * ``description_workspaces.json`` (``description("workspaces")``, loaded on first use): the
   workspaces generation of MLOps 1.0 and later, regenerated from ``h2o-mlops`` 1.6.5 and
-  1.5.x by ``scripts/regen_api_description_workspaces.py``. Nothing uses it yet.
+  1.5.x by ``scripts/regen_api_description_workspaces.py``. The wire layer builds a second set of
+  message and client classes from it (``mlops_nb.wire.workspaces``) for servers of that generation.
 
 ``catalogs.json`` holds the seed's artifact-name and runtime-name tables. This module
 imports nothing from the package.
@@ -236,8 +237,20 @@ class Catalogs:
 
 # Fields that hold a secret: reprs show that they are set, never their value. A deployment's
 # passphrase travels in ``DeployAuthenticationPassphrase.hash`` (plain text unless its hash
-# type is BCRYPT).
-SECRET_FIELDS: frozenset[tuple[str, str]] = frozenset({("DeployAuthenticationPassphrase", "hash")})
+# type is BCRYPT); in the workspaces generation in ``V2AuthenticationPassphrase.passphrase`` and
+# ``V2AuthenticationAPIKey.plaintext``, and batch jobs carry cloud storage credentials. (Class
+# names: no legacy class has these names.)
+SECRET_FIELDS: frozenset[tuple[str, str]] = frozenset({
+    ("DeployAuthenticationPassphrase", "hash"),
+    ("V2AuthenticationPassphrase", "passphrase"),
+    ("V2AuthenticationAPIKey", "plaintext"),
+    ("CredentialsAWSCredentials", "access_token"),
+    ("CredentialsAWSCredentials", "secret_token"),
+    ("CredentialsAWSCredentials", "session_token"),
+    ("CredentialsAzureCredentials", "account_key"),
+    ("CredentialsAzureCredentials", "sas_token"),
+    ("CredentialsAzureCredentials", "storage_connection_string"),
+})
 
 
 def _load_json(name: str) -> dict[str, Any]:

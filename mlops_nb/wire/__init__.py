@@ -2,7 +2,9 @@
 
 It depends on :mod:`mlops_nb.api` only; nothing here knows about notebooks. The
 authentication and retry names load on first use, with ``requests``, so that importing the
-package does not pay for an HTTP library before anything is sent.
+package does not pay for an HTTP library before anything is sent; so do the workspaces
+generation's classes (:mod:`mlops_nb.wire.workspaces`), generation detection
+(:mod:`mlops_nb.wire.detect`) and H2O AI Cloud discovery (:mod:`mlops_nb.wire.discovery`).
 """
 
 import importlib as _importlib

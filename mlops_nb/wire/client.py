@@ -91,17 +91,13 @@ class Client:
         # requests loads with the first client, not with the package (mlops_nb's import stays quick).
         from mlops_nb.wire.transport import DEFAULT_MAX_CONNECTIONS, Transport
 
-        if generation is not None and generation not in GENERATIONS:
-            raise ValueError(f"generation must be one of {', '.join(map(repr, GENERATIONS))} or None (find it), "
-                             f"got {generation!r}")
         self._transport = Transport(gateway_url, token_provider, timeout=timeout, verify=verify,
                                     ca_bundle=ca_bundle, proxies=proxies, retry=retry,
                                     max_connections=DEFAULT_MAX_CONNECTIONS if max_connections is None
                                     else max_connections, authz_gateway_url=authz_gateway_url)
         self._generation: str | None = None
         self._generation_lock = threading.Lock()
-        if generation is not None:
-            self._use_generation(generation)
+        self._settle(None, generation)
 
     @classmethod
     def from_discovery(
@@ -130,7 +126,8 @@ class Client:
         """
         import os
 
-        from mlops_nb.wire.discovery import DiscoveryError, discover_cloud
+        from mlops_nb.wire.discovery import discover_cloud
+        from mlops_nb.wire.errors import DiscoveryError
 
         found = discover_cloud(environment_url, verify=verify, ca_bundle=ca_bundle, proxies=proxies)
         gateway_url = found.gateway_url
@@ -153,17 +150,7 @@ class Client:
             token_provider = TokenProvider.from_issuer(found.issuer_url, refresh_token, client_id, verify=verify,
                                                        ca_bundle=ca_bundle, proxies=proxies)
         client = cls(gateway_url, token_provider, verify=verify, ca_bundle=ca_bundle, proxies=proxies, **options)
-        # Set after construction (as with_options does), so that subclasses need not take these arguments.
-        if found.authz_gateway_url:
-            from mlops_nb.wire.transport import validate_gateway_url
-
-            client._transport.authz_gateway_url = validate_gateway_url(found.authz_gateway_url, "authz-gateway")
-        chosen = generation or ("workspaces" if found.authz_gateway_url else None)
-        if chosen is not None:
-            if chosen not in GENERATIONS:
-                raise ValueError(f"generation must be one of {', '.join(map(repr, GENERATIONS))} or None, "
-                                 f"got {chosen!r}")
-            client._use_generation(chosen)
+        client._settle(found.authz_gateway_url, generation or ("workspaces" if found.authz_gateway_url else None))
         return client
 
     # -- who is calling ----------------------------------------------------------------------
@@ -214,10 +201,22 @@ class Client:
         return description(self.generation)
 
     def _use_generation(self, generation: str) -> None:
+        if generation not in GENERATIONS:
+            raise ValueError(f"generation must be one of {', '.join(map(repr, GENERATIONS))} or None (find it), "
+                             f"got {generation!r}")
         for server in description(generation).servers:
             self.__dict__[server] = server_class(server, generation)(self)
         self._generation = generation
 
+    def _settle(self, authz_gateway_url: str | None, generation: str | None) -> None:
+        """Set the authz gateway and the generation when known. ``with_options`` and ``from_discovery``
+        call it after construction, so that subclasses need not take these arguments."""
+        if authz_gateway_url:
+            from mlops_nb.wire.transport import validate_gateway_url
+
+            self._transport.authz_gateway_url = validate_gateway_url(authz_gateway_url, "authz_gateway_url")
+        if generation is not None:
+            self._use_generation(generation)
 
     @property
     def gateway_url(self) -> str:
@@ -249,10 +248,7 @@ class Client:
         other = type(self)(self.gateway_url, self.token_provider, timeout=timeout, retry=retry,
                            verify=verify is not False, ca_bundle=verify if isinstance(verify, str) else None,
                            proxies=self._transport.proxies or None, max_connections=2)
-        # Set here rather than passed, so that subclasses need not take these arguments.
-        other._transport.authz_gateway_url = self._transport.authz_gateway_url
-        if self._generation is not None:
-            other._use_generation(self._generation)
+        other._settle(self._transport.authz_gateway_url, self._generation)
         return other
 
     def __enter__(self) -> Client:
@@ -262,7 +258,10 @@ class Client:
         self.close()
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(gateway_url={self.gateway_url!r})"
+        # What is known, without asking the gateway (a repr sends nothing).
+        known = f", generation={self._generation!r}" if self._generation else ""
+        authz = f", authz_gateway_url={self.authz_gateway_url!r}" if self.authz_gateway_url else ""
+        return f"{type(self).__name__}(gateway_url={self.gateway_url!r}{known}{authz})"
 
     def __dir__(self) -> list[str]:
         # Before the generation is known, every generation's servers (dir() sends nothing).
@@ -537,6 +536,12 @@ class _RestCall:
             self.body_keywords = tuple(f.name for f in self.body_class.fields() if f.name not in taken)
         else:
             self.body_keywords = (self.body_field,)  # type: ignore[assignment]
+        # Fields of the body a path template names (``name`` of ``{deployment.name}``, also spelt
+        # ``{runtimeImage.name}`` for the body field runtime_image), by wire name: path name -> field.
+        self.from_body = {p.name: p.wire.split(".", 1)[1] for p in self.path_params
+                          if "." in p.wire and self.body_field
+                          and _lower_camel(p.wire.split(".", 1)[0]) == _lower_camel(self.body_field)}
+        self.template_fields = set(self.from_body.values())
 
     def keywords(self) -> list[str]:
         return [p.name for p in self.path_params] + list(self.query_params) + list(self.body_keywords) + (
@@ -561,11 +566,10 @@ class _RestCall:
         path_params = {}
         for p in self.path_params:
             value = values.get(p.name)
-            if value in (None, "") and self.body_field not in (None, "*") and p.wire.startswith(self.body_field + "."):
-                value = body_wire.get(_lower_camel(p.wire.split(".", 1)[1]))
+            if value in (None, "") and p.name in self.from_body:
+                value = body_wire.get(self.from_body[p.name])
             if value in (None, ""):
-                also = (f" (or set {p.wire.split('.', 1)[1]!r} in {self.body_field}=)"
-                        if "." in p.wire and self.body_field not in (None, "*") else "")
+                also = f" (or set {self.from_body[p.name]!r} in {self.body_field}=)" if p.name in self.from_body else ""
                 raise TypeError(f"{self.name} needs {p.name}{also}")
             path_params[p.wire] = value
         query: list[tuple[str, str]] = []
@@ -608,7 +612,9 @@ class _RestCall:
             wire = {_lower_camel(k): v for k, v in value.items()}
             known = {f.name for f in cls.fields()} | {f.json for f in cls.fields()}
             # A template's field the body's message lacks (``name`` of ``{deployment.name}``): read, not sent.
-            return cls(**{k: v for k, v in value.items() if k in known}), wire
+            # Any other unknown key is the message's to refuse.
+            read_only = {k for k in value if k not in known and _lower_camel(k) in self.template_fields}
+            return cls(**{k: v for k, v in value.items() if k not in read_only}), wire
         raise TypeError(f"{self.name}: {self.body_field if self.body_field != '*' else 'body'} takes a "
                         f"{cls.__name__} or a dict, got {type(value).__name__}")
 

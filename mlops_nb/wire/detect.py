@@ -15,7 +15,8 @@ are read-only calls that only one generation has.
 
 A legacy server costs one probe, a workspaces server two; the client asks once, on first use, and
 keeps the answer. Errors that say nothing about routes (the gateway cannot be reached, the token is
-refused, the gateway fails) are raised as they are: they would fail the first call anyway.
+refused, the gateway is unavailable or throttles, after the client's retries) are raised as they
+are, and the next use asks again.
 """
 
 from __future__ import annotations
@@ -23,21 +24,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mlops_nb.api import API, description
-from mlops_nb.wire.errors import ApiError, GatewayError, Unauthenticated
+from mlops_nb.wire.errors import ApiError, GatewayError, GenerationUnknown
 
 if TYPE_CHECKING:
     from mlops_nb.wire.transport import Transport
 
-__all__ = ["GenerationUnknown", "LEGACY_PROBE", "detect_generation"]
+__all__ = ["LEGACY_PROBE", "detect_generation"]
 
 # The legacy generation's read-only call that the workspaces generation does not have.
 LEGACY_PROBE = "deployer.version.get_version"
 # HTTP statuses that say "no such route here" (501: the gRPC service behind the route is missing).
 _ABSENT = frozenset({404, 405, 501})
-
-
-class GenerationUnknown(GatewayError):
-    """The gateway answered neither generation's probe: it is most likely not an MLOps API gateway."""
+# gRPC codes of a call the server routed and then refused on its merits: the route is there. Other
+# errors (unavailable, throttled, internal...) say nothing about routes and are raised as they are.
+_REFUSED_ON_MERITS = frozenset({3, 6, 7, 9, 10, 11})  # INVALID_ARGUMENT ... OUT_OF_RANGE
 
 
 def detect_generation(transport: Transport) -> str:
@@ -70,13 +70,11 @@ def _probe(transport: Transport, verb: str, path: str, rpc: str, body: dict | No
         response.close()
         if header and not response.headers.get(header):
             return f"HTTP {response.status_code} without the {header} header"
-    except Unauthenticated:
-        raise
     except ApiError as e:
-        if e.http_status not in _ABSENT:
+        if e.http_status in _ABSENT:
+            return f"HTTP {e.http_status} {e.code_name} ({e.message[:120]})"
+        if e.code in _REFUSED_ON_MERITS:
             return None  # the route is there; the call itself was refused (permission, argument...)
-        return f"HTTP {e.http_status} {e.code_name} ({e.message[:120]})"
-    except GenerationUnknown:
         raise
     except GatewayError as e:
         if e.http_status not in _ABSENT:

@@ -24,17 +24,13 @@ from typing import Any
 import requests
 
 from mlops_nb.api import description
-from mlops_nb.wire.errors import ConnectionFailed, MLOpsError
+from mlops_nb.wire.errors import ConnectionFailed, DiscoveryError
 from mlops_nb.wire.transport import TLS_ADVICE, USER_AGENT, tls_verify, validate_gateway_url
 
-__all__ = ["CloudDiscovery", "DiscoveryError", "WELL_KNOWN_PATH", "discover_cloud", "discovery_url"]
+__all__ = ["CloudDiscovery", "WELL_KNOWN_PATH", "discover_cloud", "discovery_url"]
 
 WELL_KNOWN_PATH = "/.ai.h2o.cloud.discovery"
 _MAX_PAGES = 100
-
-
-class DiscoveryError(MLOpsError):
-    """The environment's discovery documents are missing, malformed, or lack what MLOps needs."""
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,8 @@ __all__ = [
     "MLOpsError",
     "ApiError",
     "GatewayError",
+    "GenerationUnknown",
+    "DiscoveryError",
     "ConnectionFailed",
     "WriteOutcomeUnknown",
     "AuthenticationError",
@@ -118,11 +120,21 @@ class GatewayError(MLOpsError):
         super().__init__(message)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild_gateway_error, (str(self), self.http_status, self.rpc))
+        return (_rebuild_gateway_error, (str(self), self.http_status, self.rpc, type(self)))
 
 
-def _rebuild_gateway_error(message: str, http_status: int | None, rpc: str | None) -> GatewayError:
-    return GatewayError(message, http_status=http_status, rpc=rpc)
+def _rebuild_gateway_error(message: str, http_status: int | None, rpc: str | None,
+                           cls: type[GatewayError] = GatewayError) -> GatewayError:
+    return cls(message, http_status=http_status, rpc=rpc)
+
+
+class GenerationUnknown(GatewayError):
+    """The gateway answered neither generation's probe (:mod:`mlops_nb.wire.detect`): most likely it is
+    not an MLOps API gateway; give the right URL, or the generation."""
+
+
+class DiscoveryError(MLOpsError):
+    """An H2O AI Cloud environment's discovery documents are missing, malformed, or lack what MLOps needs."""
 
 
 class ConnectionFailed(MLOpsError):

@@ -1,9 +1,13 @@
-"""Message and enum classes, built once at import from the API description.
+"""Message and enum classes, built once from each generation's API description.
 
 Every message of the API is a subclass of :class:`Message` and every enum a
 ``str`` :class:`enum.Enum`, created here with ``type()`` and bound as module
 attributes, so they pickle by reference and show their fields in ``help()``,
-Shift-Tab and tab completion.
+Shift-Tab and tab completion. The legacy generation's classes are built at import,
+as attributes of this module; the workspaces generation's by :func:`build_classes`
+when :mod:`mlops_nb.wire.workspaces` is first imported (``message_class(name,
+"workspaces")`` does that), as attributes of that module. A name both generations
+have is two classes.
 
 Python values and their wire (proto3 JSON) form:
 

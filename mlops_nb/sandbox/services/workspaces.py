@@ -17,6 +17,7 @@ display name and login principal the username, the primary email as the one emai
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from mlops_nb.sandbox.rpc import Call, handles, invalid_argument, now
@@ -43,9 +44,18 @@ def workspace_id(name: Any, what: str = "name") -> str:
     return resource_id(name, "workspaces", what)
 
 
-def workspace_wire(call: Call, project: dict[str, Any]) -> dict[str, Any]:
-    """A project as a ``V1Workspace`` (wire JSON)."""
-    meta = call.store.get(META_KIND, project["id"]) or {}
+def _metas(call: Call, project_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """What the workspaces keep beside these projects, in one read."""
+    with call.store.reading() as db:
+        rows = db.execute(f"SELECT id, data FROM entity WHERE kind = '{META_KIND}' AND id IN "
+                          "(SELECT value FROM json_each(?))", (json.dumps(project_ids),)).fetchall()
+    return {r["id"]: json.loads(r["data"]) for r in rows}
+
+
+def workspace_wire(call: Call, project: dict[str, Any], meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A project as a ``V1Workspace`` (wire JSON); ``meta``: what it keeps beside it, when read already."""
+    if meta is None:
+        meta = call.store.get(META_KIND, project["id"]) or {}
     wire = {"name": f"workspaces/{project['id']}", "displayName": project.get("displayName", ""),
             "description": project.get("description", ""), "annotations": meta.get("annotations", {}),
             "createTime": project.get("createdTime"), "updateTime": project.get("lastModifiedTime"),
@@ -105,7 +115,8 @@ def _workspaces(call: Call, request: dict[str, Any]) -> Any:
 def _list(call: Call, request: dict[str, Any]) -> dict[str, Any]:
     query = {k: v for k, v in request.items() if k not in ("showArchived", "showDeleted")}
     items, token = rest_list(call, _workspaces(call, request), query, WORKSPACE_FIELDS)
-    return {"workspaces": [workspace_wire(call, p) for p in items], "nextPageToken": token}
+    metas = _metas(call, [p["id"] for p in items])
+    return {"workspaces": [workspace_wire(call, p, metas.get(p["id"], {})) for p in items], "nextPageToken": token}
 
 
 @handles("authz.workspace.list_workspaces", generation="workspaces")
