@@ -266,7 +266,7 @@ def test_workspace_card_is_the_project_card_with_its_workspace_fields() -> None:
     assert html is not None and "Workspace" in html and "Churn &lt;team&gt;" in html and "<team>" not in html
     text = card_text(workspace, **OFFLINE)
     assert text.splitlines()[0] == "Workspace: Churn <team> (workspaces/p1)"
-    assert "owner: alice" in text and "tags: prod; risk" in text and "created: 9 days ago" in text
+    assert "owner: alice" in text and "tags: prod; risk" in text and "created: 1 week ago (2026-03-01 08:00:00 UTC)" in text
     # the get response shows the card of what it holds
     response = W("V1GetWorkspaceResponse").from_wire({"workspace": WORKSPACE})
     assert card_text(response, **OFFLINE) == text
@@ -317,7 +317,7 @@ def test_batch_job_card_shows_model_source_sink_counts_and_error() -> None:
     text = card_text(job, **OFFLINE)
     assert text.splitlines()[0] == "Batch scoring job: nightly [failed] (workspaces/p1/jobs/j1)"
     for line in ("models: gbm-churn", "source: s3://in/data.csv (text/csv) sourceSpecs/s3", "rows processed: 9000",
-                 "rows in error: 12", "error: column <age> missing", "creator: alice", "ended: 5 days ago"):
+                 "rows in error: 12", "error: column <age> missing", "creator: alice", "ended: 1 day ago (2026-03-09 00:05:00 UTC)"):
         assert line in text, line
     html = card_html(job, **OFFLINE)
     assert html is not None and "column &lt;age&gt; missing" in html and '"bucket"' not in html
