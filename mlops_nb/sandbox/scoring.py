@@ -1,7 +1,7 @@
 """The scoring URLs: what a deployment's status points at, in front of its scorer processes.
 
-``{gateway}/deployments/{id}/model/...`` and ``{gateway}/endpoints/{path}/model/...`` (an
-endpoint's target) serve the MLOps scoring API: ``score``, ``schema``, ``sample_request``,
+``{gateway}/deployments/{id}/model/...`` (``{gateway}/{id}/model/...`` too, the form the
+workspaces face reports) and ``{gateway}/endpoints/{path}/model/...`` (an endpoint's target) serve the MLOps scoring API: ``score``, ``schema``, ``sample_request``,
 ``capabilities``, ``id``, ``contribution``, and ``/readyz`` beside ``model``. This is the
 sandbox's ingress, as a real MLOps has one before its scorer pods:
 
@@ -92,6 +92,15 @@ class ScoringGateway:
             Route("/endpoints/{endpoint_path}/{rest:path}", self._endpoint, methods=["GET", "POST"]),
         ]
 
+    def root_routes(self) -> list[Route]:
+        """``{gateway}/{id}/model/...`` and ``{gateway}/{id}/readyz``: the same scoring API, named as MLOps
+        names it (the workspaces face's metadata: 1.6.5 takes the scoring API's base from the score URL's
+        first path segment). Served after every other route, so they shadow none."""
+        return [
+            Route("/{deployment_id}/model/{operation}", self._deployment_root, methods=["GET", "POST"]),
+            Route("/{deployment_id}/readyz", self._deployment_root, methods=["GET"]),
+        ]
+
     def close(self) -> None:
         self.shadows.shutdown(wait=False, cancel_futures=True)
         stop_recording(self.store)  # what is queued is written while the store is still open
@@ -99,6 +108,11 @@ class ScoringGateway:
 
     async def _deployment(self, request: Request) -> Response:
         return await self._serve(request, request.path_params["deployment_id"], request.path_params["rest"])
+
+    async def _deployment_root(self, request: Request) -> Response:
+        operation = request.path_params.get("operation")
+        rest = f"model/{operation}" if operation else "readyz"
+        return await self._serve(request, request.path_params["deployment_id"], rest)
 
     async def _endpoint(self, request: Request) -> Response:
         path = request.path_params["endpoint_path"]

@@ -477,7 +477,8 @@ def build_app(store: Store, idp: IdentityProvider, supervisor: Supervisor | None
     scoring = ScoringGateway(store, idp, supervisor) if supervisor is not None else None
     routes = [Route("/", _index_page(gateway.faces), methods=["GET"]), Mount(idp.mount_path, routes=idp.routes()),
               *discovery_routes(idp, gateway.faces), *gateway.routes(),
-              *(scoring.routes() if scoring is not None else [])]
+              *(scoring.routes() if scoring is not None else []),
+              *(scoring.root_routes() if scoring is not None else [])]  # last: they match any first segment
     handlers = {404: _routing_error, 405: _routing_error}
     return Starlette(routes=routes, exception_handlers=handlers), gateway, scoring  # type: ignore[arg-type]
 

@@ -30,6 +30,9 @@ MODULES = [
     "uploads",
     "workspaces",
     "runtimes",
+    "deployments_v2",
+    "monitoring_v2",
+    "batch",
 ]
 
 
@@ -41,14 +44,24 @@ def _load() -> list:
 
 def _wire_hooks() -> None:
     """Who cleans up after whom, in this order."""
-    from mlops_nb.sandbox.services import datasets, deployments, experiments, models, monitoring, projects
+    from mlops_nb.sandbox.services import (
+        batch,
+        datasets,
+        deployments,
+        deployments_v2,
+        experiments,
+        models,
+        monitoring,
+        projects,
+    )
 
     # Inside the deleting transaction, before the generic cascade: relations that need more than
     # "delete every entity of the project" (deployments stop, experiments linked elsewhere stay).
     projects.PROJECT_DELETE_HOOKS[:] = [deployments.leave_deleted_project, experiments.leave_deleted_project,
-                                        models.leave_deleted_project, datasets.leave_deleted_project]
+                                        models.leave_deleted_project, datasets.leave_deleted_project,
+                                        batch.leave_deleted_project]
     # Inside the removing transaction: what monitoring keeps about a deployment goes with it.
-    deployments.DEPLOYMENT_REMOVE_HOOKS[:] = [monitoring.forget_deployment]
+    deployments.DEPLOYMENT_REMOVE_HOOKS[:] = [monitoring.forget_deployment, deployments_v2.forget_pause]
 
 
 def migrations() -> list[Migration]:

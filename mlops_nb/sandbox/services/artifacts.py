@@ -83,6 +83,7 @@ __all__ = [
     "begin_upload",
     "finish_upload",
     "abort_upload",
+    "write_artifact_bytes",
     "writable_artifact",
     "MODEL_INGESTION",
 ]
@@ -507,6 +508,18 @@ def finish_upload(store: Store, upload: _Upload) -> None:
         replace_data(store, "artifact", artifact)
         upload.writer.publish()
     _blobs(store).end_upload(upload.artifact_id)
+
+
+def write_artifact_bytes(store: Store, artifact_id: str, data: bytes) -> None:
+    """Give a stored artifact (state EMPTY) these bytes, as an upload would: made by the sandbox
+    itself (deployment logs, batch job output), so no caller's access is checked."""
+    upload = _blobs(store).start_upload(artifact_id)
+    try:
+        upload.append_bytes(data)
+    except BaseException:
+        abort_upload(store, upload)
+        raise
+    finish_upload(store, upload)
 
 
 def abort_upload(store: Store, upload: _Upload) -> None:

@@ -101,7 +101,8 @@ if TYPE_CHECKING:
     from mlops_nb.sandbox.runtime import Supervisor
 
 __all__ = ["MIGRATIONS", "deployments_serving", "MODEL_TYPE_OF_ARTIFACT", "StoreEvents", "restore", "deployment_view",
-           "resource_name", "DEPLOYMENT_REMOVE_HOOKS", "security_of"]
+           "resource_name", "DEPLOYMENT_REMOVE_HOOKS", "security_of", "create_deployer", "update_deployer",
+           "delete_deployer", "elements_of", "redacted", "MODE_FIELDS", "check_composition"]
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -183,7 +184,7 @@ MODEL_TYPE_OF_ARTIFACT = {row["artifact_type"]: row["model_type"] for row in CAT
 _ARTIFACT_ROW_BY_DEPLOYABLE = {row["deployable_artifact_type_name"]: row for row in CATALOGS.artifacts}
 
 _TRAFFIC_TYPES = {"single": "SINGLE_MODEL", "shadow": "SHADOW_TRAFFIC", "split": "SPLIT_TRAFFIC"}
-_MODE_FIELDS = {"single": "singleDeployment", "shadow": "shadowDeployment", "split": "splitDeployment"}
+MODE_FIELDS = {"single": "singleDeployment", "shadow": "shadowDeployment", "split": "splitDeployment"}
 
 _PROFILES = [
     {"name": "default", "displayName": "Default", "isDefault": True,
@@ -209,7 +210,7 @@ def _experiment_artifacts(db: sqlite3.Connection, experiment_id: str) -> list[di
         (experiment_id,))]
 
 
-def _check_composition(call: Call, project_id: str, given: dict[str, Any], where: str) -> tuple[dict[str, Any], str]:
+def check_composition(call: Call, project_id: str, given: dict[str, Any], where: str) -> tuple[dict[str, Any], str]:
     """The composition with its artifact resolved, and the experiment's display name; or INVALID_ARGUMENT."""
     experiment_id = given.get("experimentId", "")
     experiment = find_experiment(call, experiment_id, field=f"{where}.experiment_id")
@@ -252,7 +253,7 @@ def _check_composition(call: Call, project_id: str, given: dict[str, Any], where
 
 
 def _mode(deployment: dict[str, Any]) -> str:
-    modes = [mode for mode, key in _MODE_FIELDS.items() if deployment.get(key)]
+    modes = [mode for mode, key in MODE_FIELDS.items() if deployment.get(key)]
     if len(modes) != 1:
         raise invalid_argument("a deployment sets exactly one of single_deployment, shadow_deployment and "
                                f"split_deployment (got {', '.join(modes) or 'none'})")
@@ -261,12 +262,17 @@ def _mode(deployment: dict[str, Any]) -> str:
 
 def _elements(deployment: dict[str, Any], mode: str) -> list[dict[str, Any]]:
     """The deployment's model elements in order (primary first), each with its composition."""
-    body = deployment[_MODE_FIELDS[mode]]
+    body = deployment[MODE_FIELDS[mode]]
     if mode == "single":
         return [body]
     if mode == "shadow":
         return [e for e in (body.get("primaryElement"), body.get("secondaryElement")) if e]
     return list(body.get("splitElements", []))
+
+
+def elements_of(deployment: dict[str, Any]) -> list[dict[str, Any]]:
+    """A deployer view's model elements in order (primary first)."""
+    return _elements(deployment, _mode(deployment))
 
 
 def _check_elements(call: Call, project_id: str, deployment: dict[str, Any]) -> tuple[str, list[str]]:
@@ -278,12 +284,12 @@ def _check_elements(call: Call, project_id: str, deployment: dict[str, Any]) -> 
         raise invalid_argument(f"a {mode} deployment takes {wanted[mode]}, got {len(elements)}")
     names = []
     for i, element in enumerate(elements):
-        where = f"{_MODE_FIELDS[mode]}{f'[{i}]' if mode != 'single' else ''}.deployment_composition"
+        where = f"{MODE_FIELDS[mode]}{f'[{i}]' if mode != 'single' else ''}.deployment_composition"
         if not element.get("deploymentComposition"):
             raise invalid_argument(f"{where} is required")
         if mode == "split" and element.get("weight", 0) <= 0:
-            raise invalid_argument(f"{_MODE_FIELDS[mode]}[{i}].weight must be a positive share of the traffic")
-        element["deploymentComposition"], name = _check_composition(
+            raise invalid_argument(f"{MODE_FIELDS[mode]}[{i}].weight must be a positive share of the traffic")
+        element["deploymentComposition"], name = check_composition(
             call, project_id, element["deploymentComposition"], where)
         names.append(name)
     return mode, names
@@ -402,10 +408,10 @@ def create_deployment(call: Call, request: Any) -> dict[str, Any]:
     given = _wire(request.deployment)
     if not given:
         raise invalid_argument("deployment is required (project_id, one of single/shadow/split_deployment, ...)")
-    return {"deployment": _create(call, given)}
+    return {"deployment": create_deployer(call, given)}
 
 
-def _create(call: Call, given: dict[str, Any]) -> dict[str, Any]:
+def create_deployer(call: Call, given: dict[str, Any]) -> dict[str, Any]:
     """Check, store and start a deployment (the deployer's view, as CreateDeployment takes it); returns it."""
     project_id = given.get("projectId", "")
     project = require_project(call, project_id, write=True)
@@ -455,10 +461,10 @@ def update_model_deployment(call: Call, request: Any) -> dict[str, Any]:
     fields = [by_any_name[n] for n in mask] or [k for k in _UPDATABLE.values() if k in given]
     if not fields:
         raise invalid_argument(f"nothing to update: set one of {', '.join(_UPDATABLE)}")
-    return {"deployment": _update(call, deployment_id, lambda current: given, fields)}
+    return {"deployment": update_deployer(call, deployment_id, lambda current: given, fields)}
 
 
-def _update(call: Call, deployment_id: str, new_values: Callable[[dict[str, Any]], dict[str, Any]],
+def update_deployer(call: Call, deployment_id: str, new_values: Callable[[dict[str, Any]], dict[str, Any]],
             fields: Sequence[str]) -> dict[str, Any]:
     """Apply ``fields`` of ``new_values(current deployer view)`` to a deployment; a change to what runs
     starts a new revision. Returns the deployer's view."""
@@ -473,8 +479,8 @@ def _update(call: Call, deployment_id: str, new_values: Callable[[dict[str, Any]
             if given.get(key) and given[key] != current[key]:
                 raise invalid_argument(f"a deployment's {key} cannot change ({current[key]!r})")
         updated = dict(current)
-        if any(given.get(k) for k in fields if k in _MODE_FIELDS.values()):
-            for key in _MODE_FIELDS.values():  # a new shape replaces the old one
+        if any(given.get(k) for k in fields if k in MODE_FIELDS.values()):
+            for key in MODE_FIELDS.values():  # a new shape replaces the old one
                 updated.pop(key, None)
         for key in fields:
             if key in given:
@@ -498,10 +504,10 @@ def _update(call: Call, deployment_id: str, new_values: Callable[[dict[str, Any]
 
 @handles("deployer.deployment.delete_deployment")
 def delete_deployment(call: Call, request: Any) -> None:
-    _delete(call, request.id, "id")
+    delete_deployer(call, request.id, "id")
 
 
-def _delete(call: Call, deployment_id: str, field: str) -> None:
+def delete_deployer(call: Call, deployment_id: str, field: str) -> None:
     with call.store.transaction() as db:
         deployer = deployment_view(call, deployment_id, write=True, field=field)
         target = resource_name(deployer)
@@ -519,14 +525,14 @@ def list_project_deployments(call: Call, request: Any) -> dict[str, Any]:
     query = _in_project(call, DEPLOYER_KIND, "DeployDeployment", request.project_id)
     items, token = list_page(call, query, request)
     if project_role(call, require_project(call, request.project_id)) == "VIEWER":
-        items = [_redacted(d) for d in items]
+        items = [redacted(d) for d in items]
     return page_response("deployment", items, token)
 
 
 REDACTED = "<redacted>"
 
 
-def _redacted(deployer: dict[str, Any]) -> dict[str, Any]:
+def redacted(deployer: dict[str, Any]) -> dict[str, Any]:
     """A deployment as one who may not change it sees it: no passphrase, no environment variable values."""
     hidden = json.loads(json.dumps(deployer))
     passphrase = hidden.get("security", {}).get("passphrase", {})
@@ -741,14 +747,14 @@ def deploy(call: Call, request: Any) -> dict[str, Any]:
     storage = request.to_wire()
     if not storage.get("experimentId"):
         raise invalid_argument("experiment_id is required")
-    deployer = _create(call, {"projectId": environment["projectId"], "deploymentEnvironmentId": environment["id"],
+    deployer = create_deployer(call, {"projectId": environment["projectId"], "deploymentEnvironmentId": environment["id"],
                               **_shape(call, storage, {})})
     return {"deployment": _storage_view(deployer)}
 
 
 @handles("storage.deployment.undeploy")
 def undeploy(call: Call, request: Any) -> None:
-    _delete(call, request.deployment_id, "deployment_id")
+    delete_deployer(call, request.deployment_id, "deployment_id")
 
 
 _STORAGE_UPDATABLE = {"experiment_id": "experimentId", "type": "type", "secondary_scorer": "secondaryScorer"}
@@ -776,7 +782,7 @@ def update_deployment(call: Call, request: Any) -> dict[str, Any]:
             storage[key] = given.get(key, [] if key == "secondaryScorer" else "")
         return _shape(call, storage, _elements_by_experiment(current))
 
-    deployer = _update(call, given["id"], new_shape, list(_MODE_FIELDS.values()))
+    deployer = update_deployer(call, given["id"], new_shape, list(MODE_FIELDS.values()))
     return {"deployment": _storage_view(deployer)}
 
 

@@ -76,7 +76,8 @@ from mlops_nb.sandbox.services.deployments import deployment_view
 from mlops_nb.sandbox.store import Store
 from mlops_nb.wire.messages import parse_timestamp
 
-__all__ = ["MIGRATIONS", "Scored", "record_later", "record_scoring", "settle", "stop_recording"]
+__all__ = ["MIGRATIONS", "Scored", "record_later", "record_scoring", "settle", "stop_recording", "scored_rows",
+           "training_baseline", "baseline_request_id", "bins_of", "numeric_values", "missing_values"]
 
 log = logging.getLogger("mlops_nb.sandbox")
 
@@ -428,7 +429,7 @@ def _requests(call: Call, deployment_id: str, experiment_id: str, span: _Range) 
     return pd.DataFrame([dict(r) for r in rows], columns=["time", "latency_ms", "row_count", "ok"])
 
 
-def _scored(call: Call, deployment_id: str, experiment_id: str, span: _Range | None, *,
+def scored_rows(call: Call, deployment_id: str, experiment_id: str, span: _Range | None, *,
             after: int = 0, until: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(inputs, outputs) of the recorded rows in the range (all when ``span`` is None) whose request
     ids are past ``after`` (and at most ``until``), each with a ``_time`` column."""
@@ -463,20 +464,20 @@ def _scored(call: Call, deployment_id: str, experiment_id: str, span: _Range | N
             pd.concat(outputs, ignore_index=True) if outputs else empty)
 
 
-def _missing(values: pd.Series) -> pd.Series:
+def missing_values(values: pd.Series) -> pd.Series:
     """Where the values are missing: None, or a token the scorer reads as missing ("", "NA", "null", ...)."""
     return values.isna() | values.astype(str).str.strip().str.lower().isin(MISSING_VALUES)
 
 
 def _as_numbers(values: pd.Series) -> pd.Series:
     """The values as floats; missing values and anything not a number are NaN."""
-    return pd.to_numeric(values.where(~_missing(values)), errors="coerce")
+    return pd.to_numeric(values.where(~missing_values(values)), errors="coerce")
 
 
-def _numeric(values: pd.Series) -> pd.Series | None:
+def numeric_values(values: pd.Series) -> pd.Series | None:
     """The values as floats when they all are numbers (missing values aside), else None."""
     numbers = _as_numbers(values)
-    return numbers if numbers.notna().sum() == (~_missing(values)).sum() else None
+    return numbers if numbers.notna().sum() == (~missing_values(values)).sum() else None
 
 
 # -- operational and health --------------------------------------------------------------------
@@ -556,7 +557,7 @@ def _prediction_column(outputs: pd.DataFrame) -> pd.Series | None:
 
 
 def _histogram(values: pd.Series, name: str) -> dict[str, Any]:
-    numbers = _numeric(values)
+    numbers = numeric_values(values)
     if numbers is not None and numbers.nunique() > 10:
         counts, edges = np.histogram(numbers.dropna(), bins=10)
         bins = [{"xMin": _number(lo), "xMax": _number(hi), "y": str(int(c))}
@@ -573,7 +574,7 @@ def get_model_health_metrics(call: Call, request: dict[str, Any]) -> dict[str, A
     experiment_id = _model_of(call, deployer, request.get("model_id", ""))
     span = _range(deployer, request)
     requests = _requests(call, deployer["id"], experiment_id, span)
-    _, outputs = _scored(call, deployer["id"], experiment_id, span)
+    _, outputs = scored_rows(call, deployer["id"], experiment_id, span)
     prediction = _prediction_column(outputs)
     ok = requests[requests["ok"] == 1] if not requests.empty else requests
     body: dict[str, Any] = {
@@ -583,7 +584,7 @@ def get_model_health_metrics(call: Call, request: dict[str, Any]) -> dict[str, A
     if prediction is not None:
         name = str(prediction.name)
         body["predictions"] = _histogram(prediction, name)
-        numbers = _numeric(prediction)
+        numbers = numeric_values(prediction)
         boxes = []
         if numbers is not None:
             frame = pd.DataFrame({"value": numbers, "_bucket": span.bucket(outputs["_time"])}).dropna()
@@ -601,7 +602,7 @@ def get_model_health_metrics(call: Call, request: dict[str, Any]) -> dict[str, A
 # -- drift ---------------------------------------------------------------------------------------
 
 
-def _training_baseline(call: Call, experiment_id: str) -> tuple[pd.DataFrame, str] | None:
+def training_baseline(call: Call, experiment_id: str) -> tuple[pd.DataFrame, str] | None:
     """The experiment's training dataset as a frame, when it links one with an uploaded CSV."""
     experiment = call.store.get("experiment", experiment_id) or {}
     dataset_id = experiment.get("parameters", {}).get("trainingDatasetId", "")
@@ -620,9 +621,9 @@ def _training_baseline(call: Call, experiment_id: str) -> tuple[pd.DataFrame, st
     return None
 
 
-def _bins(baseline: pd.Series) -> tuple[str, Any]:
+def bins_of(baseline: pd.Series) -> tuple[str, Any]:
     """How to bin a feature: ('numeric', quantile edges) or ('categorical', categories)."""
-    numbers = _numeric(baseline)
+    numbers = numeric_values(baseline)
     if numbers is not None and numbers.nunique() > 10:
         edges = np.unique(np.quantile(numbers.dropna(), np.linspace(0, 1, 11)))
         return "numeric", edges
@@ -648,7 +649,7 @@ def _psi(expected: np.ndarray, actual: np.ndarray) -> float:
     return float(np.sum((a - e) * np.log(a / e)))
 
 
-def _first_rows(call: Call, deployment_id: str, experiment_id: str) -> int:
+def baseline_request_id(call: Call, deployment_id: str, experiment_id: str) -> int:
     """The request id up to which the model's first scored rows make the baseline: the first
     BASELINE_ROWS rows, or the first half of what was scored while that is less (0: none yet)."""
     with call.store.reading() as db:
@@ -664,26 +665,26 @@ def _first_rows(call: Call, deployment_id: str, experiment_id: str) -> int:
 
 
 def _drift_report(call: Call, deployer: dict[str, Any], experiment_id: str, span: _Range) -> dict[str, Any]:
-    training = _training_baseline(call, experiment_id)
+    training = training_baseline(call, experiment_id)
     if training is not None:
         baseline, source = training
-        inputs, outputs = _scored(call, deployer["id"], experiment_id, span)
+        inputs, outputs = scored_rows(call, deployer["id"], experiment_id, span)
     else:
         # The model's first traffic is the baseline; the range's rows after it are compared with it.
-        last = _first_rows(call, deployer["id"], experiment_id)
-        baseline, _ = _scored(call, deployer["id"], experiment_id, None, until=last)
-        inputs, outputs = _scored(call, deployer["id"], experiment_id, span, after=last)
+        last = baseline_request_id(call, deployer["id"], experiment_id)
+        baseline, _ = scored_rows(call, deployer["id"], experiment_id, None, until=last)
+        inputs, outputs = scored_rows(call, deployer["id"], experiment_id, span, after=last)
         source = f"the first {len(baseline)} rows the model scored"
     # Importance needs numbers: the first numeric output (a classifier's first probability when its
     # prediction is a label).
-    numeric_outputs = (_numeric(outputs[c]) for c in outputs.columns if c != "_time")
+    numeric_outputs = (numeric_values(outputs[c]) for c in outputs.columns if c != "_time")
     prediction = next((n for n in numeric_outputs if n is not None), None) if not outputs.empty else None
     features = []
     for name in [c for c in inputs.columns if c != "_time"]:
         if name not in baseline.columns or baseline[name].empty or inputs[name].empty:
             features.append({"name": name, "driftCalculated": False, "values": inputs[name]})
             continue
-        kind, bins = _bins(baseline[name])
+        kind, bins = bins_of(baseline[name])
         expected = _shares(baseline[name], kind, bins)
         drift = _psi(expected, _shares(inputs[name], kind, bins))
         per_bucket = []
@@ -691,7 +692,7 @@ def _drift_report(call: Call, deployer: dict[str, Any], experiment_id: str, span
         for bucket in sorted(set(buckets.tolist())):
             share = _shares(inputs[name][buckets == bucket], kind, bins)
             per_bucket.append({"xAxis": timestamp_text(span.edges()[bucket]), "value": _number(_psi(expected, share))})
-        numbers = _numeric(inputs[name])
+        numbers = numeric_values(inputs[name])
         importance = 0.0
         if numbers is not None and prediction is not None and numbers.std() > 0 and prediction.std() > 0:
             importance = abs(float(np.corrcoef(numbers.fillna(numbers.mean()), prediction.fillna(prediction.mean()))[0, 1]))
@@ -701,7 +702,7 @@ def _drift_report(call: Call, deployer: dict[str, Any], experiment_id: str, span
 
 
 def _feature(f: dict[str, Any]) -> dict[str, Any]:
-    missing = int(_missing(f["values"]).sum())
+    missing = int(missing_values(f["values"]).sum())
     if not f["driftCalculated"]:
         return {"name": f["name"], "dataType": "", "driftCalculated": False, "missingValues": missing}
     return {"name": f["name"], "dataType": "numeric" if f["kind"] == "numeric" else "categorical",

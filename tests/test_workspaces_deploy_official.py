@@ -1,0 +1,167 @@
+"""Deploying through the sandbox's workspaces face with the newest official client, h2o-mlops 1.6.5, unchanged.
+
+1.6.5 runs in its own virtual environment (the ``workspaces_python`` fixture; set
+``MLOPS_NB_WORKSPACES_VENV`` to reuse one) with the scripts ``tests/workspaces/deploy_*.py``: it
+deploys with a passphrase, waits, scores, runs a batch job over a small CSV, reads the monitoring
+aggregates, updates, and later lists and deletes. What it made is checked through the legacy face
+with our own client: one store and one supervisor, so a deployment made through either face is the
+same deployment (views, scorers, logs, monitoring).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from mlops_nb.api import CATALOGS
+from mlops_nb.sandbox import Sandbox
+from mlops_nb.sandbox.runtime.runtimes import runnable_runtimes
+from mlops_nb.wire.errors import NotFound
+from tests.deploying import iris_model
+
+pytestmark = pytest.mark.legacy  # an official client in an isolated virtual environment
+
+SCRIPTS = Path(__file__).parent / "workspaces"
+ROWS = [["5.1", "3.5", "1.4", "0.2"], ["6.7", "3.0", "5.2", "2.3"], ["5.9", "3.0", "4.2", "1.5"]] * 40
+
+
+def _run(python: str, script: str, *args: str) -> dict[str, Any]:
+    done = subprocess.run([python, str(SCRIPTS / script), *args], capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _mlflow_runtime() -> str:
+    """The newest MLflow runtime the sandbox runs (what the official client is asked to deploy with)."""
+    runnable = set(runnable_runtimes())
+    return [r["runtime_name"] for r in CATALOGS.runtimes if r["model_type"] == "mlflow" and r["runtime_name"]
+            in runnable][-1]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    data, features, _ = iris_model()
+    root = tmp_path_factory.mktemp("deploying")
+    (root / "iris.zip").write_bytes(data)
+    with (root / "rows.csv").open("w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(list(features.columns))
+        writer.writerows(ROWS)
+    (root / "output").mkdir()
+    return {"zip": root / "iris.zip", "csv": root / "rows.csv", "output": root / "output"}
+
+
+@pytest.fixture(scope="module")
+def deployed(sandbox: Sandbox, workspaces_python: str, files: dict[str, Path]) -> dict[str, Any]:
+    started = time.monotonic()
+    seen = _run(workspaces_python, "deploy_workflow.py", sandbox.gateway_url, sandbox.refresh_token("alice"),
+                str(files["zip"]), _mlflow_runtime(), str(files["csv"]), str(files["output"]))
+    seen["seconds"]["script"] = time.monotonic() - started
+    print("measured (s):", {k: round(v, 1) for k, v in seen["seconds"].items()})
+    return seen
+
+
+def test_official_client_deploys_waits_and_scores_with_a_passphrase(deployed: dict[str, Any],
+                                                                   sandbox: Sandbox) -> None:
+    assert deployed["states"][0] in ("PREPARING", "PENDING", "LAUNCHING", "HEALTHY")
+    assert deployed["states"][-1] == "HEALTHY"
+    # The scoring URL names the deployment in its first segment, as 1.6.5 derives the schema's URL.
+    assert deployed["score_url"] == f"{sandbox.gateway_url}/{deployed['deployment']}/model/score"
+    assert deployed["schema_url"] == f"{sandbox.gateway_url}/{deployed['deployment']}/model/schema"
+    assert len(deployed["schema_fields"]) == 4
+    assert len(deployed["scored"]["score"]) == len(deployed["sample"]["rows"])
+    assert len(deployed["scored_rows"]["score"]) == 3
+    assert deployed["refused"] == 401
+
+
+def test_the_deployment_is_the_legacy_faces_deployment(deployed: dict[str, Any], sandbox: Sandbox,
+                                                        alice: Any) -> None:
+    deployment_id = deployed["deployment"]
+    storage = alice.storage.deployment.get_deployment(deployment_id=deployment_id).deployment
+    assert (storage.project_id, storage.experiment_id, storage.type) == (
+        deployed["workspace"], deployed["experiment"], "SINGLE_MODEL")
+    status = alice.deployer.deployment_status.get_deployment_status(deployment_id=deployment_id).deployment_status
+    assert status.state == "HEALTHY"
+    legacy_url = status.scorer.score.url
+    assert legacy_url == f"{sandbox.gateway_url}/deployments/{deployment_id}/model/score"
+    # One deployment, one scorer: both URLs answer alike, with the passphrase the update set.
+    body = {"fields": deployed["schema_fields"], "rows": ROWS[:3]}
+    headers = {"Authorization": "Bearer n3w-hashed"}
+    legacy = requests.post(legacy_url, json=body, headers=headers, timeout=30)
+    workspaces = requests.post(deployed["score_url"], json=body, headers=headers, timeout=30)
+    assert legacy.status_code == workspaces.status_code == 200
+    assert legacy.json()["score"] == workspaces.json()["score"] == deployed["scored_rows"]["score"]
+    deployer = next(d for d in alice.deployer.deployment.list_project_deployments(
+        project_id=deployed["workspace"]).deployment if d.id == deployment_id)
+    assert (deployer.display_name, deployer.description) == ("iris renamed", "updated by h2o-mlops 1.6.5")
+    assert deployer.security.passphrase.passphrase_hash_type == "PASSPHRASE_HASH_TYPE_BCRYPT"
+
+
+def test_a_batch_job_scores_a_local_csv_through_the_models_scorer(deployed: dict[str, Any],
+                                                                files: dict[str, Path]) -> None:
+    job = deployed["job"]
+    assert (job["state"], job["processed"], job["errors"]) == ("FINISHED", str(len(ROWS)), "0")
+    assert job["listed"] == [job["uid"]]
+    written = list(csv.reader((files["output"] / f"{job['uid']}.csv").open()))
+    # A header (the score's fields), then the scorer's answer for every row: the same as scoring them online.
+    assert written[0] == deployed["scored_rows"]["fields"] and len(written) == len(ROWS) + 1
+    assert written[1:4] == [[str(v) for v in row] for row in deployed["scored_rows"]["score"]]
+
+
+def test_monitoring_aggregates_after_traffic(deployed: dict[str, Any]) -> None:
+    inputs = set(deployed["schema_fields"])
+    assert inputs <= set(deployed["baselines"]["columns"])
+    # The scores so far (the sample request, three rows, a refused one not) within one hour, per column.
+    assert inputs < set(deployed["aggregates"]["columns"])
+    assert deployed["aggregates"]["count"] == len(deployed["aggregates"]["columns"])
+    assert deployed["aggregates"]["first_type"] == "NUMERICAL"
+
+
+def test_update_logs_and_endpoint(deployed: dict[str, Any], sandbox: Sandbox, alice: Any) -> None:
+    updated = deployed["updated"]
+    assert (updated["name"], updated["description"]) == ("iris renamed", "updated by h2o-mlops 1.6.5")
+    assert updated["security"] == ["SecurityType.HASHED_PASSPHRASE"]
+    assert len(updated["scored"]["score"]) == len(deployed["sample"]["rows"])
+    assert sum(deployed["logs"].values()) > 0
+    endpoint = deployed["endpoint"]
+    assert (endpoint["path"], endpoint["target"]) == ("iris-ws", deployed["deployment"])
+    answer = requests.post(f"{sandbox.gateway_url}/endpoints/iris-ws/model/score",
+                           json={"fields": deployed["schema_fields"], "rows": ROWS[:1]},
+                           headers={"Authorization": "Bearer n3w-hashed"}, timeout=30)
+    assert answer.status_code == 200
+
+
+def test_the_official_client_lists_the_legacy_faces_deployment_and_deletes_its_own(
+        deployed: dict[str, Any], sandbox: Sandbox, workspaces_python: str, alice: Any) -> None:
+    processor = next(r["artifact_processor_name"] for r in CATALOGS.artifacts if r["artifact_type"] == "python/mlflow")
+    deployable = next(r["deployable_artifact_type_name"] for r in CATALOGS.artifacts
+                      if r["artifact_type"] == "python/mlflow")
+    legacy = alice.deployer.deployment.create_deployment(deployment={
+        "project_id": deployed["workspace"], "display_name": "made by the legacy face",
+        "single_deployment": {"deployment_composition": {
+            "experiment_id": deployed["experiment"], "deployable_artifact_type_name": deployable,
+            "artifact_processor_name": processor, "runtime_name": _mlflow_runtime()}}}).deployment
+    seen = _run(workspaces_python, "deploy_reads_and_deletes.py", sandbox.gateway_url, sandbox.refresh_token("alice"),
+                deployed["workspace"], deployed["deployment"])
+    assert set(seen["listed"]) == {deployed["deployment"], legacy.id} and seen["count"] == 2
+    made = seen["listed"][legacy.id]
+    assert (made["name"], made["mode"], made["security"]) == (
+        "made by the legacy face", "DeploymentModeType.SINGLE_MODEL", ["SecurityType.DISABLED"])
+    assert made["score_url"] == f"{sandbox.gateway_url}/{legacy.id}/model/score"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            alice.storage.deployment.get_deployment(deployment_id=deployed["deployment"])
+        except NotFound:
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail("the deployment the official client deleted is still there after 60 s")
+    alice.deployer.deployment.delete_deployment(id=legacy.id)
