@@ -406,3 +406,57 @@ def test_runtimes_of_a_real_sandbox_as_frames_and_cards(ws_alice: Any) -> None:
 
 def test_no_status_seen_means_no_badge(ws_alice: Any) -> None:
     assert known_deployment_status("never-seen") is None
+
+
+@pytest.fixture(scope="module")
+def deployments(sandbox: Any, alice: Any) -> tuple[str, str, str]:
+    """A single (HEALTHY, a real MLflow model) and a split (FAILED) deployment, made through the legacy
+    face: the workspaces face shows the same deployments."""
+    from tests.test_notebook_frames import make_deployments
+
+    return make_deployments(sandbox, alice, "workspaces frames")
+
+
+def test_deployments_statuses_and_metadata_of_a_real_sandbox_as_frames_and_cards(
+        ws_alice: Any, deployments: tuple[str, str, str]) -> None:
+    project_id, single, split = deployments
+    parent = f"workspaces/{project_id}"
+    frame = list_all(ws_alice.deployer.deployment.list_deployments, parent=parent, page_size=1, progress=False)
+    assert set(frame["name"]) == {f"{parent}/deployments/{single}", f"{parent}/deployments/{split}"}
+    by_name = frame.set_index("display_name")
+    assert by_name.loc["single", "single_deployment_composition_runtime"] == "python-scorer_mlflow_39"
+    assert pd.isna(by_name.loc["split", "single_deployment_composition_runtime"])
+    assert [e["weight"] for e in by_name.loc["split", "split_split_elements"]] == [70, 30]
+    assert str(frame["create_time"].dtype) == TS and str(frame["single_kubernetes_resource_spec_replicas"].dtype) == "Int32"
+    # what the client saw names the deployments by their ids
+    assert ws_alice.deployment_names.get(single) == "single"
+    statuses = ws_alice.deployer.status.batch_get_deployment_statuses(
+        parent=parent, names=[f"{parent}/deployments/{d}/status" for d in (single, split)])
+    assert set(statuses["state"]) == {"HEALTHY", "FAILED"} and isinstance(statuses["state"].dtype, pd.CategoricalDtype)
+    assert generation_of(known_deployment_status(single)) == "workspaces"
+    metadata = ws_alice.deployer.metadata.get_deployment_metadata(name=f"{parent}/deployments/{single}/metadata")
+    url = metadata.deployment_metadata.scoring_interface.score.uri
+    assert ws_alice.scoring_urls.get(single) == url and url.endswith("/model/score")
+    got = ws_alice.deployer.deployment.get_deployment(name=f"{parent}/deployments/{single}")
+    html = card_html(got)
+    assert html is not None and 'title="HEALTHY"' in html and f'href="{url}"' in html
+    text = card_text(got)
+    assert text.splitlines()[0] == f"Deployment: single [healthy] ({parent}/deployments/{single})"
+    assert f"workspace: {parent}" in text and "runtime: " in text
+    failed = card_text(ws_alice.deployer.deployment.get_deployment(name=f"{parent}/deployments/{split}"))
+    assert "[failed]" in failed.splitlines()[0] and "type: split" in failed and "reason: " in failed
+
+
+def test_endpoints_and_aggregates_of_a_real_sandbox(ws_alice: Any, deployments: tuple[str, str, str]) -> None:
+    project_id, single, _ = deployments
+    parent = f"workspaces/{project_id}"
+    ws_alice.deployer.endpoint.create_endpoint(parent=parent, endpoint={
+        "display_name": "churn", "path": f"churn-{project_id[:8]}", "target": f"{parent}/deployments/{single}"})
+    endpoints = list_all(ws_alice.deployer.endpoint.list_endpoints, parent=parent, progress=False)
+    assert list(endpoints["display_name"]) == ["churn"] and isinstance(endpoints["state"].dtype, pd.CategoricalDtype)
+    card = card_text(endpoints.entities[0])
+    assert card.startswith("Endpoint: churn") and "serves: single" in card
+    aggregates = list_all(ws_alice.monitoring.aggregate.list_aggregates,
+                          parent=f"{parent}/deployments/{single}/experiments/-", progress=False)
+    assert list(aggregates.columns) == frame_columns("V2ScoringAggregation", "workspaces")
+    assert str(aggregates["start_time"].dtype) == TS and str(aggregates["missing_values_row_count"].dtype) == "Int32"
