@@ -460,3 +460,61 @@ def test_endpoints_and_aggregates_of_a_real_sandbox(ws_alice: Any, deployments: 
                           parent=f"{parent}/deployments/{single}/experiments/-", progress=False)
     assert list(aggregates.columns) == frame_columns("V2ScoringAggregation", "workspaces")
     assert str(aggregates["start_time"].dtype) == TS and str(aggregates["missing_values_row_count"].dtype) == "Int32"
+
+
+def test_a_batch_job_of_a_real_sandbox_as_frame_and_card(ws_alice: Any, deployments: tuple[str, str, str],
+                                                         tmp_path: Any) -> None:
+    import time
+
+    from tests.deploying import iris_model
+
+    project_id, single, _ = deployments
+    parent = f"workspaces/{project_id}"
+    composition = ws_alice.deployer.deployment.get_deployment(
+        name=f"{parent}/deployments/{single}").deployment.single.deployment_composition
+    features = iris_model()[1]
+    source = tmp_path / "iris.csv"
+    features.head(20).to_csv(source, index=False)
+    created = ws_alice.batch.job.create_job(parent=parent, job={
+        "display_name": "iris nightly",
+        "source": {"spec": "sourceSpecs/local", "location": str(source), "mime_type": "text/csv; header=present"},
+        "sink": {"spec": "sinkSpecs/local", "location": str(tmp_path), "mime_type": "text/csv; header=present"},
+        "instance_spec": {"deployment_composition": {
+            "experiment_id": composition.experiment_id, "artifact_type": composition.deployable_artifact_type,
+            "artifact_processor": composition.artifact_processor, "runtime": composition.runtime}},
+    }).job
+    deadline = time.monotonic() + 180
+    job = created
+    while job.state.value not in ("FINISHED", "FAILED", "SUBMISSION_FAILED", "TIMEOUT"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.5)
+        job = ws_alice.batch.job.get_job(name=created.name).job
+    assert job.state.value == "FINISHED", card_text(job)
+    jobs = list_all(ws_alice.batch.job.list_jobs, parent=parent, progress=False).set_index("name")
+    assert jobs.loc[created.name, "state"] == "FINISHED" and str(jobs["start_time"].dtype) == TS
+    assert jobs.loc[created.name, "completion_stats_processed_rows"] == "20"
+    text = card_text(ws_alice.batch.job.get_job(name=created.name))
+    assert text.splitlines()[0] == f"Batch scoring job: iris nightly [finished] ({created.name})"
+    assert f"source: {source} (text/csv; header=present) sourceSpecs/local" in text and "rows processed: 20" in text
+
+
+def test_a_passphrase_set_through_the_workspaces_face_never_shows(ws_alice: Any, deployments: tuple[str, str, str]) -> None:
+    project_id, single, _ = deployments
+    parent = f"workspaces/{project_id}"
+    composition = ws_alice.deployer.deployment.get_deployment(
+        name=f"{parent}/deployments/{single}").deployment.single.deployment_composition
+    secret = "guarded-by-a-long-passphrase-31337"
+    made = ws_alice.deployer.deployment.create_deployment(parent=parent, deployment={
+        "display_name": "guarded", "single": {"deployment_composition": composition.to_dict()},
+        "securities": [{"passphrase": {"passphrase": secret, "hash_algorithm": "PLAINTEXT"}}]}).deployment
+    try:
+        assert made.securities[0].passphrase.passphrase == secret  # read back, as the server keeps it in plain text
+        frame = list_all(ws_alice.deployer.deployment.list_deployments, parent=parent, progress=False)
+        row = frame.set_index("display_name").loc["guarded"]
+        assert row["securities"][0]["passphrase"]["passphrase"] == HIDDEN
+        got = ws_alice.deployer.deployment.get_deployment(name=made.name)
+        for text in (repr(frame), frame_html(frame, columns="all"), repr(got), card_html(got), card_text(got)):
+            assert secret not in text
+        assert "scoring needs: passphrase" in card_text(got)
+    finally:
+        ws_alice.deployer.deployment.delete_deployment(name=made.name)
