@@ -178,6 +178,17 @@ def test_workspaces_list_responses_are_frames_typed_by_the_description(qualified
     assert entities[0].to_wire() == W(entity.type).from_wire(payload[entity.json][0]).to_wire()
 
 
+def test_every_workspaces_list_method_has_a_frame_layout() -> None:
+    listed = [m for m in WS.methods if m.is_list]
+    assert len(listed) > 40
+    for method in listed:
+        entity = entity_field(method)
+        columns = frame_columns(entity.type, "workspaces")
+        assert len(columns) == len(set(columns)), method.qualified_name
+        empty = frame_from_wire(method, {})
+        assert list(empty.columns) == columns and len(empty) == 0
+
+
 def test_times_are_utc_enums_are_categories_of_the_description_and_ids_stay_text() -> None:
     workspaces = frame_from_wire(WS.method("authz.workspace.list_workspaces"), LISTS["authz.workspace.list_workspaces"][0])
     # 10:00:00.123456789+02:00 is 08:00:00.123456 UTC (microseconds: pandas' unit here)

@@ -435,11 +435,22 @@ def _artifact(m: Message, ctx: _Context) -> _Card:
         _text_row("mime type", m.mime_type),
         _text_row("deploys as", deploys_as),
         _text_row("MD5", base64.b64encode(m.md5_digest).decode("ascii")),
-        _text_row("location", m.location),
+        _text_row("location", _get(m, "location")),  # the workspaces generation's artifacts have none
+        *_ingestion_rows(_get(m, "model_ingestion_state")),
         _time_row("created", m.created_time, ctx),
         _time_row("uploaded", m.uploaded_time, ctx),
         _time_row("modified", m.last_modified_time, ctx),
     ], ident=m.id, badge=_enum_text(m.state) if m.is_set("state") else "")
+
+
+def _ingestion_rows(state: Message | None) -> list[_Row | None]:
+    """A workspaces artifact's model ingestion: its status, and its error when it failed."""
+    if state is None:
+        return []
+    error = state.error_message
+    return [_text_row("ingestion", _badge_label(_enum_text(state.status)) if state.is_set("status") else ""),
+            _Row("ingestion error", f'<span style="color:var(--jp-error-color1, #c62828)">{_e(error)}</span>', error)
+            if error else None]
 
 
 _STORAGE_DEPLOYMENT_TYPES = {"SINGLE_MODEL": "single model", "SHADOW_TRAFFIC": "shadow", "SPLIT_TRAFFIC": "split"}
