@@ -529,3 +529,18 @@ def test_a_passphrase_set_through_the_workspaces_face_never_shows(ws_alice: Any,
         assert "scoring needs: passphrase" in card_text(got)
     finally:
         ws_alice.deployer.deployment.delete_deployment(name=made.name)
+
+
+def test_a_workspaces_card_renders_on_first_display_without_ipython() -> None:
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json, sys, mlops_nb\n"
+            "before = 'mlops_nb.notebook.display' in sys.modules\n"
+            "card = mlops_nb.workspaces.V1Workspace(name='workspaces/p1', display_name='Churn')._repr_html_()\n"
+            "print(json.dumps([before, 'mlops_nb.notebook.display' in sys.modules, card]))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    before, after, card = json.loads(done.stdout)
+    assert (before, after) == (False, True)
+    assert card.startswith('<div class="mlops-nb-card"') and "Churn" in card and "Workspace" in card

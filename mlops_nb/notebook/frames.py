@@ -45,6 +45,26 @@ Columns
   message holding it is absent, e.g. every ``single_deployment_*`` column of a
   shadow deployment.
 
+Both generations of the API
+---------------------------
+The method's own description (``method.service.api``) drives everything: columns, dtypes,
+enum categories, the typed view and paging. The workspaces generation's REST lists
+(``client.deployer.deployment.list_deployments(parent="workspaces/W")``, ``list_workspaces``,
+``list_runtimes``, ``list_jobs``, ``list_aggregates``, ...) give frames of ``V2Deployment``,
+``V1Workspace``, ... the same way; their resources are named by ``name``
+(``workspaces/W/deployments/D``) and their times are ``create_time``/``update_time``.
+:func:`list_all` pages them by their ``page_size``/``page_token`` query parameters and
+``nextPageToken``, storage's by its paging message; ``where``/``sort`` become a REST list's
+``filter`` and ``order_by`` texts. A frame of the workspaces generation carries
+``attrs[GENERATION_ATTR] == "workspaces"``.
+
+Secrets
+-------
+A field named in :data:`mlops_nb.api.SECRET_FIELDS` (a deployment's passphrase or API key,
+storage credentials) shows ``"<hidden>"`` (:data:`HIDDEN`) wherever the entity has a value,
+in its flattened column and inside repeated and map columns (``securities``); the typed
+view (``frame.entities``) still holds the value for a program that asks for it.
+
 The typed view stays available on a fresh result: ``frame.project`` (the response's
 entity field) gives that page's typed entities, ``frame.paging`` and the other
 response fields read from the typed response, ``frame.response`` is the whole
