@@ -544,3 +544,19 @@ def test_a_workspaces_card_renders_on_first_display_without_ipython() -> None:
     before, after, card = json.loads(done.stdout)
     assert (before, after) == (False, True)
     assert card.startswith('<div class="mlops-nb-card"') and "Churn" in card and "Workspace" in card
+
+
+def test_inside_ipython_workspaces_cards_are_the_text_form_too() -> None:
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json\n"
+            "from IPython.core.interactiveshell import InteractiveShell\n"
+            "shell = InteractiveShell.instance()\n"
+            "import mlops_nb\n"
+            "job = mlops_nb.workspaces.V1Job(name='workspaces/p1/jobs/j1', display_name='nightly', state='FINISHED')\n"
+            "text = shell.display_formatter.format(job)[0]['text/plain']\n"
+            "print(json.dumps(text))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert json.loads(done.stdout) == "Batch scoring job: nightly [finished] (workspaces/p1/jobs/j1)"
