@@ -110,6 +110,53 @@ def test_an_issuer_is_resolved_by_discovery(sb: Sandbox) -> None:
     assert form.error is None and form.user.username == "bob"
 
 
+def test_an_h2o_ai_cloud_url_finds_the_rest_and_logs_in_to_the_workspaces_generation(sb: Sandbox) -> None:
+    # Only the environment's URL and its platform token: discovery names the gateway, the authz
+    # gateway, the issuer and the platform client (the fields for a gateway are not needed).
+    form = LoginForm(cloud_url=sb.gateway_url, background=False, environ={})
+    progress: list[str] = []
+    form.status.observe(lambda change: progress.append(change["new"]), "value")
+    token = sb.refresh_token("alice")
+    form.refresh_token.value = token
+    form.login_button.click()
+    assert form.error is None, form.status.value
+    assert any("discovery documents" in p for p in progress)
+    assert form.client.generation == "workspaces" and form.client.authz_gateway_url == sb.authz_gateway_url
+    assert type(form.user).__name__ == "V1User" and form.user.login_principal == "alice"
+    assert "Logged in as alice" in form.status.value and "workspaces" in form.status.value
+    assert "alice" in form.card.value and "mlops-nb-card" in form.card.value
+    assert mlops_nb.current_client() is form.client
+    assert token not in _widget_state(form) and form.refresh_token.value == ""
+    # the client it made lists workspaces as frames
+    assert "name" in form.client.authz.workspace.list_workspaces().columns
+
+
+def test_the_platform_token_variable_serves_an_h2o_ai_cloud_url(sb: Sandbox) -> None:
+    form = LoginForm(cloud_url=sb.gateway_url, background=False,
+                     environ={"H2O_CLOUD_CLIENT_PLATFORM_TOKEN": sb.refresh_token("bob")})
+    form.login_button.click()
+    assert form.error is None and form.user.login_principal == "bob"
+    assert sb.refresh_token("bob") not in _widget_state(form)
+
+
+def test_a_url_without_discovery_documents_says_so(sb: Sandbox) -> None:
+    with CaptureServer() as server:
+        server.default.status = 404
+        form = LoginForm(cloud_url=server.url, background=False, environ={})
+        form.refresh_token.value = "whatever"
+        form.login_button.click()
+    assert _headline(form) == "H2O AI Cloud discovery failed"
+    assert "without a discovery document" in form.status.value and form.client is None
+
+
+def test_sign_in_with_browser_through_an_h2o_ai_cloud_url(sb: Sandbox) -> None:
+    form = LoginForm(cloud_url=sb.gateway_url, background=True, environ={})
+    form.browser_button.click()
+    _decide(sb, _wait_for_code(form).user_code, "approve", "bob")
+    assert form.wait(10)
+    assert form.error is None and form.user.login_principal == "bob" and form.client.generation == "workspaces"
+
+
 def test_enter_in_the_token_field_submits(sb: Sandbox) -> None:
     form = _form(sb)
     form.refresh_token.value = sb.refresh_token("alice")
@@ -166,6 +213,18 @@ def test_missing_fields_get_their_own_messages_and_no_request_is_made() -> None:
     assert "Paste your refresh token" in messages["refresh_token"]
     assert messages["ca_bundle"] == ""
     assert _headline(form) == "Some fields need attention"
+    assert form.client is None and form.error is None
+
+
+def test_with_an_h2o_ai_cloud_url_only_it_and_a_token_are_asked_for() -> None:
+    environ = {"MLOPS_NB_CONFIG": "/nonexistent/config.json", "H2O_CLOUD_ENVIRONMENT": "ftp://cloud.example.com"}
+    form = LoginForm(environ=environ, background=False)
+    assert form.cloud_url.value == "ftp://cloud.example.com"  # prefilled from the variable h2o-mlops reads
+    form.login_button.click()
+    messages = {name: w.value for name, w in form._field_messages.items()}
+    assert "H2O AI Cloud URL must be an http:// or https:// URL" in messages["cloud_url"]
+    assert messages["gateway_url"] == messages["token_endpoint"] == messages["client_id"] == ""
+    assert "Paste your refresh token" in messages["refresh_token"]
     assert form.client is None and form.error is None
 
 

@@ -26,7 +26,7 @@ import pandas as pd
 import pytest
 
 import mlops_nb
-from mlops_nb.api import API
+from mlops_nb.api import API, description
 from mlops_nb.notebook import display
 from mlops_nb.notebook.display import (
     card_html,
@@ -214,25 +214,31 @@ def test_cards_show_the_right_values() -> None:
     assert user.startswith("User: alice (u-alice)") and "alice@example.com" in user and "joined: 1 year ago" in user
 
 
-def _hostile(message_name: str, depth: int = 0) -> dict[str, Any]:
+def _hostile(message_name: str, depth: int = 0, generation: str = "legacy") -> dict[str, Any]:
     """Wire JSON with every string (and every nested message) of ``message_name`` filled with HOSTILE."""
+    api = description(generation)
     wire: dict[str, Any] = {}
-    for f in API.messages[message_name]:
+    for f in api.messages[message_name]:
         if f.map:
             continue
         if f.type == "string":
             value: Any = HOSTILE
-        elif API.is_message(f.type) and depth < 4:
-            value = _hostile(f.type, depth + 1)
+        elif api.is_message(f.type) and depth < 4:
+            value = _hostile(f.type, depth + 1, generation)
         else:
             continue
         wire[f.json] = [value] if f.repeated else value
     return wire
 
 
-@pytest.mark.parametrize("message_name", sorted(display._CARDS))
-def test_every_card_escapes_server_values(message_name: str) -> None:
-    message = message_class(message_name).from_wire(_hostile(message_name))
+# Every carded message of each generation (the storage ones of the workspaces generation too).
+_CARDED = [(generation, name) for generation in ("legacy", "workspaces") for name in sorted(display._CARDS)
+           if name in description(generation).messages]
+
+
+@pytest.mark.parametrize(("generation", "message_name"), _CARDED)
+def test_every_card_escapes_server_values(generation: str, message_name: str) -> None:
+    message = message_class(message_name, generation).from_wire(_hostile(message_name, generation=generation))
     html = card_html(message, now=NOW)
     assert html is not None
     assert "<script" not in html and "&lt;script&gt;" in html

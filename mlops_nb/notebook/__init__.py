@@ -29,6 +29,8 @@ def _frame_html(frame: _frames.ListFrame) -> str:
 
 for _name in _messages.all_message_classes():
     _messages.register_html_renderer(_name, _card_html)
+# The workspaces generation's classes are built on first use: one renderer for all of them.
+_messages.register_html_renderer("*", _card_html, generation="workspaces")
 _frames.register_frame_renderer(_frame_html)
 
 _ipython = _sys.modules.get("IPython")

@@ -7,7 +7,11 @@ deployments (storage and deployer) display as cards: ``_repr_html_`` (registered
 with the wire layer's message classes) and a short text form for terminals and
 logs (:func:`card_text`; IPython shows it as ``text/plain``). A response made of
 exactly one such entity (``StorageWhoAmIResponse``, ``StorageGetProjectResponse``,
-...) shows that entity's card. Card HTML is self-contained (inline styles, no
+...) shows that entity's card. The workspaces generation's entities use the same cards
+where they are the same thing (a workspace is shown as a project is, a ``V2Deployment`` as
+a deployer deployment, a ``V1User`` as a user): a card reads each value under whichever of
+its names the message has (``_get``), so one card serves both generations. Runtimes, runtime
+images, endpoints and batch scoring jobs have cards of their own. Card HTML is self-contained (inline styles, no
 external CSS, JS or fonts), follows JupyterLab's light and dark themes through
 ``--jp-*`` variables with theme-neutral fallbacks, and escapes every value that
 came from a server. Owners show as usernames when a live client has seen the
@@ -44,17 +48,25 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 
-from mlops_nb.api import API, CATALOGS
+from mlops_nb.api import CATALOGS, description
 from mlops_nb.notebook import catalogs
 from mlops_nb.notebook.client import (
     known_deployment_name,
     known_deployment_status,
     known_experiment_name,
+    known_scoring_url,
     known_username,
+    resource_id,
 )
 from mlops_nb.notebook.frames import FRAME_ATTR, LOG_ATTR, register_frame_renderer
 from mlops_nb.notebook.settings import settings
-from mlops_nb.wire.messages import Message, message_class, register_html_renderer
+from mlops_nb.wire.messages import (
+    GENERATION_MODULES,
+    Message,
+    generation_of,
+    message_class,
+    register_html_renderer,
+)
 
 __all__ = ["card_html", "card_text", "frame_html", "has_card", "install_ipython_formatters", "show_table"]
 
@@ -85,10 +97,44 @@ class _Context:
     deployment_status: Callable[[str], Message | None]
     experiment_name: Callable[[str], str | None]
     deployment_name: Callable[[str], str | None]
+    scoring_url: Callable[[str], str | None]
 
 
 def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
+
+
+@cache
+def _field_names(cls: type[Message]) -> frozenset[str]:
+    return frozenset(f.name for f in cls.fields())
+
+
+def _get(m: Message | None, *names: str) -> Any:
+    """The value of the first of ``names`` that ``m``'s message has (the generations name some of the
+    same things differently: ``created_time`` / ``create_time``, ``runtime_name`` / ``runtime``); None
+    when it has none of them, or for no message."""
+    if m is None:
+        return None
+    fields = _field_names(type(m))
+    return next((getattr(m, name) for name in names if name in fields), None)
+
+
+def _ident(m: Message) -> str:
+    """What names an entity in calls: a legacy entity's ``id``, a workspaces resource's ``name``."""
+    return _get(m, "id") or _get(m, "name") or ""
+
+
+def _title(m: Message) -> str:
+    """A card's title: the entity's display name, else its id (a workspaces name's last part)."""
+    return _get(m, "display_name") or resource_id(_ident(m))
+
+
+def _created(m: Message, ctx: _Context) -> _Row | None:
+    return _time_row("created", _get(m, "created_time", "create_time"), ctx)
+
+
+def _modified(m: Message, ctx: _Context, label: str = "modified") -> _Row | None:
+    return _time_row(label, _get(m, "last_modified_time", "update_time"), ctx)
 
 
 # -- values ------------------------------------------------------------------------------------
@@ -137,7 +183,7 @@ def _id_row(label: str, value: str) -> _Row | None:
 def _user_row(label: str, user_id: str, ctx: _Context, name: str = "") -> _Row | None:
     if not user_id and not name:
         return None
-    name = name or ctx.username(user_id) or ""
+    name = name or ctx.username(resource_id(user_id)) or ""  # a workspaces user is users/<id>
     if not name:
         return _id_row(label, user_id)
     return _Row(label, f'<span title="{_e(user_id)}">{_e(name)}</span>', name)
@@ -199,20 +245,28 @@ _TONES = {
     "idle": ("var(--jp-layout-color3, #757575)", "var(--jp-ui-font-color1, #fff)"),
 }
 _TONE_OF = {
-    **dict.fromkeys(("HEALTHY", "FINISHED", "AVAILABLE", "ACTIVE"), "good"),
-    **dict.fromkeys(("UNHEALTY", "FAILED", "UPLOAD_FAILED", "ABORTED", "PURGE"), "bad"),
-    **dict.fromkeys(("PREPARING", "LAUNCHING", "PENDING", "TRAINING", "STOPPING", "BEING_UPLOADED"), "busy"),
+    **dict.fromkeys(("HEALTHY", "FINISHED", "AVAILABLE", "ACTIVE", "DEPLOYED", "READY"), "good"),
+    **dict.fromkeys(("UNHEALTY", "UNHEALTHY", "FAILED", "UPLOAD_FAILED", "ABORTED", "PURGE", "SUBMISSION_FAILED",
+                     "TIMEOUT", "ERROR", "DISABLED"), "bad"),
+    **dict.fromkeys(("PREPARING", "LAUNCHING", "PENDING", "TRAINING", "STOPPING", "BEING_UPLOADED", "TERMINATING",
+                     "CREATED", "SUBMITTED", "RUNNING", "CANCELLING"), "busy"),
 }
 # The API spells one state UNHEALTY; people read "unhealthy".
 _BADGE_LABELS = {"UNHEALTY": "unhealthy"}
+# Enum prefixes of the workspaces generation's states (ENDPOINT_STATE_READY reads "ready").
+_STATE_PREFIXES = ("ENDPOINT_STATE_", "MONITORING_STATE_")
+
+
+def _plain_state(value: str) -> str:
+    return next((value.removeprefix(p) for p in _STATE_PREFIXES if value.startswith(p)), value)
 
 
 def _badge_label(value: str) -> str:
-    return _BADGE_LABELS.get(value, value.replace("_", " ").lower())
+    return _BADGE_LABELS.get(value, _plain_state(value).replace("_", " ").lower())
 
 
 def _badge_html(value: str) -> str:
-    background, color = _TONES[_TONE_OF.get(value, "idle")]
+    background, color = _TONES[_TONE_OF.get(_plain_state(value), "idle")]
     return (f'<span title="{_e(value)}" style="background:{background};color:{color};border-radius:9px;'
             f'padding:1px 8px;font-size:0.85em;font-weight:600;white-space:nowrap">{_e(_badge_label(value))}</span>')
 
@@ -277,28 +331,43 @@ def _card(kind: str, title: str, rows: Iterable[_Row | None], **extra: Any) -> _
 
 
 def _user(m: Message, ctx: _Context) -> _Card:
-    return _card("User", m.username or m.id, [
-        _text_row("email", m.primary_email),
-        _time_row("joined", m.created_time, ctx),
-    ], ident=m.id)
+    # A workspaces user (V1User) has a login principal for a username, and a list of emails.
+    emails = _get(m, "emails") or []
+    name = _get(m, "username", "login_principal") or ""
+    display_name = _get(m, "display_name") or ""
+    active = _get(m, "active")
+    return _card("User", name or display_name or _ident(m), [
+        _text_row("name", display_name if name and display_name != name else ""),
+        _text_row("email", _get(m, "primary_email") or ", ".join(e.address for e in emails)),
+        _time_row("joined", _get(m, "created_time"), ctx),
+    ], ident=_ident(m), badge="" if active is None or active else "INACTIVE")
 
 
-def _project_card(m: Message, ctx: _Context, counts: Iterable[_Row | None] = ()) -> _Card:
-    return _card("Project", m.display_name or m.id, [
-        _user_row("owner", m.owner_id, ctx),
+def _project_card(m: Message, ctx: _Context, counts: Iterable[_Row | None] = (), kind: str = "Project") -> _Card:
+    ident = _ident(m)
+    labels = [*(_get(m, "tags") or []), *(_get(m, "labels") or [])]
+    return _card(kind, _title(m), [
+        _user_row("owner", _get(m, "owner_id", "creator") or "", ctx),
         *counts,
-        _time_row("created", m.created_time, ctx),
-        _time_row("modified", m.last_modified_time, ctx),
-    ], ident=m.id, description=m.description)
+        _list_row("tags", [(_e(t), t) for t in labels]),
+        _created(m, ctx),
+        _modified(m, ctx),
+        _time_row("archived", _get(m, "archive_time"), ctx),
+        _time_row("deleted", _get(m, "delete_time"), ctx),
+    ], ident=ident, description=m.description)
 
 
 def _project(m: Message, ctx: _Context) -> _Card:
     return _project_card(m, ctx)
 
 
+def _workspace(m: Message, ctx: _Context) -> _Card:
+    return _project_card(m, ctx, kind="Workspace")
+
+
 def _project_info(m: Message, ctx: _Context) -> _Card:
     shared = [(_e(u.username or u.id), u.username or u.id) for u in m.shared_user]
-    return _project_card(m.project or message_class("StorageProject")(), ctx, [
+    return _project_card(m.project or message_class("StorageProject", generation_of(m))(), ctx, [
         _text_row("experiments", f"{m.experiment_count:,}"),
         _text_row("registered models", f"{m.registered_model_count:,}"),
         _text_row("model versions", f"{m.registered_model_version_count:,}"),
@@ -329,7 +398,7 @@ def _experiment_info(m: Message, ctx: _Context) -> _Card:
         rows = [_text_row("registered as", info.model_name),
                 _text_row("model version", info.model_version_number),
                 _id_row("model id", info.model_id)]
-    return _experiment(m.experiment or message_class("StorageExperiment")(), ctx, rows)
+    return _experiment(m.experiment or message_class("StorageExperiment", generation_of(m))(), ctx, rows)
 
 
 def _registered_model(m: Message, ctx: _Context) -> _Card:
@@ -366,14 +435,30 @@ def _artifact(m: Message, ctx: _Context) -> _Card:
         _text_row("mime type", m.mime_type),
         _text_row("deploys as", deploys_as),
         _text_row("MD5", base64.b64encode(m.md5_digest).decode("ascii")),
-        _text_row("location", m.location),
+        _text_row("location", _get(m, "location")),  # the workspaces generation's artifacts have none
+        *_ingestion_rows(_get(m, "model_ingestion_state")),
         _time_row("created", m.created_time, ctx),
         _time_row("uploaded", m.uploaded_time, ctx),
         _time_row("modified", m.last_modified_time, ctx),
     ], ident=m.id, badge=_enum_text(m.state) if m.is_set("state") else "")
 
 
+def _ingestion_rows(state: Message | None) -> list[_Row | None]:
+    """A workspaces artifact's model ingestion: its status, and its error when it failed."""
+    if state is None:
+        return []
+    error = state.error_message
+    return [_text_row("ingestion", _badge_label(_enum_text(state.status)) if state.is_set("status") else ""),
+            _Row("ingestion error", f'<span style="color:var(--jp-error-color1, #c62828)">{_e(error)}</span>', error)
+            if error else None]
+
+
 _STORAGE_DEPLOYMENT_TYPES = {"SINGLE_MODEL": "single model", "SHADOW_TRAFFIC": "shadow", "SPLIT_TRAFFIC": "split"}
+
+
+def _scoring_url(deployment_id: str, status: Message | None, ctx: _Context) -> str:
+    """A legacy status carries its scoring URL; the workspaces generation's is in the deployment's metadata."""
+    return _url(_get(status, "scorer"), "score") or (ctx.scoring_url(deployment_id) or "" if deployment_id else "")
 
 
 def _status_of(deployment_id: str, ctx: _Context) -> tuple[str, list[_Row | None]]:
@@ -381,16 +466,18 @@ def _status_of(deployment_id: str, ctx: _Context) -> tuple[str, list[_Row | None
     deployment, if a client has seen its status. A failed deployment's message is its reason."""
     status = ctx.deployment_status(deployment_id) if deployment_id else None
     if status is None:
-        return "", []
+        url = _scoring_url(deployment_id, None, ctx)
+        return "", [_link_row("scoring URL", url)] if url else []
     state = _enum_text(status.state)
     since = None
-    if status.last_modified_time is not None:
-        span = _relative_time(status.last_modified_time, ctx.now).removesuffix(" ago")
+    changed = _get(status, "last_modified_time", "update_time")
+    if changed is not None:
+        span = _relative_time(changed, ctx.now).removesuffix(" ago")
         label = f"{_badge_label(state)} for {span}" if span != "just now" else f"{_badge_label(state)} just now"
         since = _Row("state", f"{_badge_html(state)} <span style=\"{_MUTED}\">{_e(label)}</span>", label)
     message = (_Row("reason", f'<span style="color:var(--jp-error-color1, #c62828)">{_e(status.message)}</span>',
                     status.message) if state == "FAILED" and status.message else _text_row("status", status.message))
-    return state, [since, _link_row("scoring URL", _url(status.scorer, "score")), message]
+    return state, [since, _link_row("scoring URL", _scoring_url(deployment_id, status, ctx)), message]
 
 
 def _traffic_row(shares: list[tuple[str, str, float, str]]) -> _Row | None:
@@ -433,66 +520,105 @@ def _runtime_name(name: str) -> tuple[str, str]:
     return _e(label), label
 
 
-def _deployer_deployment(m: Message, ctx: _Context) -> _Card:
-    # (role, composition) of each model the deployment serves
-    served: list[tuple[str, Any]] = []
-    if m.single_deployment is not None:
-        kind = "single model"
-        served.append(("", m.single_deployment.deployment_composition))
-    elif m.shadow_deployment is not None:
-        kind = "shadow"
-        for role, element in (("primary", m.shadow_deployment.primary_element),
-                              ("shadow", m.shadow_deployment.secondary_element)):
-            if element is not None:
-                served.append((role, element.deployment_composition))
-    elif m.split_deployment is not None:
-        kind = "split"
-        served += [(f"weight {e.weight}", e.deployment_composition) for e in m.split_deployment.split_elements]
-    else:
-        kind = ""
+def _protection(security: Message | None) -> str:
+    """What scoring a deployment needs, from its security options (never their secrets): a legacy
+    passphrase keeps its text in ``hash``, the workspaces one in ``passphrase``."""
+    if security is None:
+        return ""
+    passphrase = security.passphrase
+    if passphrase is not None and (_get(passphrase, "hash", "passphrase")
+                                   or security.is_set("passphrase") and _get(passphrase, "hash_algorithm")):
+        return "passphrase"
+    if _get(security, "api_key") is not None:
+        return "API key"
+    token = security.token_auth
+    if token is not None and _enum_text(token.authentication_protocol) in ("AUTHORIZATION_PROTOCOL_OIDC", "OIDC"):
+        return "sandbox or platform access token"
+    return ""
+
+
+def _composition_rows(served: list[tuple[str, Any]], ctx: _Context) -> list[_Row | None]:
+    """The models, runtimes and artifacts rows of (role, deployment composition) pairs, of either generation."""
     models, runtimes, artifacts = [], [], []
     for role, composition in served:
         if composition is None:
             continue
         suffix = f" ({role})" if role else ""
         models.append(_experiment_item(composition.experiment_id, ctx, suffix))
-        if composition.runtime_name and _runtime_name(composition.runtime_name) not in runtimes:
-            runtimes.append(_runtime_name(composition.runtime_name))
-        if composition.deployable_artifact_type_name:
-            artifact = composition.deployable_artifact_type_name + (
-                f" {composition.artifact_id}" if composition.artifact_id else "")
-            artifacts.append((f'{_e(composition.deployable_artifact_type_name)} <code style="{_CODE}">'
-                              f'{_e(composition.artifact_id)}</code>', artifact))
-    owner = m.user_info
-    state, status_rows = _status_of(m.id, ctx)
-    passphrase = m.security.passphrase if m.security is not None else None
-    protection = ("passphrase" if passphrase is not None and passphrase.hash else
-                  "sandbox or platform access token" if m.security is not None and m.security.token_auth is not None
-                  and _enum_text(m.security.token_auth.authentication_protocol) == "AUTHORIZATION_PROTOCOL_OIDC"
-                  else "")
-    return _card("Deployment", m.display_name or m.id, [
+        runtime = _get(composition, "runtime_name", "runtime")
+        if runtime and _runtime_name(runtime) not in runtimes:
+            runtimes.append(_runtime_name(runtime))
+        artifact_type = _get(composition, "deployable_artifact_type_name", "deployable_artifact_type", "artifact_type")
+        if artifact_type:
+            artifact_id = _get(composition, "artifact_id") or ""
+            artifact = artifact_type + (f" {artifact_id}" if artifact_id else "")
+            artifacts.append((f'{_e(artifact_type)} <code style="{_CODE}">{_e(artifact_id)}</code>'
+                              if artifact_id else _e(artifact_type), artifact))
+    return [_list_row("models", models), _list_row("runtime", runtimes), _list_row("artifact", artifacts)]
+
+
+def _workspace_of(name: str) -> str:
+    """``workspaces/W`` of a workspaces resource name below it."""
+    parts = name.split("/")
+    return "/".join(parts[:2]) if len(parts) > 2 and parts[0] == "workspaces" else ""
+
+
+def _deployer_deployment(m: Message, ctx: _Context) -> _Card:
+    # Both generations: DeployDeployment (single_deployment, ...) and V2Deployment (single, ...).
+    single = _get(m, "single_deployment", "single")
+    shadow = _get(m, "shadow_deployment", "shadow")
+    split = _get(m, "split_deployment", "split")
+    # (role, composition) of each model the deployment serves
+    served: list[tuple[str, Any]] = []
+    if single is not None:
+        kind = "single model"
+        served.append(("", single.deployment_composition))
+    elif shadow is not None:
+        kind = "shadow"
+        for role, element in (("primary", shadow.primary_element), ("shadow", shadow.secondary_element)):
+            if element is not None:
+                served.append((role, element.deployment_composition))
+    elif split is not None:
+        kind = "split"
+        served += [(f"weight {e.weight}", e.deployment_composition) for e in split.split_elements]
+    elif _get(m, "external") is not None:
+        kind = "external"
+    else:
+        kind = ""
+    ident = _ident(m)
+    owner = _get(m, "user_info")
+    state, status_rows = _status_of(resource_id(ident), ctx)
+    models, runtimes, artifacts = _composition_rows(served, ctx)
+    securities = [_get(m, "security"), *(_get(m, "securities") or [])]
+    protection = list(dict.fromkeys(p for s in securities if (p := _protection(s))))
+    return _card("Deployment", _title(m), [
         _text_row("type", kind),
-        _list_row("models", models),
+        models,
         _traffic_row(_shares(m, ctx)),
-        _list_row("runtime", runtimes),
-        _list_row("artifact", artifacts),
+        runtimes,
+        artifacts,
         *status_rows,
-        _text_row("scoring needs", protection),
-        _user_row("owner", owner.owner_id if owner else "", ctx, name=owner.owner_name if owner else ""),
-        _id_row("project", m.project_id),
-        _time_row("created", m.created_time, ctx),
-        _time_row("modified", m.last_modified_time, ctx),
-    ], ident=m.id, description=m.description, badge=state)
+        _text_row("paused", "yes" if _get(m, "paused") else ""),
+        _text_row("scoring needs", " or ".join(protection)),
+        _user_row("owner", owner.owner_id if owner else _get(m, "creator") or "", ctx,
+                  name=owner.owner_name if owner else ""),
+        _id_row("project", _get(m, "project_id") or ""),
+        _id_row("workspace", _workspace_of(_get(m, "name") or "")),
+        _created(m, ctx),
+        _modified(m, ctx),
+    ], ident=ident, description=m.description, badge=state)
 
 
 def _shares(m: Message, ctx: _Context) -> list[tuple[str, str, float, str]]:
     """Each model's share of a split's traffic, or what a shadow gets."""
-    if m.split_deployment is not None:
-        elements = m.split_deployment.split_elements
+    split = _get(m, "split_deployment", "split")
+    shadow_deployment = _get(m, "shadow_deployment", "shadow")
+    if split is not None:
+        elements = split.split_elements
         total = sum(e.weight for e in elements) or 1
         return [(*_model_label(e, ctx), e.weight / total, f"{e.weight / total:.0%}") for e in elements]
-    if m.shadow_deployment is not None:
-        primary, shadow = m.shadow_deployment.primary_element, m.shadow_deployment.secondary_element
+    if shadow_deployment is not None:
+        primary, shadow = shadow_deployment.primary_element, shadow_deployment.secondary_element
         if primary is None or shadow is None:
             return []
         return [(*_model_label(primary, ctx), 1.0, "answers every request"),
@@ -515,14 +641,96 @@ def _url(scorer: Message | None, endpoint: str) -> str:
 
 
 def _deployment_status(m: Message, ctx: _Context) -> _Card:
-    name = ctx.deployment_name(m.deployment_id) if m.deployment_id else None
-    return _card("Deployment status", name or m.deployment_id, [
+    # A legacy status names its deployment by id; a V2DeploymentStatus is ``<deployment name>/status``.
+    deployment_id = _get(m, "deployment_id") or resource_id(_get(m, "name"), below="status")
+    shown = _get(m, "deployment_id") or (_get(m, "name") or "").removesuffix("/status")
+    name = ctx.deployment_name(deployment_id) if deployment_id else None
+    scorer = _get(m, "scorer")
+    summary = _get(_get(m, "error_details"), "summary")
+    return _card("Deployment status", name or shown, [
         _text_row("message", m.message),
-        _link_row("scoring URL", _url(m.scorer, "score")),
-        _link_row("sample request", _url(m.scorer, "sample_request")),
-        _link_row("capabilities", _url(m.scorer, "capabilities")),
-        _time_row("updated", m.last_modified_time, ctx),
-    ], badge=_enum_text(m.state), ident=m.deployment_id if name else "")
+        _link_row("scoring URL", _scoring_url(deployment_id, m, ctx)),
+        _link_row("sample request", _url(scorer, "sample_request")),
+        _link_row("capabilities", _url(scorer, "capabilities")),
+        _text_row("failure", summary.primary_failure_type if summary is not None else ""),
+        _text_row("last update", "rolled back" if _enum_text(_get(m, "last_update_outcome")) == "ROLLED_BACK" else ""),
+        _modified(m, ctx, "updated"),
+    ], badge=_enum_text(m.state), ident=shown if name else "")
+
+
+def _state_rows(m: Message, ctx: _Context) -> list[_Row | None]:
+    """Why a runtime or runtime image is in its state, and since when."""
+    reason = _get(m, "state_reason") or ""
+    return [_text_row("state reason", reason), _time_row("state since", _get(m, "state_update_time"), ctx)]
+
+
+def _runtime(m: Message, ctx: _Context) -> _Card:
+    return _card("Runtime", _title(m), [
+        _text_row("model type", m.model_type),
+        _text_row("runtime image", m.runtime_image),
+        _text_row("scoring endpoint", m.scoring_endpoint),
+        *_state_rows(m, ctx),
+        _created(m, ctx),
+        _modified(m, ctx),
+    ], ident=m.name, description=m.description, badge=_enum_text(m.state) if m.is_set("state") else "")
+
+
+def _runtime_image(m: Message, ctx: _Context) -> _Card:
+    return _card("Runtime image", _title(m), [
+        _text_row("docker image", m.docker_image),
+        _text_row("version", m.current_version),
+        *_state_rows(m, ctx),
+        _created(m, ctx),
+        _modified(m, ctx),
+    ], ident=m.name, description=m.description, badge=_enum_text(m.state) if m.is_set("state") else "")
+
+
+def _endpoint(m: Message, ctx: _Context) -> _Card:
+    def target(name: str) -> list[tuple[str, str]]:
+        return [_named_id(ctx.deployment_name(resource_id(name)), name)] if name else []
+
+    effective = m.effective_target if m.effective_target != m.target else ""
+    return _card("Endpoint", _title(m), [
+        _text_row("path", m.path),
+        _list_row("serves", target(m.target)),
+        _list_row("serving now", target(effective)),
+        _id_row("workspace", _workspace_of(m.name)),
+        _created(m, ctx),
+        _modified(m, ctx),
+    ], ident=m.name, description=m.description, badge=_enum_text(m.state) if m.is_set("state") else "")
+
+
+def _where(part: Message | None) -> tuple[str, str] | None:
+    """(html, text) of a batch job's source or sink: its location and kind (its config, secure-store
+    references, is left out)."""
+    if part is None or not (part.location or part.spec):
+        return None
+    text = " ".join(x for x in (part.location, f"({part.mime_type})" if part.mime_type else "") if x)
+    spec = f' <span style="{_MUTED}">{_e(part.spec)}</span>' if part.spec else ""
+    return f'<code style="{_CODE}">{_e(text)}</code>{spec}', text + (f" {part.spec}" if part.spec else "")
+
+
+def _batch_job(m: Message, ctx: _Context) -> _Card:
+    instance = m.instance_spec
+    composition = instance.deployment_composition if instance is not None else None
+    stats = m.completion_stats
+    error = stats.error if stats is not None else ""
+    source, sink = _where(m.source), _where(m.sink)
+    monitoring = _enum_text(m.monitoring_state) if m.is_set("monitoring_state") else ""
+    return _card("Batch scoring job", _title(m), [
+        *_composition_rows([("", composition)], ctx),
+        _list_row("source", [source] if source else []),
+        _list_row("sink", [sink] if sink else []),
+        _text_row("rows processed", stats.processed_rows if stats is not None else ""),
+        _text_row("rows in error", f"{stats.error_rows_count:,}" if stats is not None and stats.error_rows_count else ""),
+        _Row("error", f'<span style="color:var(--jp-error-color1, #c62828)">{_e(error)}</span>', error) if error else None,
+        _text_row("monitoring", _badge_label(monitoring) if monitoring else ""),
+        _user_row("creator", m.creator, ctx),
+        _created(m, ctx),
+        _time_row("started", m.start_time, ctx),
+        _time_row("ended", m.end_time, ctx),
+        _id_row("rerun of", m.rerun_of),
+    ], ident=m.name, badge=_enum_text(m.state) if m.is_set("state") else "")
 
 
 _CARDS: dict[str, Callable[[Message, _Context], _Card]] = {
@@ -537,44 +745,57 @@ _CARDS: dict[str, Callable[[Message, _Context], _Card]] = {
     "StorageDeployment": _storage_deployment,
     "DeployDeployment": _deployer_deployment,
     "DeployDeploymentStatus": _deployment_status,
+    # The workspaces generation (its storage messages have the legacy names, and the cards above)
+    "V1User": _user,
+    "V1Workspace": _workspace,
+    "V2Deployment": _deployer_deployment,
+    "V2DeploymentStatus": _deployment_status,
+    "V2Endpoint": _endpoint,
+    "V1Runtime": _runtime,
+    "V1RuntimeImage": _runtime_image,
+    "V1Job": _batch_job,
 }
 
 
-def _wrapped_field(message_name: str) -> str | None:
-    """For a response made of one carded entity (``StorageGetProjectResponse``), that field's name."""
-    fields = API.messages.get(message_name, ())
-    if len(fields) == 1 and not fields[0].repeated and not fields[0].map and fields[0].type in _CARDS:
-        return fields[0].name
-    return None
+@cache
+def _wrappers(generation: str) -> dict[str, str]:
+    """Responses made of one carded entity (``StorageGetProjectResponse``, ``V2GetDeploymentResponse``) ->
+    that field's name, in one generation of the API."""
+    found = {}
+    for name, fields in description(generation).messages.items():
+        if len(fields) == 1 and not fields[0].repeated and not fields[0].map and fields[0].type in _CARDS:
+            found[name] = fields[0].name
+    return found
 
 
-_WRAPPERS = {name: f for name in API.messages if (f := _wrapped_field(name)) is not None}
-
-
-def has_card(message_name: str) -> bool:
-    """Whether messages named ``message_name`` display as cards."""
-    return message_name in _CARDS or message_name in _WRAPPERS
+def has_card(message_name: str, generation: str = "legacy") -> bool:
+    """Whether messages named ``message_name`` (of that API generation) display as cards."""
+    return message_name in description(generation).messages and (
+        message_name in _CARDS or message_name in _wrappers(generation))
 
 
 def _build(message: Message, ctx: _Context) -> _Card | None:
     name = type(message).__name__
-    if name in _WRAPPERS:
-        inner = getattr(message, _WRAPPERS[name])
+    wrapped = _wrappers(generation_of(message)).get(name)
+    if wrapped is not None:
+        inner = getattr(message, wrapped)
         return None if inner is None else _build(inner, ctx)
     render = _CARDS.get(name)
     return None if render is None else render(message, ctx)
 
 
 def _context(now: datetime | None, usernames: Mapping[str, str] | None,
-             statuses: Mapping[str, Message] | None, names: Mapping[str, str] | None) -> _Context:
+             statuses: Mapping[str, Message] | None, names: Mapping[str, str] | None,
+             scoring_urls: Mapping[str, str] | None = None) -> _Context:
     # Given any of the mappings, a card is made from them alone (no live client is asked).
-    offline = usernames is not None or statuses is not None or names is not None
+    offline = usernames is not None or statuses is not None or names is not None or scoring_urls is not None
     names_given = (names or {}).get
     return _Context(now or datetime.now(timezone.utc),
                     usernames.get if usernames is not None else known_username,
                     statuses.get if statuses is not None else known_deployment_status,
                     names_given if offline else known_experiment_name,
-                    names_given if offline else known_deployment_name)
+                    names_given if offline else known_deployment_name,
+                    (scoring_urls or {}).get if offline else known_scoring_url)
 
 
 # A message whose card a live display has just shown (wait_for_healthy's status): shown as the
@@ -600,29 +821,41 @@ def shown_above(message: Message) -> None:
 
 
 def card_html(message: Message, *, now: datetime | None = None, usernames: Mapping[str, str] | None = None,
-              statuses: Mapping[str, Message] | None = None, names: Mapping[str, str] | None = None) -> str | None:
+              statuses: Mapping[str, Message] | None = None, names: Mapping[str, str] | None = None,
+              scoring_urls: Mapping[str, str] | None = None) -> str | None:
     """The card's HTML, or None for a message without a card.
 
     ``now`` fixes "3 days ago" (default: the current time). ``usernames`` (user id ->
-    name), ``statuses`` (deployment id -> ``DeployDeploymentStatus``) and ``names``
-    (experiment or deployment id -> display name) replace what the live clients know.
+    name), ``statuses`` (deployment id -> ``DeployDeploymentStatus`` or ``V2DeploymentStatus``),
+    ``names`` (experiment or deployment id -> display name) and ``scoring_urls`` (deployment
+    id -> URL, which the workspaces generation keeps in deployment metadata) replace what
+    the live clients know. Ids of workspaces resources are the last part of their names.
     """
     if _SHOWN_ABOVE and _SHOWN_ABOVE[0] is message:
         _SHOWN_ABOVE.clear()
         return ""
-    card = _build(message, _context(now, usernames, statuses, names))
+    card = _build(message, _context(now, usernames, statuses, names, scoring_urls))
     return None if card is None else _render_html(card)
 
 
 def card_text(message: Message, *, now: datetime | None = None, usernames: Mapping[str, str] | None = None,
-              statuses: Mapping[str, Message] | None = None, names: Mapping[str, str] | None = None) -> str:
+              statuses: Mapping[str, Message] | None = None, names: Mapping[str, str] | None = None,
+              scoring_urls: Mapping[str, str] | None = None) -> str:
     """The card as a few lines of text; ``repr(message)`` for a message without a card."""
-    card = _build(message, _context(now, usernames, statuses, names))
+    card = _build(message, _context(now, usernames, statuses, names, scoring_urls))
     return repr(message) if card is None else _render_text(card)
 
 
-for _name in [*_CARDS, *_WRAPPERS]:
+def _carded(generation: str) -> list[str]:
+    """The names of the messages of a generation that have cards."""
+    return [name for name in [*_CARDS, *_wrappers(generation)] if name in description(generation).messages]
+
+
+for _name in _carded("legacy"):
     register_html_renderer(_name, card_html)
+# Every workspaces message: its classes are built on first use, and card_html gives None for those
+# without a card, as no renderer would.
+register_html_renderer("*", card_html, generation="workspaces")
 
 
 # -- tables ------------------------------------------------------------------------------------
@@ -642,9 +875,9 @@ _NAME = ("display_name", "username", "name")
 _STATE = ("state", "status")
 _STATE_MESSAGE = ("state_message", "message")
 _PROJECT = ("project", "project_id")
-_CREATED = ("created_time",)
-_CHANGED = ("last_modified_time", "updated_time")
-_ID = ("id", "deployment_id")
+_CREATED = ("created_time", "create_time")
+_CHANGED = ("last_modified_time", "updated_time", "update_time")
+_ID = ("id", "deployment_id", "name")
 
 
 def _json_default(value: Any) -> Any:
@@ -697,10 +930,12 @@ def _leading_columns(df: pd.DataFrame) -> list[Any]:
     def first(options: tuple[str, ...]) -> list[str]:
         return [c for c in options if c in names][:1]
 
-    runtimes = [c for c in names if c.endswith("runtime_name") and _holds_values(df[c])]
+    runtimes = [c for c in names if c.endswith(("runtime_name", "composition_runtime")) and _holds_values(df[c])]
     metadata = [c for c in names if c.startswith("metadata.")]
-    return [*first(_NAME), *first(("version",)), *first(_STATE), *first(_STATE_MESSAGE), *first(_PROJECT),
-            *runtimes, *first(_CREATED), *first(_CHANGED), *first(_ID), *metadata]
+    # dict.fromkeys: "name" may be both the name shown and the id (a workspaces resource without a display name)
+    return list(dict.fromkeys([*first(_NAME), *first(("version",)), *first(_STATE), *first(_STATE_MESSAGE),
+                               *first(_PROJECT), *runtimes, *first(_CREATED), *first(_CHANGED), *first(_ID),
+                               *metadata]))
 
 
 def _shown_columns(df: pd.DataFrame, columns: str | Sequence[Any] | None) -> list[Any]:
@@ -1022,8 +1257,11 @@ def install_ipython_formatters(shell: Any = None) -> bool:
     current = html_formatter.type_printers.get(pd.DataFrame)
     if not getattr(current, "mlops_nb", False):
         html_formatter.for_type(pd.DataFrame, _frame_printer(current))
-    for name in [*_CARDS, *_WRAPPERS]:
+    for name in _carded("legacy"):
         formatters["text/plain"].for_type(message_class(name), _text_printer)
+    # By module and name: the workspaces classes need not be built for their printers to wait for them.
+    for name in _carded("workspaces"):
+        formatters["text/plain"].for_type_by_name(GENERATION_MODULES["workspaces"], name, _text_printer)
     return True
 
 

@@ -45,6 +45,26 @@ Columns
   message holding it is absent, e.g. every ``single_deployment_*`` column of a
   shadow deployment.
 
+Both generations of the API
+---------------------------
+The method's own description (``method.service.api``) drives everything: columns, dtypes,
+enum categories, the typed view and paging. The workspaces generation's REST lists
+(``client.deployer.deployment.list_deployments(parent="workspaces/W")``, ``list_workspaces``,
+``list_runtimes``, ``list_jobs``, ``list_aggregates``, ...) give frames of ``V2Deployment``,
+``V1Workspace``, ... the same way; their resources are named by ``name``
+(``workspaces/W/deployments/D``) and their times are ``create_time``/``update_time``.
+:func:`list_all` pages them by their ``page_size``/``page_token`` query parameters and
+``nextPageToken``, storage's by its paging message; ``where``/``sort`` become a REST list's
+``filter`` and ``order_by`` texts. A frame of the workspaces generation carries
+``attrs[GENERATION_ATTR] == "workspaces"``.
+
+Secrets
+-------
+A field named in :data:`mlops_nb.api.SECRET_FIELDS` (a deployment's passphrase or API key,
+storage credentials) shows ``"<hidden>"`` (:data:`HIDDEN`) wherever the entity has a value,
+in its flattened column and inside repeated and map columns (``securities``); the typed
+view (``frame.entities``) still holds the value for a program that asks for it.
+
 The typed view stays available on a fresh result: ``frame.project`` (the response's
 entity field) gives that page's typed entities, ``frame.paging`` and the other
 response fields read from the typed response, ``frame.response`` is the whole
@@ -258,18 +278,51 @@ def _storage_value(wire: Any, generation: str) -> dict[str, Any]:
     return message_class("StorageValue", generation).from_wire(wire).to_dict()
 
 
+@cache
+def _secret_paths(api: ApiDescription, message: str, seen: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Where secrets are in a message: python field name -> True (the field is a secret) or the same
+    map for the message the field holds; empty when it holds none."""
+    found: dict[str, Any] = {}
+    for f in api.messages.get(message, ()):
+        if (message, f.name) in SECRET_FIELDS:
+            found[f.name] = True
+        elif api.is_message(f.type) and f.type not in seen and (inner := _secret_paths(api, f.type, seen | {message})):
+            found[f.name] = inner
+    return found
+
+
+def _hide_secrets(value: Any, paths: dict[str, Any]) -> Any:
+    """A decoded value (dicts with python names, lists of them) with its secrets replaced by ``HIDDEN``."""
+    if isinstance(value, list):
+        return [_hide_secrets(v, paths) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = dict(value)
+    for name, inner in paths.items():
+        if name in out and out[name] not in (None, "", b""):
+            out[name] = HIDDEN if inner is True else _hide_secrets(out[name], inner)
+    return out
+
+
 def _python_objects(values: list[Any], present: np.ndarray | None, f: Field, owner: str,
-                    generation: str) -> pd.Series:
+                    api: ApiDescription) -> pd.Series:
     """Repeated, map, bytes and ``object`` columns: decoded value by value by the wire layer
-    (maps of StorageValues as :class:`StorageValues` over the wire JSON)."""
+    (maps of StorageValues as :class:`StorageValues` over the wire JSON), secrets hidden."""
+    generation = api.generation
     cls = message_class(owner, generation)
     lazy = f.map and f.type == "StorageValue"
+    secrets = _secret_paths(api, f.type)
     out: list[Any] = []
     for i, value in enumerate(values):
         if value is not None and lazy and isinstance(value, Mapping):
             out.append(StorageValues(value, generation))
         elif value is not None:
-            out.append(cls.from_wire({f.json: value}).to_dict().get(f.name))
+            decoded = cls.from_wire({f.json: value}).to_dict().get(f.name)
+            if secrets and f.map and isinstance(decoded, dict):
+                decoded = {k: _hide_secrets(v, secrets) for k, v in decoded.items()}
+            elif secrets:
+                decoded = _hide_secrets(decoded, secrets)
+            out.append(decoded)
         elif present is None or present[i]:
             out.append(StorageValues({}, generation) if lazy else _object_default(f))
         else:
@@ -294,7 +347,7 @@ def _column(api: ApiDescription, values: list[Any], present: np.ndarray | None, 
         # A passphrase, key or token: the frame says whether it is set, never what it is.
         values = [HIDDEN if v else v for v in values]
     if f.repeated or f.map or f.type in ("bytes", "object"):
-        return _python_objects(values, present, f, owner, api.generation)
+        return _python_objects(values, present, f, owner, api)
     raw = pd.Series(values, dtype=object)
     absent = raw.isna().to_numpy()
     try:

@@ -1,9 +1,14 @@
 """``mlops_nb.login()``: a form that logs in to MLOps and makes that login the session's.
 
-The form asks for the four constants of the seed's ``connection.py``. Each
-non-secret field starts with the first value found in: the argument given to
-:func:`login`, the environment, the user's config file:
+The form asks for the four constants of the seed's ``connection.py``, or, for MLOps in an
+H2O AI Cloud environment (MLOps 1.0 and later, the workspaces generation of the API), only
+the environment's URL: its discovery documents name the gateways, the identity provider and
+the ``platform`` client, as ``h2o_mlops.Client(h2o_cloud_url=...)`` finds them
+(:meth:`mlops_nb.Client.from_discovery`); the refresh token is then the platform token of the
+environment's "CLI & API access" page. Each non-secret field starts with the first value found
+in: the argument given to :func:`login`, the environment, the user's config file:
 
+* H2O AI Cloud URL: ``H2O_CLOUD_ENVIRONMENT``, config key ``cloud_url``
 * gateway URL: ``H2O_MLOPS_GATEWAY``, config key ``gateway_url``
 * issuer or token endpoint: ``TOKEN_ENDPOINT``, config key ``token_endpoint``
 * client ID: ``CLIENT_ID``, config key ``client_id``
@@ -19,8 +24,12 @@ grant, "Sign in with browser" logs in without copying a token.
 
 Secrets: a token pasted into the form is taken out of the widget (its value is
 set back to ``""``) the moment the form reads it, so widget state saved with a
-notebook, and exports of it, never hold it. ``REFRESH_TOKEN`` from the environment
-is used without ever entering a widget. No token appears in any message the form
+notebook, and exports of it, never hold it. ``REFRESH_TOKEN`` (with an H2O AI Cloud URL
+also ``H2O_CLOUD_CLIENT_PLATFORM_TOKEN``) from the environment is used without ever
+entering a widget.
+
+The client logged in speaks the gateway's generation of the API: found on first use for a
+gateway URL, the workspaces generation where discovery lists an authz gateway. No token appears in any message the form
 shows.
 """
 
@@ -43,10 +52,12 @@ from mlops_nb.notebook.display import _link, card_html
 from mlops_nb.notebook.session import set_current_client
 from mlops_nb.notebook.settings import settings
 from mlops_nb.wire.auth import DeviceLogin, TokenProvider, discover
+from mlops_nb.wire.discovery import discover_cloud
 from mlops_nb.wire.errors import (
     ApiError,
     AuthenticationError,
     ConnectionFailed,
+    DiscoveryError,
     GatewayError,
     PermissionDenied,
     Unauthenticated,
@@ -56,6 +67,8 @@ from mlops_nb.wire.transport import validate_gateway_url
 
 __all__ = ["LoginForm", "LoginSettings", "config_path", "describe_failure", "login", "login_settings"]
 
+ENV_CLOUD = "H2O_CLOUD_ENVIRONMENT"
+ENV_PLATFORM_TOKEN = "H2O_CLOUD_CLIENT_PLATFORM_TOKEN"
 ENV_GATEWAY = "H2O_MLOPS_GATEWAY"
 ENV_TOKEN_ENDPOINT = "TOKEN_ENDPOINT"
 ENV_CLIENT_ID = "CLIENT_ID"
@@ -65,6 +78,7 @@ ENV_CONFIG = "MLOPS_NB_CONFIG"
 # Which step of a login failed decides whose fault a connection error is.
 IDENTITY_PROVIDER = "the identity provider"
 GATEWAY = "the MLOps gateway"
+CLOUD = "the H2O AI Cloud environment"
 
 
 # -- where the form's initial values come from ---------------------------------------------------
@@ -74,6 +88,7 @@ GATEWAY = "the MLOps gateway"
 class LoginSettings:
     """The non-secret values of a login."""
 
+    cloud_url: str = ""
     gateway_url: str = ""
     token_endpoint: str = ""
     client_id: str = ""
@@ -81,7 +96,7 @@ class LoginSettings:
     verify_tls: bool = True
 
 
-_ENVIRONMENT_KEYS = {"gateway_url": ENV_GATEWAY, "token_endpoint": ENV_TOKEN_ENDPOINT, "client_id": ENV_CLIENT_ID}
+_ENVIRONMENT_KEYS = {"cloud_url": ENV_CLOUD, "gateway_url": ENV_GATEWAY, "token_endpoint": ENV_TOKEN_ENDPOINT, "client_id": ENV_CLIENT_ID}
 
 
 def config_path(environ: Mapping[str, str] | None = None) -> Path:
@@ -136,6 +151,8 @@ _AUTH_HEADLINES = {
 def describe_failure(error: BaseException, stage: str) -> tuple[str, str]:
     """A short headline for a failed login step (``stage``: whom it talked to) and the detail."""
     detail = str(error)
+    if isinstance(error, DiscoveryError):
+        return "H2O AI Cloud discovery failed", detail
     if isinstance(error, AuthenticationError):
         refused = _AUTH_REFUSALS.get(error.error or "")
         if refused and error.description:  # the identity provider said why, instead of our guesses
@@ -163,8 +180,9 @@ def describe_failure(error: BaseException, stage: str) -> tuple[str, str]:
 
 @dataclass(frozen=True)
 class _Target:
-    """The checked fields of one attempt."""
+    """The checked fields of one attempt (with ``cloud_url``, the others come from its discovery)."""
 
+    cloud_url: str
     gateway_url: str
     token_endpoint: str
     client_id: str
@@ -176,6 +194,9 @@ class _Target:
         """What requests' ``verify`` gets: False, True or the CA bundle's path."""
         return self.ca_bundle if (self.verify and self.ca_bundle) else self.verify
 
+
+# How the form names each generation of the API to the user.
+_GENERATIONS = {"legacy": "MLOps API with projects", "workspaces": "MLOps API with workspaces"}
 
 _TONES = {
     "progress": "var(--jp-ui-font-color2, #616161)",
@@ -215,6 +236,7 @@ class LoginForm(widgets.VBox):
         token_endpoint: str | None = None,
         client_id: str | None = None,
         *,
+        cloud_url: str | None = None,
         ca_bundle: str | None = None,
         verify_tls: bool | None = None,
         background: bool = True,
@@ -222,8 +244,8 @@ class LoginForm(widgets.VBox):
     ) -> None:
         self._environ = os.environ if environ is None else environ
         initial, config_problem = login_settings(self._environ)
-        given = {"gateway_url": gateway_url, "token_endpoint": token_endpoint, "client_id": client_id,
-                 "ca_bundle": ca_bundle, "verify_tls": verify_tls}
+        given = {"cloud_url": cloud_url, "gateway_url": gateway_url, "token_endpoint": token_endpoint,
+                 "client_id": client_id, "ca_bundle": ca_bundle, "verify_tls": verify_tls}
         initial = replace(initial, **{k: v for k, v in given.items() if v is not None})
 
         self.background = background
@@ -245,6 +267,8 @@ class LoginForm(widgets.VBox):
             return widgets.Password(description=description, placeholder=placeholder, style=_LABEL_STYLE,
                                     layout=widgets.Layout(width=_WIDTH))
 
+        self.cloud_url = text("H2O AI Cloud URL", initial.cloud_url,
+                              "https://cloud.my.domain: finds the rest (leave empty to give them below)")
         self.gateway_url = text("Gateway URL", initial.gateway_url, "https://api.mlops.my.domain")
         self.token_endpoint = text("Issuer or token endpoint", initial.token_endpoint,
                                    "https://HOST/auth/realms/REALM (or its token endpoint)")
@@ -267,8 +291,8 @@ class LoginForm(widgets.VBox):
         self.card = widgets.HTML()
 
         self._field_messages = {name: widgets.HTML(layout=widgets.Layout(display="none"))
-                                for name in ("gateway_url", "token_endpoint", "client_id", "refresh_token",
-                                             "ca_bundle")}
+                                for name in ("cloud_url", "gateway_url", "token_endpoint", "client_id",
+                                             "refresh_token", "ca_bundle")}
         self._token_note = widgets.HTML()
         self.advanced = widgets.Accordion(
             children=[widgets.VBox([self.client_secret, self.ca_bundle, self._field_messages["ca_bundle"],
@@ -277,6 +301,7 @@ class LoginForm(widgets.VBox):
         )
         notes = widgets.HTML(_message_html("info", "Config file", config_problem) if config_problem else "")
         super().__init__(children=[
+            self.cloud_url, self._field_messages["cloud_url"],
             self.gateway_url, self._field_messages["gateway_url"],
             self.token_endpoint, self._field_messages["token_endpoint"],
             self.client_id, self._field_messages["client_id"],
@@ -286,7 +311,7 @@ class LoginForm(widgets.VBox):
             widgets.HBox([self.login_button, self.browser_button, self.cancel_button]),
             self.status, self.device, self.card,
         ])
-        self._inputs: list[widgets.DOMWidget] = [self.gateway_url, self.token_endpoint, self.client_id,
+        self._inputs: list[widgets.DOMWidget] = [self.cloud_url, self.gateway_url, self.token_endpoint, self.client_id,
                                                  self.refresh_token, self.client_secret, self.ca_bundle,
                                                  self.verify_tls]
         self.login_button.on_click(self._on_login)
@@ -306,7 +331,8 @@ class LoginForm(widgets.VBox):
     def _on_login(self, _button: widgets.Button | None = None) -> None:
         if self.busy:
             return
-        token = self._read_secret(self.refresh_token, "refresh_token") or self._environment_token()
+        token = self._read_secret(self.refresh_token, "refresh_token") or self._environment_token(
+            cloud=bool(self.cloud_url.value.strip()))
         secret = self._read_secret(self.client_secret, "client_secret")
         target = self._check_fields(token_missing=not token)
         if target is not None:
@@ -370,7 +396,24 @@ class LoginForm(widgets.VBox):
         self._stage = stage
         self._show("progress", message)
 
+    def _discovered(self, target: _Target) -> _Target:
+        """With an H2O AI Cloud URL: the target with the gateway, issuer and platform client its
+        discovery names (the client ID typed for a gateway belongs to another login)."""
+        if not target.cloud_url:
+            return target
+        self._step(CLOUD, "Reading the H2O AI Cloud environment's discovery documents…")
+        found = discover_cloud(target.cloud_url, verify=target.verify, ca_bundle=target.ca_bundle,
+                               timeout=settings.timeout)
+        missing = [what for what, value in (("an MLOps API (mlops-api) service", found.gateway_url),
+                                            ("the platform client", found.platform_client_id)) if not value]
+        if missing:
+            raise DiscoveryError(f"{found.discovery_url} lists no {' and no '.join(missing)}; is MLOps installed in "
+                                 "this environment? Otherwise give the gateway URL, issuer and client ID instead")
+        return replace(target, gateway_url=found.gateway_url or "", token_endpoint=found.issuer_url,
+                       client_id=found.platform_client_id or "")
+
     def _log_in_with_refresh_token(self, target: _Target, token: str, secret: str) -> None:
+        target = self._discovered(target)
         self._step(IDENTITY_PROVIDER, "Finding the identity provider…")
         endpoint = self._resolve_token_endpoint(target)
         provider = TokenProvider(token, target.client_id, endpoint, secret or None, verify=target.verify,
@@ -394,6 +437,7 @@ class LoginForm(widgets.VBox):
             return target.token_endpoint
 
     def _sign_in_with_browser(self, target: _Target, secret: str) -> None:
+        target = self._discovered(target)
         self._step(IDENTITY_PROVIDER, "Asking the identity provider for a sign-in code…")
         device = DeviceLogin.from_issuer(target.token_endpoint, target.client_id, secret or None,
                                          verify=target.tls, timeout=settings.timeout).start()
@@ -412,10 +456,16 @@ class LoginForm(widgets.VBox):
         self._connect(target, provider)
 
     def _connect(self, target: _Target, provider: TokenProvider) -> None:
+        if target.cloud_url:
+            self._step(CLOUD, "Reading the H2O AI Cloud environment's discovery documents…")
+            client = Client.from_discovery(target.cloud_url, token_provider=provider, verify=target.verify,
+                                           ca_bundle=target.ca_bundle)
+        else:
+            client = Client(target.gateway_url, provider, verify=target.verify, ca_bundle=target.ca_bundle)
         self._step(GATEWAY, "Asking the gateway who you are…")
-        client = Client(target.gateway_url, provider, verify=target.verify, ca_bundle=target.ca_bundle)
         try:
-            user = client.storage.user.who_am_i().user
+            # who_am_i finds the gateway's generation first: a StorageUser, or the workspaces one's V1User.
+            user = client.who_am_i().user
         except BaseException:
             client.close()
             raise
@@ -423,7 +473,8 @@ class LoginForm(widgets.VBox):
         self.client, self.user = client, user
         self._secrets.clear()
         self.card.value = card_html(user) or ""
-        self._show("ok", f"Logged in as {user.username} at {client.gateway_url}",
+        name = getattr(user, "username", None) or getattr(user, "login_principal", None) or user.display_name
+        self._show("ok", f"Logged in as {name} at {client.gateway_url} ({_GENERATIONS[client.generation]})",
                    "%mlops commands and mlops_nb.current_client() use this login now.")
 
     # -- fields ----------------------------------------------------------------------------------------
@@ -436,24 +487,29 @@ class LoginForm(widgets.VBox):
             self._secrets[key] = typed
         return self._secrets.get(key, "")
 
-    def _environment_token(self) -> str:
-        return self._environ.get(ENV_REFRESH_TOKEN, "").strip()
+    def _environment_token(self, *, cloud: bool = False) -> str:
+        """``REFRESH_TOKEN``; for an H2O AI Cloud URL, the platform token variable first (as h2o-mlops reads it)."""
+        names = (ENV_PLATFORM_TOKEN, ENV_REFRESH_TOKEN) if cloud else (ENV_REFRESH_TOKEN,)
+        return next((v for name in names if (v := self._environ.get(name, "").strip())), "")
 
     def _check_fields(self, *, token_missing: bool) -> _Target | None:
         problems: dict[str, str] = {}
         values: dict[str, str] = {}
-        for name, what, example in (("gateway_url", "the gateway URL", "https://api.mlops.my.domain"),
-                                    ("token_endpoint", "the issuer or token endpoint",
-                                     "https://HOST/auth/realms/REALM")):
+        cloud = bool(self.cloud_url.value.strip())
+        # With an H2O AI Cloud URL, discovery gives the rest: the other fields are not asked for.
+        urls = [("cloud_url", "the H2O AI Cloud URL", "https://cloud.my.domain")] if cloud else [
+            ("gateway_url", "the gateway URL", "https://api.mlops.my.domain"),
+            ("token_endpoint", "the issuer or token endpoint", "https://HOST/auth/realms/REALM")]
+        for name, what, example in urls:
             typed = getattr(self, name).value.strip()
             if not typed:
-                problems[name] = f"Enter {what}, e.g. {example}"
+                problems[name] = f"Enter {what}, e.g. {example}, or an H2O AI Cloud URL above"
                 continue
             try:
                 values[name] = validate_gateway_url(typed, what)
             except ValueError:
                 problems[name] = f"{what[0].upper()}{what[1:]} must be an http:// or https:// URL, e.g. {example}"
-        if not self.client_id.value.strip():
+        if not cloud and not self.client_id.value.strip():
             problems["client_id"] = "Enter the client ID your administrator gave you (the seed's CLIENT_ID)"
         if token_missing:
             problems["refresh_token"] = "Paste your refresh token, or use Sign in with browser"
@@ -468,8 +524,9 @@ class LoginForm(widgets.VBox):
         if problems:
             self._show("error", "Some fields need attention", "See the messages under them.")
             return None
-        return _Target(values["gateway_url"], values["token_endpoint"], self.client_id.value.strip(),
-                       self.verify_tls.value, str(Path(bundle).expanduser()) if bundle else None)
+        return _Target(values.get("cloud_url", ""), values.get("gateway_url", ""), values.get("token_endpoint", ""),
+                       "" if cloud else self.client_id.value.strip(), self.verify_tls.value,
+                       str(Path(bundle).expanduser()) if bundle else None)
 
     # -- what the form shows ----------------------------------------------------------------------------
 
@@ -506,7 +563,7 @@ class LoginForm(widgets.VBox):
 
     def _redact(self, text: str) -> str:
         """Defence in depth: the wire layer never puts a token in a message; a bug elsewhere might."""
-        for secret in (*self._secrets.values(), self._environment_token()):
+        for secret in (*self._secrets.values(), self._environment_token(), self._environment_token(cloud=True)):
             if secret:
                 text = text.replace(secret, "[redacted]")
         return text
@@ -517,6 +574,7 @@ def login(
     token_endpoint: str | None = None,
     client_id: str | None = None,
     *,
+    cloud_url: str | None = None,
     ca_bundle: str | None = None,
     verify_tls: bool | None = None,
     background: bool = True,
@@ -524,9 +582,10 @@ def login(
     """The login form; as the last line of a cell it shows itself.
 
     Arguments prefill the fields (over the environment and the config file, see
-    :mod:`mlops_nb.notebook.login`). A successful login becomes the session's current
+    :mod:`mlops_nb.notebook.login`); ``cloud_url`` (an H2O AI Cloud environment's URL)
+    stands for the other three. A successful login becomes the session's current
     client (``mlops_nb.current_client()``, every ``%mlops`` command) and is
     ``form.client``. ``background=False`` makes the buttons block until done.
     """
-    return LoginForm(gateway_url, token_endpoint, client_id, ca_bundle=ca_bundle, verify_tls=verify_tls,
-                     background=background)
+    return LoginForm(gateway_url, token_endpoint, client_id, cloud_url=cloud_url, ca_bundle=ca_bundle,
+                     verify_tls=verify_tls, background=background)
