@@ -791,9 +791,8 @@ def aggregate_metrics(scored: list[dict[str, Any]], baseline: list[dict[str, Any
     """The monitoring figures of the workspaces generation's aggregates (wire JSON): rows scored per
     window and the prediction column's distribution from the model-output aggregates; drift per
     feature (population stability index) of the scored inputs against the baseline. That monitoring
-    measures no latency, memory, CPU, availability or failed rows: those columns are empty. Rows
-    that make the baseline (where it is the model's first traffic) are in ``baseline_rows``, not in
-    ``rows_scored``."""
+    measures no latency, memory, CPU, availability or failed rows: those columns are empty.
+    ``baseline_rows`` is how many rows the baseline aggregates hold."""
     scored = [a for a in scored if a.get("startTime") and _in_window(a["startTime"], start, end)]
     outputs = sorted({a["column"] for a in scored if a.get("isModelOutput")})
     prediction = outputs[0] if outputs else ""
@@ -848,8 +847,7 @@ def aggregate_metrics(scored: list[dict[str, Any]], baseline: list[dict[str, Any
         "high_drift": int((drift["drift"] >= HIGH_DRIFT).sum()),
         "prediction_name": prediction or "prediction",
         "baseline_rows": int(max((_rows(a) for a in baseline), default=0)),
-        "baseline": ("the baseline aggregates (rows scored after them are compared with them)" if baseline
-                     else "no baseline"),
+        "baseline": "the baseline aggregates" if baseline else "no baseline",
         "not_measured": "latency, memory, CPU, availability, failed rows (the workspaces generation's monitoring "
                         "keeps aggregates of the scored data only)",
     }
