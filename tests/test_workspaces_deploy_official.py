@@ -240,7 +240,7 @@ def test_update_logs_and_endpoint(deployed: dict[str, Any], sandbox: Sandbox, al
     assert len(updated["scored"]["score"]) == len(deployed["sample"]["rows"])
     assert updated["securities"] == ["SecurityType.HASHED_PASSPHRASE", "SecurityType.OIDC_AUTH"]
     assert updated["with_token"] == updated["scored"]  # the same rows scored with an access token instead
-    assert deployed["paused"] == {"is_paused": True, "can_resume": True}
+    assert deployed["paused"] == {"is_paused": True, "can_resume": True, "state": "STOPPED"}
     assert deployed["after_resume"] == updated["scored"]
     assert sum(deployed["logs"].values()) > 0
     endpoint = deployed["endpoint"]

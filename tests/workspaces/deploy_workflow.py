@@ -90,7 +90,7 @@ logs = deployment.logs()
 
 started = time.monotonic()
 deployment.pause()
-paused = {"is_paused": deployment.is_paused, "can_resume": deployment.can_resume}
+paused = {"is_paused": deployment.is_paused, "can_resume": deployment.can_resume, "state": deployment.state}
 deployment.resume()
 deployment.wait_for_healthy(timeout=180, interval=1)
 seconds["pause_resume"] = time.monotonic() - started
