@@ -24,7 +24,7 @@ from mlops_nb.api import CATALOGS
 from mlops_nb.sandbox import Sandbox
 from mlops_nb.sandbox.runtime.runtimes import runnable_runtimes
 from mlops_nb.sandbox.services.access import ROLE_VIEWER
-from mlops_nb.wire.errors import NotFound, PermissionDenied
+from mlops_nb.wire.errors import FailedPrecondition, NotFound, PermissionDenied
 from tests.deploying import iris_model
 
 pytestmark = pytest.mark.legacy  # an official client in an isolated virtual environment
@@ -315,6 +315,20 @@ def test_a_batch_job_with_no_deployment_of_its_model_runs_its_own_scorer(
     client.batch.job.delete_job(name=job.name)
     assert [j.name for j in client.batch.job.list_jobs(parent=workspace).jobs] == [
         f"{workspace}/jobs/{deployed['job']['uid']}"]
+
+    # A long job (a row per mini batch), cancelled while it runs; a running job cannot be deleted.
+    source.write_text("".join(json.dumps(dict(zip(fields, row, strict=True))) + "\n" for row in ROWS * 40))
+    long = client.batch.job.create_job(parent=workspace, job={
+        **{k: v for k, v in job.to_dict().items() if k in ("source", "sink", "instance_spec")},
+        "display_name": "cancelled", "batch_parameters": {"mini_batch_size": 1}}).job
+    with pytest.raises(FailedPrecondition):
+        client.batch.job.delete_job(name=long.name)
+    client.batch.job.cancel_job(name=long.name)
+    while (state := client.batch.job.get_job(name=long.name).job.state) not in ("CANCELLED", "FINISHED", "FAILED"):
+        time.sleep(0.2)
+    cancelled = client.batch.job.get_job(name=long.name).job
+    assert state == "CANCELLED" and int(cancelled.completion_stats.processed_rows) < len(ROWS) * 40
+    client.batch.job.delete_job(name=long.name)
 
 
 def test_every_answer_used_the_descriptions_field_names(unknown_fields: list[tuple[str, list[str]]]) -> None:

@@ -159,8 +159,7 @@ def _v2_element(project_id: str, element: dict[str, Any], mode: str, total: int)
         "kubernetesResourceSpec": {
             "kubernetesResourceRequirements": {"requests": requirement.get("requests", {}),
                                                "limits": requirement.get("limits", {})},
-            "replicas": replicas, **({"previousReplicas": spec["previousReplicas"]}
-                                     if "previousReplicas" in spec else {})},
+            "replicas": replicas},
         "kubernetesConfigShortcut": {},
         "runtimeEnvironmentVariables": dict(element.get("deploymentEnvironmentVariables", {})
                                             .get("runtimeVariables", {})),
@@ -243,8 +242,6 @@ def _legacy_element(element: dict[str, Any], where: str, *, weight: bool = False
     legacy_spec: dict[str, Any] = {"kubernetesResourceRequirement": {
         k: dict(v) for k in ("requests", "limits") if (v := requirement.get(k))}}
     legacy_spec["replicas"] = spec["replicas"] if spec.get("replicas") is not None else 1
-    if spec.get("previousReplicas") is not None:
-        legacy_spec["previousReplicas"] = spec["previousReplicas"]
     out["kubernetesResourceSpec"] = legacy_spec
     if element.get("runtimeEnvironmentVariables"):
         out["deploymentEnvironmentVariables"] = {"runtimeVariables": dict(element["runtimeEnvironmentVariables"])}
@@ -621,7 +618,8 @@ def _v2_metadata(call: Call, deployer: dict[str, Any]) -> dict[str, Any]:
 def _batch_get(call: Call, request: dict[str, Any], suffix: str, view: Callable[..., dict[str, Any]],
                ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     parent = request.get("parent")
-    _workspace(call, parent) if str(parent) != "workspaces/-" else None
+    if str(parent) != "workspaces/-":
+        _workspace(call, parent)
     found, errors = [], {}
     for name in request.get("names") or []:
         try:
