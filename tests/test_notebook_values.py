@@ -18,7 +18,7 @@ import pytest
 
 import mlops_nb
 from mlops_nb.notebook.frames import utc_times
-from mlops_nb.notebook.monitoring import _points
+from mlops_nb.notebook.generations import _points
 from mlops_nb.notebook.scoring import _as_text, _typed
 from mlops_nb.sandbox import Sandbox
 from mlops_nb.sandbox.runtime.scorer import _column

@@ -146,7 +146,7 @@ workspaces_calls = st.sampled_from(WORKSPACES_OWN).flatmap(lambda m: workspaces_
 def _routed(verb: str, url: str) -> Method | None:
     """The method the sandbox routes a workspaces request to (None: no route, or no such name shape)."""
     try:
-        found = ROUTER.match(verb, requests.utils.unquote(requests.utils.urlparse(url).path), set(WORKSPACES_HANDLERS))
+        found = ROUTER.match(verb, requests.utils.unquote(requests.utils.urlparse(url).path), WORKSPACES_HANDLERS)
     except ValueError:
         return None
     return found.method if isinstance(found, Match) else None

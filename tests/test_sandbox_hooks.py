@@ -31,5 +31,6 @@ def test_hooks_do_not_depend_on_import_order(first: str) -> None:
     wired = _hooks_after_importing(first)
     services = "mlops_nb.sandbox.services"
     assert wired["project_delete"] == [f"{services}.{area}.leave_deleted_project"
-                                       for area in ("deployments", "experiments", "models", "datasets")]
-    assert wired["deployment_remove"] == [f"{services}.monitoring.forget_deployment"]
+                                       for area in ("deployments", "experiments", "models", "datasets", "batch")]
+    assert wired["deployment_remove"] == [f"{services}.monitoring.forget_deployment",
+                                          f"{services}.deployments_v2.forget_pause"]

@@ -14,6 +14,7 @@ import pickle
 import socket
 import subprocess
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -79,6 +80,9 @@ def test_workspaces_message_wire_form_signature_and_pickle() -> None:
     again = pickle.loads(pickle.dumps(made))
     assert type(again) is cls and again == made
     assert "workspaces generation" in cls.__doc__
+    with pytest.raises(KeyError, match=r"no message named 'V2Deployment' in the legacy API description \(the "
+                                       r"workspaces generation has it: message_class\('V2Deployment', 'workspaces'\)\)"):
+        message_class("V2Deployment")
     with pytest.raises(KeyError, match="no message named 'Nope' in the workspaces API description"):
         message_class("Nope", "workspaces")
     with pytest.raises(ValueError, match="no API generation 'newest'"):
@@ -240,6 +244,19 @@ def test_authz_calls_go_to_the_second_gateway(gateway, authz, client) -> None:
     assert listed.workspaces[0].display_name == "P"
 
 
+def test_an_authz_gateway_that_never_answered_fails_at_once_whatever_the_other_did(gateway) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = Client(gateway.url, lambda: TOKEN, generation="workspaces", authz_gateway_url=f"http://127.0.0.1:{port}")
+    client.deployer.deployment.get_deployment(name=DEPLOYMENT)  # the MLOps gateway has answered
+    started = time.monotonic()
+    with pytest.raises(mlops.ConnectionFailed, match=f"could not reach the authz gateway at http://127.0.0.1:{port} .*"
+                                                     "never answered this client"):
+        client.authz.workspace.list_workspaces()
+    assert time.monotonic() - started < 2  # not retried for the default 30 s
+
+
 def test_authz_call_without_its_url_says_how_to_give_it(gateway) -> None:
     client = Client(gateway.url, lambda: TOKEN, generation="workspaces")
     with pytest.raises(ValueError, match="pass authz_gateway_url=.* or connect with Client.from_discovery"):
@@ -269,10 +286,23 @@ def test_every_workspaces_method_resolves_from_the_client() -> None:
 def test_wrong_arguments_are_named(client) -> None:
     with pytest.raises(TypeError, match="has no parameter 'parnt'; did you mean parent"):
         client.deployer.deployment.list_deployments(parnt="workspaces/p1")
+    with pytest.raises(TypeError, match="has no parameter 'colour'. Valid: parent, page_size, page_token, filter, order_by"):
+        client.deployer.deployment.list_deployments(parent="workspaces/p1", colour="red")
     with pytest.raises(TypeError, match="needs parent"):
         client.deployer.deployment.list_deployments()
     with pytest.raises(AttributeError, match="the workspaces generation of the API has no 'ingest' server"):
         client.ingest  # noqa: B018
+    # What only the other generation has says so.
+    with pytest.raises(AttributeError, match=r"the deployer server has no entity 'deployment_status'.*\(the legacy "
+                                             "generation of the API has it; this client speaks the workspaces one"):
+        client.deployer.deployment_status  # noqa: B018
+    with pytest.raises(AttributeError, match=r"has no method 'list_project_deployments'.*\(the legacy generation"):
+        client.deployer.deployment.list_project_deployments  # noqa: B018
+    legacy = Client("http://127.0.0.1:9", lambda: TOKEN, generation="legacy")
+    with pytest.raises(AttributeError, match=r"has no method 'list_deployments'.*\(the workspaces generation of the "
+                                             "API has it; this client speaks the legacy one"):
+        legacy.deployer.deployment.list_deployments  # noqa: B018
+    assert not hasattr(client.deployer.deployment, "_repr_html_")
     signature = inspect.signature(client.deployer.deployment.update_deployment)
     assert list(signature.parameters) == ["deployment_name", "update_mask", "deployment"]
 
@@ -345,6 +375,18 @@ def test_a_legacy_gateway_is_found_with_one_probe_on_first_use(gateway) -> None:
     assert client.generation == "legacy" and client.api is description("legacy")
     client.storage.user.who_am_i()
     assert len(gateway.requests) == 3  # found once, kept
+
+
+def test_threads_using_a_new_client_at_once_find_the_generation_once(gateway) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    _legacy_gateway(gateway)
+    gateway.respond(LEGACY_PROBE, {"version": "0.70.1"}, delay=0.2)  # long enough for every thread to arrive
+    client = Client(gateway.url, lambda: TOKEN)
+    with ThreadPoolExecutor(8) as pool:
+        servers = list(pool.map(lambda _: client.storage, range(8)))
+    assert all(server is servers[0] for server in servers)
+    assert [r.path for r in gateway.requests] == [LEGACY_PROBE]
 
 
 def test_a_workspaces_gateway_is_found_and_kept_by_with_options(gateway) -> None:
@@ -474,10 +516,16 @@ def test_from_discovery_says_what_is_missing(monkeypatch) -> None:
             Client.from_discovery(environment.url, token_provider=lambda: TOKEN)
 
 
-def test_from_discovery_signs_in_with_the_platform_refresh_token_at_a_sandbox(tmp_path) -> None:
+def test_from_discovery_signs_in_with_the_platform_refresh_token_at_a_sandbox(tmp_path, monkeypatch) -> None:
     from mlops_nb.sandbox import Sandbox
 
     with Sandbox(db=str(tmp_path / "s.sqlite3"), data="empty") as sandbox:
+        # As the official client: the environment from H2O_CLOUD_ENVIRONMENT, the token from H2O_CLOUD_CLIENT_PLATFORM_TOKEN.
+        monkeypatch.setenv("H2O_CLOUD_ENVIRONMENT", sandbox.gateway_url)
+        monkeypatch.setenv("H2O_CLOUD_CLIENT_PLATFORM_TOKEN", sandbox.refresh_token("bob"))
+        monkeypatch.delenv("H2O_CLOUD_DISCOVERY", raising=False)
+        with Client.from_discovery() as from_variables:
+            assert from_variables.who_am_i().user.login_principal == "bob"  # bob's token signs bob in
         client = Client.from_discovery(sandbox.gateway_url, refresh_token=sandbox.refresh_token("alice"))
         assert client.token_provider.client_id == sandbox.client_id
         assert client.token_provider.token_endpoint_url == sandbox.token_endpoint
@@ -599,6 +647,9 @@ def test_workspaces_rest_calls_round_trip_with_the_sandbox(faces) -> None:
         made.description = "patched"
         client.authz.workspace.update_workspace(workspace=made, update_mask="description")
         assert client.authz.workspace.get_workspace(made.name).workspace.description == "patched"
+        assert client.deployer.deployment.list_deployments(parent=made.name, page_size=10).deployments == []
+        with pytest.raises(mlops.NotFound):
+            client.deployer.deployment.get_deployment(name=f"{made.name}/deployments/none-such")
         runtimes = client.runtime.runtime.list_runtimes(parent=made.name, page_size=1)
         assert len(runtimes.runtimes) == 1 and runtimes.next_page_token  # the query reached it, paged
         assert client.who_am_i().user.name == f"users/{client.user_id()}"

@@ -23,13 +23,34 @@ import requests
 from mlops_nb.api import CATALOGS
 from mlops_nb.sandbox import Sandbox
 from mlops_nb.sandbox.runtime.runtimes import runnable_runtimes
-from mlops_nb.wire.errors import NotFound
+from mlops_nb.sandbox.services.access import ROLE_VIEWER
+from mlops_nb.wire.errors import NotFound, PermissionDenied
 from tests.deploying import iris_model
 
 pytestmark = pytest.mark.legacy  # an official client in an isolated virtual environment
 
 SCRIPTS = Path(__file__).parent / "workspaces"
 ROWS = [["5.1", "3.5", "1.4", "0.2"], ["6.7", "3.0", "5.2", "2.3"], ["5.9", "3.0", "4.2", "1.5"]] * 40
+
+
+@pytest.fixture(scope="module", autouse=True)
+def unknown_fields() -> Any:
+    """Every field a workspaces message decoded in this process did not know: the sandbox's answers (and
+    what our client decodes of them) must use the description's own names, at every level."""
+    from mlops_nb.wire import messages
+
+    seen: list[tuple[str, list[str]]] = []
+    original = messages.Message.__dict__["from_wire"].__func__
+
+    def from_wire(cls: Any, data: Any) -> Any:
+        decoded = original(cls, data)
+        if messages.generation_of(cls) == "workspaces" and decoded.unknown_fields:
+            seen.append((cls.__name__, sorted(decoded.unknown_fields)))
+        return decoded
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(messages.Message, "from_wire", classmethod(from_wire))
+        yield seen
 
 
 def _run(python: str, script: str, *args: str) -> dict[str, Any]:
@@ -104,15 +125,83 @@ def test_the_deployment_is_the_legacy_faces_deployment(deployed: dict[str, Any],
     assert deployer.security.passphrase.passphrase_hash_type == "PASSPHRASE_HASH_TYPE_BCRYPT"
 
 
+def test_a_workspace_viewer_reads_the_deployment_without_its_secrets(deployed: dict[str, Any], sandbox: Sandbox,
+                                                                    alice: Any, bob: Any) -> None:
+    bob_id = bob.storage.user.who_am_i().user.id
+    alice.storage.project.share_project(project_id=deployed["workspace"], user_id=bob_id, restriction_role_id=ROLE_VIEWER)
+    viewer = sandbox.client("bob", generation="workspaces")
+    name = f"workspaces/{deployed['workspace']}/deployments/{deployed['deployment']}"
+    seen = viewer.deployer.deployment.get_deployment(name=name).deployment
+    assert seen.display_name == "iris renamed"
+    assert [s.passphrase.passphrase for s in seen.securities if s.passphrase is not None] == [""]  # hashed: never sent
+    with pytest.raises(PermissionDenied):
+        viewer.deployer.deployment.delete_deployment(name=name)
+
+
+def test_the_rest_of_the_deployer_face_through_our_own_client(deployed: dict[str, Any], sandbox: Sandbox,
+                                                              alice: Any) -> None:
+    client = sandbox.client("alice", generation="workspaces")
+    workspace = f"workspaces/{deployed['workspace']}"
+    name = f"{workspace}/deployments/{deployed['deployment']}"
+    missing = f"{workspace}/deployments/no-such-deployment"
+    statuses = client.deployer.status.batch_get_deployment_statuses(parent=workspace, names=[f"{name}/status", missing])
+    assert [(s.name, s.state) for s in statuses.deployment_statuses] == [(f"{name}/status", "HEALTHY")]
+    assert list(statuses.errors) == [missing]
+    metadata = client.deployer.metadata.batch_get_deployments_metadata(parent=workspace, names=[f"{name}/metadata"])
+    assert [m.scoring_interface.score.uri for m in metadata.deployments_metadata] == [deployed["score_url"]]
+    assert client.deployer.deployment.count_deployments(parent=workspace, filter="display_name = 'iris renamed'").count \
+        == 1
+    endpoints = client.deployer.endpoint.list_endpoints(parent=workspace, filter=f"target = '{name}'").endpoints
+    assert [(e.path, e.state) for e in endpoints] == [("iris-ws", "ENDPOINT_STATE_READY")]
+    assert client.deployer.endpoint.count_endpoints(parent=workspace).count == 1
+    types = client.deployer.config.list_security_option_types().security_option_types
+    assert {t.hash_algorithm for t in types} >= {"PLAINTEXT", "BCRYPT", "PBKDF2"}
+    assert client.deployer.config.get_default_security_option_type().default_security_option_type.hash_algorithm \
+        == "PBKDF2"
+    assert client.deployer.config.get_monitoring_config(name="configuration/monitoring").monitoring_config.enabled
+    assert client.deployer.config.discover_kubernetes_config_shortcuts().kubernetes_affinity_shortcuts == []
+    defaults = client.deployer.config.discover_default_runtime_kubernetes_resource_requirements()
+    assert defaults.default_runtime_kubernetes_resource_requirements.requests == {"cpu": "250m", "memory": "512Mi"}
+    compositions = client.deployer.composition.list_experiment_artifact_compositions(
+        parent=f"{workspace}/experiments/{deployed['experiment']}").experiment_artifact_compositions
+    assert {c.deployable_artifact_type.artifact_type for c in compositions} == {"python/mlflow"}
+    assert _mlflow_runtime() in {c.runtime.name for c in compositions}
+    assert "mlflow" in {t.name for t in client.deployer.composition.list_model_types().model_types}
+    assert [s.name for s in client.batch.source_spec.list_source_specs().source_specs] == ["sourceSpecs/local"]
+    assert client.batch.sink_spec.get_sink_spec(name="sinkSpecs/local").sink_spec.supported_mime_types
+    # Logs again: the archive replaces the one the official client's logs() made (one per deployment).
+    archive = client.deployer.log.generate_logs(name=name).artifact_id
+    kept = [a.id for a in alice.storage.artifact.list_entity_artifacts(entity_id=deployed["workspace"]).artifact
+            if a.type == "deployment/logs"]
+    assert kept == [archive]
+
+
 def test_a_batch_job_scores_a_local_csv_through_the_models_scorer(deployed: dict[str, Any],
                                                                 files: dict[str, Path]) -> None:
     job = deployed["job"]
     assert (job["state"], job["processed"], job["errors"]) == ("FINISHED", str(len(ROWS)), "0")
     assert job["listed"] == [job["uid"]]
+    # Monitored: every row of the file, per input column, counted in the job's own aggregates.
+    assert set(job["aggregate_rows"]) >= set(deployed["schema_fields"])
+    assert set(job["aggregate_rows"].values()) == {len(ROWS)}
     written = list(csv.reader((files["output"] / f"{job['uid']}.csv").open()))
     # A header (the score's fields), then the scorer's answer for every row: the same as scoring them online.
     assert written[0] == deployed["scored_rows"]["fields"] and len(written) == len(ROWS) + 1
     assert written[1:4] == [[str(v) for v in row] for row in deployed["scored_rows"]["score"]]
+
+
+def test_the_jobs_record_outlives_its_scorer(deployed: dict[str, Any], sandbox: Sandbox) -> None:
+    """Read later, through our own client's workspaces face: the job's scorer is gone, its aggregates are not."""
+    client = sandbox.client("alice", generation="workspaces")
+    job = f"workspaces/{deployed['workspace']}/jobs/{deployed['job']['uid']}"
+    aggregates = client.monitoring.aggregate.list_aggregates2(f"{job}/experiments/-").aggregates
+    counted = {a.column: sum(int(c) for c in a.numerical_aggregate.bin_count) + int(a.missing_values.row_count)
+               for a in aggregates if a.numerical_aggregate is not None}
+    assert counted == deployed["job"]["aggregate_rows"]
+    assert client.batch.job.get_job(name=job).job.state == "FINISHED"
+    assert job in [j.name for j in client.batch.job.list_jobs(parent="workspaces/-").jobs]  # every workspace's
+    every = client.deployer.deployment.list_deployments(parent="workspaces/-").deployments
+    assert f"workspaces/{deployed['workspace']}/deployments/{deployed['deployment']}" in [d.name for d in every]
 
 
 def test_monitoring_aggregates_after_traffic(deployed: dict[str, Any]) -> None:
@@ -129,6 +218,10 @@ def test_update_logs_and_endpoint(deployed: dict[str, Any], sandbox: Sandbox, al
     assert (updated["name"], updated["description"]) == ("iris renamed", "updated by h2o-mlops 1.6.5")
     assert updated["security"] == ["SecurityType.HASHED_PASSPHRASE"]
     assert len(updated["scored"]["score"]) == len(deployed["sample"]["rows"])
+    assert updated["securities"] == ["SecurityType.HASHED_PASSPHRASE", "SecurityType.OIDC_AUTH"]
+    assert updated["with_token"] == updated["scored"]  # the same rows scored with an access token instead
+    assert deployed["paused"] == {"is_paused": True, "can_resume": True}
+    assert deployed["after_resume"] == updated["scored"]
     assert sum(deployed["logs"].values()) > 0
     endpoint = deployed["endpoint"]
     assert (endpoint["path"], endpoint["target"]) == ("iris-ws", deployed["deployment"])
@@ -165,3 +258,42 @@ def test_the_official_client_lists_the_legacy_faces_deployment_and_deletes_its_o
     else:
         pytest.fail("the deployment the official client deleted is still there after 60 s")
     alice.deployer.deployment.delete_deployment(id=legacy.id)
+
+
+def test_a_batch_job_with_no_deployment_of_its_model_runs_its_own_scorer(
+        deployed: dict[str, Any], sandbox: Sandbox, files: dict[str, Path]) -> None:
+    client = sandbox.client("alice", generation="workspaces")
+    workspace = f"workspaces/{deployed['workspace']}"
+    deadline = time.monotonic() + 60
+    while client.deployer.deployment.list_deployments(parent=workspace).deployments:  # the earlier test deleted them
+        assert time.monotonic() < deadline, "the deployments are still there"
+        time.sleep(0.5)
+    source = files["csv"].with_suffix(".jsonl")
+    fields = deployed["schema_fields"]
+    source.write_text("".join(json.dumps(dict(zip(fields, row, strict=True))) + "\n" for row in ROWS[:7]))
+    sink = files["output"] / "own-scorer.jsonl"
+    processor = next(r for r in CATALOGS.artifacts if r["artifact_type"] == "python/mlflow")
+    started = time.monotonic()
+    job = client.batch.job.create_job(parent=workspace, job={
+        "display_name": "no deployment",
+        "source": {"spec": "sourceSpecs/local", "config": "{}", "mime_type": "text/jsonl", "location": str(source)},
+        "sink": {"spec": "sinkSpecs/local", "config": "{}", "mime_type": "text/jsonl", "location": str(sink)},
+        "instance_spec": {"deployment_composition": {
+            "experiment_id": deployed["experiment"], "artifact_type": processor["deployable_artifact_type_name"],
+            "artifact_processor": processor["artifact_processor_name"], "runtime": _mlflow_runtime()}}}).job
+    while (state := client.batch.job.get_job(name=job.name).job.state) not in ("FINISHED", "FAILED", "TIMEOUT"):
+        assert time.monotonic() - started < 180, f"the job is still {state}"
+        time.sleep(0.5)
+    print(f"measured: a job starting its own scorer took {time.monotonic() - started:.1f} s")
+    finished = client.batch.job.get_job(name=job.name).job
+    assert (finished.state, finished.completion_stats.processed_rows) == ("FINISHED", "7")
+    written = [json.loads(line) for line in sink.read_text().splitlines()]
+    assert [list(r) for r in written] == [deployed["scored_rows"]["fields"]] * 7
+    assert [list(r.values()) for r in written] == (deployed["scored_rows"]["score"] * 3)[:7]
+    client.batch.job.delete_job(name=job.name)
+    assert [j.name for j in client.batch.job.list_jobs(parent=workspace).jobs] == [
+        f"{workspace}/jobs/{deployed['job']['uid']}"]
+
+
+def test_every_answer_used_the_descriptions_field_names(unknown_fields: list[tuple[str, list[str]]]) -> None:
+    assert unknown_fields == []

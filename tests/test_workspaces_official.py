@@ -24,9 +24,11 @@ from mlops_nb.api import CATALOGS, description
 from mlops_nb.sandbox import Sandbox
 from mlops_nb.sandbox.runtime.runtimes import runnable_runtimes
 from mlops_nb.sandbox.server import implemented
+from mlops_nb.wire.errors import InvalidArgument
 from tests.deploying import iris_model
 
-pytestmark = pytest.mark.legacy  # an official client in an isolated virtual environment
+# Tests that run the official client in its isolated virtual environment.
+official = pytest.mark.legacy
 
 SCRIPTS = Path(__file__).parent / "workspaces"
 
@@ -55,12 +57,14 @@ def workflow(sandbox: Sandbox, workspaces_python: str, mlflow_zip: tuple[Path, b
     return seen
 
 
+@official
 def test_official_client_connects_through_discovery_and_knows_who_it_is(workflow: dict[str, Any], alice: Any) -> None:
     me = alice.storage.user.who_am_i().user
     assert workflow["me"] == {"name": f"users/{me.id}", "login": "alice"}
     assert workflow["workspace"]["creator"] == me.id
 
 
+@official
 def test_a_workspace_made_by_the_official_client_is_a_project(workflow: dict[str, Any], alice: Any) -> None:
     made = workflow["workspace"]
     project = alice.storage.project.get_project(project_id=made["uid"]).project
@@ -71,6 +75,7 @@ def test_a_workspace_made_by_the_official_client_is_a_project(workflow: dict[str
     assert workflow["count"] == len(alice.storage.project.list_projects().project)
 
 
+@official
 def test_an_experiment_from_an_mlflow_zip_is_the_same_experiment_in_both_faces(
         workflow: dict[str, Any], alice: Any, mlflow_zip: tuple[Path, bytes]) -> None:
     made = workflow["experiment"]
@@ -92,9 +97,12 @@ def test_an_experiment_from_an_mlflow_zip_is_the_same_experiment_in_both_faces(
     assert downloaded.getvalue() == mlflow_zip[1]
 
 
+@official
 def test_a_model_and_its_version_registered_by_the_official_client(workflow: dict[str, Any], alice: Any) -> None:
     models = alice.storage.registered_model.list_registered_models(project_id=workflow["workspace"]["uid"])
-    assert [(m.id, m.display_name) for m in models.registered_models] == [(workflow["model"]["uid"], "iris")]
+    # Renamed by the official client after it registered the version (it names the field "name").
+    assert [(m.id, m.display_name) for m in models.registered_models] == [(workflow["model"]["uid"], "iris v2")]
+    assert workflow["all_models"] == [workflow["model"]["uid"]]  # listed across workspaces
     versions = alice.storage.registered_model_version.list_model_versions_for_model(
         registered_model_id=workflow["model"]["uid"]).model_versions
     assert [(v.version, v.experiment_id) for v in versions] == [(1, workflow["experiment"]["uid"])]
@@ -102,6 +110,7 @@ def test_a_model_and_its_version_registered_by_the_official_client(workflow: dic
     assert workflow["registered"] == {"model": workflow["model"]["uid"], "version": 1}
 
 
+@official
 def test_runtimes_are_the_sandboxs_own(workflow: dict[str, Any]) -> None:
     states = {r["uid"]: r["state"] for r in workflow["runtimes"]}
     assert set(states) == {r["runtime_name"] for r in CATALOGS.runtimes}
@@ -113,6 +122,7 @@ def test_runtimes_are_the_sandboxs_own(workflow: dict[str, Any]) -> None:
                                              if r["runtime_name"] == first)
 
 
+@official
 def test_what_the_legacy_face_makes_the_official_client_reads(
         sandbox: Sandbox, workspaces_python: str, alice: Any) -> None:
     project = alice.storage.project.create_project(project={"display_name": "Made by the legacy face"}).project
@@ -134,6 +144,7 @@ def test_what_the_legacy_face_makes_the_official_client_reads(
     assert seen["models"] == ["legacy model"]
 
 
+@official
 def test_the_workflow_takes_seconds(workflow: dict[str, Any]) -> None:
     # Connect, workspace, upload + ingestion, experiment, model, version, runtimes: one process.
     assert workflow["seconds"] < 60, workflow["seconds"]
@@ -198,6 +209,12 @@ def test_me_and_resource_name_shapes(sandbox: Sandbox, alice: Any) -> None:
         assert status.json()["code"] in (3, 5, 7), status.text  # no workspace W
     else:
         assert status.status_code == 501 and "deployer.status.get_deployment_status" in status.json()["message"]
+    token = sandbox.token_provider("alice")()
+    undelete = requests.post(sandbox.gateway_url + "/authz/v1/workspaces/w:undelete", json={},
+                             headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert undelete.status_code == 501 and undelete.json()["message"].startswith(
+        "the mlops_nb sandbox does not implement undeleting workspaces (the sandbox deletes a workspace at once")
+    assert "(POST /authz/v1/{name}:undelete, authz.workspace.undelete_workspace)" in undelete.json()["message"]
     wrong_verb = requests.put(sandbox.gateway_url + "/authz/v1/workspaces:count", timeout=10)
     assert wrong_verb.status_code == 405 and wrong_verb.headers["Allow"] == "GET"
     bad_query = _get(sandbox, "/authz/v1/workspaces", params={"pageSize": "many"})
@@ -227,10 +244,9 @@ def test_a_presigned_url_works_once(sandbox: Sandbox, alice: Any) -> None:
 
 @pytest.fixture(scope="module")
 def alice_workspaces(sandbox: Sandbox) -> Any:
-    from mlops_nb.wire import Client
-
-    return Client(sandbox.gateway_url, sandbox.token_provider("alice"), generation="workspaces",
-                  authz_gateway_url=sandbox.authz_gateway_url)
+    client = sandbox.client("alice", generation="workspaces")
+    assert (client.generation, client.authz_gateway_url) == ("workspaces", sandbox.authz_gateway_url)
+    return client
 
 
 def test_workspaces_list_filter_order_pages_and_archive(alice_workspaces: Any, alice: Any) -> None:
@@ -248,6 +264,15 @@ def test_workspaces_list_filter_order_pages_and_archive(alice_workspaces: Any, a
     assert pages == [["zz paged 2", "zz paged 1"], ["zz paged 0"]]
     assert workspace.count_workspaces(filter="display_name = 'zz paged 1' OR display_name = 'zz paged 0'"
                                       ).total_size == 2
+    by_name = workspace.list_workspaces(filter=f'name = "{made[2].name}" AND create_time >= timestamp("2000-01-01T00:00:00Z")')
+    assert [w.display_name for w in by_name.workspaces] == ["zz paged 2"]
+    grouped = workspace.count_workspaces(
+        filter="(display_name = 'zz paged 1' OR display_name = \"zz paged 2\") AND description = ''")
+    assert grouped.total_size == 2
+    with pytest.raises(InvalidArgument, match="does not take NOT"):
+        workspace.list_workspaces(filter="NOT display_name = 'x'")
+    with pytest.raises(InvalidArgument, match="use one of: create_time, description"):
+        workspace.list_workspaces(order_by="owner desc")
     archived = workspace.archive_workspace(name=made[0].name).workspace
     assert archived.archiver == f"users/{alice.storage.user.who_am_i().user.id}" and archived.archive_time
     names = {w.name for w in workspace.list_workspaces(filter="display_name:'zz paged'").workspaces}
@@ -305,3 +330,79 @@ def test_sandbox_client_passes_a_generation_only_when_given(sandbox: Sandbox, mo
                     (sandbox.gateway_url, {"ca_bundle": None, "generation": "legacy"}),
                     (sandbox.gateway_url, {"ca_bundle": None, "generation": "workspaces",
                                            "authz_gateway_url": sandbox.gateway_url + "/authz"})]
+
+
+def test_every_workspaces_route_leads_back_to_its_method() -> None:
+    from mlops_nb.sandbox.faces import NAME_SHAPES, Match, TemplateRouter, served_path, workspaces_only
+
+    router = TemplateRouter(workspaces_only())
+    for method in workspaces_only():
+        path, values = served_path(method), {}
+        for i, param in enumerate(method.path_params):
+            value = NAME_SHAPES.get(method.qualified_name, "workspaces/*").replace("*", f"id{i}") if i == 0 \
+                else f"workspaces/id{i}"
+            path = path.replace("{" + param.wire + "}", value)
+            values[param.wire] = value
+        found = router.match(method.verb, path)
+        assert isinstance(found, Match), (method.qualified_name, path, found)
+        assert found.path_params == values, method.qualified_name
+        # Two methods of one template and one name shape are the same call (get_job_output and its
+        # streaming twin): either may serve it.
+        assert found.method == method or (
+            served_path(found.method) == served_path(method) and found.method.verb == method.verb
+            and NAME_SHAPES.get(found.method.qualified_name) == NAME_SHAPES.get(method.qualified_name)
+        ), (method.qualified_name, found.method.qualified_name)
+
+
+@official
+def test_the_official_workflow_needs_only_the_workspaces_face(one_face: dict[str, Sandbox], workspaces_python: str,
+                                                              mlflow_zip: tuple[Path, bytes]) -> None:
+    sb = one_face["workspaces"]
+    seen = _run(workspaces_python, "official_workflow.py", sb.gateway_url, sb.refresh_token("alice"),
+                str(mlflow_zip[0]))
+    assert seen["me"]["login"] == "alice" and seen["count"] == 4  # the 3 generated projects and this one
+    assert [(a["name"], a["state"]) for a in seen["artifacts"]] == [("python/mlflow", "AVAILABLE")]
+    assert seen["registered"] == {"model": seen["model"]["uid"], "version": 1}
+
+
+def test_presigned_upload_and_download_of_more_than_a_gateway_call_takes(sandbox: Sandbox, alice: Any) -> None:
+    import os
+
+    project = alice.storage.project.create_project(project={"display_name": "big upload"}).project
+    artifact = alice.storage.artifact.create_artifact(artifact={"entity_id": project.id, "type": "raw"}).artifact
+    headers = {"Authorization": f"Bearer {sandbox.token_provider('alice')()}"}
+    storage = sandbox.gateway_url + "/storage/ai.h2o.storage.ArtifactService/"
+    blob = os.urandom(6 * 1024 * 1024)  # more than the 4 MiB a gateway call may carry
+    url = requests.post(storage + "GenerateArtifactUploadURL", json={"id": artifact.id}, headers=headers,
+                        timeout=10).json()["presignedUrl"]["url"]
+    assert requests.put(url, data=blob, timeout=60).status_code == 200
+    done = requests.post(storage + "CompleteArtifactUpload", json={"id": artifact.id, "sizeBytes": str(len(blob)),
+                         "md5Digest": hashlib.md5(blob).hexdigest()}, headers=headers, timeout=10)
+    assert done.status_code == 200 and done.json()["artifact"]["state"] == "AVAILABLE"
+    assert done.json()["artifact"]["size"] == str(len(blob))
+    download = requests.post(storage + "GenerateArtifactDownloadURL", json={"id": artifact.id}, headers=headers,
+                             timeout=10).json()["presignedUrl"]
+    assert download["method"] == "HTTP_METHOD_GET"
+    got = requests.get(download["url"], timeout=60)
+    assert got.status_code == 200 and hashlib.sha256(got.content).digest() == hashlib.sha256(blob).digest()
+    assert requests.get(download["url"], timeout=10).status_code == 403  # once
+    legacy = io.BytesIO()
+    alice.storage.artifact.download_artifact(artifact.id, legacy)
+    assert legacy.getvalue() == blob
+
+
+def test_a_presigned_upload_past_the_bound_is_refused(sandbox: Sandbox, alice: Any,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlops_nb.sandbox.services import uploads
+
+    monkeypatch.setattr(uploads, "MAX_UPLOAD_BYTES", 1000)
+    project = alice.storage.project.create_project(project={"display_name": "bounded"}).project
+    headers = {"Authorization": f"Bearer {sandbox.token_provider('alice')()}"}
+    storage = sandbox.gateway_url + "/storage/ai.h2o.storage.ArtifactService/"
+    for body in (b"x" * 2000, (b"x" * 500 for _ in range(4))):  # declared length, then chunked without one
+        artifact = alice.storage.artifact.create_artifact(artifact={"entity_id": project.id, "type": "raw"}).artifact
+        url = requests.post(storage + "GenerateArtifactUploadURL", json={"id": artifact.id}, headers=headers,
+                            timeout=10).json()["presignedUrl"]["url"]
+        refused = requests.put(url, data=body, timeout=10)
+        assert refused.status_code == 400 and "(1000 bytes)" in refused.json()["message"]
+        assert alice.storage.artifact.get_artifact(id=artifact.id).artifact.state in ("EMPTY", "UPLOAD_FAILED")

@@ -22,6 +22,7 @@ from IPython.core.completer import CompletionContext, SimpleCompletion, context_
 
 from mlops_nb.api import API, CATALOGS
 from mlops_nb.notebook.frames import list_all
+from mlops_nb.notebook.generations import entity_id, operations
 from mlops_nb.notebook.session import NotLoggedIn, current_client
 from mlops_nb.notebook.settings import settings
 from mlops_nb.wire.errors import MLOpsError
@@ -89,12 +90,14 @@ class NameCache:
 
 
 def _project_names(client: Any) -> Iterable[str]:
-    return list_all(client.storage.project.list_projects, limit=settings.max_rows, progress=False)["display_name"].dropna()
+    return list_all(operations(client).list_method("project"), limit=settings.max_rows,
+                    progress=False)["display_name"].dropna()
 
 
 def _deployment_names(client: Any) -> Iterator[str]:
-    for project in list_all(client.storage.project.list_projects, limit=settings.max_rows, progress=False).entities:
-        yield from list_all(client.deployer.deployment.list_project_deployments, project_id=project.id,
+    ops = operations(client)
+    for project in list_all(ops.list_method("project"), limit=settings.max_rows, progress=False).entities:
+        yield from list_all(ops.list_method("deployment"), **ops.scope("deployment", entity_id(project)),
                             limit=settings.max_rows, progress=False)["display_name"].dropna()
 
 

@@ -6,7 +6,10 @@ way H2O's own clients do, and returns the API's own messages (which show as card
 * :func:`register_model` makes the experiment the next version of a registered model.
 * :func:`deploy`, :func:`deploy_split`, :func:`deploy_shadow` create deployments; the runtime
   comes from the seed's catalog for the experiment's artifact type unless named, and a runtime
-  that cannot serve the artifact is refused before any call.
+  that cannot serve the artifact is refused before any call. What they create is a
+  :class:`~mlops_nb.notebook.generations.DeploymentSpec`, which the client's generation of the
+  API sends its own way (the legacy deployer's ``DeployDeployment`` in a project environment, or
+  the workspaces deployer's ``V2Deployment`` in a workspace).
 
 The other steps have modules of their own: ``upload`` (:func:`upload_model`), ``waiting``
 (:func:`wait_for_healthy`), ``scoring`` (:func:`score`), ``logs`` (:func:`deployment_logs`);
@@ -21,6 +24,7 @@ from typing import Any, NamedTuple
 
 from mlops_nb.api import CATALOGS
 from mlops_nb.notebook.frames import list_all
+from mlops_nb.notebook.generations import DeploymentSpec, Element, operations
 from mlops_nb.notebook.lookup import experiment_id, home_project_id
 from mlops_nb.wire.errors import NotFound
 from mlops_nb.wire.messages import Message
@@ -116,58 +120,41 @@ def _runtime(experiment: Message, row: dict[str, Any], runtime: str | None) -> s
     return next((n for n in names if n.endswith(f"_{major_minor}")), names[-1]) if major_minor else names[-1]
 
 
-def _composition(client: Any, experiment_or_version: Message | str, runtime: str | None) -> tuple[Message, dict]:
+def _element(client: Any, experiment_or_version: Message | str, runtime: str | None,
+             weight: int | None = None) -> tuple[Message, Element]:
     experiment = _experiment_of(client, experiment_or_version)
     artifact, row = _deployable(client, experiment)
-    return experiment, {"deployment_composition": {
-        "experiment_id": experiment.id, "artifact_id": artifact.id,
-        "deployable_artifact_type_name": row["deployable_artifact_type_name"],
-        "artifact_processor_name": row["artifact_processor_name"],
-        "runtime_name": _runtime(experiment, row, runtime)}}
+    return experiment, Element(experiment_id=experiment.id, artifact_id=artifact.id,
+                               deployable_artifact_type=row["deployable_artifact_type_name"],
+                               artifact_processor=row["artifact_processor_name"],
+                               runtime=_runtime(experiment, row, runtime), weight=weight)
 
 
-def _environment_id(client: Any, project_id: str, environment: str | None) -> str:
-    environments = list_all(client.storage.deployment_environment.list_deployment_environments,
-                            project_id=project_id, progress=False).entities
-    if environment is None:
-        if not environments:
-            raise LookupError(f"project {project_id} has no deployment environment")
-        # A project has DEV and PROD, listed in no promised order: DEV unless the caller says otherwise.
-        return next((e.id for e in environments if e.display_name == "DEV"), environments[0].id)
-    for candidate in environments:
-        if environment in (candidate.id, candidate.display_name):
-            return candidate.id
-    raise ValueError(f"project {project_id} has no deployment environment {environment!r}; it has "
-                     f"{', '.join(repr(e.display_name) for e in environments)}")
-
-
-def _create(client: Any, project_id: str, shape: dict[str, Any], *, name: str, description: str,
+def _create(client: Any, first: Message, mode: str, elements: Sequence[Element], *, name: str, description: str,
             environment: str | None, passphrase: str | None, monitoring: bool) -> Message:
-    security = {"passphrase": {"hash": passphrase, "passphrase_hash_type": "PASSPHRASE_HASH_TYPE_PLAINTEXT"}} \
-        if passphrase else {}
-    return client.deployer.deployment.create_deployment(deployment={
-        "project_id": project_id, "deployment_environment_id": _environment_id(client, project_id, environment),
-        "display_name": name, "description": description, "security": security,
-        "monitor": {"enable": monitoring}, **shape}).deployment
+    return operations(client).create_deployment(DeploymentSpec(
+        project_id=home_project_id(client, first), name=name, mode=mode, elements=tuple(elements),
+        description=description, passphrase=passphrase, monitoring=monitoring, environment=environment))
 
 
 def deploy(client: Any, experiment_or_version: Message | str, name: str | None = None, runtime: str | None = None,
            environment: str | None = None, passphrase: str | None = None, *, description: str = "",
            monitoring: bool = True) -> Message:
-    """Deploy one model; returns the deployer's ``DeployDeployment`` (it starts PREPARING).
+    """Deploy one model; returns the deployer's deployment (it starts PREPARING): a ``DeployDeployment``
+    on the legacy generation of the API, a ``V2Deployment`` on the workspaces one.
 
     ``experiment_or_version`` is an experiment, a registered model version (or what
     :func:`register_model` returned), the id of either, or an experiment's display name. ``runtime`` (a runtime name or
     display name) defaults to the catalog's for the experiment's artifact type (for an MLflow
     model, the runtime of the Python it was saved with, else the newest); one that cannot
     serve the artifact raises ``ValueError`` with the choices, before any deployment call.
-    ``environment`` (id or name) defaults to the project's DEV (else its first); ``passphrase`` protects the
+    ``environment`` (id or name) defaults to the project's DEV (else its first); the workspaces
+    generation has no environments (giving one raises ``GenerationLacks``). ``passphrase`` protects the
     scoring URL (send it with :func:`score`).
     """
-    experiment, element = _composition(client, experiment_or_version, runtime)
-    return _create(client, home_project_id(client, experiment), {"single_deployment": element},
-                   name=name or experiment.display_name, description=description, environment=environment,
-                   passphrase=passphrase, monitoring=monitoring)
+    experiment, element = _element(client, experiment_or_version, runtime)
+    return _create(client, experiment, "single", [element], name=name or experiment.display_name,
+                   description=description, environment=environment, passphrase=passphrase, monitoring=monitoring)
 
 
 def deploy_split(client: Any, models: Sequence[Message | str], weights: Sequence[int] | None = None,
@@ -179,10 +166,8 @@ def deploy_split(client: Any, models: Sequence[Message | str], weights: Sequence
     weights = list(weights) if weights is not None else [100 // len(models)] * len(models)
     if len(weights) != len(models) or any(w <= 0 for w in weights):
         raise ValueError(f"give one positive weight per model ({len(models)} models), got {weights}")
-    parts = [_composition(client, m, runtime) for m in models]
-    elements = [{**element, "weight": w} for (_, element), w in zip(parts, weights, strict=True)]
-    first = parts[0][0]
-    return _create(client, home_project_id(client, first), {"split_deployment": {"split_elements": elements}},
+    parts = [_element(client, m, runtime, w) for m, w in zip(models, weights, strict=True)]
+    return _create(client, parts[0][0], "split", [element for _, element in parts],
                    name=name or " / ".join(e.display_name for e, _ in parts), description=description,
                    environment=environment, passphrase=passphrase, monitoring=monitoring)
 
@@ -191,9 +176,8 @@ def deploy_shadow(client: Any, primary: Message | str, shadow: Message | str, na
                   runtime: str | None = None, environment: str | None = None, passphrase: str | None = None, *,
                   description: str = "", monitoring: bool = True) -> Message:
     """Deploy ``primary``, which answers every request, with ``shadow`` scoring a copy of each (for monitoring)."""
-    (first, primary_element), (second, shadow_element) = (_composition(client, primary, runtime),
-                                                          _composition(client, shadow, runtime))
-    return _create(client, home_project_id(client, first),
-                   {"shadow_deployment": {"primary_element": primary_element, "secondary_element": shadow_element}},
+    (first, primary_element), (second, shadow_element) = (_element(client, primary, runtime),
+                                                          _element(client, shadow, runtime))
+    return _create(client, first, "shadow", [primary_element, shadow_element],
                    name=name or f"{first.display_name} (shadow: {second.display_name})", description=description,
                    environment=environment, passphrase=passphrase, monitoring=monitoring)

@@ -1,7 +1,9 @@
 """The same calls for many projects, made concurrently.
 
 ``all_deployments(client)`` is "every deployment I can see, with its state": the
-deployer's deployments and their statuses, two list calls per project. Those calls run
+deployer's deployments and their statuses, two list calls per project (on the workspaces
+generation of the API, one call per workspace that lists them and then asks their statuses by
+name; :mod:`~mlops_nb.notebook.generations` says which calls). Those calls run
 on a bounded pool of threads (``settings.concurrent_calls``, default 8; ``%config
 MLOps.concurrent_calls``) that share the client, and with it the token and the pooled
 connections to the gateway. The rows and their order are those of a loop making the
@@ -18,8 +20,8 @@ from typing import Any, TypeVar
 
 import pandas as pd
 
-from mlops_nb.api import API
-from mlops_nb.notebook.frames import FRAME_ATTR, entity_field, frame_from_wire, list_all, list_all_json
+from mlops_nb.notebook.frames import FRAME_ATTR, entity_field, frame_from_wire, list_all
+from mlops_nb.notebook.generations import Legacy, entity_id, operations
 from mlops_nb.notebook.lookup import find_project
 from mlops_nb.notebook.query import condition_field, conditions, filter_frame, sort_frame
 from mlops_nb.notebook.settings import MAX_CONCURRENT_CALLS, settings
@@ -56,19 +58,23 @@ def call_concurrently(calls: Sequence[Callable[[], T]], concurrent_calls: int | 
 
 def with_states(deployments: pd.DataFrame, states: dict[str, Message], project_names: Sequence[str]) -> pd.DataFrame:
     """The deployer's deployments with their state, state message and project name (one per row) up front."""
-    ids = deployments["id"]
+    ids = deployments["id"] if "id" in deployments else deployments["name"].str.rsplit("/", n=1).str[-1]
     extra = pd.DataFrame({
         "state": pd.Series([str(states[i].state) if i in states else None for i in ids], dtype="string"),
         "state_message": pd.Series([states[i].message if i in states else None for i in ids], dtype="string"),
         "project": pd.Series(list(project_names), dtype="string"),
     }, index=deployments.index)
-    first = ["id", "display_name"]
+    first = [c for c in ("id", "name", "display_name") if c in deployments]
     rest = [c for c in deployments.columns if c not in first]
     return pd.concat([deployments[first], extra, deployments[rest]], axis=1)
 
 
 def _projects_holding_deployments(client: Any, concurrent_calls: int | None) -> list[Message]:
-    """The projects the caller may read that hold a deployment, in ``list_projects`` order."""
+    """The projects the caller may read that hold a deployment, in ``list_projects`` order (on the
+    workspaces generation, which cannot ask which hold one, every workspace)."""
+    ops = operations(client)
+    if not isinstance(ops, Legacy):
+        return ops.projects()
     holding, everything = call_concurrently([
         partial(list_all, client.storage.deployment.list_all_deployments, progress=False),
         partial(list_all, client.storage.project.list_projects, progress=False),
@@ -105,22 +111,20 @@ def all_deployments(
     else:
         chosen = [p if isinstance(p, Message) else find_project(client, p) for p in projects]
     # The answers stay JSON until the end: one frame of every row costs far less than a frame per project.
-    list_deployments = partial(list_all_json, client.deployer.deployment.list_project_deployments,
-                               where=server, sort=sort, limit=limit_per_project, progress=False, **fields)
-    list_statuses = partial(list_all_json, client.deployer.deployment_status.list_deployment_statuses,
-                            progress=False)
-    calls = [partial(each, project_id=p.id) for p in chosen for each in (list_deployments, list_statuses)]
-    answers = call_concurrently(calls, concurrent_calls)
-    method = API.method("deployer.deployment.list_project_deployments")
+    ops = operations(client)
+    list_fields = {"where": server, "sort": sort, "limit": limit_per_project, **fields}
+    per_project = [ops.deployment_calls(entity_id(p), list_fields) for p in chosen]
+    answers = iter(call_concurrently([call for calls in per_project for call in calls], concurrent_calls))
+    method = ops.deployments_method
     entity = entity_field(method).json
     rows: list[dict[str, Any]] = []
     names: list[str] = []
     states: dict[str, Message] = {}
-    for project, deployments, statuses in zip(chosen, answers[::2], answers[1::2], strict=True):
-        found = deployments.payload.get(entity) or []
+    for project, calls in zip(chosen, per_project, strict=True):
+        found, found_states = ops.deployments_found([next(answers) for _ in calls])
         rows += found
         names += [project.display_name] * len(found)
-        states.update((s.deployment_id, s) for s in statuses.response.deployment_status)
+        states.update(found_states)
     result = with_states(frame_from_wire(method, {entity: rows}), states, names)
     for condition in here:
         result = filter_frame(result, condition)

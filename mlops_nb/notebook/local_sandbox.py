@@ -12,14 +12,18 @@ import sys
 from typing import Any
 
 from mlops_nb.notebook import session
+from mlops_nb.notebook.generations import operations
 
 __all__ = ["running_sandbox", "start_sandbox", "stop_sandbox"]
 
 
-def start_sandbox(user: str = "alice", *, data: str = "demo", port: int = 0, db: str | None = None) -> Any:
+def start_sandbox(user: str = "alice", *, data: str = "demo", port: int = 0, db: str | None = None,
+                  generation: str | None = None) -> Any:
     """Start a local sandbox in this process, or reuse the running one, and log in to it as ``user``;
-    returns the user (a ``StorageUser``). ``db`` is its SQLite file: given another file than the
-    running sandbox's, that sandbox is stopped (saying so) and one on ``db`` starts."""
+    returns the user (a ``StorageUser``; a ``V1User`` on the workspaces generation). ``db`` is its
+    SQLite file: given another file than the running sandbox's, that sandbox is stopped (saying so)
+    and one on ``db`` starts. ``generation`` (``"legacy"``, ``"workspaces"``) is the API the client
+    speaks; the sandbox serves both, and a client left to find it speaks legacy."""
     from mlops_nb import sandbox  # the client works without the sandbox; it loads only here
 
     running = sandbox.started()
@@ -28,11 +32,11 @@ def start_sandbox(user: str = "alice", *, data: str = "demo", port: int = 0, db:
             _log_out_of(running.gateway_url)
         running = sandbox.start(data=data, port=port, **({"db": db} if db else {}))
     try:
-        client = running.client(user)
+        client = running.client(user, **({"generation": generation} if generation else {}))
     except ValueError:
         known = ", ".join(a.username for a in running.idp.accounts())
         raise ValueError(f"the sandbox has no user {user!r}; it has {known}") from None
-    found = client.storage.user.who_am_i().user
+    found = operations(client).who_am_i()
     session.set_current_client(client, found)
     return found
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import pandas as pd
 
-from mlops_nb.notebook.frames import LOG_ATTR, list_all_json, utc_times
+from mlops_nb.notebook.frames import LOG_ATTR, utc_times
+from mlops_nb.notebook.generations import operations
 from mlops_nb.notebook.lookup import deployment_id
 from mlops_nb.wire.messages import Message
 
@@ -39,7 +40,5 @@ def deployment_logs(client: Any, deployment: Message | str, max_lines: int | Non
 
 def log_lines(client: Any, deployment: str, max_lines: int | None = None, filter: str = "") -> list[str]:
     """The deployment's log lines as the deployer sends them, oldest first: the last ``max_lines``
-    (all of them, every page, when None) of those containing ``filter``."""
-    received = list_all_json(client.deployer.log.list_log_entries, parent=deployment, max_lines=max_lines or 0,
-                             filter=filter, limit=max_lines or None, progress=False)
-    return [entry.get("textPayload", "") for entry in received.payload["logEntries"]]
+    (all of them when None) of those containing ``filter``."""
+    return operations(client).log_lines(deployment, max_lines, filter)

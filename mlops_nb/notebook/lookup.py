@@ -14,15 +14,22 @@ Entities inside a project (experiments, registered models, deployments) take the
 project as a ``StorageProject``, an id or a name. Without a project, :func:`experiment_id` and
 :func:`deployment_id` look in every project the user may see (every page of ``list_projects``).
 This module is the package's only name resolution: the deployment helpers and the magics use it.
+
+On the workspaces generation of the API a project is a workspace (``V1Workspace``, listed by
+the authz gateway; its id is the last part of its name ``workspaces/W``) and errors say
+"workspace"; where each kind is listed, and how a list is narrowed to a name, is
+:mod:`~mlops_nb.notebook.generations`' (storage filters, or, for the REST lists of workspaces and
+deployments, every page matched here). Deployments are also given as their resource name
+``workspaces/W/deployments/D``.
 """
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
 from typing import Any
 
 from mlops_nb.notebook.frames import list_all
+from mlops_nb.notebook.generations import Workspaces, entity_id, operations
 from mlops_nb.wire.errors import NotFound
 from mlops_nb.wire.messages import Message
 
@@ -75,83 +82,78 @@ class AmbiguousName(EntityLookupError):
         self.candidates = candidates
 
 
-@dataclass(frozen=True)
-class _Kind:
-    name: str  # what users call it, e.g. "registered model"
-    list_path: tuple[str, str, str]  # server, entity, method of the list call
+# What users call each kind; generations.Operations.lists says where each is listed.
+_PROJECT, _EXPERIMENT, _REGISTERED_MODEL, _DEPLOYMENT = "project", "experiment", "registered model", "deployment"
 
 
-_PROJECT = _Kind("project", ("storage", "project", "list_projects"))
-_EXPERIMENT = _Kind("experiment", ("storage", "experiment", "list_experiments"))
-_REGISTERED_MODEL = _Kind("registered model", ("storage", "registered_model", "list_registered_models"))
-_DEPLOYMENT = _Kind("deployment", ("deployer", "deployment", "list_project_deployments"))
+def _word(client: Any, kind: str) -> str:
+    """The kind as the client's generation calls it (a project is a workspace there)."""
+    return operations(client).project_word if kind == _PROJECT else kind
 
 
-def _constraint(field: str, operator: str, text: str) -> dict[str, Any]:
-    # Wire spelling, so one dict serves the storage and the deployer filter messages alike.
-    return {"propertyConstraint": [{"property": {"field": field}, "operator": operator,
-                                    "value": {"stringValue": text}}]}
-
-
-def _matching(client: Any, kind: _Kind, id_or_name: str, **narrowing: Any) -> list[Message]:
+def _matching(client: Any, kind: str, id_or_name: str, **narrowing: Any) -> list[Message]:
     """Up to MAX_CANDIDATES + 1 entities whose id or display name is ``id_or_name``: one filtered list."""
-    server, entity, method = kind.list_path
-    list_method = getattr(getattr(getattr(client, server), entity), method)
-    clauses = [_constraint("id", "EQUAL_TO", id_or_name), _constraint("display_name", "EQUAL_TO", id_or_name)]
-    return list_all(list_method, filter={"query": {"clause": clauses}}, limit=MAX_CANDIDATES + 1,
-                    progress=False, **narrowing).entities
+    return operations(client).matching(kind, id_or_name, MAX_CANDIDATES + 1, narrowing)
 
 
 def _the_one(kind: str, id_or_name: str, scope: str, entities: list[Message]) -> Message | None:
     """The entity with this id, else the one with this name; None if none; AmbiguousName if several."""
-    by_id = [e for e in entities if e.id == id_or_name]
+    by_id = [e for e in entities if entity_id(e) == id_or_name]
     if by_id:
         return by_id[0]
     named = [e for e in entities if e.display_name == id_or_name]
     if len(named) > 1:
-        raise AmbiguousName(kind, id_or_name, scope, [e.id for e in named[:MAX_CANDIDATES]],
+        raise AmbiguousName(kind, id_or_name, scope, [entity_id(e) for e in named[:MAX_CANDIDATES]],
                             more=len(named) > MAX_CANDIDATES)
     return named[0] if named else None
 
 
-def _find(client: Any, kind: _Kind, id_or_name: str, scope: str = "", **narrowing: Any) -> Message:
+def _find(client: Any, kind: str, id_or_name: str, scope: str = "", **narrowing: Any) -> Message:
+    word = _word(client, kind)
     if not isinstance(id_or_name, str) or not id_or_name:
-        raise TypeError(f"find_{kind.name.replace(' ', '_')} needs an id or a name (a non-empty str), "
+        raise TypeError(f"find_{kind.replace(' ', '_')} needs an id or a name (a non-empty str), "
                         f"got {id_or_name!r}")
-    found = _the_one(kind.name, id_or_name, scope, _matching(client, kind, id_or_name, **narrowing))
+    found = _the_one(word, id_or_name, scope, _matching(client, kind, id_or_name, **narrowing))
     if found is not None:
         return found
-    server, entity, method = kind.list_path
-    list_method = getattr(getattr(getattr(client, server), entity), method)
-    similar = list_all(list_method, filter={"query": {"clause": [_constraint("display_name", "CONTAINS", id_or_name)]}},
-                       limit=MAX_SUGGESTIONS, progress=False, **narrowing)
-    raise NameNotFound(kind.name, id_or_name, scope, [(e.id, e.display_name) for e in similar.entities])
+    similar = operations(client).similar(kind, id_or_name, MAX_SUGGESTIONS, narrowing)
+    raise NameNotFound(word, id_or_name, scope, [(entity_id(e), e.display_name) for e in similar])
+
+
+# What a project is on each generation: a StorageProject, or a workspace (V1Workspace).
+_PROJECT_MESSAGES = ("StorageProject", "V1Workspace")
 
 
 def project_of(client: Any, project: Message | str) -> Message:
-    """The ``StorageProject`` given as itself, its id or its display name."""
-    if isinstance(project, Message) and type(project).__name__ == "StorageProject":
+    """The project (``StorageProject``; a ``V1Workspace`` on the workspaces generation) given as
+    itself, its id or its display name."""
+    if isinstance(project, Message) and type(project).__name__ in _PROJECT_MESSAGES:
         return project
     if isinstance(project, str):
         return find_project(client, project)
-    raise TypeError(f"project must be a StorageProject, a project id or a display name, got {type(project).__name__}")
+    word = _word(client, _PROJECT)
+    raise TypeError(f"{word} must be a {' or '.join(_PROJECT_MESSAGES)}, a {word} id or a display name, "
+                    f"got {type(project).__name__}")
 
 
-def _find_in_project(client: Any, kind: _Kind, project: Message | str, id_or_name: str) -> Message:
-    project_id = project_of(client, project).id
-    return _find(client, kind, id_or_name, f" in project {project_id}", project_id=project_id)
+def _find_in_project(client: Any, kind: str, project: Message | str, id_or_name: str) -> Message:
+    project_id = entity_id(project_of(client, project))
+    return _find(client, kind, id_or_name, f" in {_word(client, _PROJECT)} {project_id}",
+                 **operations(client).scope(kind, project_id))
 
 
-_EVERY_PROJECT = " in the projects you may see"
+def _every_project(client: Any) -> str:
+    return f" in the {_word(client, _PROJECT)}s you may see"
 
 
-def _in_any_project(client: Any, kind: _Kind, id_or_name: str) -> Message | None:
+def _in_any_project(client: Any, kind: str, id_or_name: str) -> Message | None:
     """The one entity of ``kind`` with this id or name in any project the user may see (every page of
-    ``list_projects``); None if none; AmbiguousName if several carry the name."""
+    the projects' list); None if none; AmbiguousName if several carry the name."""
     found: list[Message] = []
-    for project in list_all(client.storage.project.list_projects, progress=False).entities:
-        found.extend(_matching(client, kind, id_or_name, project_id=project.id))
-    return _the_one(kind.name, id_or_name, _EVERY_PROJECT, found)
+    ops = operations(client)
+    for project in ops.projects():
+        found.extend(_matching(client, kind, id_or_name, **ops.scope(kind, entity_id(project))))
+    return _the_one(kind, id_or_name, _every_project(client), found)
 
 
 def find_project(client: Any, id_or_name: str) -> Message:
@@ -184,7 +186,7 @@ def experiment_id(client: Any, text: str) -> str:
             model_version_id=text).registered_model_version.experiment_id
     found = _in_any_project(client, _EXPERIMENT, text)
     if found is None:
-        raise NameNotFound("experiment or registered model version", text, _EVERY_PROJECT, [])
+        raise NameNotFound("experiment or registered model version", text, _every_project(client), [])
     return found.id
 
 
@@ -196,18 +198,35 @@ def deployment_id(client: Any, deployment: Message | str, project: Message | str
             return deployment.deployment_id
         if kind in ("DeployDeployment", "StorageDeployment"):
             return deployment.id
-        raise TypeError(f"a {kind} is not a deployment; pass a DeployDeployment, its status, or its id or name")
+        if kind in ("V2Deployment", "V2DeploymentStatus", "V2DeploymentMetadata"):
+            return _remembered(client, deployment.name)
+        raise TypeError(f"a {kind} is not a deployment; pass a deployment (DeployDeployment, V2Deployment), its "
+                        "status, or its id or name")
     if not isinstance(deployment, str) or not deployment:
         raise TypeError(f"pass a deployment (a message, its id or its name), got {type(deployment).__name__}")
+    if deployment.startswith("workspaces/"):
+        return _remembered(client, deployment)
     if project is not None:
-        return find_deployment(client, project, deployment).id
-    with contextlib.suppress(NotFound):
-        client.deployer.deployment_status.get_deployment_status(deployment_id=deployment)
+        return _deployment_found(client, find_deployment(client, project, deployment))
+    if operations(client).deployment_exists(deployment):
         return deployment
     found = _in_any_project(client, _DEPLOYMENT, deployment)
     if found is None:
-        raise NameNotFound(_DEPLOYMENT.name, deployment, _EVERY_PROJECT, [])
-    return found.id
+        raise NameNotFound(_DEPLOYMENT, deployment, _every_project(client), [])
+    return _deployment_found(client, found)
+
+
+def _remembered(client: Any, resource_name: str) -> str:
+    """The deployment id of a workspaces resource name, its workspace kept for later calls."""
+    ops = operations(client)
+    if not isinstance(ops, Workspaces):
+        raise TypeError(f"{resource_name!r} names a deployment of the workspaces generation; this client speaks "
+                        f"the {ops.generation} one")
+    return ops.remember(resource_name)
+
+
+def _deployment_found(client: Any, found: Message) -> str:
+    return _remembered(client, found.name) if type(found).__name__ == "V2Deployment" else found.id
 
 
 def home_project_id(client: Any, experiment: Message) -> str:
@@ -215,5 +234,5 @@ def home_project_id(client: Any, experiment: Message) -> str:
     projects = list_all(client.storage.project.list_projects_containing_experiment, experiment_id=experiment.id,
                         limit=1, progress=False).entities
     if not projects:
-        raise LookupError(f"experiment {experiment.id} is in no project you may see")
+        raise LookupError(f"experiment {experiment.id} is in no {_word(client, _PROJECT)} you may see")
     return projects[0].id

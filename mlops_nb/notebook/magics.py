@@ -6,6 +6,7 @@ Commands (``%mlops COMMAND --help`` for each)::
     %mlops logout
     %mlops whoami [-o NAME]
     %mlops projects [LIST OPTIONS]
+    %mlops workspaces [LIST OPTIONS]
     %mlops experiments PROJECT [LIST OPTIONS]
     %mlops models PROJECT [LIST OPTIONS]
     %mlops deployments [PROJECT] [LIST OPTIONS]
@@ -13,7 +14,7 @@ Commands (``%mlops COMMAND --help`` for each)::
     %mlops artifact-types [-o NAME]
     %mlops runtimes [ARTIFACT_TYPE] [-o NAME]
     %mlops version [-o NAME]
-    %mlops sandbox [--user alice|bob] [--db PATH] [--data demo|empty] [--port N] [--stop] [-o NAME]
+    %mlops sandbox [--user alice|bob] [--db PATH] [--data demo|empty] [--port N] [--generation G] [--stop] [-o NAME]
     %mlops call SERVER.ENTITY.METHOD [FIELD=VALUE ...] [-o NAME]
     %mlops deploy EXPERIMENT [--project P] [--name N] [--runtime R] [--passphrase-from VAR] [--no-wait] [-o NAME]
     %mlops status DEPLOYMENT [--project P] [-o NAME]
@@ -24,6 +25,11 @@ Commands (``%mlops COMMAND --help`` for each)::
 
     %%mlops SERVER.ENTITY.METHOD [-o NAME]
     <request body as JSON or YAML>
+
+The commands do the same on either generation of the MLOps API (the client's): on the
+workspaces generation (MLOps 1.0 and later) a project is a workspace, PROJECT names one, and
+``projects`` and ``workspaces`` list them; ``sandbox --generation workspaces`` logs in to the
+local sandbox's workspaces face.
 
 LIST OPTIONS are ``--limit N`` (default: ``max_rows``) or ``--all``, ``--filter
 FIELD=VALUE`` (also ``FIELD!=VALUE``, ``FIELD~TEXT`` for "contains"; repeatable,
@@ -74,11 +80,12 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.display import display
 from traitlets import Bool, TraitError, TraitType, link, validate
 
-from mlops_nb.api import API, Method
+from mlops_nb.api import API, ApiDescription, Method
 from mlops_nb.notebook import catalogs, completion
 from mlops_nb.notebook.deploy import deploy
 from mlops_nb.notebook.display import install_ipython_formatters
 from mlops_nb.notebook.frames import FRAME_ATTR, list_all
+from mlops_nb.notebook.generations import entity_id, operations
 from mlops_nb.notebook.local_sandbox import running_sandbox, start_sandbox, stop_sandbox
 from mlops_nb.notebook.logs import deployment_logs
 from mlops_nb.notebook.lookup import EntityLookupError, deployment_id, find_experiment, find_project
@@ -254,23 +261,24 @@ class MLOps(Magics):
         print("Logged out." if logout() else "Not logged in.")
 
     def _whoami(self, args: argparse.Namespace) -> Message:
-        return current_client().storage.user.who_am_i().user
+        return operations(current_client()).who_am_i()
 
     def _projects(self, args: argparse.Namespace) -> pd.DataFrame:
-        return _list(current_client(), "storage.project.list_projects", args)
+        return _list(current_client(), "project", args)
 
     def _experiments(self, args: argparse.Namespace) -> pd.DataFrame:
-        client = current_client()
-        project = find_project(client, " ".join(args.project))
-        return _list(client, "storage.experiment.list_experiments", args, project_id=project.id)
+        return self._in_project(args, "experiment")
 
     def _models(self, args: argparse.Namespace) -> pd.DataFrame:
+        return self._in_project(args, "registered model")
+
+    def _in_project(self, args: argparse.Namespace, kind: str) -> pd.DataFrame:
         client = current_client()
-        project = find_project(client, " ".join(args.project))
-        return _list(client, "storage.registered_model.list_registered_models", args, project_id=project.id)
+        project = entity_id(find_project(client, " ".join(args.project)))
+        return _list(client, kind, args, **operations(client).scope(kind, project))
 
     def _users(self, args: argparse.Namespace) -> pd.DataFrame:
-        return _list(current_client(), "storage.user.list_users", args)
+        return _list(current_client(), "user", args)
 
     def _deployments(self, args: argparse.Namespace) -> pd.DataFrame:
         from mlops_nb.notebook.fanout import all_deployments  # its thread pool loads with the first use
@@ -298,11 +306,12 @@ class MLOps(Magics):
 
     def _version(self, args: argparse.Namespace) -> pd.DataFrame:
         client = current_client()
-        methods = {m.service.server: m for m in API.methods if m.python == "get_version"}
+        api = _api(client)
+        methods = {m.service.server: m for m in api.methods if m.python == "get_version"}
         rows = []
-        for server in API.servers:
-            if server == "bytestream":
-                continue  # storage serves it: not a server of its own
+        for server in api.servers:
+            if server in ("bytestream", "authz"):
+                continue  # storage serves the one; the other is a gateway of workspaces, not an MLOps server
             method = methods.get(server)
             if method is None:
                 rows.append({"server": server, "build_version": None, "note": "this server has no version method"})
@@ -322,11 +331,12 @@ class MLOps(Magics):
             print(f"Stopped the sandbox at {gateway}." if gateway else "No sandbox is running in this kernel.")
             return None
         try:
-            user = start_sandbox(args.user, data=args.data, port=args.port, db=args.db)
+            user = start_sandbox(args.user, data=args.data, port=args.port, db=args.db, generation=args.generation)
         except ValueError as e:
             raise UsageError(f"%mlops sandbox: {e}") from None
         sandbox = running_sandbox()
-        print(f"Sandbox gateway at {sandbox.gateway_url} (database {sandbox.db}); logged in as {user.username}.")
+        print(f"Sandbox gateway at {sandbox.gateway_url} (database {sandbox.db}); logged in as "
+              f"{getattr(user, 'username', None) or user.display_name}.")
         return user
 
     def _call_command(self, args: argparse.Namespace) -> Any:
@@ -367,8 +377,7 @@ class MLOps(Magics):
             raise UsageError(f"%mlops {args.command}: {e}") from None
 
     def _status(self, args: argparse.Namespace) -> Message:
-        return current_client().deployer.deployment_status.get_deployment_status(
-            deployment_id=self._deployment(args)).deployment_status
+        return operations(current_client()).status(self._deployment(args))
 
     def _wait(self, args: argparse.Namespace) -> Message:
         return wait_for_healthy(current_client(), self._deployment(args), timeout=args.timeout)
@@ -405,20 +414,20 @@ class MLOps(Magics):
 # -- lists ------------------------------------------------------------------------------------------
 
 
-def _list(client: Any, method_name: str, args: argparse.Namespace, **fields: Any) -> pd.DataFrame:
-    """A list command's frame; says so when --limit (or max_rows) cut it."""
+def _list(client: Any, kind: str, args: argparse.Namespace, **fields: Any) -> pd.DataFrame:
+    """A list command's frame (``kind``: what it lists, listed where the client's generation keeps it);
+    says so when --limit (or max_rows) cut it."""
     limit = _limit(args)
-    frame = _fetch(client, method_name, args, limit, **fields)
+    frame = _fetch(operations(client).list_method(kind), args, limit, **fields)
     if limit is not None and len(frame) >= limit and _more_available(frame):
         print(_TRUNCATED.format(limit=limit))
     return frame
 
 
-def _fetch(client: Any, method_name: str, args: argparse.Namespace, limit: int | None,
+def _fetch(list_method: Callable[..., Any], args: argparse.Namespace, limit: int | None,
            **fields: Any) -> pd.DataFrame:
     """Every page (up to ``limit`` rows) of a list call, with the command's --filter and --sort."""
-    return list_all(_bound(client, API.method(method_name)), where=args.filter, sort=args.sort, limit=limit,
-                    **fields)
+    return list_all(list_method, where=args.filter, sort=args.sort, limit=limit, **fields)
 
 
 # -- parsing ------------------------------------------------------------------------------------------
@@ -474,7 +483,8 @@ COMMANDS: dict[str, tuple[Callable[[MLOps, argparse.Namespace], Any], str]] = {
     "login": (MLOps._login, "show the login form"),
     "logout": (MLOps._logout, "forget the current login"),
     "whoami": (MLOps._whoami, "the user you are logged in as"),
-    "projects": (MLOps._projects, "your projects"),
+    "projects": (MLOps._projects, "your projects (workspaces, on the workspaces generation of the API)"),
+    "workspaces": (MLOps._projects, "your workspaces (the same list as projects)"),
     "experiments": (MLOps._experiments, "the experiments of a project"),
     "models": (MLOps._models, "the registered models of a project"),
     "deployments": (MLOps._deployments, "deployments with their state: of a project, or every one you can see"),
@@ -492,7 +502,7 @@ COMMANDS: dict[str, tuple[Callable[[MLOps, argparse.Namespace], Any], str]] = {
     "monitor": (MLOps._monitor, "a deployment's monitoring metrics and plots"),
 }
 
-_LIST_COMMANDS = ("projects", "experiments", "models", "deployments", "users")
+_LIST_COMMANDS = ("projects", "workspaces", "experiments", "models", "deployments", "users")
 _PROJECT_COMMANDS = ("experiments", "models", "deployments")
 _DEPLOYMENT_COMMANDS = ("status", "wait", "logs", "score", "monitor")
 
@@ -533,6 +543,8 @@ def _command_parser() -> _Parser:
                          help="what a new database starts with (default: demo)")
     sandbox.add_argument("--port", type=int, default=0, help="port to serve on (default: any free port)")
     sandbox.add_argument("--stop", action="store_true", help="stop the sandbox this kernel runs")
+    sandbox.add_argument("--generation", choices=("legacy", "workspaces"),
+                         help="the API generation to speak to it (it serves both; default: legacy)")
     deploy = sub["deploy"]
     deploy.add_argument("experiment", nargs="+", metavar="EXPERIMENT", help="the experiment's id or display name")
     deploy.add_argument("--name", help="the deployment's name (default: the experiment's)")
@@ -588,11 +600,21 @@ def _limit(args: argparse.Namespace) -> int | None:
 # -- requests -------------------------------------------------------------------------------------------
 
 
+def _api(client: Any) -> ApiDescription:
+    """The description of the API the client speaks (its generation's)."""
+    return getattr(client, "api", API)
+
+
 def _method(qualified_name: str) -> Method:
+    """A method of the API the current client speaks (the legacy one before a login)."""
     try:
-        return API.method(qualified_name)
+        api = _api(current_client())
+    except NotLoggedIn:
+        api = API
+    try:
+        return api.method(qualified_name)
     except KeyError:
-        names = [m.qualified_name for m in API.methods]
+        names = [m.qualified_name for m in api.methods]
         close = _close_matches(qualified_name, names, 3)
         hint = (f"; did you mean {', '.join(close)}?" if close
                 else "; names look like storage.project.list_projects")
@@ -669,7 +691,7 @@ def _request(method: Method, body: dict[str, Any]) -> Message | None:
         if body:
             raise UsageError(f"%mlops: {method.qualified_name} takes no request fields")
         return None
-    cls = message_class(method.request_message)
+    cls = message_class(method.request_message, **_of_generation(method))
     try:
         request = cls.from_wire(body)
     except ValueError as e:
@@ -681,9 +703,19 @@ def _request(method: Method, body: dict[str, Any]) -> Message | None:
     return request
 
 
+def _of_generation(method: Method) -> dict[str, str]:
+    """``message_class``'s generation keyword for a method's description (none for the legacy one)."""
+    generation = getattr(method.service.api, "generation", "legacy")
+    return {"generation": generation} if generation != "legacy" else {}
+
+
 def _call(method: Method, body: dict[str, Any]) -> Any:
     bound = _bound(current_client(), method)
-    if method.verb == "GET":
+    # A request message (legacy POSTs, workspaces storage) is checked field by field; the others
+    # (GETs, the workspaces REST methods) take their path, query and body fields as keywords.
+    one_message = (method.verb == "POST" and not method.path_params and not method.query_params
+                   and method.body_field in (None, "*"))
+    if not one_message:
         try:
             return bound(**body)
         except TypeError as e:

@@ -28,38 +28,11 @@ from typing import Any
 
 import pandas as pd
 
-from mlops_nb.notebook.frames import utc_times
+from mlops_nb.notebook.generations import HIGH_DRIFT, MEDIUM_DRIFT, operations
 from mlops_nb.notebook.lookup import deployment_id
 from mlops_nb.wire.messages import Message
 
-__all__ = ["Monitoring", "monitoring"]
-
-HIGH_DRIFT, MEDIUM_DRIFT = 0.25, 0.1
-
-
-def _points(points: list[Message], column: str) -> pd.Series:
-    """Points of a graph (x: a time, value: a number) as a series on a UTC time index."""
-    index = pd.DatetimeIndex(utc_times(p.x_axis for p in points), name="time")
-    return pd.Series(pd.to_numeric([p.value for p in points]), index=index, name=column, dtype="float64")
-
-
-def _graph(graph: Message | None, column: str) -> pd.Series:
-    return _points(graph.point if graph is not None else [], column)
-
-
-def _bins(histogram: Message | None) -> pd.DataFrame:
-    rows = [{"low": b.x_min, "high": b.x_max, "rows": int(b.y or 0)} for b in (histogram.bin if histogram else [])]
-    frame = pd.DataFrame(rows, columns=["low", "high", "rows"])
-    numeric = pd.to_numeric(frame["low"], errors="coerce")
-    if len(frame) and numeric.notna().all() and (frame["low"] != frame["high"]).any():
-        frame[["low", "high"]] = frame[["low", "high"]].apply(pd.to_numeric)
-    else:
-        frame = frame.rename(columns={"low": "value"}).drop(columns=["high"])
-    return frame
-
-
-def _level(drift: float) -> str:
-    return "high" if drift >= HIGH_DRIFT else "medium" if drift >= MEDIUM_DRIFT else "low"
+__all__ = ["HIGH_DRIFT", "MEDIUM_DRIFT", "Monitoring", "monitoring"]
 
 
 @dataclass
@@ -168,11 +141,6 @@ def _show(value: Any) -> str:
     return f"{value:,.3g}" if isinstance(value, float) else str(value)
 
 
-def _models_of(client: Any, deployment: str) -> list[str]:
-    storage = client.storage.deployment.get_deployment(deployment_id=deployment).deployment
-    return [storage.experiment_id, *(s.experiment_id for s in storage.secondary_scorer)]
-
-
 def monitoring(client: Any, deployment: Message | str, start: datetime | str | None = None,
                end: datetime | str | None = None, *, model: str | None = None,
                project: Message | str | None = None) -> Monitoring:
@@ -180,53 +148,21 @@ def monitoring(client: Any, deployment: Message | str, start: datetime | str | N
 
     ``start``/``end`` are aware datetimes or RFC 3339 text (default: the whole life of the
     deployment until now). ``model`` is the experiment id of one of the deployment's models
-    (default: its primary).
+    (default: its primary). On the workspaces generation of the API, whose monitoring keeps
+    aggregates of the scored columns, the figures are made from those (drift: the population
+    stability index against the baseline aggregates); it measures no latency, memory, CPU,
+    availability or failed rows, so those columns are empty and ``summary["not_measured"]`` says so.
     """
     target = deployment_id(client, deployment, project)
-    models = _models_of(client, target)
+    ops = operations(client)
+    models = ops.models_of(target)
     model_id = model or models[0]
     if model_id not in models:
         raise ValueError(f"deployment {target} serves the models {', '.join(models)}, not {model_id!r}")
-    span = {k: v for k, v in (("start_date_time", start), ("end_date_time", end)) if v is not None}
-    service = client.model_monitoring.monitoring_service
-    operational = service.get_model_operational_summary_metrics(target, model_id, **span)
-    health = service.get_model_health_metrics(target, model_id, **span)
-    drift = service.get_model_drift_metrics(target, model_id, **span)
-
-    series = [_graph(operational.scoring_latency, "scoring_latency_ms"), _graph(operational.memory_usage, "memory_mib"),
-              _graph(operational.cpu_usage, "cpu_percent"), _graph(operational.availability, "availability_percent"),
-              _graph(operational.success_prediction, "successful_rows"),
-              _graph(operational.failed_prediction, "failed_rows")]
-    frame = pd.concat(series, axis=1, sort=True)
-    frame[["successful_rows", "failed_rows"]] = frame[["successful_rows", "failed_rows"]].fillna(0)
-
-    boxes = health.prediction_values.box if health.prediction_values is not None else []
-    values = pd.DataFrame([{"time": b.x, "min": b.y0, "q1": b.y1, "median": b.y2, "q3": b.y3, "max": b.y4}
-                           for b in boxes], columns=["time", "min", "q1", "median", "q3", "max"])
-    values["time"] = utc_times(values["time"]).array
-    values = values.set_index("time").apply(pd.to_numeric)
-
-    features = drift.feature_summary.feature if drift.feature_summary is not None else []
-    per_feature = pd.DataFrame([{"feature": f.name, "drift": f.drift, "importance": f.importance, "impact": f.impact,
-                                 "missing_values": f.missing_values, "data_type": f.data_type}
-                                for f in features if f.drift_calculated],
-                               columns=["feature", "drift", "importance", "impact", "missing_values", "data_type"])
-    per_feature["level"] = per_feature["drift"].map(_level).astype("string")
-    per_feature = per_feature.set_index("feature")
-    importance = drift.feature_importance.feature_drift if drift.feature_importance is not None else []
-    over_time = (pd.concat([_points(d.drift, d.feature.name) for d in importance if d.feature is not None], axis=1,
-                           sort=True)
-                 if importance else pd.DataFrame())
-
-    summary = {
-        "uptime_percent": operational.uptime, "average_latency_ms": operational.avg_scoring_latency,
-        "rows_scored": health.total_predictions, "features_drifting": drift.count_feature_drift,
-        "high_drift": drift.high_feature_drift,
-        "prediction_name": health.predictions.name if health.predictions is not None else "prediction",
-        "baseline": drift.feature_summary.description if drift.feature_summary is not None else "",
-    }
+    found = ops.metrics(target, model_id, start, end)
     from mlops_nb.notebook.client import known_deployment_name, known_experiment_name
 
-    return Monitoring(target, model_id, frame, _bins(health.predictions), values, per_feature, over_time, summary,
+    return Monitoring(target, model_id, found.operational, found.predictions, found.prediction_values, found.drift,
+                      found.drift_over_time, found.summary,
                       deployment_name=getattr(deployment, "display_name", "") or known_deployment_name(target) or "",
                       model_name=known_experiment_name(model_id) or "")

@@ -27,6 +27,7 @@ import requests
 
 from mlops_nb.notebook.fanout import call_concurrently
 from mlops_nb.notebook.frames import utc_times
+from mlops_nb.notebook.generations import operations
 from mlops_nb.notebook.lookup import deployment_id
 from mlops_nb.notebook.progress import progress
 from mlops_nb.wire.errors import ConnectionFailed, MLOpsError, WriteOutcomeUnknown
@@ -83,8 +84,7 @@ def _target(client: Any, deployment: Message | str, project: Message | str | Non
             kept[by_name] = target
     if not fresh and target in kept:
         return kept[target], True
-    url = client.deployer.deployment_status.get_deployment_status(
-        deployment_id=target).deployment_status.scorer.score.url
+    url = operations(client).scoring_url(target)
     if not url:
         raise ScoringError(503, f"deployment {target} has no scoring URL yet; wait_for_healthy first")
     schema = _answer(_send(client, "GET", url.rsplit("/", 1)[0] + "/schema", None, headers), url)

@@ -1,7 +1,8 @@
 """A model into a project: :func:`upload_model`.
 
-Uploads the model's zip as an artifact of the project (with a progress bar), has the ingest
-server read it, creates the experiment with what ingest found, and moves the artifact to it.
+Uploads the model's zip as an artifact of the project (with a progress bar), has it ingested and
+makes the experiment of it, with the artifact moved to it (each step as the client's generation
+of the API spells it: :mod:`~mlops_nb.notebook.generations`).
 A model is a path (an MLflow model folder or zip, an H2O-3 MOJO, a DAI MOJO pipeline), an
 in-memory scikit-learn estimator, which MLflow saves, or a trained H2O-3 model (from the ``h2o``
 package), which H2O-3 exports as a MOJO.
@@ -17,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from mlops_nb.notebook.generations import entity_id, operations
 from mlops_nb.notebook.lookup import project_of
 from mlops_nb.notebook.progress import progress
 from mlops_nb.wire.messages import Message
@@ -117,7 +119,7 @@ def _upload(client: Any, artifact_id: str, data: bytes, show: bool) -> None:
             bar.update(done, f"{done / 2**20:,.1f} / {len(data) / 2**20:,.1f} MiB", len(data))
 
     try:
-        client.storage.artifact.upload_artifact(artifact_id, io.BytesIO(data), progress=step)
+        operations(client).upload(artifact_id, data, step)
     finally:
         if bar is not None:
             bar.close(sent, f"{sent / 2**20:,.1f} MiB uploaded", sent == len(data))
@@ -144,33 +146,29 @@ def upload_model(client: Any, project: Message | str, model: Any, name: str | No
                  progress: bool | None = None) -> Message:
     """Put a model into ``project`` as a new experiment; returns the ``StorageExperiment``.
 
+    On the legacy generation of the API the bytes go over ByteStream and the ingest server reads
+    them; on the workspaces generation they go to a presigned URL and storage ingests them (as
+    H2O's ``h2o-mlops`` 1.6 does): the same experiment either way.
+
     ``model`` is a path (an MLflow model folder or zip, an H2O-3 MOJO zip, a DAI MOJO pipeline
     zip), an in-memory scikit-learn estimator or pipeline, which MLflow saves
     (``mlflow.sklearn.save_model``, skops format) with a signature inferred from
     ``input_example`` (a few input rows; without it the model has no signature), or a trained
     H2O-3 model, whose MOJO its cluster exports (named after its ``model_id``). ``project``
-    is a project, its id or its display name. ``training_data`` (the frame the model was fitted
+    is a project (a workspace on the workspaces generation of the API), its id or its display name. ``training_data`` (the frame the model was fitted
     on: a DataFrame, or an H2OFrame) becomes a dataset of the project linked as the experiment's
     training dataset: model monitoring measures drift against it. The upload shows a progress bar for models over 1 MiB
     (``progress=True`` always, ``False`` never).
     """
-    target = project_of(client, project)
+    target = entity_id(project_of(client, project))
     data, default_name = _model_bytes(model, input_example)
     artifact = client.storage.artifact.create_artifact(artifact={
-        "entity_id": target.id, "mime_type": "application/zip"}).artifact
+        "entity_id": target, "mime_type": "application/zip"}).artifact
     _upload(client, artifact.id, data, progress if progress is not None else len(data) > 2**20)
-    ingestion = client.ingest.model.create_model_ingestion(artifact_id=artifact.id).ingestion
-    target_column = ingestion.model_parameters.target_column if ingestion.model_parameters is not None else ""
-    parameters = {"target_column": target_column}
+    parameters = {}
     if training_data is not None:
-        parameters["training_dataset_id"] = _training_dataset(client, target.id, name or default_name, training_data,
+        parameters["training_dataset_id"] = _training_dataset(client, target, name or default_name, training_data,
                                                               progress)
-    experiment = client.storage.experiment.create_experiment(project_id=target.id, experiment={
-        "display_name": name or default_name, "description": description,
-        "metadata": ingestion.model_metadata.to_dict() if ingestion.model_metadata is not None else {},
-        "parameters": parameters}).experiment
-    client.storage.artifact.update_artifact(artifact={"id": artifact.id, "entity_id": experiment.id,
-                                                      "type": ingestion.artifact_type},
-                                            update_mask="type,entityId")
-    return client.storage.experiment.get_experiment(id=experiment.id,
-                                                    response_metadata={"pattern": ["%"]}).experiment
+    experiment_id = operations(client).experiment_from_model(
+        target, artifact.id, {"display_name": name or default_name, "description": description}, parameters)
+    return client.storage.experiment.get_experiment(id=experiment_id, response_metadata={"pattern": ["%"]}).experiment

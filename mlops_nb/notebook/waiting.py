@@ -14,10 +14,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from mlops_nb.notebook.client import known_deployment_name
+from mlops_nb.notebook.generations import operations
 from mlops_nb.notebook.logs import log_lines
-from mlops_nb.notebook.lookup import deployment_id, find_deployment
+from mlops_nb.notebook.lookup import deployment_id
 from mlops_nb.notebook.progress import in_kernel
-from mlops_nb.wire.errors import MLOpsError
+from mlops_nb.wire.errors import MLOpsError, NotFound
 from mlops_nb.wire.messages import Message
 
 __all__ = ["DeploymentFailed", "DeploymentTimeout", "wait_for_healthy"]
@@ -50,7 +51,7 @@ class DeploymentTimeout(MLOpsError, TimeoutError):
 
 
 def _status(client: Any, deployment: str) -> Message:
-    return client.deployer.deployment_status.get_deployment_status(deployment_id=deployment).deployment_status
+    return operations(client).status(deployment)
 
 
 class _Timeline:
@@ -97,7 +98,8 @@ def _log_tail(client: Any, deployment: str) -> list[str]:
 
 def wait_for_healthy(client: Any, deployment: Message | str, timeout: float = 300, interval: float = 1.0, *,
                      project: Message | str | None = None) -> Message:
-    """Wait until the deployment is HEALTHY; returns its ``DeployDeploymentStatus``.
+    """Wait until the deployment is HEALTHY; returns its status (``DeployDeploymentStatus``, or
+    ``V2DeploymentStatus`` on the workspaces generation of the API).
 
     In a notebook one output updates in place: each state the deployment went through, how long
     it stayed, what the deployer said; it ends as the deployment's card (so the status returned,
@@ -154,9 +156,8 @@ def _card(client: Any, deployment: str, status: Message) -> Any:
     """The deployment's card (the deployer's view, with the status the client just saw)."""
     from IPython.display import HTML
 
-    project_id = client.storage.deployment.get_deployment(deployment_id=deployment).deployment.project_id
     try:
-        shown = find_deployment(client, project_id, deployment)
-    except LookupError:
+        shown = operations(client).deployment(deployment)
+    except (LookupError, NotFound):
         shown = status
     return HTML(shown._repr_html_() or html.escape(repr(shown)))

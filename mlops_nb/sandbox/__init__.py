@@ -8,6 +8,11 @@ From Python::
     sb.stop()
 
 or ``with sandbox.Sandbox(db=":memory:") as sb: ...``. From a shell: ``mlops-nb sandbox``.
+
+It answers both generations of the MLOps API over one store (``faces``, default both): the legacy
+one of ``h2o-mlops`` 1.0 (projects) and the workspaces one of MLOps 1.0 and later (a workspace is
+a project); ``sb.client("alice", generation="workspaces")`` speaks the second, whose authz gateway
+is ``sb.authz_gateway_url``.
 The client never imports this package; the sandbox uses the API description and the wire layer.
 """
 

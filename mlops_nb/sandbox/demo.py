@@ -196,7 +196,9 @@ def _deploy(client: Any, project_id: str, name: str, description: str, **shape: 
 
 def seed_demo_data(sandbox: Sandbox) -> None:
     """Fill a new sandbox with the demo data (nothing happens if alice has a project already)."""
-    with sandbox.client("alice") as alice, sandbox.client("bob") as bob:
+    # Seeding speaks the legacy API (the sandbox serves it meanwhile, whatever its faces).
+    with sandbox.client("alice", generation="legacy") as alice, \
+            sandbox.client("bob", generation="legacy") as bob:
         bob_id = bob.storage.user.who_am_i().user.id
         if alice.storage.project.list_projects().project:
             return

@@ -19,7 +19,7 @@ endpoint, a schedule...): the resource name's shape, ids replaced by ``*``, tell
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
 
 from mlops_nb.api import API, Method, Param, description
@@ -35,6 +35,7 @@ __all__ = [
     "legacy_twin",
     "name_shape",
     "served_path",
+    "shared_with_workspaces",
     "workspaces_only",
 ]
 
@@ -125,11 +126,7 @@ def served_path(method: Method) -> str:
     return root + method.full_path
 
 
-def _legacy_routes() -> dict[tuple[str, str], Method]:
-    return {(m.verb, m.full_path): m for m in API.methods}
-
-
-_LEGACY_ROUTES = _legacy_routes()
+_LEGACY_ROUTES: dict[tuple[str, str], Method] = {(m.verb, m.full_path): m for m in API.methods}
 
 
 def legacy_twin(method: Method) -> Method | None:
@@ -190,7 +187,7 @@ class TemplateRouter:
         # Most literal characters first; among equals, fewer parameters first.
         self._templates = sorted(templates, key=lambda t: (-t.literal, len(t.params)))
 
-    def match(self, verb: str, path: str, implemented: set[str] | None = None) -> Match | list[str]:
+    def match(self, verb: str, path: str, implemented: Container[str] = ()) -> Match | list[str]:
         """The method and its path parameters, or the verbs the path takes (empty: no such path).
 
         ``implemented`` (qualified names) breaks ties between methods of the same template and shape.
@@ -203,14 +200,14 @@ class TemplateRouter:
             if t.verb != verb:
                 verbs.append(t.verb)
                 continue
-            method = self._pick(t, found.group(1) if t.params else "", implemented or set())
+            method = self._pick(t, found.group(1) if t.params else "", implemented)
             # Methods sharing a template may name its parameters differently ({deployment.name}, {endpoint.name}).
             names = _PARAM.findall(served_path(method))
             return Match(method, dict(zip((_wire(p) for p in names), found.groups(), strict=True)))
         return sorted(set(verbs))
 
     @staticmethod
-    def _pick(t: _Template, name: str, implemented: set[str]) -> Method:
+    def _pick(t: _Template, name: str, implemented: Container[str]) -> Method:
         if len(t.methods) == 1:
             return t.methods[0]
         shape = name_shape(name)

@@ -55,6 +55,8 @@ __all__ = [
     "STREAM_HANDLERS",
     "WORKSPACES_HANDLERS",
     "HANDLERS_BY_GENERATION",
+    "UNIMPLEMENTED_REASONS",
+    "not_implemented",
     "invalid_argument",
     "parse_json",
     "MAX_NESTING",
@@ -179,6 +181,20 @@ def _register(table: dict[str, Any], qualified_name: str, generation: str = "leg
         return fn
 
     return decorator
+
+
+# Methods the sandbox does not implement, with what they would do (their 501 answer says it). They
+# have no handler, so ``server.implemented`` and the README's list count them as unimplemented.
+UNIMPLEMENTED_REASONS: dict[str, dict[str, str]] = {"legacy": {}, "workspaces": {}}
+
+
+def not_implemented(qualified_name: str, what: str, *, generation: str = "legacy") -> None:
+    """Say what a method the sandbox leaves unimplemented would do (``what``, a noun phrase such as
+    "deployment scaling schedules"), for its UNIMPLEMENTED answer."""
+    description(generation).method(qualified_name)  # fail at import on a misspelt name
+    if qualified_name in HANDLERS_BY_GENERATION[generation]:
+        raise RuntimeError(f"{qualified_name} has a handler; it cannot be unimplemented too")
+    UNIMPLEMENTED_REASONS[generation][qualified_name] = what
 
 
 def handles(qualified_name: str, *, generation: str = "legacy") -> Callable[[Handler], Handler]:

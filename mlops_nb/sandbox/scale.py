@@ -80,7 +80,9 @@ def _experiment(experiment_id: str, name: str, created: str, owner_id: str, numb
 
 def seed_scale_data(sandbox: Sandbox, count: int) -> None:
     """Fill a new sandbox with ``count`` generated projects and experiments (see the module's docstring)."""
-    with sandbox.client("alice") as alice, sandbox.client("bob") as bob:
+    # Seeding speaks the legacy API (the sandbox serves it meanwhile, whatever its faces).
+    with sandbox.client("alice", generation="legacy") as alice, \
+            sandbox.client("bob", generation="legacy") as bob:
         alice_id = alice.storage.user.who_am_i().user.id
         bob_id = bob.storage.user.who_am_i().user.id
         if alice.storage.project.list_projects(paging={"page_size": 1}).project:

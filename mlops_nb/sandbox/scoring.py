@@ -185,30 +185,34 @@ class ScoringGateway:
                         media_type=answer.headers.get("content-type", "application/json"))
 
     def _refuse(self, deployer: dict[str, Any], authorization: str) -> Response | None:
+        """None when the request may score: a deployment with a passphrase and token authentication
+        (the workspaces face allows both entries) takes either."""
         kind, hashed, token_auth = security_of(deployer)
+        if not hashed and not token_auth:
+            return None
         scheme, _, credential = authorization.partition(" ")
         credential = credential.strip() if scheme.lower() == "bearer" else ""
         challenge = {"WWW-Authenticate": "Bearer"}
+        wanted = " or ".join(w for w, on in (("<passphrase>", hashed), ("<access token>", token_auth)) if on)
+        if not credential:
+            return _error(401, f"this deployment is protected: send 'Authorization: Bearer {wanted}'"
+                               + (" (an access token from the sandbox's token endpoint)" if token_auth else ""),
+                          **challenge)
         if hashed:
-            if not credential:
-                return _error(401, "this deployment is protected by a passphrase: send "
-                                   "'Authorization: Bearer <passphrase>'", **challenge)
             matches = (_bcrypt_matches(credential, hashed) if kind == "PASSPHRASE_HASH_TYPE_BCRYPT"
                        else hmac.compare_digest(credential.encode(), hashed.encode()))
-            if not matches:
+            if matches:
+                return None
+            if not token_auth:
                 return _error(401, "wrong passphrase for this deployment", **challenge)
-        elif token_auth:
-            if not credential:
-                return _error(401, "this deployment needs an access token: send 'Authorization: Bearer "
-                                   "<access token>' from the sandbox's token endpoint", **challenge)
-            try:
-                claims = self.idp.verify_access_token(credential)
-            except InvalidToken as e:
-                return _error(401, f"access token rejected ({e}); get a new one from the token endpoint",
-                              **challenge)
-            if not self._may_read_project(str(claims.get("sub", "")), deployer.get("projectId", "")):
-                return _error(403, "this access token's user may not read the deployment's project; ask its "
-                                   "owner to share the project with you")
+        try:
+            claims = self.idp.verify_access_token(credential)
+        except InvalidToken as e:
+            said = "neither its passphrase nor a valid access token" if hashed else f"access token rejected ({e})"
+            return _error(401, f"{said}; get a new access token from the token endpoint", **challenge)
+        if not self._may_read_project(str(claims.get("sub", "")), deployer.get("projectId", "")):
+            return _error(403, "this access token's user may not read the deployment's project; ask its "
+                               "owner to share the project with you")
         return None
 
     def _may_read_project(self, subject: str, project_id: str) -> bool:

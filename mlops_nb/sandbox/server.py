@@ -56,6 +56,7 @@ from mlops_nb.sandbox.rpc import (
     HANDLERS,
     HANDLERS_BY_GENERATION,
     STREAM_HANDLERS,
+    UNIMPLEMENTED_REASONS,
     WORKSPACES_HANDLERS,
     Call,
     RpcError,
@@ -205,7 +206,7 @@ class Gateway:
     async def _workspaces(self, request: Request) -> Response:
         """A workspaces-only route: the template router finds the method, then :meth:`dispatch`."""
         try:
-            found = self.router.match(request.method, request.url.path, set(WORKSPACES_HANDLERS))
+            found = self.router.match(request.method, request.url.path, WORKSPACES_HANDLERS)
         except ValueError as e:
             return rpc_status(5, f"{request.method} {request.url.path}: {e}")
         if isinstance(found, Match):
@@ -238,8 +239,11 @@ class Gateway:
                 return await stream_handler(call, request)
             handler = HANDLERS_BY_GENERATION[generation].get(method.qualified_name)
             if handler is None:
-                raise RpcError(12, f"the mlops_nb sandbox does not implement {rpc} "
-                                   f"({method.qualified_name}) yet; it works against a real MLOps gateway")
+                what = UNIMPLEMENTED_REASONS[generation].get(method.qualified_name)
+                raise RpcError(12, f"the mlops_nb sandbox does not implement {what} ({rpc}, {method.qualified_name}); "
+                                   "it works against a real MLOps gateway" if what else
+                                   f"the mlops_nb sandbox does not implement {rpc} ({method.qualified_name}) yet; "
+                                   "it works against a real MLOps gateway")
             if generation == "legacy":
                 decoded = await self._decode(method, request)
             else:

@@ -33,7 +33,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from mlops_nb.api import API, GENERATIONS, ApiDescription, Method, Service, description
-from mlops_nb.wire.messages import GENERATION_MODULES, Message, format_timestamp, message_class
+from mlops_nb.wire.messages import (
+    GENERATION_MODULES,
+    Message,
+    field_annotation,
+    format_timestamp,
+    message_class,
+)
 
 if TYPE_CHECKING:
     from mlops_nb.wire.retry import RetryPolicy
@@ -352,7 +358,9 @@ class ServerClient:
         return sorted(self._entities)
 
     def __getattr__(self, name: str) -> Any:  # only for names that are not there
-        raise _no_such(self, f"the {self.server} server", "entity", name, self._entities)
+        raise _no_such(self, f"the {self.server} server", "entity", name, self._entities,
+                       lambda: _elsewhere(self._client.generation, lambda api: any(
+                           s.server == self.server and s.entity == name for s in api.services)))
 
 
 class EntityClient:
@@ -372,18 +380,29 @@ class EntityClient:
                       - {n for n in type(self).__dict__ if n.startswith("_")})
 
     def __getattr__(self, name: str) -> Any:  # only for names that are not there
+        qualified = f"{self.service.server}.{self.service.entity}.{name}"
         raise _no_such(self, f"{self.service.server}.{self.service.entity} ({type(self).__name__})", "method", name,
-                       self.__dir__())
+                       self.__dir__(), lambda: _elsewhere(self.service.api.generation,
+                                                          lambda api: qualified in {m.qualified_name for m in api.methods}))
 
 
-def _no_such(holder: object, where: str, kind: str, name: str, choices: Iterable[str]) -> AttributeError:
-    """The error for a name ``holder`` lacks, naming the nearest of its ``choices`` when one is near."""
+def _elsewhere(generation: str, has: Callable[[ApiDescription], bool]) -> str:
+    """Which other generation has what this one lacks (for the error), or nothing."""
+    others = [g for g in GENERATIONS if g != generation and has(description(g))]
+    return (f" (the {others[0]} generation of the API has it; this client speaks the {generation} one)"
+            if others else "")
+
+
+def _no_such(holder: object, where: str, kind: str, name: str, choices: Iterable[str],
+             elsewhere: Callable[[], str] = lambda: "") -> AttributeError:
+    """The error for a name ``holder`` lacks, naming the nearest of its ``choices`` when one is near
+    (and ``elsewhere``: where else it is)."""
     if name.startswith("_"):  # protocol probes (_repr_html_, __deepcopy__, ...): no advice wanted
         return AttributeError(f"{type(holder).__name__!r} object has no attribute {name!r}", name=name, obj=holder)
     choices = list(choices)
     near = difflib.get_close_matches(name, choices, n=3, cutoff=0.6)
     hint = f"; did you mean {' or '.join(near)}?" if near else f"; it has {', '.join(choices)}"
-    return AttributeError(f"{where} has no {kind} {name!r}{hint}", name=name, obj=holder)
+    return AttributeError(f"{where} has no {kind} {name!r}{hint}{elsewhere()}", name=name, obj=holder)
 
 
 # -- request coercion ------------------------------------------------------------------------
@@ -543,6 +562,17 @@ class _RestCall:
                           and _lower_camel(p.wire.split(".", 1)[0]) == _lower_camel(self.body_field)}
         self.template_fields = set(self.from_body.values())
 
+    def annotation(self, keyword: str) -> str:
+        """What a keyword takes, for signatures (Shift-Tab)."""
+        if keyword in self.query_params:
+            return f"{field_annotation(self.query_params[keyword])} | None"
+        if self.body_class is None:
+            return "Any"
+        if keyword == "body" or self.body_field != "*":
+            return f"{self.body_class.__name__} | dict | None"
+        field = next(f for f in self.body_class.fields() if f.name == keyword)
+        return f"{field_annotation(field)} | None"
+
     def keywords(self) -> list[str]:
         return [p.name for p in self.path_params] + list(self.query_params) + list(self.body_keywords) + (
             ["body"] if self.body_class is not None and self.body_field == "*" else [])
@@ -557,7 +587,7 @@ class _RestCall:
         for name, value in kwargs.items():
             if name not in known:
                 near = difflib.get_close_matches(name, known, n=2, cutoff=0.6)
-                hint = f"; did you mean {' or '.join(near)}?" if near else ""
+                hint = f"; did you mean {' or '.join(near)}?" if near else "."
                 raise TypeError(f"{self.name} has no parameter {name!r}{hint} Valid: {', '.join(self.keywords())}")
             if name in values:
                 raise TypeError(f"{self.name} got {name!r} twice")
@@ -632,10 +662,11 @@ def _make_rest(method: Method) -> Callable[..., Any]:
 
     params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
     # A template's field of the body (``{deployment.name}``) may come from the body instead: optional.
-    params += [inspect.Parameter(p.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation="str",
-                                 **({"default": None} if "." in p.wire else {}))
+    params += [inspect.Parameter(p.name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                 **({"default": None, "annotation": "str | None"} if p.name in rest.from_body
+                                    else {"annotation": "str"}))
                for p in method.path_params]
-    params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None)
+    params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=rest.annotation(name))
                for name in rest.keywords()[len(method.path_params):]]
     call.__signature__ = inspect.Signature(params, return_annotation=method.response)  # type: ignore[attr-defined]
     return call

@@ -55,6 +55,7 @@ __all__ = [
     "all_message_classes",
     "all_enum_classes",
     "generation_of",
+    "field_annotation",
     "parse_timestamp",
     "format_timestamp",
     "register_html_renderer",
@@ -376,13 +377,17 @@ class _FieldSpec:
         return encode(value)
 
     def annotation(self) -> str:
-        t = self.field.type
-        base = PYTHON_TYPES.get(t, t)
-        if self.field.repeated:
-            return f"list[{base}]"
-        if self.field.map:
-            return f"dict[str, {base}]"
-        return base
+        return field_annotation(self.field)
+
+
+def field_annotation(field: Field | Any) -> str:
+    """A field's (or a REST parameter's) python type as text: ``list[str]``, ``dict[str, int]``, ``V2Deployment``."""
+    base = PYTHON_TYPES.get(field.type, field.type)
+    if field.repeated:
+        return f"list[{base}]"
+    if getattr(field, "map", False):
+        return f"dict[str, {base}]"
+    return base
 
 
 def _plain(value: Any) -> Any:
@@ -605,7 +610,8 @@ class _Classes:
         try:
             return self.messages[name]
         except KeyError:
-            raise KeyError(f"no message named {name!r} in the {self.api.generation} API description") from None
+            raise KeyError(f"no message named {name!r} in the {self.api.generation} API description"
+                           f"{_elsewhere(name, self.api.generation)}") from None
 
     def enum(self, name: str) -> type[MessageEnum]:
         try:
@@ -615,6 +621,14 @@ class _Classes:
 
 
 _GENERATIONS: dict[str, _Classes] = {}
+
+
+def _elsewhere(name: str, generation: str) -> str:
+    """Where a message missing from one generation is (for the error)."""
+    from mlops_nb.api import description
+
+    others = [g for g in GENERATIONS if g != generation and name in description(g).messages]
+    return f" (the {others[0]} generation has it: message_class({name!r}, {others[0]!r}))" if others else ""
 
 
 def _classes(generation: str) -> _Classes:

@@ -142,7 +142,7 @@ class Transport:
         self.proxies = dict(proxies or {})
         # A connection that cannot be made is retried only once the gateway has answered: a wrong
         # URL (or a gateway that is down from the start) says so at once instead of after the deadline.
-        self.gateway_answered = False
+        self.answered: set[str] = set()  # the gateways (base URLs) that have answered this client
 
     def close(self) -> None:
         self.session.close()
@@ -190,7 +190,7 @@ class Transport:
         names the gateway the call goes to and ``generation`` the API generation of ``rpc``."""
         url = self.url(path, path_params, gateway=gateway, keep_slashes=generation != "legacy")
         send = dict(rpc=rpc, read_only=read_only, json_body=json_body, data=data, query=query, stream=stream,
-                    where=self.base_url(gateway), generation=generation)
+                    base_url=self.base_url(gateway), generation=generation)
         response, token = self._send(verb, url, **send)
         if response.status_code == 401 and data is None and _can_refresh(self.token_provider):
             # The token may have been revoked or expired early: refresh (once, however many
@@ -255,22 +255,22 @@ class Transport:
     # -- internals -------------------------------------------------------------------------
 
     def _send(self, verb: str, url: str, *, rpc: str, read_only: bool, json_body: Any, data: Any, query: Any,
-              stream: bool, where: str, generation: str) -> tuple[requests.Response, str]:
+              stream: bool, base_url: str, generation: str) -> tuple[requests.Response, str]:
         token = self._token(rpc)
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         if json_body is not None or data is not None:
             headers["Content-Type"] = "application/json"
         body = json.dumps(json_body, separators=(",", ":")).encode() if json_body is not None else data
         try:
-            with self._adapter.retrying(self.retry.for_call(read_only, retry_connect=self.gateway_answered)):
+            with self._adapter.retrying(self.retry.for_call(read_only, retry_connect=base_url in self.answered)):
                 response = self.session.request(verb, url, data=body, params=query, headers=headers,
                                                 timeout=self.timeout, stream=stream, verify=self.verify,
                                                 proxies=self.proxies)
-            self.gateway_answered = True
+            self.answered.add(base_url)
             if not stream:
                 response.content  # noqa: B018 - read the body here, where a lost connection is mapped
         except requests.exceptions.RequestException as e:
-            raise self._network_error(e, rpc, read_only, where, generation) from None
+            raise self._network_error(e, rpc, read_only, base_url, generation) from None
         return response, token
 
     def _network_error(self, error: requests.exceptions.RequestException, rpc: str, read_only: bool,
@@ -281,7 +281,7 @@ class Transport:
             return ConnectionFailed(f"TLS verification failed for {where} ({_reason(error)}); {TLS_ADVICE}")
         retried = f", retried for up to {self.retry.deadline:g} s" if self.retry.enabled else ""
         if never_sent(error):
-            if not self.gateway_answered:
+            if base_url not in self.answered:
                 retried = "; it has never answered this client, so the call was not retried"
             return ConnectionFailed(f"{rpc}: could not reach {where} ({_reason(error)}{retried}); "
                                     "check the URL, your network and any proxy settings")

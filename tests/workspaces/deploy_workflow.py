@@ -58,12 +58,16 @@ job = workspace.batch_scoring_jobs.create(
     sink=options.BatchSinkOptions(spec_uid="local", config={}, mime_type=types.MimeType.CSV_WITH_HEADER,
                                   location=output_dir),
     model=model, scoring_runtime=runtime, name="iris batch", mini_batch_size=50,
-    monitoring_options=None)
+    monitoring_options=options.MonitoringOptions(enabled=True))
 job.wait(logs=True)
 seconds["batch_job"] = time.monotonic() - started
 job.refresh()
 jobs = [j.uid for j in workspace.batch_scoring_jobs.list()]
 stats = job._job.completion_stats
+job_aggregates = job.monitoring.scoring_aggregates.list()
+job_aggregate_rows = {a._raw_info.column: sum(a._raw_info.numerical_aggregate.bin_count)
+                      + a._raw_info.missing_values.row_count for a in job_aggregates
+                      if a._raw_info.numerical_aggregate}
 
 aggregates = deployment.monitoring.scoring_aggregates.list()
 
@@ -76,7 +80,21 @@ deployment.update(name="iris renamed", description="updated by h2o-mlops 1.6.5",
                                                            passphrase="n3w-hashed"))
 updated = workspace.deployments.get(deployment.uid)
 after_update = updated.scorer.score(sample, auth_value="n3w-hashed")
+# Granular: token authentication added beside the passphrase; either one scores.
+deployment.update(security_options=[options.SecurityOptions(action=types.SecurityAction.ADD,
+                                                            security_type=types.SecurityType.OIDC_AUTH)])
+token = str(mlops._token_provider.token())
+with_token = workspace.deployments.get(deployment.uid).scorer.score(sample, auth_value=token)
+securities = [str(s.security_type) for s in workspace.deployments.get(deployment.uid).securities_options]
 logs = deployment.logs()
+
+started = time.monotonic()
+deployment.pause()
+paused = {"is_paused": deployment.is_paused, "can_resume": deployment.can_resume}
+deployment.resume()
+deployment.wait_for_healthy(timeout=180, interval=1)
+seconds["pause_resume"] = time.monotonic() - started
+after_resume = deployment.scorer.score(sample, auth_value="n3w-hashed")
 endpoint = deployment.configure_endpoint(path="iris-ws", name="iris endpoint")
 
 print(json.dumps({
@@ -87,13 +105,15 @@ print(json.dumps({
     "schema_fields": rows["fields"], "sample": sample, "scored": scored, "scored_rows": scored_rows,
     "refused": refused,
     "job": {"uid": job.uid, "state": str(job.state), "processed": stats.processed_rows if stats else None,
-            "errors": stats.error_rows_count if stats else None, "listed": jobs},
+            "errors": stats.error_rows_count if stats else None, "listed": jobs,
+            "aggregate_rows": job_aggregate_rows},
     "aggregates": {"count": len(aggregates), "columns": sorted({a._raw_info.column for a in aggregates}),
                    "first_type": str(aggregate._raw_info.logical_type.value) if aggregate else None},
     "baselines": {"count": len(baselines), "columns": sorted({b._raw_info.column for b in baselines})},
     "updated": {"name": updated.name, "description": updated.description,
                 "security": [str(s.security_type) for s in updated.securities_options],
-                "scored": after_update},
+                "scored": after_update, "securities": securities, "with_token": with_token},
+    "paused": paused, "after_resume": after_resume,
     "logs": {k: len(v) for k, v in logs.items()},
     "endpoint": {"uid": endpoint.uid, "path": endpoint.path,
                  "target": endpoint.target_deployment.uid if endpoint.target_deployment else None},

@@ -31,6 +31,8 @@ model = workspace.models.create(name="iris", description="registered by 1.6.5")
 model.register(experiment=experiment)
 versions = model.versions()
 registered = experiment.registered_model
+all_models = [m.uid for m in mlops.models.list()]
+model.update(name="iris v2")
 runtimes = workspace.runtimes.list()
 mlflow_runtimes = mlops.runtimes.list(model_type="mlflow")
 runtime = workspace.runtimes.get(runtimes[0].uid)
@@ -49,6 +51,7 @@ print(json.dumps({
     "artifacts": [{"uid": a.uid, "name": a.name, "state": str(a.state)} for a in artifacts],
     "model": {"uid": model.uid, "name": model.name},
     "versions": len(versions),
+    "all_models": all_models,
     "registered": {"model": registered[0].uid, "version": registered[1]} if registered else None,
     "runtimes": [{"uid": r.uid, "model_type": r.model_type, "state": str(r.state)} for r in runtimes],
     "mlflow_runtimes": len(mlflow_runtimes),

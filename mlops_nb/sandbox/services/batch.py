@@ -2,9 +2,11 @@
 
 A job is ``workspaces/<project id>/jobs/<id>``. Its ``instanceSpec.deploymentComposition``
 (experiment, ``artifactType`` (the deployable artifact type), ``artifactProcessor``, ``runtime``)
-is checked as a deployment's is; then a thread of the sandbox runs it: the supervisor starts a
-scorer of that model (as for a deployment, ``instanceSpec.resourceSpec.replicas`` and the
-environment variables recorded, one scorer used), the source's rows go to it in mini batches
+is checked as a deployment's is; then a thread of the sandbox runs it through a scorer of that
+model: a running deployment's that serves the same artifact with the same runtime when there is one
+(its scorer is shared; the job's requests are not the deployment's traffic), else one the supervisor
+starts for the job (as for a deployment; the environment variables are passed, and stopped when
+the job ends). The source's rows go to it in mini batches
 (``batchParameters.miniBatchSize``, 1,000 by default) through the scoring API, and the answers
 are written to the sink. ``CREATED`` -> ``SUBMITTED`` -> ``RUNNING`` -> ``FINISHED`` (or
 ``FAILED`` with ``completionStats.error``, ``CANCELLING`` -> ``CANCELLED``, ``TIMEOUT`` when the
@@ -44,8 +46,8 @@ import urllib3
 from mlops_nb.sandbox.rpc import Call, failed_precondition, handles, invalid_argument, new_id, not_found, now
 from mlops_nb.sandbox.runtime import DeploymentSpec, ModelSpec
 from mlops_nb.sandbox.runtime.supervisor import SECRET_HEADER
-from mlops_nb.sandbox.services.access import require_project
-from mlops_nb.sandbox.services.deployments import check_composition
+from mlops_nb.sandbox.services.access import readable_projects_sql, require_project
+from mlops_nb.sandbox.services.deployments import DEPLOYER_KIND, check_composition, elements_of
 from mlops_nb.sandbox.services.monitoring import Scored, forget_deployment, record_scoring
 from mlops_nb.sandbox.services.rest import memory_count, memory_list
 from mlops_nb.sandbox.store import Store
@@ -198,9 +200,64 @@ def _log(store: Store, job_id: str, text: str) -> None:
                    (job_key(job_id), now(), text))
 
 
+def _deployed_port(store: Store, supervisor: Any, model: ModelSpec) -> int:
+    """A ready scorer of a deployment that serves exactly this model (experiment, artifact, runtime), or 0."""
+    with store.reading() as db:
+        rows = db.execute("SELECT m.deployment_id, d.data FROM deployment_model m JOIN entity d ON d.kind = ? "
+                          "AND d.id = m.deployment_id WHERE m.experiment_id = ?",
+                          (DEPLOYER_KIND, model.experiment_id)).fetchall()
+    for row in rows:
+        compositions = [e["deploymentComposition"] for e in elements_of(json.loads(row["data"]))]
+        if not any(c.get("artifactId") == model.artifact_id and c.get("runtimeName") == model.runtime
+                   for c in compositions):
+            continue
+        route = supervisor.route(row["deployment_id"])
+        for routed in route.models if route is not None else ():
+            if routed.experiment_id == model.experiment_id and routed.ports:
+                return routed.ports[0]
+    return 0
+
+
+class _Scorer:
+    """Where a job's rows go: a deployment's scorer of the same model while one serves, else one of its own."""
+
+    def __init__(self, store: Store, supervisor: Any, job_id: str, model: ModelSpec) -> None:
+        self.store, self.supervisor, self.job_id, self.model = store, supervisor, job_id, model
+        # Its own scorer runs under an id of its own: when the supervisor removes it, what it forgets
+        # (that id's log lines, monitoring record) is not the job's.
+        self.own = f"batch-scorer/{job_id}"
+        self.started = self.shared = False
+
+    def port(self, cancel: threading.Event, timeout: float) -> int:
+        """A ready scorer's port (0: cancelled); TimeoutError when none is ready in time."""
+        deadline = time.monotonic() + timeout
+        while not cancel.is_set():
+            if not self.started and (port := _deployed_port(self.store, self.supervisor, self.model)):
+                if not self.shared:
+                    _log(self.store, self.job_id, "scoring through the scorer of a deployment of this model")
+                    self.shared = True
+                return port
+            if not self.started:
+                _log(self.store, self.job_id, "no deployment serves this model now; starting a scorer for the job")
+                self.supervisor.apply(DeploymentSpec(self.own, new_id(), "single", (self.model,)))
+                self.started = True
+            route = self.supervisor.route(self.own)
+            if route is not None and route.models and route.models[0].ports:
+                return route.models[0].ports[0]
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the model's scorer was not ready within {timeout:g} s")
+            time.sleep(0.2)
+        return 0
+
+    def stop(self) -> None:
+        if self.started:
+            self.supervisor.remove(self.own)
+
+
 def _run(store: Store, supervisor: Any, job: dict[str, Any], model: ModelSpec, cancel: threading.Event) -> None:
     job_id = job["id"]
     key = job_key(job_id)
+    scorer = _Scorer(store, supervisor, job_id, model)
     processed = errors = 0
     try:
         source, sink = job["source"], job["sink"]
@@ -208,25 +265,7 @@ def _run(store: Store, supervisor: Any, job: dict[str, Any], model: ModelSpec, c
         fields, rows = _read_rows(source_path, _mime(source.get("mimeType"), source_path, "source"))
         _log(store, job_id, f"read {len(rows)} rows of {len(fields)} columns from {source_path}")
         _save(store, job_id, state="RUNNING", startTime=now())
-        supervisor.apply(DeploymentSpec(key, new_id(), "single", (model,)))
         timeout = _seconds(job.get("jobTimeout")) or DEFAULT_TIMEOUT
-        deadline = time.monotonic() + timeout
-        port = 0
-        while not cancel.is_set():
-            route = supervisor.route(key)
-            if route is not None and route.models and route.models[0].ports:
-                port = route.models[0].ports[0]
-                break
-            if time.monotonic() > deadline:
-                _log(store, job_id, f"the scorer was not ready within {timeout:g} s")
-                _save(store, job_id, state="TIMEOUT", endTime=now(),
-                      completionStats=_stats(0, 0, f"the model's scorer was not ready within {timeout:g} s"))
-                return
-            time.sleep(0.2)
-        if cancel.is_set():
-            _save(store, job_id, state="CANCELLED", endTime=now(), completionStats=_stats(0, 0, ""))
-            return
-        _log(store, job_id, f"scorer ready on port {port}")
         parameters = job.get("modelRequestParameters") or {}
         size = int((job.get("batchParameters") or {}).get("miniBatchSize") or DEFAULT_BATCH)
         monitored = bool((job.get("monitoringOptions") or {}).get("enabled"))
@@ -234,32 +273,42 @@ def _run(store: Store, supervisor: Any, job: dict[str, Any], model: ModelSpec, c
         out_fields: list[str] = []
         out_rows: list[list[Any]] = []
         for start in range(0, len(rows), size):
-            if cancel.is_set():
+            try:
+                port = scorer.port(cancel, timeout)
+            except TimeoutError as e:
+                _log(store, job_id, str(e))
+                _save(store, job_id, state="TIMEOUT", endTime=now(), completionStats=_stats(processed, errors, str(e)))
+                return
+            if not port:
                 _log(store, job_id, f"cancelled after {processed} rows")
                 _save(store, job_id, state="CANCELLED", endTime=now(), completionStats=_stats(processed, errors, ""))
                 return
             chunk = [["" if v is None else str(v) for v in row] for row in rows[start:start + size]]
-            body = {"fields": fields, "rows": chunk}
+            body: dict[str, Any] = {"fields": fields, "rows": chunk}
             if parameters.get("includeInputFeatures"):
                 body["includeFieldsInOutput"] = fields
             elif parameters.get("idField"):
                 body["idField"] = parameters["idField"]
             raw = json.dumps(body).encode()
             began = time.perf_counter()
-            answer = http.request("POST", f"http://127.0.0.1:{port}/model/score", body=raw, timeout=60.0,
-                                  headers={"Content-Type": "application/json",
-                                           SECRET_HEADER: supervisor.secret_of(port)})
+            try:
+                answer = http.request("POST", f"http://127.0.0.1:{port}/model/score", body=raw, timeout=60.0,
+                                      headers={"Content-Type": "application/json",
+                                               SECRET_HEADER: supervisor.secret_of(port)})
+                status, data = answer.status, answer.data
+            except urllib3.exceptions.HTTPError as e:  # the scorer went away (its deployment was removed, say)
+                status, data = 503, str(e).encode()
             latency = (time.perf_counter() - began) * 1000
             if monitored:
                 copied = len(fields) if parameters.get("includeInputFeatures") else int(bool(parameters.get("idField")))
-                record_scoring(store, key, model.experiment_id, latency_ms=latency, status=answer.status,
-                               rows=len(chunk), scored=Scored(raw, answer.data, len(chunk), None, copied))
-            if answer.status != 200:
+                record_scoring(store, key, model.experiment_id, latency_ms=latency, status=status,
+                               rows=len(chunk), scored=Scored(raw, data, len(chunk), None, copied))
+            if status != 200:
                 errors += len(chunk)
-                _log(store, job_id, f"rows {start}-{start + len(chunk) - 1}: the scorer answered {answer.status}: "
-                                    f"{answer.data[:300].decode(errors='replace')}")
+                _log(store, job_id, f"rows {start}-{start + len(chunk) - 1}: the scorer answered {status}: "
+                                    f"{data[:300].decode(errors='replace')}")
                 continue
-            scored = json.loads(answer.data)
+            scored = json.loads(data)
             out_fields = scored.get("fields", out_fields)
             out_rows += scored.get("score", [])
             processed += len(chunk)
@@ -273,7 +322,7 @@ def _run(store: Store, supervisor: Any, job: dict[str, Any], model: ModelSpec, c
         _log(store, job_id, f"failed: {e}")
         _save(store, job_id, state="FAILED", endTime=now(), completionStats=_stats(processed, errors, str(e)[:4000]))
     finally:
-        supervisor.remove(key)
+        scorer.stop()
         _running(store).pop(job_id, None)
 
 
@@ -344,9 +393,9 @@ def create_job(call: Call, request: dict[str, Any]) -> dict[str, Any]:
     model = ModelSpec(experiment_id=composition["experimentId"], artifact_id=composition["artifactId"],
                       processor=composition["artifactProcessorName"], runtime=runtime, name=name,
                       environment=dict(instance.get("environmentVariables") or {}), replicas=1)
-    call.store.put(KIND, job, project_id=project_id, owner_id=call.user_id)
     cancel = threading.Event()
-    _running(call.store)[job_id] = cancel
+    _running(call.store)[job_id] = cancel  # before it is stored: a job not running here reads as cut off
+    call.store.put(KIND, job, project_id=project_id, owner_id=call.user_id)
     threading.Thread(target=_run, args=(call.store, call.supervisor, job, model, cancel),
                      name=f"batch-{job_id[:8]}", daemon=True).start()
     return {"job": _public(job)}
@@ -358,10 +407,14 @@ def get_job(call: Call, request: dict[str, Any]) -> dict[str, Any]:
 
 
 def _jobs(call: Call, parent: Any) -> list[dict[str, Any]]:
-    project_id = _parent(call, parent)
+    """The jobs of a workspace (``workspaces/-``: of every workspace the caller may read)."""
+    if str(parent) == "workspaces/-":
+        where, params = readable_projects_sql(call)
+    else:
+        where, params = "e.project_id = ?", [_parent(call, parent)]
     with call.store.reading() as db:
-        rows = db.execute("SELECT data FROM entity WHERE kind = ? AND project_id = ? ORDER BY created_time, id",
-                          (KIND, project_id)).fetchall()
+        rows = db.execute(f"SELECT e.data FROM entity e WHERE e.kind = ? AND {where} ORDER BY e.created_time, e.id",
+                          (KIND, *params)).fetchall()
     return [_settled(call.store, json.loads(r["data"])) for r in rows]
 
 

@@ -10,12 +10,16 @@ record (``services/deployments.py``), converted field by field:
   ``deploymentComposition`` naming ``deployableArtifactType``, ``artifactProcessor`` and
   ``runtime`` (a runtime id, or ``workspaces/<W>/runtimes/<id>``) where the legacy one names
   ``...Name``; resources, environment variables and weights carry over. ``external``
-  deployments (a proxy in front of a scorer elsewhere) are refused: the sandbox runs its scorers.
+  deployments (a proxy in front of a scorer elsewhere) are refused (FAILED_PRECONDITION): the
+  sandbox runs its own scorers.
 * ``securities`` (or the older single ``security``): a passphrase (``PLAINTEXT`` kept as sent
   and read back; ``PBKDF2`` or ``BCRYPT`` hashed by the sandbox with bcrypt and never read back:
   the entry reads ``hashAlgorithm: BCRYPT``), token authentication (OIDC: a sandbox access token
   of a user who may read the workspace), or ``disabledSecurity``. Entries get the ids ``1``
-  (passphrase) and ``2`` (token). API keys are not implemented (UNIMPLEMENTED).
+  (passphrase) and ``2`` (token); updates take the whole list (``deployment.securities``) or
+  per-entry paths (``deployment.securities.<id>``, ``deployment.securities.+<N>``). A deployment
+  keeps at most one passphrase and one token entry; server-generated API keys are refused
+  (INVALID_ARGUMENT). With both, the scoring URL takes either.
 * ``monitoringOptions.enabled`` is the legacy ``monitor.enable``; ``cors`` is ``customCors``.
 * Create, update (PATCH with ``updateMask``: ``display_name``, ``description``, and the paths
   1.6.5 writes, ``deployment.securities``, ``deployment.kubernetes_resource_spec``,
@@ -28,13 +32,15 @@ Statuses are ``.../deployments/D/status`` (the legacy states; ``UNHEALTY`` reads
 ``{gateway}/D/model/score`` (``sample_request``, ``capabilities``; ``schema`` and ``/D/readyz``
 beside it, as 1.6.5 derives them from the score URL's first segment): the same scorers as the
 legacy ``{gateway}/deployments/D/model/...``. ``generateLogs`` stores the deployment's log lines
-as a zip artifact of the workspace (one ``<source>.log`` per source, lines ``TIME [SOURCE] TEXT``).
+as a zip artifact of the workspace (one ``<source>.log`` per source, lines ``TIME [SOURCE] TEXT``;
+type ``deployment/logs``, location the deployment's name), replacing the one an earlier call made.
 
 Endpoints are the legacy endpoints (``services/endpoints.py``), ``workspaces/P/endpoints/E``
 targeting ``workspaces/P/deployments/D``; a new one lives in its target's environment (the
 project's DEV one when it has none). Pause and resume set the replicas of every element to 0
-and back (the legacy ``replicas`` rule: 0 runs no scorer). Schedules, on-demand scaling,
-runtime image upgrades and the profiling suggestion answer UNIMPLEMENTED, saying so.
+and back (the legacy ``replicas`` rule: 0 runs no scorer); ``retry`` rolls a FAILED deployment
+out again. Not implemented (the gateway answers UNIMPLEMENTED): schedules, on-demand scaling,
+runtime image upgrades, deleting monitoring data alone, the profiling suggestion.
 """
 
 from __future__ import annotations
@@ -56,12 +62,13 @@ from mlops_nb.sandbox.rpc import (
     invalid_argument,
     new_id,
     not_found,
+    not_implemented,
     now,
 )
 from mlops_nb.sandbox.runtime.runtimes import cannot_run
 from mlops_nb.sandbox.services import endpoints as legacy_endpoints
 from mlops_nb.sandbox.services.access import project_role, readable_projects_sql, require_project
-from mlops_nb.sandbox.services.artifacts import write_artifact_bytes
+from mlops_nb.sandbox.services.artifacts import delete_artifacts, write_artifact_bytes
 from mlops_nb.sandbox.services.deployments import (
     DEPLOYER_KIND,
     MODE_FIELDS,
@@ -79,8 +86,7 @@ from mlops_nb.sandbox.services.environments import default_environment_id
 from mlops_nb.sandbox.services.rest import memory_count, memory_list
 from mlops_nb.wire.messages import message_class, parse_timestamp
 
-__all__ = ["MIGRATIONS", "deployment_name", "forget_pause", "legacy_deployment", "scoring_root", "v2_deployment",
-           "unimplemented"]
+__all__ = ["MIGRATIONS", "deployment_name", "forget_pause", "legacy_deployment", "scoring_root", "v2_deployment"]
 
 MIGRATIONS: list[tuple[str, str]] = [
     # What PauseDeployment scaled to zero, restored by ResumeDeployment.
@@ -92,10 +98,6 @@ _ENDPOINT = re.compile(r"^workspaces/([^/]+)/endpoints/([^/]+)$")
 _V2_MODES = {"single": "singleDeployment", "shadow": "shadowDeployment", "split": "splitDeployment"}
 _STATES = {"UNHEALTY": "UNHEALTHY"}  # the legacy enum's spelling
 PASSPHRASE_ID, TOKEN_ID = "1", "2"
-
-
-def unimplemented(what: str) -> RpcError:
-    return RpcError(12, f"the mlops_nb sandbox does not implement {what}; it works against a real MLOps gateway")
 
 
 # -- names ---------------------------------------------------------------------------------------
@@ -289,7 +291,8 @@ def _legacy_security(v2: dict[str, Any], current: dict[str, Any] | None) -> dict
     for i, entry in enumerate(entries):
         where = f"securities[{i}]"
         if entry.get("apiKey") is not None:
-            raise unimplemented(f"{where}.api_key (server-generated API keys); use a passphrase or token_auth")
+            raise invalid_argument(f"{where}.api_key: the sandbox generates no API keys; use a passphrase or "
+                                   "token_auth")
         if entry.get("passphrase") is not None:
             seen.append("passphrase")
             given = entry["passphrase"]
@@ -424,8 +427,7 @@ def _masked(mask: str) -> tuple[bool, set[str]]:
             shape = True
         elif head in _OTHER_PATHS:
             if head in ("securities", "security") and short != head:
-                raise unimplemented(f"per-entry security updates ({path!r}); send the whole list with "
-                                    "update_mask 'deployment.securities'")
+                continue  # a per-entry path: see _granular_securities
             others.add(_OTHER_PATHS[head])
         elif head == "external":
             raise failed_precondition("the sandbox runs no external deployments")
@@ -436,6 +438,34 @@ def _masked(mask: str) -> tuple[bool, set[str]]:
     return shape, others
 
 
+def _granular_securities(current: list[dict[str, Any]], given: list[dict[str, Any]], mask: str,
+                         ) -> list[dict[str, Any]] | None:
+    """The security entries after per-entry mask paths (None when the mask has none): ``<id>`` replaces
+    that entry with the body's entry of that id, or deletes it when the body has none; ``+<N>`` inserts
+    the body's N entries without an id."""
+    paths = [p.strip().removeprefix("deployment.") for p in mask.split(",")]
+    paths = [p.split(".", 1)[1] for p in paths if p.startswith(("securities.", "security."))]
+    if not paths:
+        return None
+    entries = {e.get("id", ""): e for e in current if "disabledSecurity" not in e}
+    by_id = {e.get("id"): e for e in given if e.get("id")}
+    inserts = [e for e in given if not e.get("id")]
+    for path in paths:
+        if path.startswith("+"):
+            if not path[1:].isdigit() or int(path[1:]) != len(inserts):
+                raise invalid_argument(f"updateMask path securities.{path} must be +N with N the body's entries "
+                                       f"without an id ({len(inserts)})")
+            for entry in inserts:
+                entries[PASSPHRASE_ID if entry.get("passphrase") is not None else TOKEN_ID] = entry
+        elif path not in entries:
+            raise not_found("security entry", path)
+        elif path in by_id:
+            entries[path] = by_id[path]
+        else:
+            del entries[path]
+    return list(entries.values())
+
+
 def _apply_v2_update(call: Call, deployer: dict[str, Any], given: dict[str, Any], mask: str) -> dict[str, Any]:
     shape, others = _masked(mask)
     if not mask:  # no mask: every field the body sets
@@ -443,10 +473,16 @@ def _apply_v2_update(call: Call, deployer: dict[str, Any], given: dict[str, Any]
         others = {k for k in ("displayName", "description", "securities", "cors", "monitoringOptions") if k in given}
         if "security" in given:
             others.add("securities")
-    if not shape and not others:
+    if not shape and not others and ".securities." not in f".{mask}":
         raise invalid_argument("nothing to update: name fields in update_mask (e.g. display_name)")
     current = v2_deployment(call, deployer)
     updated = dict(current)
+    entries = _granular_securities(current["securities"], given.get("securities") or [], mask)
+    if entries is not None:
+        if "securities" in others:
+            raise invalid_argument("updateMask names deployment.securities and per-entry paths "
+                                   "(deployment.securities.<id>); use one or the other")
+        updated["securities"] = entries
     if shape:
         if not any(given.get(m) for m in _V2_MODES):
             raise invalid_argument("the update_mask changes the deployment's elements: send single, shadow or split")
@@ -620,6 +656,7 @@ def batch_get_deployments_metadata(call: Call, request: dict[str, Any]) -> dict[
 
 
 _SOURCE = re.compile(r"[^A-Za-z0-9._-]+")
+LOGS_TYPE = "deployment/logs"
 
 
 @handles("deployer.log.generate_logs", generation="workspaces")
@@ -643,8 +680,15 @@ def generate_logs(call: Call, request: dict[str, Any]) -> dict[str, Any]:
         for source, lines in (files or {"deployment": []}).items():
             archive.writestr(f"{source}.log", "\n".join(lines) + ("\n" if lines else ""))
     created = now()
-    artifact = {"id": new_id(), "entityId": deployer["projectId"], "entityType": "PROJECT",
-                "type": "deployment/logs", "state": "EMPTY", "size": "0", "createdTime": created,
+    name = deployment_name(deployer)
+    # One archive per deployment: the one an earlier call made is replaced.
+    with call.store.reading() as db:
+        earlier = [r["id"] for r in db.execute(
+            "SELECT id FROM entity WHERE kind = 'artifact' AND parent_id = ? AND json_extract(data, '$.type') = ? "
+            "AND json_extract(data, '$.location') = ?", (deployer["projectId"], LOGS_TYPE, name))]
+    delete_artifacts(call.store, earlier)
+    artifact = {"id": new_id(), "entityId": deployer["projectId"], "entityType": "PROJECT", "location": name,
+                "type": LOGS_TYPE, "state": "EMPTY", "size": "0", "createdTime": created,
                 "lastModifiedTime": created, "mimeType": "application/zip"}
     call.store.put("artifact", artifact, project_id=deployer["projectId"], parent_id=deployer["projectId"],
                    owner_id=call.user_id)
@@ -797,7 +841,7 @@ def list_security_option_types(call: Call, request: dict[str, Any]) -> dict[str,
 
 @handles("deployer.config.get_default_security_option_type", generation="workspaces")
 def get_default_security_option_type(call: Call, request: dict[str, Any]) -> dict[str, Any]:
-    return {"securityOptionType": _SECURITY_TYPES[3]}
+    return {"defaultSecurityOptionType": _SECURITY_TYPES[3]}
 
 
 @handles("deployer.config.get_monitoring_config", generation="workspaces")
@@ -810,8 +854,8 @@ def get_monitoring_config(call: Call, request: dict[str, Any]) -> dict[str, Any]
 @handles("deployer.config.discover_default_runtime_kubernetes_resource_requirements", generation="workspaces")
 def discover_default_runtime_kubernetes_resource_requirements(call: Call, request: dict[str, Any]) -> dict[str, Any]:
     # Recorded on every deployment, not enforced: the sandbox's scorers are local processes.
-    return {"kubernetesResourceRequirements": {"requests": {"cpu": "250m", "memory": "512Mi"},
-                                               "limits": {"cpu": "1", "memory": "1Gi"}}}
+    return {"defaultRuntimeKubernetesResourceRequirements": {"requests": {"cpu": "250m", "memory": "512Mi"},
+                                                             "limits": {"cpu": "1", "memory": "1Gi"}}}
 
 
 @handles("deployer.config.discover_kubernetes_deployment_max_replicas", generation="workspaces")
@@ -871,7 +915,7 @@ def list_experiment_artifact_compositions(call: Call, request: dict[str, Any]) -
     with call.store.reading() as db:
         rows = db.execute("SELECT data FROM entity WHERE kind = 'artifact' AND parent_id = ?", (parts[3],)).fetchall()
     types = {json.loads(r["data"]).get("type", "") for r in rows if json.loads(r["data"]).get("state") == "AVAILABLE"}
-    return {"artifactCompositions": _compositions(types)}
+    return {"experimentArtifactCompositions": _compositions(types)}
 
 
 @handles("deployer.composition.list_model_types", generation="workspaces")
@@ -908,12 +952,5 @@ _NOT_DONE = {
 }
 
 
-def _refuse(what: str) -> Callable[[Call, dict[str, Any]], None]:
-    def refuse(call: Call, request: dict[str, Any]) -> None:
-        raise unimplemented(what)
-
-    return refuse
-
-
 for _method, _what in _NOT_DONE.items():
-    handles(_method, generation="workspaces")(_refuse(_what))
+    not_implemented(_method, _what, generation="workspaces")

@@ -45,6 +45,9 @@ def apply_update(current: dict[str, Any], patch: Message | None, update_mask: st
         raise invalid_argument("the request needs the entity with the new values")
     fields = {f.name: f for f in type(patch).fields()}
     by_any_name = {alias: fields[name] for name in updatable for alias in (name, fields[name].json)}
+    # The workspaces API's client names a display name by storage's column, "name".
+    if "display_name" in updatable and "name" not in fields:
+        by_any_name["name"] = fields["display_name"]
     names = [n.strip() for n in update_mask.split(",") if n.strip()]
     if names:
         unknown = [n for n in names if n not in by_any_name]

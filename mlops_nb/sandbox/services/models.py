@@ -46,6 +46,7 @@ from mlops_nb.sandbox.services.access import readable_projects_sql, require_proj
 from mlops_nb.sandbox.services.artifacts import delete_artifact_rows, remove_blobs
 from mlops_nb.sandbox.services.deployments import deployments_serving
 from mlops_nb.sandbox.services.entities import apply_update, find_experiment, replace_data
+from mlops_nb.sandbox.services.rest import storage_filter
 from mlops_nb.wire.messages import message_class
 
 MIGRATIONS: list[tuple[str, str]] = [
@@ -132,6 +133,11 @@ def get_registered_model_by_name(call: Call, request: Any) -> dict[str, Any]:
 
 
 def _models_of(call: Call, project_id: str) -> ListQuery:
+    """The models of a project; with none given (the workspaces API's client lists across
+    workspaces so), of every project the caller may read."""
+    if not project_id:
+        readable, params = readable_projects_sql(call)
+        return ListQuery(kind=MODEL, message="StorageRegisteredModel", where=readable, params=params)
     require_project(call, project_id)
     return ListQuery(kind=MODEL, message="StorageRegisteredModel", where="e.project_id = ?", params=[project_id])
 
@@ -144,7 +150,9 @@ def list_registered_models(call: Call, request: Any) -> dict[str, Any]:
 
 @handles("storage.registered_model.count_registered_models")
 def count_registered_models(call: Call, request: Any) -> dict[str, Any]:
-    return {"registeredModelCount": count_matching(call, _models_of(call, request.project_id))}
+    # The workspaces API's request adds a filter.
+    return {"registeredModelCount": count_matching(call, _models_of(call, request.project_id),
+                                                   filter=storage_filter(request.unknown_fields))}
 
 
 @handles("storage.registered_model.update_registered_model")
@@ -297,7 +305,8 @@ def list_model_versions_for_model(call: Call, request: Any) -> dict[str, Any]:
 
 @handles("storage.registered_model_version.count_model_versions")
 def count_model_versions(call: Call, request: Any) -> dict[str, Any]:
-    return {"count": count_matching(call, _versions_of(call, request.registered_model_id))}
+    return {"count": count_matching(call, _versions_of(call, request.registered_model_id),
+                                    filter=storage_filter(request.unknown_fields))}
 
 
 def _refuse_if_deployed(call: Call, version_ids: list[str]) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlops_nb.sandbox.rpc import Call, RpcError, handles, invalid_argument, not_found
+from mlops_nb.sandbox.rpc import Call, handles, invalid_argument, not_found, not_implemented
 from mlops_nb.sandbox.services.batch import job_experiments, job_key
 from mlops_nb.sandbox.services.deployments import deployment_view, elements_of
 from mlops_nb.sandbox.services.monitoring import (
@@ -192,7 +192,6 @@ def count_aggregates(call: Call, request: dict[str, Any]) -> dict[str, Any]:
     return {"count": str(memory_count(_scoring_rows(call, request.get("parent")), request, _FIELDS))}
 
 
-@handles("monitoring.aggregate.generate_aggregator_config", generation="workspaces")
-def generate_aggregator_config(call: Call, request: dict[str, Any]) -> None:
-    raise RpcError(12, "the mlops_nb sandbox does not implement GenerateAggregatorConfig (its aggregates are "
-                       "computed from the recorded scoring rows, with no aggregator to configure)")
+not_implemented("monitoring.aggregate.generate_aggregator_config",
+                "an aggregator configuration (its aggregates are computed from the recorded scoring rows, with "
+                "no aggregator to configure)", generation="workspaces")

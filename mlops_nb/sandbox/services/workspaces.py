@@ -6,10 +6,10 @@ project handlers, so the legacy face sees the same project and its DEV/PROD envi
 and deletion cascade. What projects lack is kept beside it (kind ``workspace_meta``, deleted with
 the project): ``annotations``, and ``archiveTime``/``archiver`` once archived. An archived
 workspace is read and used as before but left out of lists and counts unless ``showArchived``.
-Listing and counting take AIP-160 ``filter``/``orderBy`` over ``display_name``, ``description``,
+Listing and counting take AIP-160 ``filter``/``orderBy`` over ``name``, ``display_name``, ``description``,
 ``create_time``, ``update_time``. Deleting is at once and for good, as the legacy DeleteProject
-is: undelete (and ``showDeleted``, which finds nothing) and importing answer UNIMPLEMENTED (no
-handler).
+is: undelete and importing answer UNIMPLEMENTED (no handler; ``showDeleted`` adds nothing to a
+list).
 
 Users are storage's users: ``users/<user id>`` (the id ``GET /me`` answers in ``X-User-Id``),
 display name and login principal the username, the primary email as the one email.
@@ -17,10 +17,11 @@ display name and login principal the username, the primary email as the one emai
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
-from mlops_nb.sandbox.rpc import Call, handles, invalid_argument, now
+from mlops_nb.sandbox.rpc import Call, handles, invalid_argument, not_implemented, now
 from mlops_nb.sandbox.services import projects
 from mlops_nb.sandbox.services.access import require_project
 from mlops_nb.sandbox.services.rest import resource_id, rest_count, rest_list
@@ -33,9 +34,9 @@ META_KIND = "workspace_meta"
 NOT_ARCHIVED = (f"NOT EXISTS (SELECT 1 FROM entity m WHERE m.kind = '{META_KIND}' AND m.id = e.id "
                 "AND json_extract(m.data, '$.archiveTime') IS NOT NULL)")
 # REST field names of a workspace -> the project's (as storage filters and sorts them).
-WORKSPACE_FIELDS = {"display_name": "display_name", "description": "description", "create_time": "created_time",
+WORKSPACE_FIELDS = {"name": "name", "display_name": "display_name", "description": "description", "create_time": "created_time",
                     "update_time": "last_modified_time"}
-USER_FIELDS = {"display_name": "username", "login_principal": "username", "email": "primary_email",
+USER_FIELDS = {"name": "name", "display_name": "username", "login_principal": "username", "email": "primary_email",
                "create_time": "created_time"}
 
 
@@ -109,7 +110,8 @@ def get_workspace(call: Call, request: dict[str, Any]) -> dict[str, Any]:
 
 def _workspaces(call: Call, request: dict[str, Any]) -> Any:
     """The projects a list or count of workspaces covers: archived ones only with ``showArchived``."""
-    return projects.projects_query(call, "1" if request.get("showArchived") else NOT_ARCHIVED)
+    query = projects.projects_query(call, "1" if request.get("showArchived") else NOT_ARCHIVED)
+    return dataclasses.replace(query, fields={"name": ("'workspaces/' || e.id", "string")})
 
 
 def _list(call: Call, request: dict[str, Any]) -> dict[str, Any]:
@@ -192,7 +194,17 @@ def unarchive_workspace(call: Call, request: dict[str, Any]) -> dict[str, Any]:
     return _archive(call, request, False)
 
 
+_UNDELETE = "undeleting workspaces (the sandbox deletes a workspace at once and for good, as DeleteProject does)"
+not_implemented("authz.workspace.undelete_workspace", _UNDELETE, generation="workspaces")
+not_implemented("authz.workspace.undelete_workspace2", _UNDELETE, generation="workspaces")
+not_implemented("authz.workspace.import_workspace", "importing workspaces exported by another MLOps installation",
+                generation="workspaces")
+
+
 # -- users ---------------------------------------------------------------------------------------
+
+
+_USERS = dataclasses.replace(USERS, fields={"name": ("'users/' || e.id", "string")})
 
 
 def _user_wire(user: dict[str, Any]) -> dict[str, Any]:
@@ -208,7 +220,7 @@ def get_user(call: Call, request: dict[str, Any]) -> dict[str, Any]:
 
 @handles("authz.user.list_users", generation="workspaces")
 def list_users(call: Call, request: dict[str, Any]) -> dict[str, Any]:
-    items, token = rest_list(call, USERS, request, USER_FIELDS)
+    items, token = rest_list(call, _USERS, request, USER_FIELDS)
     return {"users": [_user_wire(u) for u in items], "nextPageToken": token}
 
 
@@ -217,7 +229,7 @@ def _by_email(call: Call, request: dict[str, Any]) -> dict[str, Any]:
     if not email:
         raise invalid_argument("email is required")
     quoted = email.replace("\\", "\\\\").replace("'", "\\'")
-    items, token = rest_list(call, USERS, {**request, "filter": f"email = '{quoted}'"}, USER_FIELDS)
+    items, token = rest_list(call, _USERS, {**request, "filter": f"email = '{quoted}'"}, USER_FIELDS)
     return {"users": [_user_wire(u) for u in items], "nextPageToken": token}
 
 
