@@ -213,6 +213,16 @@ def test_monitoring_aggregates_after_traffic(deployed: dict[str, Any]) -> None:
     assert deployed["aggregates"]["first_type"] == "NUMERICAL"
 
 
+def test_the_official_client_reads_the_sandboxs_configuration_and_the_deployments_make_up(
+        deployed: dict[str, Any]) -> None:
+    assert deployed["configs"] == {
+        "security_types": ["SecurityType.DISABLED", "SecurityType.HASHED_PASSPHRASE", "SecurityType.OIDC_AUTH",
+                           "SecurityType.PLAIN_PASSPHRASE"],
+        "max_replicas": 4, "requests": {"cpu": "250m", "memory": "512Mi"}, "monitoring": True}
+    assert deployed["described"] == {"mode": "DeploymentModeType.SINGLE_MODEL", "endpoints": 1,
+                                     "runtimes": [_mlflow_runtime()], "replicas": 1}
+
+
 def test_update_logs_and_endpoint(deployed: dict[str, Any], sandbox: Sandbox, alice: Any) -> None:
     updated = deployed["updated"]
     assert (updated["name"], updated["description"]) == ("iris renamed", "updated by h2o-mlops 1.6.5")

@@ -96,6 +96,8 @@ deployment.wait_for_healthy(timeout=180, interval=1)
 seconds["pause_resume"] = time.monotonic() - started
 after_resume = deployment.scorer.score(sample, auth_value="n3w-hashed")
 endpoint = deployment.configure_endpoint(path="iris-ws", name="iris endpoint")
+configs = mlops.configs
+described = workspace.deployments.get(deployment.uid)
 
 print(json.dumps({
     "workspace": workspace.uid, "experiment": experiment.uid, "deployment": deployment.uid,
@@ -115,6 +117,12 @@ print(json.dumps({
                 "scored": after_update, "securities": securities, "with_token": with_token},
     "paused": paused, "after_resume": after_resume,
     "logs": {k: len(v) for k, v in logs.items()},
+    "configs": {"security_types": sorted(str(t) for t in configs.allowed_security_types),
+                "max_replicas": configs.allowed_k8s_max_replicas, "requests": configs.default_k8s_requests,
+                "monitoring": bool(configs.monitoring_config)},
+    "described": {"mode": str(described.mode), "endpoints": described.endpoints_count,
+                  "runtimes": [c.scoring_runtime.runtime.uid for c in described.composition_options],
+                  "replicas": described.kubernetes_options.replicas if described.kubernetes_options else None},
     "endpoint": {"uid": endpoint.uid, "path": endpoint.path,
                  "target": endpoint.target_deployment.uid if endpoint.target_deployment else None},
 }, default=str))
