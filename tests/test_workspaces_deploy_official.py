@@ -138,7 +138,8 @@ def test_a_workspace_viewer_reads_the_deployment_without_its_secrets(deployed: d
         viewer.deployer.deployment.delete_deployment(name=name)
 
 
-def test_the_rest_of_the_deployer_face_through_our_own_client(deployed: dict[str, Any], sandbox: Sandbox) -> None:
+def test_the_rest_of_the_deployer_face_through_our_own_client(deployed: dict[str, Any], sandbox: Sandbox,
+                                                              alice: Any) -> None:
     client = sandbox.client("alice", generation="workspaces")
     workspace = f"workspaces/{deployed['workspace']}"
     name = f"{workspace}/deployments/{deployed['deployment']}"
@@ -168,6 +169,11 @@ def test_the_rest_of_the_deployer_face_through_our_own_client(deployed: dict[str
     assert "mlflow" in {t.name for t in client.deployer.composition.list_model_types().model_types}
     assert [s.name for s in client.batch.source_spec.list_source_specs().source_specs] == ["sourceSpecs/local"]
     assert client.batch.sink_spec.get_sink_spec(name="sinkSpecs/local").sink_spec.supported_mime_types
+    # Logs again: the archive replaces the one the official client's logs() made (one per deployment).
+    archive = client.deployer.log.generate_logs(name=name).artifact_id
+    kept = [a.id for a in alice.storage.artifact.list_entity_artifacts(entity_id=deployed["workspace"]).artifact
+            if a.type == "deployment/logs"]
+    assert kept == [archive]
 
 
 def test_a_batch_job_scores_a_local_csv_through_the_models_scorer(deployed: dict[str, Any],

@@ -84,6 +84,7 @@ __all__ = [
     "finish_upload",
     "abort_upload",
     "write_artifact_bytes",
+    "delete_artifacts",
     "writable_artifact",
     "MODEL_INGESTION",
 ]
@@ -520,6 +521,13 @@ def write_artifact_bytes(store: Store, artifact_id: str, data: bytes) -> None:
         abort_upload(store, upload)
         raise
     finish_upload(store, upload)
+
+
+def delete_artifacts(store: Store, artifact_ids: Sequence[str]) -> None:
+    """Delete these artifacts and their bytes (ones the sandbox made itself, such as log archives it replaces)."""
+    with store.transaction() as db:
+        _delete_artifacts(store, db, artifact_ids)
+    remove_blobs(store, artifact_ids)
 
 
 def abort_upload(store: Store, upload: _Upload) -> None:

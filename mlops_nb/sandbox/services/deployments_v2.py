@@ -32,7 +32,8 @@ Statuses are ``.../deployments/D/status`` (the legacy states; ``UNHEALTY`` reads
 ``{gateway}/D/model/score`` (``sample_request``, ``capabilities``; ``schema`` and ``/D/readyz``
 beside it, as 1.6.5 derives them from the score URL's first segment): the same scorers as the
 legacy ``{gateway}/deployments/D/model/...``. ``generateLogs`` stores the deployment's log lines
-as a zip artifact of the workspace (one ``<source>.log`` per source, lines ``TIME [SOURCE] TEXT``).
+as a zip artifact of the workspace (one ``<source>.log`` per source, lines ``TIME [SOURCE] TEXT``;
+type ``deployment/logs``, location the deployment's name), replacing the one an earlier call made.
 
 Endpoints are the legacy endpoints (``services/endpoints.py``), ``workspaces/P/endpoints/E``
 targeting ``workspaces/P/deployments/D``; a new one lives in its target's environment (the
@@ -67,7 +68,7 @@ from mlops_nb.sandbox.rpc import (
 from mlops_nb.sandbox.runtime.runtimes import cannot_run
 from mlops_nb.sandbox.services import endpoints as legacy_endpoints
 from mlops_nb.sandbox.services.access import project_role, readable_projects_sql, require_project
-from mlops_nb.sandbox.services.artifacts import write_artifact_bytes
+from mlops_nb.sandbox.services.artifacts import delete_artifacts, write_artifact_bytes
 from mlops_nb.sandbox.services.deployments import (
     DEPLOYER_KIND,
     MODE_FIELDS,
@@ -655,6 +656,7 @@ def batch_get_deployments_metadata(call: Call, request: dict[str, Any]) -> dict[
 
 
 _SOURCE = re.compile(r"[^A-Za-z0-9._-]+")
+LOGS_TYPE = "deployment/logs"
 
 
 @handles("deployer.log.generate_logs", generation="workspaces")
@@ -678,8 +680,15 @@ def generate_logs(call: Call, request: dict[str, Any]) -> dict[str, Any]:
         for source, lines in (files or {"deployment": []}).items():
             archive.writestr(f"{source}.log", "\n".join(lines) + ("\n" if lines else ""))
     created = now()
-    artifact = {"id": new_id(), "entityId": deployer["projectId"], "entityType": "PROJECT",
-                "type": "deployment/logs", "state": "EMPTY", "size": "0", "createdTime": created,
+    name = deployment_name(deployer)
+    # One archive per deployment: the one an earlier call made is replaced.
+    with call.store.reading() as db:
+        earlier = [r["id"] for r in db.execute(
+            "SELECT id FROM entity WHERE kind = 'artifact' AND parent_id = ? AND json_extract(data, '$.type') = ? "
+            "AND json_extract(data, '$.location') = ?", (deployer["projectId"], LOGS_TYPE, name))]
+    delete_artifacts(call.store, earlier)
+    artifact = {"id": new_id(), "entityId": deployer["projectId"], "entityType": "PROJECT", "location": name,
+                "type": LOGS_TYPE, "state": "EMPTY", "size": "0", "createdTime": created,
                 "lastModifiedTime": created, "mimeType": "application/zip"}
     call.store.put("artifact", artifact, project_id=deployer["projectId"], parent_id=deployer["projectId"],
                    owner_id=call.user_id)
