@@ -326,12 +326,12 @@ def test_drift_reads_every_missing_value_token_of_the_scorer_as_missing() -> Non
     import pandas as pd
 
     from mlops_nb.sandbox.runtime.scorer import MISSING
-    from mlops_nb.sandbox.services.monitoring import _bins, _psi, _shares
+    from mlops_nb.sandbox.services.monitoring import _psi, _shares, bins_of
 
     rng = np.random.default_rng(19)
     baseline = pd.Series([f"{v:.3f}" for v in rng.normal(size=1000)], dtype=object)
     later = pd.Series([f"{v:.3f}" for v in rng.normal(size=1000)], dtype=object)
-    kind, bins = _bins(baseline)
+    kind, bins = bins_of(baseline)
     assert kind == "numeric"
     clean = _psi(_shares(baseline, kind, bins), _shares(later, kind, bins))
     for token in sorted(MISSING) + ["NULL", " None "]:

@@ -213,6 +213,26 @@ def test_monitoring_aggregates_after_traffic(deployed: dict[str, Any]) -> None:
     assert deployed["aggregates"]["first_type"] == "NUMERICAL"
 
 
+def test_the_official_client_reads_the_sandboxs_configuration_and_the_deployments_make_up(
+        deployed: dict[str, Any]) -> None:
+    assert deployed["configs"] == {
+        "security_types": ["SecurityType.DISABLED", "SecurityType.HASHED_PASSPHRASE", "SecurityType.OIDC_AUTH",
+                           "SecurityType.PLAIN_PASSPHRASE"],
+        "max_replicas": 4, "requests": {"cpu": "250m", "memory": "512Mi"}, "monitoring": True}
+    assert deployed["described"] == {"mode": "DeploymentModeType.SINGLE_MODEL", "endpoints": 1,
+                                     "runtimes": [_mlflow_runtime()], "replicas": 1}
+
+
+def test_an_ab_test_of_two_versions_is_a_legacy_split(deployed: dict[str, Any], alice: Any) -> None:
+    ab = deployed["ab"]
+    assert (ab["mode"], ab["weights"]) == ("DeploymentModeType.AB_TEST", [70, 30])
+    assert ab["experiments"] == [deployed["experiment"], deployed["second_experiment"]]
+    assert len(ab["scored"]["score"]) == len(deployed["sample"]["rows"])  # no security: scored without a credential
+    # Deleted by the script: gone from the legacy face (or on its way out).
+    left = {d.id: d.type for d in alice.storage.deployment.list_deployments(project_id=deployed["workspace"]).deployment}
+    assert ab["uid"] not in left or left[ab["uid"]] == "SPLIT_TRAFFIC"
+
+
 def test_update_logs_and_endpoint(deployed: dict[str, Any], sandbox: Sandbox, alice: Any) -> None:
     updated = deployed["updated"]
     assert (updated["name"], updated["description"]) == ("iris renamed", "updated by h2o-mlops 1.6.5")
@@ -220,7 +240,7 @@ def test_update_logs_and_endpoint(deployed: dict[str, Any], sandbox: Sandbox, al
     assert len(updated["scored"]["score"]) == len(deployed["sample"]["rows"])
     assert updated["securities"] == ["SecurityType.HASHED_PASSPHRASE", "SecurityType.OIDC_AUTH"]
     assert updated["with_token"] == updated["scored"]  # the same rows scored with an access token instead
-    assert deployed["paused"] == {"is_paused": True, "can_resume": True}
+    assert deployed["paused"] == {"is_paused": True, "can_resume": True, "state": "STOPPED"}
     assert deployed["after_resume"] == updated["scored"]
     assert sum(deployed["logs"].values()) > 0
     endpoint = deployed["endpoint"]
@@ -243,7 +263,9 @@ def test_the_official_client_lists_the_legacy_faces_deployment_and_deletes_its_o
             "artifact_processor_name": processor, "runtime_name": _mlflow_runtime()}}}).deployment
     seen = _run(workspaces_python, "deploy_reads_and_deletes.py", sandbox.gateway_url, sandbox.refresh_token("alice"),
                 deployed["workspace"], deployed["deployment"])
-    assert set(seen["listed"]) == {deployed["deployment"], legacy.id} and seen["count"] == 2
+    # (the A/B test the first script deleted may still be on its way out)
+    assert set(seen["listed"]) - {deployed["ab"]["uid"]} == {deployed["deployment"], legacy.id}
+    assert seen["count"] == len(seen["listed"])
     made = seen["listed"][legacy.id]
     assert (made["name"], made["mode"], made["security"]) == (
         "made by the legacy face", "DeploymentModeType.SINGLE_MODEL", ["SecurityType.DISABLED"])

@@ -90,12 +90,32 @@ logs = deployment.logs()
 
 started = time.monotonic()
 deployment.pause()
-paused = {"is_paused": deployment.is_paused, "can_resume": deployment.can_resume}
+paused = {"is_paused": deployment.is_paused, "can_resume": deployment.can_resume, "state": deployment.state}
 deployment.resume()
 deployment.wait_for_healthy(timeout=180, interval=1)
 seconds["pause_resume"] = time.monotonic() - started
 after_resume = deployment.scorer.score(sample, auth_value="n3w-hashed")
 endpoint = deployment.configure_endpoint(path="iris-ws", name="iris endpoint")
+configs = mlops.configs
+
+# An A/B test of two versions of the model (a second experiment from the same zip), 70/30.
+second = workspace.experiments.create(data=zip_path, name="iris again")
+model.register(experiment=second)
+started = time.monotonic()
+ab = workspace.deployments.create(
+    name="iris A/B", mode=types.DeploymentModeType.AB_TEST,
+    composition_options=[options.CompositionOptions(model=model, scoring_runtime=runtime, model_version=1,
+                                                    traffic_weight=70),
+                         options.CompositionOptions(model=model, scoring_runtime=runtime, model_version=2,
+                                                    traffic_weight=30)],
+    security_options=options.SecurityOptions(security_type=types.SecurityType.DISABLED))
+ab.wait_for_healthy(timeout=180, interval=1)
+seconds["ab_healthy"] = time.monotonic() - started
+ab_seen = {"uid": ab.uid, "mode": str(ab.mode), "experiments": [e.uid for e in ab.experiments],
+           "weights": [c.traffic_weight for c in ab.composition_options],
+           "scored": ab.scorer.score(sample)}
+ab.delete()
+described = workspace.deployments.get(deployment.uid)
 
 print(json.dumps({
     "workspace": workspace.uid, "experiment": experiment.uid, "deployment": deployment.uid,
@@ -115,6 +135,13 @@ print(json.dumps({
                 "scored": after_update, "securities": securities, "with_token": with_token},
     "paused": paused, "after_resume": after_resume,
     "logs": {k: len(v) for k, v in logs.items()},
+    "ab": ab_seen, "second_experiment": second.uid,
+    "configs": {"security_types": sorted(str(t) for t in configs.allowed_security_types),
+                "max_replicas": configs.allowed_k8s_max_replicas, "requests": configs.default_k8s_requests,
+                "monitoring": bool(configs.monitoring_config)},
+    "described": {"mode": str(described.mode), "endpoints": described.endpoints_count,
+                  "runtimes": [c.scoring_runtime.runtime.uid for c in described.composition_options],
+                  "replicas": described.kubernetes_options.replicas if described.kubernetes_options else None},
     "endpoint": {"uid": endpoint.uid, "path": endpoint.path,
                  "target": endpoint.target_deployment.uid if endpoint.target_deployment else None},
 }, default=str))

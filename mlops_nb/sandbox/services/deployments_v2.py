@@ -28,8 +28,8 @@ record (``services/deployments.py``), converted field by field:
   supervisor are the same.
 
 Statuses are ``.../deployments/D/status`` (the legacy states; ``UNHEALTY`` reads
-``UNHEALTHY``), metadata ``.../deployments/D/metadata`` with the scoring interface
-``{gateway}/D/model/score`` (``sample_request``, ``capabilities``; ``schema`` and ``/D/readyz``
+``UNHEALTHY``, and a deployment at zero replicas reads ``STOPPED``), metadata
+``.../deployments/D/metadata`` with the scoring interface ``{gateway}/D/model/score`` (``sample_request``, ``capabilities``; ``schema`` and ``/D/readyz``
 beside it, as 1.6.5 derives them from the score URL's first segment): the same scorers as the
 legacy ``{gateway}/deployments/D/model/...``. ``generateLogs`` stores the deployment's log lines
 as a zip artifact of the workspace (one ``<source>.log`` per source, lines ``TIME [SOURCE] TEXT``;
@@ -592,8 +592,12 @@ def _status_row(call: Call, deployer: dict[str, Any]) -> dict[str, Any]:
 def _v2_status(call: Call, deployer: dict[str, Any]) -> dict[str, Any]:
     status = _status_row(call, deployer)
     state = status.get("state", "DEPLOYMENT_STATE_UNSPECIFIED")
+    message = status.get("message", "")
+    stopped = all(e.get("kubernetesResourceSpec", {}).get("replicas", 1) <= 0 for e in elements_of(deployer))
+    if stopped and state not in ("FAILED", "TERMINATING"):  # at zero replicas nothing runs: paused or scaled to 0
+        state, message = "STOPPED", "no replicas run (paused or scaled to zero); resume it or give it replicas"
     return {"name": f"{deployment_name(deployer)}/status", "state": _STATES.get(state, state),
-            "message": status.get("message", ""), "updateTime": status.get("lastModifiedTime") or deployer["createdTime"],
+            "message": message, "updateTime": status.get("lastModifiedTime") or deployer["createdTime"],
             "updatesAllowed": state != "TERMINATING", "lastUpdateOutcome": "LAST_UPDATE_OUTCOME_UNSPECIFIED"}
 
 
