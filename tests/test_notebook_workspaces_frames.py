@@ -251,7 +251,7 @@ def test_passphrases_keys_and_credentials_never_show_in_frames_tables_or_cards()
     method = WS.method("deployer.deployment.list_deployments")
     frame = frame_from_wire(method, {"deployments": [DEPLOYMENT, SPLIT]})
     assert frame.loc[0, "security_passphrase_passphrase"] == HIDDEN
-    assert frame.loc[1, "security_passphrase_passphrase"] is pd.NA  # no security at all: missing, not hidden
+    assert pd.isna(frame.loc[1, "security_passphrase_passphrase"])  # no security at all: missing, not hidden
     assert frame.loc[0, "monitoring_options_baseline_source_cred_aws_secret_token"] == HIDDEN
     assert frame.loc[0, "monitoring_options_baseline_source_cred_aws_region"] == "eu-west-1"
     deployment = W("V2Deployment").from_wire(DEPLOYMENT)

@@ -106,6 +106,7 @@ def _entity_id(entity: dict[str, Any], below: str = "") -> str:
 def _username(user: dict[str, Any]) -> str | None:
     return user.get("username") or user.get("loginPrincipal") or user.get("displayName")
 
+
 class _FromSettings:
     """A default read from ``settings`` when the client is made (shows so in ``help()``)."""
 
