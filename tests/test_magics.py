@@ -28,7 +28,8 @@ LIST_PROJECTS = "/storage/ai.h2o.storage.ProjectService/ListProjects"
 
 @pytest.fixture(scope="module")
 def ip() -> Iterator[InteractiveShell]:
-    shell = get_ipython()
+    # globalipapp starts its shell once per process and hands it only to the first caller.
+    shell = get_ipython() or InteractiveShell.instance()
     shell.run_line_magic("load_ext", "mlops_nb")
     yield shell
     shell.run_line_magic("unload_ext", "mlops_nb")
