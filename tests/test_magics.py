@@ -28,7 +28,8 @@ LIST_PROJECTS = "/storage/ai.h2o.storage.ProjectService/ListProjects"
 
 @pytest.fixture(scope="module")
 def ip() -> Iterator[InteractiveShell]:
-    shell = get_ipython()
+    # globalipapp starts its shell once per process and hands it only to the first caller.
+    shell = get_ipython() or InteractiveShell.instance()
     shell.run_line_magic("load_ext", "mlops_nb")
     yield shell
     shell.run_line_magic("unload_ext", "mlops_nb")
@@ -363,9 +364,18 @@ def test_login_shows_the_form_prefilled(ip: InteractiveShell) -> None:
     assert result.success and result.result is None
     views = [o for o in captured.outputs if "application/vnd.jupyter.widget-view+json" in o.data]
     assert len(views) == 1
-    text = views[0].data["text/plain"]
-    assert text.startswith(LoginForm.__name__)
-    assert "value='https://api.example'" in text
+    assert views[0].data["text/plain"].startswith(LoginForm.__name__)
+    # The form shown, by its widget model id: its fields hold what the line gave.
+    from ipywidgets.widgets.widget import _instances
+
+    form = _instances[views[0].data["application/vnd.jupyter.widget-view+json"]["model_id"]]
+    assert isinstance(form, LoginForm)
+    assert (form.gateway_url.value, form.client_id.value, form.verify_tls.value) == ("https://api.example", "abc", False)
+    with capture_output() as captured:
+        run(ip, "%mlops login --cloud-url https://cloud.example").raise_error()
+    [view] = [o for o in captured.outputs if "application/vnd.jupyter.widget-view+json" in o.data]
+    assert _instances[view.data["application/vnd.jupyter.widget-view+json"]["model_id"]].cloud_url.value == \
+        "https://cloud.example"
 
 
 def test_logout(ip: InteractiveShell, alice: Any, capsys: pytest.CaptureFixture[str]) -> None:

@@ -298,9 +298,11 @@ def test_split_and_shadow_on_the_workspaces_face(clients: dict[str, Any], flows:
 
 @pytest.fixture
 def ip(clients: dict[str, Any]) -> Iterator[Any]:
+    from IPython.core.interactiveshell import InteractiveShell
     from IPython.testing.globalipapp import get_ipython
 
-    shell = get_ipython()
+    # globalipapp starts its shell once per process and hands it only to the first caller.
+    shell = get_ipython() or InteractiveShell.instance()
     shell.run_line_magic("load_ext", "mlops_nb")
     client = clients["workspaces"]
     session.set_current_client(client, operations(client).who_am_i())
@@ -321,8 +323,8 @@ def test_magics_on_a_workspaces_client(ip: Any, workspace: str, flows: dict[str,
     for command in ("projects", "workspaces"):
         assert "Iris" in set(line(f"%mlops {command}")["display_name"])
     assert set(line("%mlops experiments Iris")["display_name"]) >= {"iris-legacy", "iris-workspaces"}
-    listed = line("%mlops deployments Iris")
-    assert set(listed["display_name"]) >= {"iris-legacy", "iris-workspaces"} and set(listed["state"]) == {"HEALTHY"}
+    listed = line("%mlops deployments Iris").set_index("display_name")
+    assert set(listed.loc[["iris-legacy", "iris-workspaces"], "state"]) == {"HEALTHY"}
     status = line("%mlops status iris-legacy")
     assert type(status).__name__ == "V2DeploymentStatus" and str(status.state) == "HEALTHY"
     ip.user_ns.update(frame=model["X"].head(7), secret="petal")

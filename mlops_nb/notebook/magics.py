@@ -2,7 +2,7 @@
 
 Commands (``%mlops COMMAND --help`` for each)::
 
-    %mlops login [--gateway URL] [--token-endpoint URL] [--client-id ID] [--ca-bundle PATH] [--no-verify-tls]
+    %mlops login [--cloud-url URL] [--gateway URL] [--token-endpoint URL] [--client-id ID] [--ca-bundle PATH] [--no-verify-tls]
     %mlops logout
     %mlops whoami [-o NAME]
     %mlops projects [LIST OPTIONS]
@@ -254,7 +254,8 @@ class MLOps(Magics):
     def _login(self, args: argparse.Namespace) -> None:
         from mlops_nb.notebook.login import LoginForm  # ipywidgets: loaded when a form is shown
 
-        display(LoginForm(args.gateway, args.token_endpoint, args.client_id, ca_bundle=args.ca_bundle,
+        display(LoginForm(args.gateway, args.token_endpoint, args.client_id, cloud_url=args.cloud_url,
+                          ca_bundle=args.ca_bundle,
                           verify_tls=False if args.no_verify_tls else None))
 
     def _logout(self, args: argparse.Namespace) -> None:
@@ -521,6 +522,8 @@ def _command_parser() -> _Parser:
         sub[name].set_defaults(handler=handler)
 
     login = sub["login"]
+    login.add_argument("--cloud-url", metavar="URL",
+                       help="an H2O AI Cloud environment, whose discovery finds the rest (MLOps 1.0 and later)")
     login.add_argument("--gateway", metavar="URL", help="the MLOps gateway (default: $H2O_MLOPS_GATEWAY)")
     login.add_argument("--token-endpoint", metavar="URL",
                        help="the issuer or its token endpoint (default: $TOKEN_ENDPOINT)")
