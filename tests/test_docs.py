@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from mlops_nb.api import API
+from mlops_nb.api import API, description
 from mlops_nb.sandbox import services
 from mlops_nb.sandbox.rpc import HANDLERS, STREAM_HANDLERS
+from mlops_nb.sandbox.server import implemented
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -18,6 +19,13 @@ def test_readme_lists_exactly_the_methods_the_sandbox_does_not_implement() -> No
     missing = {m.qualified_name for m in API.methods if m.qualified_name not in HANDLERS | STREAM_HANDLERS}
     block = README.split("<!-- unimplemented:start -->")[1].split("<!-- unimplemented:end -->")[0]
     assert set(re.findall(r"`([a-z_.]+)`", block)) == missing
+
+
+def test_readme_lists_exactly_the_workspaces_methods_the_sandbox_does_not_implement() -> None:
+    services.migrations()  # imports every handler module
+    missing = {m.qualified_name for m in description("workspaces").methods if not implemented(m)}
+    block = README.split("<!-- unimplemented-workspaces:start -->")[1].split("<!-- unimplemented-workspaces:end -->")[0]
+    assert set(re.findall(r"`([a-z_0-9.]+)`", block)) == missing
 
 
 def test_ci_runs_the_readme_test_command() -> None:
