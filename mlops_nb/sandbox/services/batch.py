@@ -49,7 +49,7 @@ from mlops_nb.sandbox.runtime.supervisor import SECRET_HEADER
 from mlops_nb.sandbox.services.access import readable_projects_sql, require_project
 from mlops_nb.sandbox.services.deployments import DEPLOYER_KIND, check_composition, elements_of
 from mlops_nb.sandbox.services.monitoring import Scored, forget_deployment, record_scoring
-from mlops_nb.sandbox.services.rest import memory_count, memory_list
+from mlops_nb.sandbox.services.rest import memory_count, memory_list, workspace_parent
 from mlops_nb.sandbox.store import Store
 
 __all__ = ["job_experiments", "job_key", "leave_deleted_project"]
@@ -140,14 +140,6 @@ def _sink_file(path: Path, mime: str, job_id: str) -> Path:
 
 
 # -- the views --------------------------------------------------------------------------------------------
-
-
-def _parent(call: Call, parent: Any, *, write: bool = False) -> str:
-    parts = str(parent or "").split("/")
-    if len(parts) != 2 or parts[0] != "workspaces" or not parts[1]:
-        raise invalid_argument(f"parent must look like 'workspaces/<workspace id>', got {parent!r}")
-    require_project(call, parts[1], write=write)
-    return parts[1]
 
 
 def _job(call: Call, name: Any, *, write: bool = False) -> dict[str, Any]:
@@ -357,7 +349,7 @@ def _seconds(text: Any) -> float:
 
 @handles("batch.job.create_job", generation="workspaces")
 def create_job(call: Call, request: dict[str, Any]) -> dict[str, Any]:
-    project_id = _parent(call, request.get("parent"), write=True)
+    project_id = workspace_parent(call, request.get("parent"), write=True)
     given = request.get("job") or {}
     source, sink = given.get("source") or {}, given.get("sink") or {}
     _check_spec(source, SOURCE_SPECS, "source")
@@ -411,7 +403,7 @@ def _jobs(call: Call, parent: Any) -> list[dict[str, Any]]:
     if str(parent) == "workspaces/-":
         where, params = readable_projects_sql(call)
     else:
-        where, params = "e.project_id = ?", [_parent(call, parent)]
+        where, params = "e.project_id = ?", [workspace_parent(call, parent)]
     with call.store.reading() as db:
         rows = db.execute(f"SELECT e.data FROM entity e WHERE e.kind = ? AND {where} ORDER BY e.created_time, e.id",
                           (KIND, *params)).fetchall()

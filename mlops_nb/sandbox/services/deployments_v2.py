@@ -83,7 +83,7 @@ from mlops_nb.sandbox.services.deployments import (
     update_deployer,
 )
 from mlops_nb.sandbox.services.environments import default_environment_id
-from mlops_nb.sandbox.services.rest import memory_count, memory_list
+from mlops_nb.sandbox.services.rest import memory_count, memory_list, workspace_parent
 from mlops_nb.wire.messages import message_class, parse_timestamp
 
 __all__ = ["MIGRATIONS", "deployment_name", "forget_pause", "legacy_deployment", "scoring_root", "v2_deployment"]
@@ -129,14 +129,6 @@ def _deployer(call: Call, name: Any, *, suffix: str = "", write: bool = False) -
     if deployer["projectId"] != project_id:
         raise not_found("deployment", str(name))
     return deployer
-
-
-def _workspace(call: Call, parent: Any, *, write: bool = False) -> str:
-    parts = str(parent or "").split("/")
-    if len(parts) != 2 or parts[0] != "workspaces" or not parts[1]:
-        raise invalid_argument(f"parent must look like 'workspaces/<workspace id>', got {parent!r}")
-    require_project(call, parts[1], write=write)
-    return parts[1]
 
 
 # -- V2Deployment <-> the legacy deployer view ------------------------------------------------------------
@@ -340,7 +332,7 @@ def legacy_deployment(v2: dict[str, Any], current: dict[str, Any] | None = None)
 
 @handles("deployer.deployment.create_deployment", generation="workspaces")
 def create_deployment(call: Call, request: dict[str, Any]) -> dict[str, Any]:
-    project_id = _workspace(call, request.get("parent"), write=True)
+    project_id = workspace_parent(call, request.get("parent"), write=True)
     given = request.get("deployment") or {}
     if not given:
         raise invalid_argument("deployment is required (display_name, one of single/shadow/split, securities)")
@@ -367,7 +359,7 @@ def _rows(call: Call, parent: Any) -> list[dict[str, Any]]:
     if str(parent) == "workspaces/-":
         where, params = readable_projects_sql(call)
     else:
-        where, params = "e.project_id = ?", [_workspace(call, parent)]
+        where, params = "e.project_id = ?", [workspace_parent(call, parent)]
     with call.store.reading() as db:
         rows = db.execute(f"SELECT e.data, s.data AS status FROM entity e LEFT JOIN entity s ON s.kind = ? "
                           f"AND s.id = e.id WHERE e.kind = ? AND {where} ORDER BY e.created_time, e.id",
@@ -619,7 +611,7 @@ def _batch_get(call: Call, request: dict[str, Any], suffix: str, view: Callable[
                ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     parent = request.get("parent")
     if str(parent) != "workspaces/-":
-        _workspace(call, parent)
+        workspace_parent(call, parent)
     found, errors = [], {}
     for name in request.get("names") or []:
         try:
@@ -747,7 +739,7 @@ def _legacy_endpoint(call: Call, name: Any) -> dict[str, Any]:
 
 @handles("deployer.endpoint.create_endpoint", generation="workspaces")
 def create_endpoint(call: Call, request: dict[str, Any]) -> dict[str, Any]:
-    project_id = _workspace(call, request.get("parent"), write=True)
+    project_id = workspace_parent(call, request.get("parent"), write=True)
     given = request.get("endpoint") or {}
     target = _legacy_target(call, project_id, given.get("target") or "")
     environment = target.split("/")[3] if target else default_environment_id(project_id)
@@ -768,7 +760,7 @@ _ENDPOINT_FIELDS = {"display_name": "displayName", "description": "description",
 
 
 def _endpoint_rows(call: Call, parent: Any) -> list[dict[str, Any]]:
-    project_id = _workspace(call, parent)
+    project_id = workspace_parent(call, parent)
     with call.store.reading() as db:
         rows = db.execute("SELECT data FROM entity WHERE kind = ? AND project_id = ? ORDER BY created_time, id",
                           (legacy_endpoints.KIND, project_id)).fetchall()
@@ -788,7 +780,7 @@ def count_endpoints(call: Call, request: dict[str, Any]) -> dict[str, Any]:
 
 @handles("deployer.endpoint.batch_get_endpoints", generation="workspaces")
 def batch_get_endpoints(call: Call, request: dict[str, Any]) -> dict[str, Any]:
-    _workspace(call, request.get("parent"))
+    workspace_parent(call, request.get("parent"))
     found, errors = [], {}
     for name in request.get("names") or []:
         try:

@@ -17,6 +17,7 @@ import re
 from typing import Any
 
 from mlops_nb.sandbox.rpc import Call, ListQuery, count_matching, invalid_argument, list_page
+from mlops_nb.sandbox.services.access import require_project
 from mlops_nb.wire.messages import message_class
 
 __all__ = ["memory_count", "memory_list", "rest_count", "rest_list", "resource_id", "storage_filter"]
@@ -33,6 +34,16 @@ def resource_id(name: Any, collection: str, what: str) -> str:
             or not name.split("/", 1)[1]:
         raise invalid_argument(f"{what} must look like '{collection}/<id>', got {name!r}")
     return name.split("/", 1)[1]
+
+
+def workspace_parent(call: Call, parent: Any, *, write: bool = False) -> str:
+    """The project id of a ``parent`` of the shape ``workspaces/<workspace id>`` that the caller may
+    read (or, with ``write``, change); INVALID_ARGUMENT for another shape."""
+    parts = str(parent or "").split("/")
+    if len(parts) != 2 or parts[0] != "workspaces" or not parts[1]:
+        raise invalid_argument(f"parent must look like 'workspaces/<workspace id>', got {parent!r}")
+    require_project(call, parts[1], write=write)
+    return parts[1]
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:
