@@ -368,8 +368,8 @@ def test_login_shows_the_form_prefilled(ip: InteractiveShell) -> None:
     # The form shown, by its widget model id: its fields hold what the line gave.
     from ipywidgets.widgets import widget
 
-    # Every live widget by model id: ipywidgets 8.1 keeps them in _instances, 8.0 in Widget.widgets.
-    _instances = getattr(widget, "_instances", None) or widget.Widget.widgets
+    # Every live widget by model id: ipywidgets 8.1 keeps them in _instances, 8.0 in Widget._active_widgets.
+    _instances = getattr(widget, "_instances", None) or widget.Widget._active_widgets
     form = _instances[views[0].data["application/vnd.jupyter.widget-view+json"]["model_id"]]
     assert isinstance(form, LoginForm)
     assert (form.gateway_url.value, form.client_id.value, form.verify_tls.value) == ("https://api.example", "abc", False)
