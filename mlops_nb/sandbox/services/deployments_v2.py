@@ -83,7 +83,7 @@ from mlops_nb.sandbox.services.deployments import (
     update_deployer,
 )
 from mlops_nb.sandbox.services.environments import default_environment_id
-from mlops_nb.sandbox.services.rest import memory_count, memory_list, workspace_parent
+from mlops_nb.sandbox.services.rest import memory_count, memory_list, public_fields, workspace_parent
 from mlops_nb.wire.messages import message_class, parse_timestamp
 
 __all__ = ["MIGRATIONS", "deployment_name", "forget_pause", "legacy_deployment", "scoring_root", "v2_deployment"]
@@ -383,14 +383,10 @@ def _v2_elements(v2: dict[str, Any]) -> list[dict[str, Any]]:
     return list((v2.get("split") or {}).get("splitElements") or [])
 
 
-def _public(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in row.items() if not k.startswith("_")}
-
-
 @handles("deployer.deployment.list_deployments", generation="workspaces")
 def list_deployments(call: Call, request: dict[str, Any]) -> dict[str, Any]:
     page, token = memory_list(_rows(call, request.get("parent")), request, _FIELDS)
-    return {"deployments": [_public(r) for r in page], "nextPageToken": token}
+    return {"deployments": [public_fields(r) for r in page], "nextPageToken": token}
 
 
 @handles("deployer.deployment.count_deployments", generation="workspaces")

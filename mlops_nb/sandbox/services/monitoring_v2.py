@@ -40,7 +40,7 @@ from mlops_nb.sandbox.services.monitoring import (
     settle,
     training_baseline,
 )
-from mlops_nb.sandbox.services.rest import memory_count, memory_list
+from mlops_nb.sandbox.services.rest import memory_count, memory_list, public_fields
 
 __all__: list[str] = []
 
@@ -162,15 +162,11 @@ def _scoring_rows(call: Call, parent: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def _public(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
-
-
 @handles("monitoring.aggregate.list_baseline_aggregates", generation="workspaces")
 @handles("monitoring.aggregate.list_baseline_aggregates2", generation="workspaces")
 def list_baseline_aggregates(call: Call, request: dict[str, Any]) -> dict[str, Any]:
     page, token = memory_list(_baseline_rows(call, request.get("parent")), request, _FIELDS)
-    return {"baselineAggregates": _public(page), "nextPageToken": token}
+    return {"baselineAggregates": [public_fields(r) for r in page], "nextPageToken": token}
 
 
 @handles("monitoring.aggregate.count_baseline_aggregates", generation="workspaces")
@@ -183,7 +179,7 @@ def count_baseline_aggregates(call: Call, request: dict[str, Any]) -> dict[str, 
 @handles("monitoring.aggregate.list_aggregates2", generation="workspaces")
 def list_aggregates(call: Call, request: dict[str, Any]) -> dict[str, Any]:
     page, token = memory_list(_scoring_rows(call, request.get("parent")), request, _FIELDS)
-    return {"aggregates": _public(page), "nextPageToken": token}
+    return {"aggregates": [public_fields(r) for r in page], "nextPageToken": token}
 
 
 @handles("monitoring.aggregate.count_aggregates", generation="workspaces")

@@ -193,6 +193,11 @@ def _matches(item: dict[str, Any], clauses: list[list[dict[str, Any]]]) -> bool:
     return not clauses or any(all(compare(c) for c in ands) for ands in clauses)
 
 
+def public_fields(item: dict[str, Any]) -> dict[str, Any]:
+    """An in-memory list's item without the keys only the sandbox reads (those starting with ``_``)."""
+    return {k: v for k, v in item.items() if not k.startswith("_")}
+
+
 def memory_list(items: list[dict[str, Any]], request: dict[str, Any], names: dict[str, str],
                 ) -> tuple[list[dict[str, Any]], str]:
     """A REST list over a small fixed list of wire-JSON dicts (filter, orderBy, pageSize, pageToken
